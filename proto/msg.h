@@ -1,0 +1,85 @@
+/* msg.h — the wire messages of proto/PROTOCOL.md: decoding what clients
+ * send (hello, event) and encoding what the server sends (welcome, delta,
+ * error). One message = one JSON object with a "type".
+ *
+ * Decoding is strict about shapes and lenient about unknown extra fields
+ * (ignored, for forward compatibility). */
+#ifndef SW_PROTO_MSG_H
+#define SW_PROTO_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "common/buf.h"
+
+/* Error codes of PROTOCOL-CORE "Server -> client". */
+typedef enum {
+    SW_ERRC_NONE = 0,
+    SW_ERRC_BAD_JSON,          /* "bad_json": not JSON / not an object */
+    SW_ERRC_BAD_MESSAGE,       /* "bad_message": JSON, but not a valid message */
+    SW_ERRC_UNKNOWN_EVENT,     /* "unknown_event" */
+    SW_ERRC_BAD_PAYLOAD,       /* "bad_payload" */
+    SW_ERRC_HANDLER_ERROR,     /* "handler_error" */
+    SW_ERRC_TOO_LARGE,         /* "too_large" */
+    SW_ERRC_RATE_LIMITED,      /* "rate_limited" */
+    SW_ERRC_BAD_RESUME,        /* "bad_resume" */
+    SW_ERRC_STATE_UNAVAILABLE, /* "state_unavailable" (retryable) */
+    SW_ERRC__COUNT
+} sw_errc_t;
+
+/* "bad_json", ... ; "" for SW_ERRC_NONE. */
+const char *sw_errc_name(sw_errc_t code);
+/* Inverse of sw_errc_name; SW_ERRC_NONE when unknown. */
+sw_errc_t sw_errc_parse(const char *name);
+
+/* Bounds on decoded fields. */
+#define SW_TOKEN_MAX 64       /* token: 1..64 chars of [A-Za-z0-9_-] */
+#define SW_CONN_ID_MAX 64     /* conn_id / conn_token: same alphabet */
+#define SW_EVENT_NAME_MAX 160 /* "<state path>.<handler>" */
+
+typedef enum { SW_MSG_HELLO = 1, SW_MSG_EVENT = 2 } sw_msg_type_t;
+
+typedef struct sw_msg {
+    sw_msg_type_t type;
+    /* hello */
+    char token[SW_TOKEN_MAX + 1];        /* "" when omitted */
+    int has_resume;
+    char conn_id[SW_CONN_ID_MAX + 1];
+    char conn_token[SW_CONN_ID_MAX + 1];
+    uint64_t last_seq;
+    /* event */
+    int64_t id;                          /* -1 when absent */
+    char name[SW_EVENT_NAME_MAX + 1];
+    json_t *payload;                     /* owned; {} when absent; must be an object */
+    json_t *router;                      /* owned; NULL when absent; object with string "path" */
+} sw_msg_t;
+
+/* Decode one client message from data/len (not NUL-terminated).
+ * Returns 0 with *out filled (release with sw_msg_destroy), or the error
+ * code (SW_ERRC_BAD_JSON, SW_ERRC_BAD_MESSAGE) with `why` (if not NULL,
+ * `whylen` bytes) describing it; out->id is set whenever the message had a
+ * usable integer id, so the error can carry it. */
+sw_errc_t sw_msg_decode(const char *data, size_t len, sw_msg_t *out, char *why, size_t whylen);
+
+void sw_msg_destroy(sw_msg_t *m);
+
+/* Encoders append one compact JSON message to `out` (no trailing newline).
+ * Return 0, or SW_ETOOLARGE when out's bound is reached. */
+
+/* {"type":"welcome","token":T,"conn_id":C,"conn_token":K,"resumed":B,"seq":N}
+ * (resumed and seq left out when false / 0). */
+int sw_msg_encode_welcome(sw_buf_t *out, const char *token, const char *conn_id,
+                          const char *conn_token, int resumed, uint64_t seq);
+
+/* {"type":"delta","seq":N,"id":I,"delta":{...},"events":[...],"full":true}
+ * id < 0 leaves "id" out; events NULL or empty leaves "events" out; full
+ * false leaves "full" out. delta and events are borrowed. */
+int sw_msg_encode_delta(sw_buf_t *out, uint64_t seq, int64_t id, const json_t *delta,
+                        const json_t *events, int full);
+
+/* {"type":"error","id":I,"code":C,"message":M}; id < 0 leaves "id" out. */
+int sw_msg_encode_error(sw_buf_t *out, int64_t id, sw_errc_t code, const char *message);
+
+#endif

@@ -1,0 +1,57 @@
+/* config.h — the server's configuration: command-line flags, with
+ * STATEWIRE_* environment variables as defaults (flag > env > built-in).
+ *
+ *   --host ADDR              STATEWIRE_HOST              0.0.0.0
+ *   --port N                 STATEWIRE_PORT              8000
+ *   --workers N              STATEWIRE_WORKERS           number of CPUs
+ *   --redis URL              STATEWIRE_REDIS             (none: in-memory, 1 worker)
+ *   --app PATH.so            STATEWIRE_APP               (built-in "rooms")
+ *   --log-level LEVEL        STATEWIRE_LOG_LEVEL         info
+ *   --log-format text|json   STATEWIRE_LOG_FORMAT        text
+ *   --log-file PATH          STATEWIRE_LOG_FILE          stderr
+ *   --token-ttl SECONDS      STATEWIRE_TOKEN_TTL         3600
+ *   --lease-ms MS            STATEWIRE_LEASE_MS          10000
+ *   --max-message-bytes N    STATEWIRE_MAX_MESSAGE_BYTES 65536
+ *   --max-send-bytes N       STATEWIRE_MAX_SEND_BYTES    4194304
+ *   --max-queue N            STATEWIRE_MAX_QUEUE         256 (events queued per token)
+ *   --max-connections N      STATEWIRE_MAX_CONNECTIONS   100000 (per worker)
+ *   --drain-timeout MS       STATEWIRE_DRAIN_TIMEOUT     10000
+ *   --help, --version
+ */
+#ifndef SW_SERVER_CONFIG_H
+#define SW_SERVER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sw_config {
+    char host[256];
+    int port;
+    int workers;
+    char redis_url[512];      /* "" = in-memory store */
+    char app_path[512];       /* "" = built-in rooms app */
+    int log_level;            /* sw_log_level_t */
+    int log_json;
+    char log_file[512];       /* "" = stderr */
+    uint32_t token_ttl_s;
+    uint32_t lease_ms;
+    size_t max_message_bytes;
+    size_t max_send_bytes;
+    uint32_t max_queue;
+    uint32_t max_connections;
+    uint32_t drain_timeout_ms;
+} sw_config_t;
+
+/* Fill cfg with built-in defaults. */
+void sw_config_defaults(sw_config_t *cfg);
+
+/* Apply STATEWIRE_* environment variables, then argv. Returns 0 to run,
+ * 1 when --help/--version printed and the process should exit 0, or
+ * SW_EINVAL on a bad flag or value (a message naming it is printed to
+ * stderr). */
+int sw_config_parse(sw_config_t *cfg, int argc, char **argv);
+
+/* Print usage to stdout. */
+void sw_config_usage(const char *argv0);
+
+#endif

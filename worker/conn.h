@@ -1,0 +1,114 @@
+/* conn.h — one client socket in a worker: HTTP/1.1 (http-parser), the
+ * WebSocket upgrade (RFC 6455, framing by wslay) and the bounded output
+ * queue.
+ *
+ * A connection starts in HTTP mode. `GET <ws_path>` with a valid upgrade
+ * request is answered 101 (Sec-WebSocket-Accept per RFC 6455 §4.2.2) and
+ * the connection switches to WebSocket mode: each complete text message
+ * goes to env->on_message. Other requests go to env->on_http, which must
+ * answer each with sw_conn_http_reply() (keep-alive is honoured; requests
+ * are answered in order). Bad HTTP gets 400, an oversized request head
+ * 431, an oversized body 413, a wrong method on ws_path 405, a failed
+ * upgrade 400 / 426.
+ *
+ * Bounds and what happens at them:
+ *  - WebSocket message over max_message_bytes: close 1009 (RFC 6455 §7.4.1).
+ *  - Output queued for the client over max_send_bytes (a slow reader):
+ *    close 1013 "backpressure", the client is expected to resume.
+ *  - Binary frames: close 1003 (unsupported data). Invalid UTF-8 text: 1007.
+ *
+ * Lifetime: the conn is freed by conn.c, never by a callback. env->on_close
+ * is called exactly once for every conn that had on_open, when it closes
+ * for whatever reason (peer, error, sw_conn_close); the conn is freed
+ * later from the loop, so callers may keep using the pointer until
+ * on_close returns and must drop it then. */
+#ifndef SW_WORKER_CONN_H
+#define SW_WORKER_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <ev.h>
+
+typedef struct sw_conn sw_conn_t;
+
+/* A parsed non-upgrade HTTP request; every pointer borrowed for the
+ * duration of env->on_http. */
+typedef struct sw_http_request {
+    const char *method; /* "GET", "POST", ... */
+    const char *path;   /* path without query, percent-decoding not applied */
+    const char *query;  /* raw query string without '?', "" if none */
+    const char *body;   /* NULL if none */
+    size_t body_len;
+    /* Header lookup, case-insensitive; NULL if absent. */
+    const char *(*header)(const struct sw_http_request *req, const char *name);
+    void *priv;         /* for header() */
+} sw_http_request_t;
+
+typedef struct sw_conn_env {
+    struct ev_loop *loop;
+    const char *ws_path;        /* "/_event" */
+    size_t max_message_bytes;   /* WebSocket message bound */
+    size_t max_send_bytes;      /* per-connection output bound */
+    size_t max_header_bytes;    /* HTTP request head bound (431 above) */
+    size_t max_body_bytes;      /* HTTP body bound (413 above) */
+    void (*on_open)(sw_conn_t *c);
+    void (*on_message)(sw_conn_t *c, const char *data, size_t len);
+    void (*on_close)(sw_conn_t *c);
+    void (*on_http)(sw_conn_t *c, const sw_http_request_t *req);
+    void *udata;                /* the worker */
+    /* Managed by conn.c: */
+    size_t nconns;              /* live connections (HTTP and WebSocket) */
+    size_t nws;                 /* live WebSocket connections */
+    TAILQ_HEAD(sw_conn_list, sw_conn) conns;
+    uint64_t next_id;
+} sw_conn_env_t;
+
+/* Initialise env's managed fields (list, counters); the caller fills the
+ * rest. */
+void sw_conn_env_init(sw_conn_env_t *env);
+
+/* Take ownership of an accepted socket fd (made non-blocking here) and
+ * start reading. Returns the conn, or NULL (fd closed, logged). */
+sw_conn_t *sw_conn_new(sw_conn_env_t *env, int fd);
+
+/* Unique id of the conn within its worker process (never reused). */
+uint64_t sw_conn_id(const sw_conn_t *c);
+
+/* Peer address as "ip:port" (borrowed). */
+const char *sw_conn_peer(const sw_conn_t *c);
+
+/* Per-connection user data (the session). */
+void sw_conn_set_udata(sw_conn_t *c, void *udata);
+void *sw_conn_udata(const sw_conn_t *c);
+
+/* Queue one WebSocket text message (copied). Returns 0; SW_ECLOSED when
+ * the conn is closing; SW_ETOOLARGE when the output bound is reached (the
+ * conn is then closed with 1013 and on_close follows). Writes are batched:
+ * everything queued during one loop iteration goes out in one writev. */
+int sw_conn_send(sw_conn_t *c, const char *data, size_t len);
+
+/* Start the WebSocket closing handshake with `code` and `reason` (RFC 6455
+ * §5.5.1), flush what is queued, then close the socket (forcibly after 2 s).
+ * For an HTTP conn: close after the pending reply. Idempotent. */
+void sw_conn_close(sw_conn_t *c, uint16_t code, const char *reason);
+
+/* Close the socket now, dropping queued output. Idempotent. */
+void sw_conn_abort(sw_conn_t *c);
+
+/* Answer the current HTTP request. `extra_headers` is NULL or CRLF-
+ * terminated header lines. Body copied. */
+void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
+                        const char *extra_headers, const char *body, size_t len);
+
+/* Bytes queued for output and not yet written. */
+size_t sw_conn_pending_bytes(const sw_conn_t *c);
+
+/* Compute Sec-WebSocket-Accept for a client key (RFC 6455 §4.2.2: base64
+ * of SHA-1 of key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"). out must
+ * hold 29 bytes (28 chars + NUL). Returns 0 or SW_EINVAL (key not 24
+ * chars of base64 of 16 bytes). */
+int sw_ws_accept_key(const char *key, size_t key_len, char out[29]);
+
+#endif

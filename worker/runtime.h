@@ -1,0 +1,128 @@
+/* runtime.h — the app runtime: the registry an app declares through
+ * include/statewire.h, a token's state tree in memory, and running one
+ * handler step against it to produce a delta.
+ *
+ * Nothing here does I/O: the worker's event pipeline (worker/token.c)
+ * loads trees from the store, calls sw_runtime_step(), commits what it
+ * says is dirty and sends the delta. */
+#ifndef SW_WORKER_RUNTIME_H
+#define SW_WORKER_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "statewire.h"
+#include "common/buf.h"
+
+/* ---- The app registry ---------------------------------------------------- */
+
+typedef struct sw_appdef sw_appdef_t;
+
+/* Build the registry by running `init` (an app's statewire_app_init).
+ * Returns NULL when init fails or a declaration is invalid (logged).
+ * Validates that every computed var's dependencies exist and that the
+ * dependency graph has no cycle. Caller frees with sw_appdef_free(). */
+sw_appdef_t *sw_appdef_new(sw_app_init_fn init);
+
+/* dlopen() `path` and build the registry from its `statewire_app_init`
+ * symbol. NULL on failure (dlerror() logged). The handle stays open for
+ * the process lifetime. */
+sw_appdef_t *sw_appdef_load(const char *path);
+
+void sw_appdef_free(sw_appdef_t *app);
+
+/* The app's name ("app" when it set none); borrowed. */
+const char *sw_appdef_name(const sw_appdef_t *app);
+
+/* Declared states, in declaration order. Borrowed strings. */
+size_t sw_appdef_nstates(const sw_appdef_t *app);
+const char *sw_appdef_state(const sw_appdef_t *app, size_t i);
+/* Flags (SW_STATE_*) of a state; -1 if not declared. */
+int sw_appdef_state_flags(const sw_appdef_t *app, const char *path);
+
+/* Kind of an event name. */
+typedef enum {
+    SW_EVENT_UNKNOWN = 0,
+    SW_EVENT_HANDLER,  /* "<state>.<handler>" */
+    SW_EVENT_SETTER,   /* "<state>.set_<var>" of a settable var */
+    SW_EVENT_TASK,     /* "<state>.<task>" (background) */
+} sw_event_kind_t;
+
+sw_event_kind_t sw_appdef_event_kind(const sw_appdef_t *app, const char *name);
+
+/* The on_load events for route `path`, in declaration order: fills up to
+ * `max` borrowed names into `out` and returns how many matched (may exceed
+ * max: call again with a bigger array). */
+size_t sw_appdef_on_load(const sw_appdef_t *app, const char *path, const char **out, size_t max);
+
+/* ---- A token's state tree -------------------------------------------------- */
+
+typedef struct sw_tree {
+    const sw_appdef_t *app; /* borrowed */
+    json_t *vars;           /* {state: {var: value}} stored vars, owned */
+    json_t *computed;       /* {state: {var: value}} last computed values, owned */
+    json_t *router;         /* {"path":..., "query":...}, owned; never NULL */
+} sw_tree_t;
+
+/* A tree with every state at its defaults, router {"path":"/"}, and every
+ * computed var computed. */
+void sw_tree_init(sw_tree_t *t, const sw_appdef_t *app);
+void sw_tree_destroy(sw_tree_t *t);
+
+/* Replace the stored vars of `state` with the msgpack map in mp/len (as
+ * written by sw_tree_encode_state). Vars missing from the map keep their
+ * defaults; vars the app no longer declares are dropped. Does not
+ * recompute: call sw_tree_recompute_all() after loading every state.
+ * Returns 0, SW_ENOTFOUND for an undeclared state (ignored by callers:
+ * the app may have dropped it), SW_EINVAL for bad msgpack. */
+int sw_tree_load_state(sw_tree_t *t, const char *state, const char *mp, size_t len);
+
+/* Recompute every computed var (after load). */
+void sw_tree_recompute_all(sw_tree_t *t);
+
+/* Append the msgpack map of `state`'s stored vars (backend-only included,
+ * computed excluded) to out. 0, SW_ENOTFOUND, or SW_ETOOLARGE (buffer
+ * bound). */
+int sw_tree_encode_state(const sw_tree_t *t, const char *state, sw_buf_t *out);
+
+/* The full public state: {state: {var: value}} of every stored and
+ * computed var, backend-only vars excluded. New reference. */
+json_t *sw_tree_full(const sw_tree_t *t);
+
+/* Set the router (steals `router`, which must be an object with a string
+ * "path"; anything else is replaced by {"path":"/"}). Computed vars that
+ * depend on "router" are recomputed; the changes are added to `delta`
+ * ({state: {var: value}}, may be NULL to discard). */
+void sw_tree_set_router(sw_tree_t *t, json_t *router, json_t *delta);
+
+/* ---- Running a handler step -------------------------------------------- */
+
+typedef struct sw_step {
+    int status;              /* SW_DONE, SW_YIELD, or -1 on error */
+    const char *error_code;  /* on error: "unknown_event", "bad_payload" or
+                                "handler_error" (static string) */
+    char error_msg[256];     /* on error: human-readable reason */
+    json_t *delta;           /* {state: {var: value}} public changes incl.
+                                computed; owned; an empty object if none */
+    json_t *actions;         /* [{"name":..,"payload":..}], owned */
+    json_t *chained;         /* [{"name":..,"payload":..}], owned */
+    json_t *dirty;           /* [state, ...] whose stored vars changed (backend-only
+                                included): what must be committed; owned */
+    unsigned sleep_ms;       /* SW_YIELD from a task: delay before next step */
+} sw_step_t;
+
+/* Run step number `step` (0 first) of the event `name` with `payload`
+ * (borrowed; NULL means {}) against tree `t` for `token`. On success the
+ * tree holds the new values and `out` says what changed. On error
+ * (unknown event, handler failure, setter with a bad payload) the tree is
+ * exactly as before the call and out->delta etc. are empty.
+ * Setters ("<state>.set_<var>") are handled here. `out` is initialised by
+ * the call; release it with sw_step_destroy(). Returns out->status. */
+int sw_runtime_step(sw_tree_t *t, const char *token, const char *name, json_t *payload,
+                    unsigned step, sw_step_t *out);
+
+void sw_step_destroy(sw_step_t *s);
+
+#endif

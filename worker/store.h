@@ -1,0 +1,118 @@
+/* store.h — where token state lives: Redis (production) or process memory
+ * (development mode, one worker).
+ *
+ * Key layout (DESIGN.md §4), with a hash tag so one token's keys share one
+ * Cluster slot:
+ *   sw:{TOKEN}        hash: one field per state path (msgpack map of its
+ *                     stored vars), "_seq" (decimal seq of the token's
+ *                     delta stream), "_meta" (msgpack map: router, ...).
+ *                     TTL = token TTL, refreshed on every commit.
+ *   sw:{TOKEN}:lease  string: the lease holder id (SET NX PX).
+ *   sw:{TOKEN}:log    list of the last N delta messages (JSON), newest
+ *                     last, same TTL: the replay log.
+ *
+ * Every write is fenced: one Lua script checks that the lease key still
+ * holds our id, then writes fields, seq, TTLs and the log entry
+ * atomically. A holder whose lease expired or was taken cannot write
+ * (SW_ELEASE).
+ *
+ * All calls are asynchronous: they return 0 after queueing the request and
+ * call the callback exactly once later from the event loop (never from
+ * inside the call), or return a negative SW_E* code and never call it.
+ * A request in flight when Redis goes away completes with SW_EUNAVAIL; a
+ * commit that completes with SW_EUNAVAIL may or may not have been applied
+ * (the caller must reload before trusting its cache). */
+#ifndef SW_WORKER_STORE_H
+#define SW_WORKER_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+typedef struct sw_store sw_store_t;
+
+typedef struct sw_store_opts {
+    const char *redis_url;   /* "redis://host:port/db", "unix:///path[?db=N]";
+                                NULL = in-memory store */
+    const char *holder_id;   /* this worker's lease holder id (borrowed, copied) */
+    uint32_t token_ttl_s;    /* TTL of token keys, seconds (default 3600) */
+    uint32_t lease_ms;       /* lease duration, ms (default 10000) */
+    uint32_t log_max;        /* replay log length (default 256) */
+} sw_store_opts_t;
+
+/* One hash field as read from the store: bytes are borrowed and valid only
+ * during the callback. */
+typedef struct sw_store_field {
+    const char *name;
+    size_t name_len;
+    const char *data;
+    size_t len;
+} sw_store_field_t;
+
+/* Result of sw_store_acquire_load(). */
+typedef struct sw_store_loaded {
+    int status;             /* 0: lease taken and state read;
+                               SW_EBUSY: another holder has the lease (nothing read);
+                               SW_EUNAVAIL: Redis out of reach */
+    int exists;             /* the token hash existed */
+    uint64_t seq;           /* "_seq" (0 if none) */
+    const sw_store_field_t *fields; /* state fields (not "_seq"/"_meta") */
+    size_t nfields;
+    const char *meta;       /* "_meta" msgpack bytes, NULL if none */
+    size_t meta_len;
+} sw_store_loaded_t;
+
+typedef void (*sw_store_load_cb)(void *udata, const sw_store_loaded_t *res);
+
+/* A fenced commit. */
+typedef struct sw_store_commit {
+    const char *token;
+    uint64_t seq;           /* new "_seq" to store (0 = leave unchanged) */
+    const char *log_entry;  /* appended to the replay log; NULL = none */
+    size_t log_len;
+    const sw_store_field_t *fields; /* fields to write (state paths, "_meta") */
+    size_t nfields;
+    int release;            /* release the lease after writing */
+} sw_store_commit_t;
+
+/* status: 0 committed; SW_ELEASE lease not ours (nothing written);
+ * SW_EUNAVAIL Redis out of reach (outcome unknown). */
+typedef void (*sw_store_commit_cb)(void *udata, int status);
+
+/* Connect (Redis: async, with reconnect and backoff; SELECT db when the
+ * URL names one; loads the commit script). Returns NULL on a bad URL
+ * (logged). The store is usable at once: requests made before the
+ * connection is up are queued (Redis) or fail with SW_EUNAVAIL after the
+ * first failed attempt. */
+sw_store_t *sw_store_new(struct ev_loop *loop, const sw_store_opts_t *opts);
+
+/* Close connections; pending callbacks complete with SW_EUNAVAIL before
+ * this returns. */
+void sw_store_free(sw_store_t *s);
+
+/* 1 when the store can take requests now (Redis connected, or memory). */
+int sw_store_ready(const sw_store_t *s);
+
+/* "redis" or "memory". */
+const char *sw_store_kind(const sw_store_t *s);
+
+/* Take the token's lease (SET sw:{T}:lease holder NX PX lease_ms) and read
+ * the token hash (HGETALL sw:{T}) in one pipelined round trip. When the
+ * lease is ours already the SET is refreshed instead. */
+int sw_store_acquire_load(sw_store_t *s, const char *token, sw_store_load_cb cb, void *udata);
+
+/* The fenced commit (one EVALSHA). */
+int sw_store_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_commit_cb cb,
+                    void *udata);
+
+/* Release the lease if it is still ours (compare-and-delete script);
+ * fire and forget. */
+int sw_store_release(sw_store_t *s, const char *token);
+
+/* Parse a Redis URL. host gets the host or the unix socket path; port 0
+ * for unix. Returns 0 or SW_EINVAL. Exposed for config validation and
+ * tests. */
+int sw_store_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db);
+
+#endif
