@@ -98,6 +98,10 @@ char *sw_buf_steal(sw_buf_t *b, size_t *len)
     char *p = b->data;
     if (len)
         *len = b->len;
+    if (p && b->len == 0) {
+        free(p);
+        p = NULL;
+    }
     b->data = NULL;
     b->len = b->cap = 0;
     return p;
