@@ -129,7 +129,10 @@ int sw_app_on_load(sw_app_t *app, const char *pattern, const char *event);
 /* ---- Handler context ---------------------------------------------------- */
 
 /* The value of `<state>.<var>` (stored or computed), borrowed; NULL if no
- * such var is declared. Valid until the next sw_ctx_set() of that var. */
+ * such var is declared. Valid until the next sw_ctx_set() of that var.
+ * Never modify it in place (changes would bypass the delta and the undo on
+ * failure): build a new value (json_deep_copy, or a new array sharing the
+ * elements) and sw_ctx_set() it. */
 json_t *sw_ctx_get(sw_ctx_t *ctx, const char *state, const char *var);
 
 /* Integer / string shorthands: 0 / "" when the var is missing or has
@@ -143,14 +146,18 @@ const char *sw_ctx_get_str(sw_ctx_t *ctx, const char *state, const char *var);
  * computed var. */
 int sw_ctx_set(sw_ctx_t *ctx, const char *state, const char *var, json_t *value);
 
-/* Queue the event `name` with `payload` (stolen; NULL means {}) for this
- * token on the server: it runs right after this handler, before any later
- * client event, without a round trip to the client. Returns 0 or -1. */
+/* Queue the event `name` with `payload` (stolen; NULL means {}; must be an
+ * object) for this token on the server: it runs right after this handler,
+ * before any later client event, without a round trip to the client.
+ * Returns 0, or -1 (logged, payload released) past 64 chained events in one
+ * step or from a computed var. Dropped if the handler fails. */
 int sw_ctx_chain(sw_ctx_t *ctx, const char *name, json_t *payload);
 
 /* Add the client action {"name": name, "payload": payload} to the delta's
  * `events` list (payload stolen; NULL means {}). Client actions are
- * delivered after the delta is applied: "_toast", "_redirect", ... */
+ * delivered after the delta is applied: "_toast", "_redirect", ...
+ * Returns 0, or -1 past 64 actions in one step or from a computed var.
+ * Dropped if the handler fails. */
 int sw_ctx_action(sw_ctx_t *ctx, const char *name, json_t *payload);
 
 /* Failure codes for sw_ctx_fail(). */
@@ -175,7 +182,11 @@ const char *sw_ctx_token(sw_ctx_t *ctx);
 /* The client's current route path ("/room/a"; "/" when unknown), and
  * the value of a route parameter from the on_load pattern that matched
  * ("id" of "/room/[id]"), NULL if the route has no such parameter.
- * Parameters are matched against every declared on_load pattern. */
+ * Parameters are matched against every declared on_load pattern in
+ * declaration order; the first pattern that matches the route and names
+ * the parameter wins ("*" has none). Values are raw path segments (not
+ * percent-decoded) of at most 127 bytes; a longer segment does not match.
+ * The string stays valid during the handler or computed call. */
 const char *sw_ctx_route(sw_ctx_t *ctx);
 const char *sw_ctx_route_param(sw_ctx_t *ctx, const char *name);
 
