@@ -21,7 +21,17 @@
  * inside the call), or return a negative SW_E* code and never call it.
  * A request in flight when Redis goes away completes with SW_EUNAVAIL; a
  * commit that completes with SW_EUNAVAIL may or may not have been applied
- * (the caller must reload before trusting its cache). */
+ * (the caller must reload before trusting its cache).
+ *
+ * Argument errors: a token that is empty, longer than 256 bytes, or holds
+ * spaces, control characters or '{' '}' gives SW_EINVAL, as does a commit
+ * field named "_seq". Bound: at most 65536 requests in flight per store;
+ * beyond that calls return SW_ENOMEM. Every byte a request points to is
+ * copied before the call returns.
+ *
+ * The in-memory store: all memory stores of one process share one table
+ * (like clients of one Redis), so different holder ids contend for
+ * leases; expiry is checked on access and swept every 10 s. */
 #ifndef SW_WORKER_STORE_H
 #define SW_WORKER_STORE_H
 
@@ -81,14 +91,15 @@ typedef struct sw_store_commit {
 typedef void (*sw_store_commit_cb)(void *udata, int status);
 
 /* Connect (Redis: async, with reconnect and backoff; SELECT db when the
- * URL names one; loads the commit script). Returns NULL on a bad URL
- * (logged). The store is usable at once: requests made before the
- * connection is up are queued (Redis) or fail with SW_EUNAVAIL after the
- * first failed attempt. */
+ * URL names one; scripts go by EVALSHA, resent as EVAL on NOSCRIPT).
+ * Returns NULL on a bad URL or an empty holder_id (logged). Zero opts
+ * fields take the defaults. The store is usable at once: requests made
+ * before the connection is up are queued (Redis) or fail with SW_EUNAVAIL
+ * after the first failed attempt. */
 sw_store_t *sw_store_new(struct ev_loop *loop, const sw_store_opts_t *opts);
 
 /* Close connections; pending callbacks complete with SW_EUNAVAIL before
- * this returns. */
+ * this returns. Must not be called from inside a store callback. */
 void sw_store_free(sw_store_t *s);
 
 /* 1 when the store can take requests now (Redis connected, or memory). */
@@ -107,7 +118,8 @@ int sw_store_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_commit_c
                     void *udata);
 
 /* Release the lease if it is still ours (compare-and-delete script);
- * fire and forget. */
+ * fire and forget. Returns 0, SW_EINVAL, or SW_EUNAVAIL while Redis is
+ * down (the lease then simply expires). */
 int sw_store_release(sw_store_t *s, const char *token);
 
 /* Parse a Redis URL. host gets the host or the unix socket path; port 0

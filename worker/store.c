@@ -1,0 +1,347 @@
+/* store.c — the store front end: URL parsing, argument checks, dispatch to
+ * the Redis or memory backend, and the deferred-completion queue both
+ * backends use. */
+#include "worker/store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "worker/store_int.h"
+
+#define DEFAULT_TTL_S 3600
+#define DEFAULT_LEASE_MS 10000
+#define DEFAULT_LOG_MAX 256
+#define DEFAULT_PORT 6379
+
+/* ---- URL ------------------------------------------------------------------ */
+
+/* Parse a decimal in [min, max] from s[0..n). */
+static int parse_num(const char *s, size_t n, long min, long max, int *out)
+{
+    if (n == 0 || n > 10)
+        return SW_EINVAL;
+    long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return SW_EINVAL;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < min || v > max)
+        return SW_EINVAL;
+    *out = (int)v;
+    return 0;
+}
+
+static int copy_out(char *dst, size_t dstlen, const char *s, size_t n)
+{
+    if (n == 0 || n >= dstlen)
+        return SW_EINVAL;
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+int sw_store_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db)
+{
+    if (!url || !host || !port || !db)
+        return SW_EINVAL;
+    *db = 0;
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *path = url + 7;
+        if (path[0] != '/')
+            return SW_EINVAL;
+        const char *q = strchr(path, '?');
+        size_t plen = q ? (size_t)(q - path) : strlen(path);
+        if (q) {
+            if (strncmp(q, "?db=", 4) != 0)
+                return SW_EINVAL;
+            if (parse_num(q + 4, strlen(q + 4), 0, INT_MAX, db) < 0)
+                return SW_EINVAL;
+        }
+        if (copy_out(host, hostlen, path, plen) < 0)
+            return SW_EINVAL;
+        *port = 0;
+        return 0;
+    }
+    if (strncmp(url, "redis://", 8) == 0) {
+        const char *h = url + 8;
+        const char *hend, *rest;
+        if (h[0] == '[') { /* IPv6 literal */
+            const char *close = strchr(h, ']');
+            if (!close)
+                return SW_EINVAL;
+            if (copy_out(host, hostlen, h + 1, (size_t)(close - h - 1)) < 0)
+                return SW_EINVAL;
+            rest = close + 1;
+        } else {
+            hend = h + strcspn(h, ":/?@");
+            if (*hend == '?' || *hend == '@') /* credentials, options: unsupported */
+                return SW_EINVAL;
+            if (copy_out(host, hostlen, h, (size_t)(hend - h)) < 0)
+                return SW_EINVAL;
+            rest = hend;
+        }
+        *port = DEFAULT_PORT;
+        if (*rest == ':') {
+            size_t n = strcspn(rest + 1, "/");
+            if (parse_num(rest + 1, n, 1, 65535, port) < 0)
+                return SW_EINVAL;
+            rest += 1 + n;
+        }
+        if (*rest == '/') {
+            rest++;
+            if (*rest && parse_num(rest, strlen(rest), 0, INT_MAX, db) < 0)
+                return SW_EINVAL;
+        } else if (*rest) {
+            return SW_EINVAL;
+        }
+        return 0;
+    }
+    return SW_EINVAL;
+}
+
+/* ---- Base and deferred completions ------------------------------------------ */
+
+static void done_free(sw_store_done_t *d)
+{
+    free(d->fields);
+    free(d->blob);
+    free(d);
+}
+
+static void deliver(sw_store_t *s, sw_store_done_t *d)
+{
+    if (s->inflight > 0)
+        s->inflight--;
+    if (d->load_cb)
+        d->load_cb(d->udata, &d->loaded);
+    else if (d->commit_cb)
+        d->commit_cb(d->udata, d->status);
+    done_free(d);
+}
+
+static void on_defer(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    sw_store_t *s = sw_container_of(w, sw_store_t, defer_w);
+    /* Deliver what is queued now; completions queued by the callbacks wait
+     * for the next round. */
+    sw_store_done_t *list = s->done_head;
+    s->done_head = s->done_tail = NULL;
+    ev_idle_stop(loop, w);
+    while (list) {
+        sw_store_done_t *d = list;
+        list = d->next;
+        deliver(s, d);
+    }
+}
+
+void sw_store_base_init(sw_store_t *s, const sw_store_ops_t *ops, struct ev_loop *loop,
+                        const sw_store_opts_t *opts)
+{
+    s->ops = ops;
+    s->loop = loop;
+    const char *holder = opts->holder_id ? opts->holder_id : "";
+    s->holder = sw_xstrdup(holder);
+    s->holder_len = strlen(holder);
+    s->token_ttl_s = opts->token_ttl_s ? opts->token_ttl_s : DEFAULT_TTL_S;
+    s->lease_ms = opts->lease_ms ? opts->lease_ms : DEFAULT_LEASE_MS;
+    s->log_max = opts->log_max ? opts->log_max : DEFAULT_LOG_MAX;
+    s->inflight = 0;
+    ev_idle_init(&s->defer_w, on_defer);
+    s->done_head = s->done_tail = NULL;
+}
+
+void sw_store_base_destroy(sw_store_t *s)
+{
+    ev_idle_stop(s->loop, &s->defer_w);
+    while (s->done_head) {
+        sw_store_done_t *d = s->done_head;
+        s->done_head = d->next;
+        if (d->load_cb) {
+            memset(&d->loaded, 0, sizeof(d->loaded));
+            d->loaded.status = SW_EUNAVAIL;
+        }
+        d->status = SW_EUNAVAIL;
+        deliver(s, d);
+    }
+    s->done_tail = NULL;
+    free(s->holder);
+    s->holder = NULL;
+}
+
+void sw_store_defer(sw_store_t *s, sw_store_done_t *d)
+{
+    d->next = NULL;
+    if (s->done_tail)
+        s->done_tail->next = d;
+    else
+        s->done_head = d;
+    s->done_tail = d;
+    ev_idle_start(s->loop, &s->defer_w);
+}
+
+void sw_store_defer_load(sw_store_t *s, sw_store_load_cb cb, void *udata, int status)
+{
+    sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
+    d->load_cb = cb;
+    d->udata = udata;
+    d->loaded.status = status;
+    sw_store_defer(s, d);
+}
+
+void sw_store_defer_commit(sw_store_t *s, sw_store_commit_cb cb, void *udata, int status)
+{
+    sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
+    d->commit_cb = cb;
+    d->udata = udata;
+    d->status = status;
+    sw_store_defer(s, d);
+}
+
+void sw_store_complete_load(sw_store_t *s, sw_store_load_cb cb, void *udata,
+                            const sw_store_loaded_t *res)
+{
+    if (s->inflight > 0)
+        s->inflight--;
+    cb(udata, res);
+}
+
+void sw_store_complete_commit(sw_store_t *s, sw_store_commit_cb cb, void *udata, int status)
+{
+    if (s->inflight > 0)
+        s->inflight--;
+    cb(udata, status);
+}
+
+static int field_is(const sw_store_field_t *f, const char *name)
+{
+    size_t n = strlen(name);
+    return f->name_len == n && memcmp(f->name, name, n) == 0;
+}
+
+void sw_store_loaded_fill(sw_store_loaded_t *res, const sw_store_field_t *raw, size_t nraw,
+                          sw_store_field_t *out)
+{
+    memset(res, 0, sizeof(*res));
+    res->status = 0;
+    res->exists = nraw > 0;
+    res->fields = out;
+    for (size_t i = 0; i < nraw; i++) {
+        const sw_store_field_t *f = &raw[i];
+        if (field_is(f, "_seq")) {
+            char num[24];
+            size_t n = SW_MIN(f->len, sizeof(num) - 1);
+            memcpy(num, f->data, n);
+            num[n] = '\0';
+            res->seq = strtoull(num, NULL, 10);
+        } else if (field_is(f, "_meta")) {
+            res->meta = f->data;
+            res->meta_len = f->len;
+        } else {
+            out[res->nfields++] = *f;
+        }
+    }
+}
+
+/* ---- Public API --------------------------------------------------------------- */
+
+static int token_ok(const char *token)
+{
+    if (!token || !token[0])
+        return 0;
+    size_t n = 0;
+    for (const char *p = token; *p; p++, n++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch <= 0x20 || ch == 0x7f || ch == '{' || ch == '}')
+            return 0;
+    }
+    return n <= SW_STORE_TOKEN_MAX;
+}
+
+sw_store_t *sw_store_new(struct ev_loop *loop, const sw_store_opts_t *opts)
+{
+    if (!loop || !opts) {
+        sw_log(SW_LOG_ERROR, "store: no loop or options");
+        return NULL;
+    }
+    if (!opts->holder_id || !opts->holder_id[0]) {
+        sw_log(SW_LOG_ERROR, "store: empty lease holder id");
+        return NULL;
+    }
+    if (!opts->redis_url)
+        return sw_store_mem_new(loop, opts);
+    char host[512];
+    int port, db;
+    if (sw_store_parse_url(opts->redis_url, host, sizeof(host), &port, &db) < 0) {
+        sw_log(SW_LOG_ERROR,
+               "store: bad Redis URL \"%s\" (want redis://host[:port][/db] or "
+               "unix:///path[?db=N])",
+               opts->redis_url);
+        return NULL;
+    }
+    return sw_store_redis_new(loop, opts, host, port, db);
+}
+
+void sw_store_free(sw_store_t *s)
+{
+    if (!s)
+        return;
+    s->ops->destroy(s); /* frees the backend struct after base destroy */
+}
+
+int sw_store_ready(const sw_store_t *s)
+{
+    return s->ops->ready(s);
+}
+
+const char *sw_store_kind(const sw_store_t *s)
+{
+    return s->ops->kind;
+}
+
+int sw_store_acquire_load(sw_store_t *s, const char *token, sw_store_load_cb cb, void *udata)
+{
+    if (!s || !cb || !token_ok(token))
+        return SW_EINVAL;
+    if (s->inflight >= SW_STORE_MAX_INFLIGHT)
+        return SW_ENOMEM;
+    int rc = s->ops->acquire_load(s, token, cb, udata);
+    if (rc == 0)
+        s->inflight++;
+    return rc;
+}
+
+int sw_store_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_commit_cb cb,
+                    void *udata)
+{
+    if (!s || !c || !cb || !token_ok(c->token))
+        return SW_EINVAL;
+    if (c->nfields > 0 && !c->fields)
+        return SW_EINVAL;
+    if (c->log_len > 0 && !c->log_entry)
+        return SW_EINVAL;
+    for (size_t i = 0; i < c->nfields; i++) {
+        const sw_store_field_t *f = &c->fields[i];
+        if (!f->name || f->name_len == 0 || (f->len > 0 && !f->data) || field_is(f, "_seq"))
+            return SW_EINVAL;
+    }
+    if (s->inflight >= SW_STORE_MAX_INFLIGHT)
+        return SW_ENOMEM;
+    int rc = s->ops->commit(s, c, cb, udata);
+    if (rc == 0)
+        s->inflight++;
+    return rc;
+}
+
+int sw_store_release(sw_store_t *s, const char *token)
+{
+    if (!s || !token_ok(token))
+        return SW_EINVAL;
+    if (s->inflight >= SW_STORE_MAX_INFLIGHT)
+        return SW_ENOMEM;
+    return s->ops->release(s, token);
+}
