@@ -19,9 +19,11 @@
  *
  * Lifetime: the conn is freed by conn.c, never by a callback. env->on_close
  * is called exactly once for every conn that had on_open, when it closes
- * for whatever reason (peer, error, sw_conn_close); the conn is freed
- * later from the loop, so callers may keep using the pointer until
- * on_close returns and must drop it then. */
+ * for whatever reason (peer, error, sw_conn_close); it runs from the loop
+ * (the env's flush step), never inside sw_conn_send/close/abort. The conn
+ * is freed right after on_close returns, so callers may keep using the
+ * pointer until then and must drop it in on_close. A closing conn gets
+ * 2 s to flush and finish the closing handshake, then is closed. */
 #ifndef SW_WORKER_CONN_H
 #define SW_WORKER_CONN_H
 
@@ -63,11 +65,23 @@ typedef struct sw_conn_env {
     size_t nws;                 /* live WebSocket connections */
     TAILQ_HEAD(sw_conn_list, sw_conn) conns;
     uint64_t next_id;
+    /* Runs once per loop iteration before the loop blocks: writes each
+     * dirty conn's output (one write per conn), resumes pipelined HTTP
+     * requests, calls on_close and frees closed conns. Started on the
+     * first sw_conn_new (needs env->loop then); does not keep the loop
+     * alive by itself. */
+    ev_prepare flush;
+    TAILQ_HEAD(sw_conn_pending, sw_conn) pending; /* conns with work for flush */
 } sw_conn_env_t;
 
-/* Initialise env's managed fields (list, counters); the caller fills the
- * rest. */
+/* Initialise env's managed fields (list, counters, the flush watcher);
+ * the caller fills the rest, before or after. Does not touch env->loop. */
 void sw_conn_env_init(sw_conn_env_t *env);
+
+/* Tear down: close every conn now (on_close for those that had on_open),
+ * free them and stop the flush watcher. For shutdown and tests; env can
+ * be initialised again afterwards. */
+void sw_conn_env_destroy(sw_conn_env_t *env);
 
 /* Take ownership of an accepted socket fd (made non-blocking here) and
  * start reading. Returns the conn, or NULL (fd closed, logged). */

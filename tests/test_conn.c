@@ -1,0 +1,835 @@
+/* test_conn.c — HTTP/1.1 and WebSocket connections over loopback.
+ *
+ * A server thread runs an ev loop (ev_loop_new) with a listener on
+ * 127.0.0.1:0 that hands accepted sockets to sw_conn_new. The test thread
+ * talks to it with blocking sockets and hand-built (masked) frames. */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "common/util.h"
+#include "worker/conn.h"
+
+#define MAX_MESSAGE 16384
+#define MAX_SEND (1024 * 1024)
+#define MAX_HEADER 4096
+#define MAX_BODY 65536
+#define FLOOD_MSG (64 * 1024)
+#define FLOOD_TOTAL (10 * 1024 * 1024)
+
+/* ---- server thread ---------------------------------------------------- */
+
+static struct {
+    struct ev_loop *loop;
+    sw_conn_env_t env;
+    ev_io accept_w;
+    ev_async stop_w;
+    ev_timer stat_w;
+    ev_timer async_w;     /* answers GET /async later */
+    sw_conn_t *async_conn;
+    int lfd;
+    int port;
+    pthread_t thread;
+} srv;
+
+static atomic_int g_opens, g_closes, g_double_close, g_nconns, g_nws;
+static atomic_int g_flood_done, g_flood_rc, g_flood_sent;
+
+static void on_open(sw_conn_t *c)
+{
+    int *count = calloc(1, sizeof(int)); /* on_close count of this conn */
+    sw_conn_set_udata(c, count);
+    atomic_fetch_add(&g_opens, 1);
+}
+
+static void on_close(sw_conn_t *c)
+{
+    int *count = sw_conn_udata(c);
+    if (++*count > 1)
+        atomic_fetch_add(&g_double_close, 1);
+    if (sw_conn_send(c, "late", 4) != SW_ECLOSED) /* no Criterion asserts off the main thread */
+        atomic_fetch_add(&g_double_close, 1);
+    free(count); /* a second on_close would be a use-after-free (ASan) */
+    atomic_fetch_add(&g_closes, 1);
+}
+
+static void on_message(sw_conn_t *c, const char *data, size_t len)
+{
+    if (len == 5 && memcmp(data, "close", 5) == 0) {
+        sw_conn_close(c, 1000, "bye");
+        return;
+    }
+    if (len == 5 && memcmp(data, "flood", 5) == 0) {
+        char *chunk = malloc(FLOOD_MSG);
+        memset(chunk, 'x', FLOOD_MSG);
+        int rc = 0, sent = 0;
+        for (size_t total = 0; total < FLOOD_TOTAL; total += FLOOD_MSG) {
+            rc = sw_conn_send(c, chunk, FLOOD_MSG);
+            if (rc != 0)
+                break;
+            sent++;
+        }
+        free(chunk);
+        atomic_store(&g_flood_sent, sent);
+        atomic_store(&g_flood_rc, rc);
+        atomic_store(&g_flood_done, 1);
+        return;
+    }
+    sw_conn_send(c, data, len);
+}
+
+static void on_http(sw_conn_t *c, const sw_http_request_t *req)
+{
+    if (strcmp(req->method, "GET") == 0 && strcmp(req->path, "/healthz") == 0)
+        sw_conn_http_reply(c, 200, "text/plain", NULL, "ok", 2);
+    else if (strcmp(req->path, "/async") == 0) {
+        srv.async_conn = c;
+        ev_timer_start(srv.loop, &srv.async_w);
+    } else if (strcmp(req->path, "/echo") == 0) {
+        const char *h = req->header(req, "x-TEST");
+        char body[256];
+        int n = snprintf(body, sizeof(body), "%s|%s|%s|%.*s", req->method, req->query,
+                         h ? h : "(none)", (int)req->body_len, req->body ? req->body : "");
+        sw_conn_http_reply(c, 200, "text/plain", "X-Extra: 1\r\n", body, (size_t)n);
+    } else
+        sw_conn_http_reply(c, 404, "text/plain", NULL, "not found", 9);
+}
+
+static void async_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    sw_conn_http_reply(srv.async_conn, 200, "text/plain", NULL, "later", 5);
+    srv.async_conn = NULL;
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    int fd = accept(srv.lfd, NULL, NULL);
+    if (fd >= 0)
+        sw_conn_new(&srv.env, fd);
+}
+
+static void stop_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void stat_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    atomic_store(&g_nconns, (int)srv.env.nconns);
+    atomic_store(&g_nws, (int)srv.env.nws);
+}
+
+static void *server_main(void *arg)
+{
+    (void)arg;
+    ev_run(srv.loop, 0);
+    return NULL;
+}
+
+static void setup(void)
+{
+    memset(&srv, 0, sizeof(srv));
+    srv.loop = ev_loop_new(EVFLAG_AUTO);
+    cr_assert_not_null(srv.loop);
+    srv.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(srv.lfd, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = 0};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(srv.lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    cr_assert_eq(listen(srv.lfd, 64), 0);
+    socklen_t sl = sizeof(sin);
+    cr_assert_eq(getsockname(srv.lfd, (struct sockaddr *)&sin, &sl), 0);
+    srv.port = ntohs(sin.sin_port);
+    cr_assert_eq(sw_fd_nonblock(srv.lfd), 0);
+
+    sw_conn_env_init(&srv.env);
+    srv.env.loop = srv.loop;
+    srv.env.ws_path = "/_event";
+    srv.env.max_message_bytes = MAX_MESSAGE;
+    srv.env.max_send_bytes = MAX_SEND;
+    srv.env.max_header_bytes = MAX_HEADER;
+    srv.env.max_body_bytes = MAX_BODY;
+    srv.env.on_open = on_open;
+    srv.env.on_message = on_message;
+    srv.env.on_close = on_close;
+    srv.env.on_http = on_http;
+
+    ev_io_init(&srv.accept_w, accept_cb, srv.lfd, EV_READ);
+    ev_io_start(srv.loop, &srv.accept_w);
+    ev_async_init(&srv.stop_w, stop_cb);
+    ev_async_start(srv.loop, &srv.stop_w);
+    ev_timer_init(&srv.stat_w, stat_cb, 0.002, 0.002);
+    ev_timer_start(srv.loop, &srv.stat_w);
+    ev_timer_init(&srv.async_w, async_cb, 0.02, 0.);
+    cr_assert_eq(pthread_create(&srv.thread, NULL, server_main, NULL), 0);
+}
+
+static void teardown(void)
+{
+    ev_async_send(srv.loop, &srv.stop_w);
+    pthread_join(srv.thread, NULL);
+    sw_conn_env_destroy(&srv.env);
+    close(srv.lfd);
+    ev_loop_destroy(srv.loop);
+}
+
+/* Wait (bounded) until the server has no connections and every opened
+ * conn got its on_close; then check it. */
+static void expect_idle(int opens)
+{
+    for (int i = 0; i < 2500; i++) {
+        if (atomic_load(&g_nconns) == 0 && atomic_load(&g_closes) == atomic_load(&g_opens))
+            break;
+        usleep(2000);
+    }
+    cr_assert_eq(atomic_load(&g_nconns), 0, "nconns did not return to 0");
+    cr_assert_eq(atomic_load(&g_nws), 0);
+    cr_assert_eq(atomic_load(&g_opens), opens);
+    cr_assert_eq(atomic_load(&g_closes), opens, "on_close once per opened conn");
+    cr_assert_eq(atomic_load(&g_double_close), 0);
+}
+
+TestSuite(conn, .init = setup, .fini = teardown, .timeout = 30);
+
+/* ---- client helpers --------------------------------------------------- */
+
+static int cli_connect(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    return fd;
+}
+
+static void cli_write(int fd, const void *p, size_t n)
+{
+    const char *b = p;
+    while (n) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        cr_assert_gt(w, 0, "send: %s", strerror(errno));
+        b += w;
+        n -= (size_t)w;
+    }
+}
+
+static void cli_write_str(int fd, const char *s)
+{
+    cli_write(fd, s, strlen(s));
+}
+
+/* Read exactly n bytes; returns 0, or -1 on EOF/error/timeout. */
+static int read_exact(int fd, void *p, size_t n)
+{
+    char *b = p;
+    while (n) {
+        ssize_t r = read(fd, b, n);
+        if (r <= 0)
+            return -1;
+        b += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* 1 when the peer closed (EOF or reset) with nothing more to read. */
+static int read_eof(int fd)
+{
+    char ch;
+    ssize_t r = read(fd, &ch, 1);
+    return r == 0 || (r < 0 && errno == ECONNRESET);
+}
+
+typedef struct {
+    int status;
+    char head[8192];
+    char body[8192];
+    size_t body_len;
+} http_resp_t;
+
+/* Read one response (head byte by byte, then Content-Length bytes). */
+static int read_response(int fd, http_resp_t *r)
+{
+    size_t n = 0;
+    memset(r, 0, sizeof(*r));
+    while (n + 1 < sizeof(r->head)) {
+        if (read_exact(fd, r->head + n, 1) < 0)
+            return -1;
+        n++;
+        if (n >= 4 && memcmp(r->head + n - 4, "\r\n\r\n", 4) == 0)
+            break;
+    }
+    r->head[n] = '\0';
+    if (sscanf(r->head, "HTTP/1.1 %d", &r->status) != 1)
+        return -1;
+    const char *cl = strcasestr(r->head, "\r\nContent-Length:");
+    size_t len = cl ? strtoul(cl + 17, NULL, 10) : 0;
+    if (len >= sizeof(r->body))
+        return -1;
+    if (len && read_exact(fd, r->body, len) < 0)
+        return -1;
+    r->body_len = len;
+    return r->status;
+}
+
+static int has_header(const http_resp_t *r, const char *line)
+{
+    return strcasestr(r->head, line) != NULL;
+}
+
+static int http_once(const char *request, http_resp_t *r)
+{
+    int fd = cli_connect();
+    cli_write_str(fd, request);
+    int st = read_response(fd, r);
+    close(fd);
+    return st;
+}
+
+/* Build a client frame: FIN bit, opcode, payload, masked or not. */
+static void ws_send_frame(int fd, int fin, int opcode, const void *payload, size_t len, int masked)
+{
+    uint8_t *f = malloc(len + 14);
+    size_t n = 0;
+    static const uint8_t key[4] = {0x37, 0xfa, 0x21, 0x3d};
+    f[n++] = (uint8_t)((fin ? 0x80 : 0) | (opcode & 0x0f));
+    uint8_t mbit = masked ? 0x80 : 0;
+    if (len < 126) {
+        f[n++] = (uint8_t)(mbit | len);
+    } else if (len < 65536) {
+        f[n++] = mbit | 126;
+        f[n++] = (uint8_t)(len >> 8);
+        f[n++] = (uint8_t)len;
+    } else {
+        f[n++] = mbit | 127;
+        for (int i = 7; i >= 0; i--)
+            f[n++] = (uint8_t)((uint64_t)len >> (8 * i));
+    }
+    if (masked) {
+        memcpy(f + n, key, 4);
+        n += 4;
+    }
+    for (size_t i = 0; i < len; i++)
+        f[n + i] = ((const uint8_t *)payload)[i] ^ (masked ? key[i % 4] : 0);
+    cli_write(fd, f, n + len);
+    free(f);
+}
+
+static void ws_send_text(int fd, const char *s)
+{
+    ws_send_frame(fd, 1, 0x1, s, strlen(s), 1);
+}
+
+static void ws_send_close(int fd, uint16_t code)
+{
+    uint8_t p[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+    ws_send_frame(fd, 1, 0x8, p, 2, 1);
+}
+
+typedef struct {
+    int fin, opcode;
+    uint8_t *data; /* NUL-terminated, owned */
+    size_t len;
+} frame_t;
+
+/* Read one server frame (must be unmasked). 0 or -1 on EOF/error. */
+static int ws_read_frame(int fd, frame_t *fr)
+{
+    uint8_t h[2];
+    memset(fr, 0, sizeof(*fr));
+    if (read_exact(fd, h, 2) < 0)
+        return -1;
+    fr->fin = h[0] >> 7;
+    fr->opcode = h[0] & 0x0f;
+    cr_assert_eq(h[1] & 0x80, 0, "server frames are not masked");
+    uint64_t len = h[1] & 0x7f;
+    if (len == 126) {
+        uint8_t e[2];
+        if (read_exact(fd, e, 2) < 0)
+            return -1;
+        len = ((uint64_t)e[0] << 8) | e[1];
+    } else if (len == 127) {
+        uint8_t e[8];
+        if (read_exact(fd, e, 8) < 0)
+            return -1;
+        len = 0;
+        for (int i = 0; i < 8; i++)
+            len = (len << 8) | e[i];
+    }
+    cr_assert_lt(len, (uint64_t)64 << 20);
+    fr->data = malloc(len + 1);
+    if (len && read_exact(fd, fr->data, len) < 0) {
+        free(fr->data);
+        fr->data = NULL;
+        return -1;
+    }
+    fr->data[len] = 0;
+    fr->len = len;
+    return 0;
+}
+
+/* Read frames until a close frame; returns its status code (-1 on EOF
+ * first). `reason` gets the reason text if non-NULL. `skipped` counts the
+ * payload bytes of data frames read before it. */
+static int ws_expect_close(int fd, char *reason, size_t reason_cap, size_t *skipped)
+{
+    frame_t fr;
+    size_t skip = 0;
+    for (;;) {
+        if (ws_read_frame(fd, &fr) < 0)
+            return -1;
+        if (fr.opcode == 0x8)
+            break;
+        skip += fr.len;
+        free(fr.data);
+    }
+    int code = fr.len >= 2 ? (fr.data[0] << 8) | fr.data[1] : 1005;
+    if (reason && reason_cap) {
+        size_t rl = fr.len > 2 ? fr.len - 2 : 0;
+        if (rl >= reason_cap)
+            rl = reason_cap - 1;
+        memcpy(reason, fr.data + 2, rl);
+        reason[rl] = 0;
+    }
+    if (skipped)
+        *skipped = skip;
+    free(fr.data);
+    return code;
+}
+
+#define UPGRADE_REQ(key)                                                                           \
+    "GET /_event HTTP/1.1\r\n"                                                                     \
+    "Host: localhost\r\n"                                                                          \
+    "Upgrade: websocket\r\n"                                                                       \
+    "Connection: keep-alive, Upgrade\r\n"                                                          \
+    "Sec-WebSocket-Key: " key "\r\n"                                                               \
+    "Sec-WebSocket-Version: 13\r\n\r\n"
+
+/* Connect and upgrade; returns the socket. */
+static int ws_connect(void)
+{
+    int fd = cli_connect();
+    http_resp_t r;
+    cli_write_str(fd, UPGRADE_REQ("dGhlIHNhbXBsZSBub25jZQ=="));
+    cr_assert_eq(read_response(fd, &r), 101, "%s", r.head);
+    return fd;
+}
+
+/* Client-initiated close: close frame, expect the echo, then EOF. */
+static void ws_close_clean(int fd)
+{
+    ws_send_close(fd, 1000);
+    cr_assert_eq(ws_expect_close(fd, NULL, 0, NULL), 1000);
+    cr_assert(read_eof(fd), "server closes after the closing handshake");
+    close(fd);
+}
+
+static void expect_text(int fd, const char *want)
+{
+    frame_t fr;
+    cr_assert_eq(ws_read_frame(fd, &fr), 0);
+    cr_assert_eq(fr.opcode, 0x1);
+    cr_assert_eq(fr.fin, 1);
+    cr_assert_eq(fr.len, strlen(want));
+    cr_assert_str_eq((char *)fr.data, want);
+    free(fr.data);
+}
+
+/* ---- WebSocket -------------------------------------------------------- */
+
+Test(conn, upgrade_accept_header)
+{
+    int fd = cli_connect();
+    http_resp_t r;
+    cli_write_str(fd, UPGRADE_REQ("dGhlIHNhbXBsZSBub25jZQ=="));
+    cr_assert_eq(read_response(fd, &r), 101);
+    cr_assert(has_header(&r, "\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "%s",
+              r.head);
+    cr_assert(has_header(&r, "\r\nUpgrade: websocket\r\n"));
+    cr_assert(has_header(&r, "\r\nConnection: Upgrade\r\n"));
+    ws_close_clean(fd);
+    expect_idle(1);
+}
+
+Test(conn, echo_text)
+{
+    int fd = ws_connect();
+    ws_send_text(fd, "hello");
+    expect_text(fd, "hello");
+    ws_send_text(fd, "");
+    expect_text(fd, "");
+    ws_send_text(fd, "h\xc3\xa9llo \xe2\x82\xac");
+    expect_text(fd, "h\xc3\xa9llo \xe2\x82\xac");
+    ws_close_clean(fd);
+    expect_idle(1);
+}
+
+Test(conn, frame_in_same_packet_as_head)
+{
+    /* Bytes after the request head are the first WebSocket bytes. */
+    int fd = cli_connect();
+    char buf[512];
+    size_t n = strlen(UPGRADE_REQ("dGhlIHNhbXBsZSBub25jZQ=="));
+    memcpy(buf, UPGRADE_REQ("dGhlIHNhbXBsZSBub25jZQ=="), n);
+    /* masked "early" with a zero mask */
+    const uint8_t frame[] = {0x81, 0x85, 0, 0, 0, 0, 'e', 'a', 'r', 'l', 'y'};
+    memcpy(buf + n, frame, sizeof(frame));
+    cli_write(fd, buf, n + sizeof(frame));
+    http_resp_t r;
+    cr_assert_eq(read_response(fd, &r), 101);
+    expect_text(fd, "early");
+    ws_close_clean(fd);
+    expect_idle(1);
+}
+
+Test(conn, fragmented_message_with_ping)
+{
+    int fd = ws_connect();
+    ws_send_frame(fd, 0, 0x1, "hel", 3, 1);
+    ws_send_frame(fd, 1, 0x9, "p1", 2, 1); /* ping between fragments */
+    ws_send_frame(fd, 0, 0x0, "lo ", 3, 1);
+    ws_send_frame(fd, 1, 0x0, "world", 5, 1);
+    frame_t fr;
+    cr_assert_eq(ws_read_frame(fd, &fr), 0);
+    cr_assert_eq(fr.opcode, 0xA, "pong");
+    cr_assert_eq(fr.len, 2);
+    cr_assert_eq(memcmp(fr.data, "p1", 2), 0);
+    free(fr.data);
+    expect_text(fd, "hello world");
+    ws_close_clean(fd);
+    expect_idle(1);
+}
+
+Test(conn, message_too_big_1009)
+{
+    int fd = ws_connect();
+    size_t len = MAX_MESSAGE + 1000;
+    char *big = malloc(len);
+    memset(big, 'a', len);
+    ws_send_frame(fd, 1, 0x1, big, len, 1);
+    free(big);
+    cr_assert_eq(ws_expect_close(fd, NULL, 0, NULL), 1009);
+    close(fd);
+    expect_idle(1);
+}
+
+Test(conn, fragmented_too_big_1009)
+{
+    int fd = ws_connect();
+    char *part = malloc(MAX_MESSAGE / 2 + 10);
+    memset(part, 'b', MAX_MESSAGE / 2 + 10);
+    ws_send_frame(fd, 0, 0x1, part, MAX_MESSAGE / 2 + 10, 1);
+    ws_send_frame(fd, 1, 0x0, part, MAX_MESSAGE / 2 + 10, 1);
+    free(part);
+    cr_assert_eq(ws_expect_close(fd, NULL, 0, NULL), 1009);
+    close(fd);
+    expect_idle(1);
+}
+
+Test(conn, binary_1003)
+{
+    int fd = ws_connect();
+    ws_send_frame(fd, 1, 0x2, "\x01\x02", 2, 1);
+    cr_assert_eq(ws_expect_close(fd, NULL, 0, NULL), 1003);
+    ws_send_close(fd, 1003);
+    cr_assert(read_eof(fd));
+    close(fd);
+    expect_idle(1);
+}
+
+Test(conn, invalid_utf8_1007)
+{
+    int fd = ws_connect();
+    ws_send_frame(fd, 1, 0x1, "ok\xc3\x28", 4, 1);
+    cr_assert_eq(ws_expect_close(fd, NULL, 0, NULL), 1007);
+    close(fd);
+    expect_idle(1);
+}
+
+Test(conn, truncated_utf8_across_fragments_1007)
+{
+    int fd = ws_connect();
+    ws_send_frame(fd, 0, 0x1, "ab\xe2\x82", 4, 1);
+    ws_send_frame(fd, 1, 0x0, "", 0, 1);
+    cr_assert_eq(ws_expect_close(fd, NULL, 0, NULL), 1007);
+    close(fd);
+    expect_idle(1);
+}
+
+Test(conn, unmasked_1002)
+{
+    int fd = ws_connect();
+    ws_send_frame(fd, 1, 0x1, "hi", 2, 0);
+    cr_assert_eq(ws_expect_close(fd, NULL, 0, NULL), 1002);
+    close(fd);
+    expect_idle(1);
+}
+
+Test(conn, server_close_1000_bye)
+{
+    int fd = ws_connect();
+    ws_send_text(fd, "before");
+    ws_send_text(fd, "close");
+    expect_text(fd, "before");
+    char reason[64];
+    cr_assert_eq(ws_expect_close(fd, reason, sizeof(reason), NULL), 1000);
+    cr_assert_str_eq(reason, "bye");
+    ws_send_close(fd, 1000);
+    cr_assert(read_eof(fd), "server closes after the peer's close");
+    close(fd);
+    expect_idle(1);
+}
+
+Test(conn, server_close_timeout_without_peer_close)
+{
+    int fd = ws_connect();
+    ws_send_text(fd, "close");
+    cr_assert_eq(ws_expect_close(fd, NULL, 0, NULL), 1000);
+    /* No close reply: the server gives up after its close timeout. */
+    cr_assert(read_eof(fd));
+    close(fd);
+    expect_idle(1);
+}
+
+Test(conn, flood_backpressure_1013)
+{
+    int fd = ws_connect();
+    ws_send_text(fd, "flood");
+    /* Do not read until the server has queued all it could. */
+    for (int i = 0; i < 2500 && !atomic_load(&g_flood_done); i++)
+        usleep(2000);
+    cr_assert(atomic_load(&g_flood_done));
+    cr_assert_eq(atomic_load(&g_flood_rc), SW_ETOOLARGE);
+    cr_assert_lt((size_t)atomic_load(&g_flood_sent) * FLOOD_MSG, (size_t)FLOOD_TOTAL);
+    size_t skipped = 0;
+    char reason[64];
+    cr_assert_eq(ws_expect_close(fd, reason, sizeof(reason), &skipped), 1013);
+    cr_assert_str_eq(reason, "backpressure");
+    cr_assert_eq(skipped, (size_t)atomic_load(&g_flood_sent) * FLOOD_MSG,
+                 "messages queued before the bound are delivered, then the close");
+    cr_assert_leq(skipped, (size_t)MAX_SEND);
+    close(fd);
+    expect_idle(1);
+}
+
+Test(conn, abrupt_client_close_calls_on_close)
+{
+    int fds[5];
+    for (int i = 0; i < 5; i++)
+        fds[i] = ws_connect();
+    ws_send_text(fds[0], "x");
+    expect_text(fds[0], "x");
+    for (int i = 0; i < 5; i++)
+        close(fds[i]);
+    /* And one that closes in the middle of a frame. */
+    int fd = ws_connect();
+    const uint8_t partial[] = {0x81, 0x85, 1, 2};
+    cli_write(fd, partial, sizeof(partial));
+    close(fd);
+    expect_idle(6);
+}
+
+/* ---- HTTP ------------------------------------------------------------- */
+
+Test(conn, healthz_keepalive_and_pipelining)
+{
+    int fd = cli_connect();
+    http_resp_t r;
+    cli_write_str(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 200, "%s", r.head);
+    cr_assert_eq(r.body_len, 2);
+    cr_assert_str_eq(r.body, "ok");
+    cr_assert(has_header(&r, "\r\nContent-Type: text/plain\r\n"));
+    cr_assert(!has_header(&r, "Connection: close"));
+    /* second request on the same socket */
+    cli_write_str(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 200);
+    cr_assert_str_eq(r.body, "ok");
+    /* pipelined: answered in order */
+    cli_write_str(fd, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "POST /echo?a=1 HTTP/1.1\r\nHost: x\r\nX-Test: v\r\nContent-Length: 4\r\n\r\nbody"
+                      "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 404);
+    cr_assert_eq(read_response(fd, &r), 200);
+    cr_assert_str_eq(r.body, "POST|a=1|v|body");
+    cr_assert(has_header(&r, "\r\nX-Extra: 1\r\n"));
+    cr_assert_eq(read_response(fd, &r), 200);
+    cr_assert(has_header(&r, "\r\nConnection: close\r\n"));
+    cr_assert(read_eof(fd));
+    close(fd);
+    expect_idle(0);
+}
+
+Test(conn, async_reply_keeps_pipelined_order)
+{
+    int fd = cli_connect();
+    http_resp_t r;
+    cli_write_str(fd, "GET /async HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 200);
+    cr_assert_str_eq(r.body, "later");
+    cr_assert_eq(read_response(fd, &r), 200);
+    cr_assert_str_eq(r.body, "ok");
+    /* idle keep-alive conn, then another async request */
+    cli_write_str(fd, "GET /async HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 200);
+    cr_assert_str_eq(r.body, "later");
+    close(fd);
+    expect_idle(0);
+}
+
+Test(conn, http10_closes)
+{
+    int fd = cli_connect();
+    http_resp_t r;
+    cli_write_str(fd, "GET /healthz HTTP/1.0\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 200);
+    cr_assert(has_header(&r, "\r\nConnection: close\r\n"));
+    cr_assert(read_eof(fd));
+    close(fd);
+    expect_idle(0);
+}
+
+Test(conn, unknown_path_404)
+{
+    http_resp_t r;
+    cr_assert_eq(http_once("GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n", &r), 404);
+    cr_assert_str_eq(r.body, "not found");
+    expect_idle(0);
+}
+
+Test(conn, post_ws_path_405)
+{
+    http_resp_t r;
+    cr_assert_eq(http_once("POST /_event HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", &r),
+                 405);
+    cr_assert(has_header(&r, "\r\nAllow: GET\r\n"));
+    expect_idle(0);
+}
+
+Test(conn, missing_version_426)
+{
+    http_resp_t r;
+    cr_assert_eq(http_once("GET /_event HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+                           &r),
+                 426);
+    cr_assert(has_header(&r, "\r\nSec-WebSocket-Version: 13\r\n"));
+    cr_assert_eq(http_once("GET /_event HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                           "Sec-WebSocket-Version: 8\r\n\r\n",
+                           &r),
+                 426);
+    expect_idle(0);
+}
+
+Test(conn, no_upgrade_headers_426)
+{
+    http_resp_t r;
+    cr_assert_eq(http_once("GET /_event HTTP/1.1\r\nHost: x\r\n\r\n", &r), 426);
+    cr_assert(has_header(&r, "\r\nUpgrade: websocket\r\n"));
+    expect_idle(0);
+}
+
+Test(conn, bad_key_400)
+{
+    http_resp_t r;
+    cr_assert_eq(http_once(UPGRADE_REQ("c2hvcnQ="), &r), 400);
+    cr_assert_eq(http_once(UPGRADE_REQ("!!!!!!!!!!!!!!!!!!!!!!=="), &r), 400);
+    cr_assert_eq(http_once("GET /_event HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                           "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                           &r),
+                 400);
+    expect_idle(0);
+}
+
+Test(conn, garbage_400)
+{
+    http_resp_t r;
+    cr_assert_eq(http_once("\x01\x02 garbage \x7f\r\n\r\n", &r), 400);
+    cr_assert(has_header(&r, "\r\nConnection: close\r\n"));
+    cr_assert_eq(http_once("GET / HTTP/1.1\r\nBad Header\r\n\r\n", &r), 400);
+    expect_idle(0);
+}
+
+Test(conn, head_too_large_431)
+{
+    size_t n = MAX_HEADER * 2;
+    char *req = malloc(n + 256);
+    int off = sprintf(req, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    memset(req + off, 'a', n);
+    strcpy(req + off + n, "\r\n\r\n");
+    http_resp_t r;
+    cr_assert_eq(http_once(req, &r), 431);
+    free(req);
+    /* a head that never ends */
+    int fd = cli_connect();
+    char *junk = malloc(MAX_HEADER * 3);
+    memcpy(junk, "GET /healthz HTTP/1.1\r\nX-A: ", 28);
+    memset(junk + 28, 'z', MAX_HEADER * 3 - 28);
+    cli_write(fd, junk, MAX_HEADER * 3);
+    free(junk);
+    cr_assert_eq(read_response(fd, &r), 431);
+    cr_assert(read_eof(fd));
+    close(fd);
+    expect_idle(0);
+}
+
+Test(conn, too_many_headers_431)
+{
+    char req[4096];
+    int off = sprintf(req, "GET /healthz HTTP/1.1\r\n");
+    for (int i = 0; i < 70; i++)
+        off += sprintf(req + off, "X-H%d: v\r\n", i);
+    strcpy(req + off, "\r\n");
+    http_resp_t r;
+    cr_assert_eq(http_once(req, &r), 431);
+    expect_idle(0);
+}
+
+Test(conn, body_too_large_413)
+{
+    http_resp_t r;
+    cr_assert_eq(http_once("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", &r),
+                 413);
+    /* chunked body over the bound */
+    int fd = cli_connect();
+    cli_write_str(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    char *chunk = malloc(MAX_BODY + 64);
+    int n = sprintf(chunk, "%x\r\n", MAX_BODY + 1);
+    memset(chunk + n, 'q', MAX_BODY + 1);
+    cli_write(fd, chunk, (size_t)n + MAX_BODY + 1);
+    free(chunk);
+    cr_assert_eq(read_response(fd, &r), 413);
+    close(fd);
+    expect_idle(0);
+}

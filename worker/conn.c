@@ -1,0 +1,1004 @@
+/* conn.c — client sockets: HTTP/1.1 (http-parser), the WebSocket upgrade
+ * (RFC 6455 §4.2) and WebSocket framing (wslay event API).
+ *
+ * Output never goes to the socket from inside a library callback: wslay's
+ * send_callback and sw_conn_http_reply() append to the conn's `out`
+ * buffer and put the conn on env->pending; the env's ev_prepare watcher
+ * (`flush`) writes each pending conn once per loop iteration (one send()
+ * per conn), resumes pipelined HTTP requests, and calls on_close and frees
+ * closed conns. A conn whose socket would block waits for EV_WRITE.
+ *
+ * Closing: a closing conn stops processing input, flushes its output,
+ * then (HTTP, or WebSocket once both close frames are exchanged) shuts
+ * down its write side and drains input until the peer's EOF, so the peer
+ * reads everything before the socket goes (no RST on unread input). The
+ * whole closing phase is bounded by CLOSE_TIMEOUT. */
+#include "worker/conn.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <http_parser.h>
+#include <openssl/evp.h>
+#include <wslay/wslay.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define READ_CHUNK 16384           /* bytes per read(2) */
+#define MAX_HEADERS 64             /* request headers; 431 above */
+#define CLOSE_TIMEOUT 2.0          /* seconds for the closing phase */
+#define DEFAULT_MAX_HEADER 8192
+#define DEFAULT_MAX_BODY (1024 * 1024)
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+enum { MODE_HTTP = 0, MODE_WS = 1 };
+enum { LAST_NONE, LAST_URL, LAST_FIELD, LAST_VALUE };
+
+/* Parser state of the request being read; allocated while a request is in
+ * progress, freed when the conn is idle or upgraded. */
+typedef struct http_state {
+    http_parser parser;
+    sw_buf_t hb;     /* url \0 (name \0 value \0)* [path \0 query \0] */
+    sw_buf_t body;
+    size_t url_len;
+    uint32_t name_off[MAX_HEADERS];
+    uint32_t val_off[MAX_HEADERS];
+    int nhdr;
+    int last;          /* LAST_*: which callback appended last */
+    int in_msg;        /* a request has begun and not completed */
+    int headers_done;
+    int complete;      /* on_message_complete seen, not dispatched yet */
+    int error_status;  /* 413 / 431 decided in a callback */
+    int keep_alive;
+    size_t head_bytes; /* bytes fed while the head was incomplete */
+} http_state_t;
+
+struct sw_conn {
+    sw_conn_env_t *env;
+    TAILQ_ENTRY(sw_conn) link;  /* env->conns */
+    TAILQ_ENTRY(sw_conn) plink; /* env->pending */
+    uint64_t id;
+    int fd;
+    ev_io rio;
+    ev_io wio;
+    ev_timer timer; /* bounds the closing phase */
+    unsigned mode : 1;
+    unsigned in_pending : 1;
+    unsigned closing : 1;        /* input ignored, output flushing */
+    unsigned shut_wr : 1;        /* SHUT_WR done, draining until EOF */
+    unsigned dead : 1;           /* socket closed, waiting for the reap */
+    unsigned opened : 1;         /* on_open called: on_close owed */
+    unsigned awaiting_reply : 1; /* an HTTP request waits for its reply */
+    unsigned keep_alive : 1;     /* of the request being answered */
+    unsigned head_req : 1;       /* the request being answered is HEAD */
+    unsigned close_after_reply : 1;
+    unsigned need_parse : 1;     /* pipelined input to parse after a reply */
+    unsigned in_input : 1;       /* inside http_input() */
+    sw_buf_t in;  /* unparsed input: pipelined HTTP, first WebSocket bytes */
+    sw_buf_t out; /* bytes for the socket */
+    http_state_t *hs;
+    wslay_event_context_ptr ws;
+    const char *feed; /* input offered to wslay's recv_callback */
+    size_t feed_len;
+    char *peer;
+    void *udata;
+};
+
+static void conn_flush(sw_conn_t *c);
+static void http_resume(sw_conn_t *c);
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static size_t max_header(const sw_conn_env_t *env)
+{
+    return env->max_header_bytes ? env->max_header_bytes : DEFAULT_MAX_HEADER;
+}
+
+static size_t max_body(const sw_conn_env_t *env)
+{
+    return env->max_body_bytes ? env->max_body_bytes : DEFAULT_MAX_BODY;
+}
+
+static void mark_pending(sw_conn_t *c)
+{
+    if (c->in_pending)
+        return;
+    TAILQ_INSERT_TAIL(&c->env->pending, c, plink);
+    c->in_pending = 1;
+}
+
+static void unmark_pending(sw_conn_t *c)
+{
+    if (!c->in_pending)
+        return;
+    TAILQ_REMOVE(&c->env->pending, c, plink);
+    c->in_pending = 0;
+}
+
+static void hs_free(sw_conn_t *c)
+{
+    if (!c->hs)
+        return;
+    sw_buf_destroy(&c->hs->hb);
+    sw_buf_destroy(&c->hs->body);
+    free(c->hs);
+    c->hs = NULL;
+}
+
+/* Close the socket now; output is dropped. The reap (on_close, free)
+ * follows from the flush watcher. */
+static void conn_finish(sw_conn_t *c)
+{
+    sw_conn_env_t *env = c->env;
+    if (c->dead)
+        return;
+    if (c->opened)
+        (void)sw_conn_peer(c); /* keep the address for on_close */
+    ev_io_stop(env->loop, &c->rio);
+    ev_io_stop(env->loop, &c->wio);
+    ev_timer_stop(env->loop, &c->timer);
+    close(c->fd);
+    c->fd = -1;
+    c->dead = 1;
+    c->closing = 1;
+    sw_buf_reset(&c->out);
+    env->nconns--;
+    if (c->opened)
+        env->nws--;
+    mark_pending(c);
+}
+
+static void conn_reap(sw_conn_t *c)
+{
+    sw_conn_env_t *env = c->env;
+    unmark_pending(c);
+    if (c->opened) {
+        c->opened = 0;
+        if (env->on_close)
+            env->on_close(c);
+    }
+    unmark_pending(c); /* on_close may have touched the conn */
+    TAILQ_REMOVE(&env->conns, c, link);
+    if (c->ws)
+        wslay_event_context_free(c->ws);
+    hs_free(c);
+    sw_buf_destroy(&c->in);
+    sw_buf_destroy(&c->out);
+    free(c->peer);
+    free(c);
+}
+
+static void start_closing(sw_conn_t *c)
+{
+    if (c->closing || c->dead)
+        return;
+    c->closing = 1;
+    ev_timer_set(&c->timer, CLOSE_TIMEOUT, 0.);
+    ev_timer_start(c->env->loop, &c->timer);
+    mark_pending(c);
+}
+
+/* Our side is done: send FIN, then read and discard until the peer's EOF
+ * (or the close timer). */
+static void shutdown_write(sw_conn_t *c)
+{
+    if (c->shut_wr || c->dead)
+        return;
+    c->shut_wr = 1;
+    if (shutdown(c->fd, SHUT_WR) < 0) {
+        sw_log(SW_LOG_DEBUG, "conn %llu: shutdown: %s", (unsigned long long)c->id,
+               strerror(errno));
+        conn_finish(c);
+        return;
+    }
+    if (!ev_is_active(&c->rio))
+        ev_io_start(c->env->loop, &c->rio);
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sw_conn_t *c = sw_container_of(w, sw_conn_t, timer);
+    sw_log(SW_LOG_DEBUG, "conn %llu: close timeout", (unsigned long long)c->id);
+    conn_finish(c);
+}
+
+/* ---- output ----------------------------------------------------------- */
+
+static void conn_flush(sw_conn_t *c)
+{
+    sw_conn_env_t *env = c->env;
+    if (c->dead)
+        return;
+    if (c->ws && wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
+        conn_finish(c);
+        return;
+    }
+    if (c->out.len) {
+        ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                ev_io_start(env->loop, &c->wio);
+                return;
+            }
+            sw_log(SW_LOG_DEBUG, "conn %llu: send: %s", (unsigned long long)c->id,
+                   strerror(errno));
+            conn_finish(c);
+            return;
+        }
+        sw_buf_consume(&c->out, (size_t)n);
+        if (c->out.len) {
+            ev_io_start(env->loop, &c->wio);
+            return;
+        }
+    }
+    ev_io_stop(env->loop, &c->wio);
+    sw_buf_destroy(&c->out); /* idle conns hold no output storage */
+    if (c->closing && !c->shut_wr) {
+        if (c->mode == MODE_HTTP)
+            shutdown_write(c);
+        else if (wslay_event_get_close_sent(c->ws) &&
+                 (wslay_event_get_close_received(c->ws) || !wslay_event_get_read_enabled(c->ws)))
+            shutdown_write(c); /* handshake done, or wslay failed the conn */
+        /* else: wait for the peer's close frame, bounded by the timer */
+    }
+}
+
+static void wio_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    conn_flush(sw_container_of(w, sw_conn_t, wio));
+}
+
+static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sw_conn_env_t *env = sw_container_of(w, sw_conn_env_t, flush);
+    sw_conn_t *c;
+    while ((c = TAILQ_FIRST(&env->pending))) {
+        unmark_pending(c);
+        if (!c->dead && c->need_parse) {
+            c->need_parse = 0;
+            http_resume(c);
+        }
+        /* A conn waiting for EV_WRITE is flushed from wio_cb. */
+        if (!c->dead && !ev_is_active(&c->wio))
+            conn_flush(c);
+        if (c->dead)
+            conn_reap(c);
+    }
+}
+
+/* ---- WebSocket -------------------------------------------------------- */
+
+static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                          void *user_data)
+{
+    (void)flags;
+    sw_conn_t *c = user_data;
+    if (c->dead || c->feed_len == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    size_t n = SW_MIN(len, c->feed_len);
+    memcpy(buf, c->feed, n);
+    c->feed += n;
+    c->feed_len -= n;
+    return (ssize_t)n;
+}
+
+static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
+                          int flags, void *user_data)
+{
+    (void)flags;
+    sw_conn_t *c = user_data;
+    if (c->dead) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    sw_buf_append(&c->out, data, len); /* unbounded buffer: cannot fail */
+    mark_pending(c);
+    return (ssize_t)len;
+}
+
+/* Queue a close frame behind everything already queued. */
+static void ws_close(sw_conn_t *c, uint16_t code, const char *reason)
+{
+    if (c->dead || c->closing)
+        return;
+    /* Move queued messages into `out` first: wslay sends control frames
+     * ahead of queued data otherwise. */
+    if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
+        conn_finish(c);
+        return;
+    }
+    size_t rlen = reason ? strlen(reason) : 0;
+    if (rlen > 123) /* RFC 6455 §5.5: control payload <= 125 bytes */
+        rlen = 123;
+    int rv = wslay_event_queue_close(c->ws, code, (const uint8_t *)reason, rlen);
+    if (rv != 0 && rv != WSLAY_ERR_NO_MORE_MSG) {
+        conn_finish(c);
+        return;
+    }
+    start_closing(c);
+}
+
+static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                      void *user_data)
+{
+    sw_conn_t *c = user_data;
+    if (c->dead || c->closing)
+        return;
+    if (arg->opcode == WSLAY_TEXT_FRAME) {
+        /* wslay has validated the UTF-8 of the whole message (1007). */
+        if (c->env->on_message)
+            c->env->on_message(c, arg->msg ? (const char *)arg->msg : "", arg->msg_length);
+    } else if (arg->opcode == WSLAY_BINARY_FRAME) {
+        (void)ctx; /* keep reading: the peer's close reply ends the handshake */
+        ws_close(c, 1003, "binary messages are not supported");
+    }
+}
+
+/* Hand input to wslay; everything is consumed (or dropped once wslay
+ * stops reading). */
+static void ws_feed(sw_conn_t *c, const char *data, size_t len)
+{
+    c->feed = data;
+    c->feed_len = len;
+    int rv = wslay_event_recv(c->ws);
+    c->feed = NULL;
+    c->feed_len = 0;
+    if (c->dead)
+        return;
+    if (rv != 0) {
+        sw_log(SW_LOG_DEBUG, "conn %llu: wslay_event_recv: %d", (unsigned long long)c->id, rv);
+        conn_finish(c);
+        return;
+    }
+    /* Read disabled: the peer's close, or a close queued by wslay (1002,
+     * 1007, 1009) or by ws_msg_cb (1003). */
+    if (!wslay_event_get_read_enabled(c->ws)) {
+        start_closing(c);
+        mark_pending(c); /* the flush step finishes the closing handshake */
+    }
+    if (wslay_event_want_write(c->ws))
+        mark_pending(c);
+}
+
+/* ---- HTTP ------------------------------------------------------------- */
+
+static int hb_add(http_state_t *hs, sw_conn_t *c, const char *p, size_t n)
+{
+    if (hs->hb.len + n > max_header(c->env)) {
+        hs->error_status = 431;
+        return -1;
+    }
+    sw_buf_append(&hs->hb, p, n);
+    return 0;
+}
+
+static int hp_message_begin(http_parser *p)
+{
+    sw_conn_t *c = p->data;
+    http_state_t *hs = c->hs;
+    sw_buf_reset(&hs->hb);
+    sw_buf_destroy(&hs->body);
+    hs->url_len = 0;
+    hs->nhdr = 0;
+    hs->last = LAST_NONE;
+    hs->in_msg = 1;
+    hs->headers_done = 0;
+    hs->complete = 0;
+    hs->head_bytes = 0;
+    return 0;
+}
+
+static int hp_url(http_parser *p, const char *at, size_t len)
+{
+    sw_conn_t *c = p->data;
+    c->hs->last = LAST_URL;
+    c->hs->url_len += len;
+    return hb_add(c->hs, c, at, len);
+}
+
+static int hp_header_field(http_parser *p, const char *at, size_t len)
+{
+    sw_conn_t *c = p->data;
+    http_state_t *hs = c->hs;
+    if (hs->headers_done)
+        return 0; /* trailers are ignored */
+    if (hs->last != LAST_FIELD) {
+        if (hb_add(hs, c, "", 1)) /* ends the url or the previous value */
+            return -1;
+        if (hs->nhdr == MAX_HEADERS) {
+            hs->error_status = 431;
+            return -1;
+        }
+        hs->name_off[hs->nhdr] = (uint32_t)hs->hb.len;
+        hs->val_off[hs->nhdr] = UINT32_MAX;
+        hs->nhdr++;
+        hs->last = LAST_FIELD;
+    }
+    return hb_add(hs, c, at, len);
+}
+
+static int hp_header_value(http_parser *p, const char *at, size_t len)
+{
+    sw_conn_t *c = p->data;
+    http_state_t *hs = c->hs;
+    if (hs->headers_done || hs->nhdr == 0)
+        return 0;
+    if (hs->last != LAST_VALUE) {
+        if (hb_add(hs, c, "", 1))
+            return -1;
+        hs->val_off[hs->nhdr - 1] = (uint32_t)hs->hb.len;
+        hs->last = LAST_VALUE;
+    }
+    return hb_add(hs, c, at, len);
+}
+
+static int hp_headers_complete(http_parser *p)
+{
+    sw_conn_t *c = p->data;
+    http_state_t *hs = c->hs;
+    if (hb_add(hs, c, "", 1))
+        return -1;
+    hs->headers_done = 1;
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > max_body(c->env)) {
+        hs->error_status = 413;
+        return -1;
+    }
+    return 0;
+}
+
+static int hp_body(http_parser *p, const char *at, size_t len)
+{
+    sw_conn_t *c = p->data;
+    http_state_t *hs = c->hs;
+    if (hs->body.len + len > max_body(c->env)) {
+        hs->error_status = 413;
+        return -1;
+    }
+    sw_buf_append(&hs->body, at, len);
+    return 0;
+}
+
+static int hp_message_complete(http_parser *p)
+{
+    sw_conn_t *c = p->data;
+    http_state_t *hs = c->hs;
+    hs->complete = 1;
+    hs->in_msg = 0;
+    hs->keep_alive = http_should_keep_alive(p);
+    http_parser_pause(p, 1); /* one request at a time: resume after the reply */
+    return 0;
+}
+
+static const http_parser_settings hp_settings = {
+    .on_message_begin = hp_message_begin,
+    .on_url = hp_url,
+    .on_header_field = hp_header_field,
+    .on_header_value = hp_header_value,
+    .on_headers_complete = hp_headers_complete,
+    .on_body = hp_body,
+    .on_message_complete = hp_message_complete,
+};
+
+static const char *req_header(const sw_http_request_t *req, const char *name)
+{
+    const http_state_t *hs = req->priv;
+    for (int i = 0; i < hs->nhdr; i++) {
+        if (strcasecmp(hs->hb.data + hs->name_off[i], name) == 0)
+            return hs->val_off[i] == UINT32_MAX ? "" : hs->hb.data + hs->val_off[i];
+    }
+    return NULL;
+}
+
+static int is_ows(char ch)
+{
+    return ch == ' ' || ch == '\t';
+}
+
+/* Does the comma-separated header value contain `token` (case-
+ * insensitive)? RFC 7230 §7. */
+static int has_token(const char *value, const char *token)
+{
+    size_t tlen = strlen(token);
+    const char *p = value;
+    if (!p)
+        return 0;
+    while (*p) {
+        while (is_ows(*p) || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p && *p != ',')
+            p++;
+        const char *end = p;
+        while (end > start && is_ows(end[-1]))
+            end--;
+        if ((size_t)(end - start) == tlen && strncasecmp(start, token, tlen) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Value with optional whitespace removed: *len gets its length. */
+static const char *trimmed(const char *v, size_t *len)
+{
+    while (is_ows(*v))
+        v++;
+    size_t n = strlen(v);
+    while (n && is_ows(v[n - 1]))
+        n--;
+    *len = n;
+    return v;
+}
+
+static void http_simple(sw_conn_t *c, int status, const char *extra, int keep_alive)
+{
+    const char *reason = http_status_str((enum http_status)status);
+    char body[96];
+    int n = snprintf(body, sizeof(body), "%d %s\n", status, reason);
+    c->awaiting_reply = 1;
+    c->keep_alive = keep_alive ? 1 : 0;
+    c->head_req = 0;
+    sw_conn_http_reply(c, status, "text/plain", extra, body, (size_t)n);
+}
+
+static void ws_handshake(sw_conn_t *c, const sw_http_request_t *req)
+{
+    sw_conn_env_t *env = c->env;
+    size_t vlen, klen;
+    if (strcmp(req->method, "GET") != 0) {
+        http_simple(c, 405, "Allow: GET\r\n", c->keep_alive);
+        return;
+    }
+    if (!has_token(req->header(req, "Upgrade"), "websocket") ||
+        !has_token(req->header(req, "Connection"), "upgrade")) {
+        http_simple(c, 426, "Upgrade: websocket\r\n", c->keep_alive);
+        return;
+    }
+    const char *version = req->header(req, "Sec-WebSocket-Version");
+    if (version)
+        version = trimmed(version, &vlen);
+    if (!version || vlen != 2 || memcmp(version, "13", 2) != 0) {
+        http_simple(c, 426, "Sec-WebSocket-Version: 13\r\n", c->keep_alive);
+        return;
+    }
+    const char *key = req->header(req, "Sec-WebSocket-Key");
+    char accept[29];
+    if (key)
+        key = trimmed(key, &klen);
+    if (!key || sw_ws_accept_key(key, klen, accept) != 0) {
+        http_simple(c, 400, NULL, 0);
+        return;
+    }
+    struct wslay_event_callbacks cbs = {
+        .recv_callback = ws_recv_cb,
+        .send_callback = ws_send_cb,
+        .on_msg_recv_callback = ws_msg_cb,
+    };
+    if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0) {
+        sw_log(SW_LOG_ERROR, "conn %llu: wslay_event_context_server_init failed",
+               (unsigned long long)c->id);
+        c->ws = NULL;
+        conn_finish(c);
+        return;
+    }
+    if (env->max_message_bytes)
+        wslay_event_config_set_max_recv_msg_length(c->ws, env->max_message_bytes);
+    sw_buf_printf(&c->out,
+                  "HTTP/1.1 101 Switching Protocols\r\n"
+                  "Upgrade: websocket\r\n"
+                  "Connection: Upgrade\r\n"
+                  "Sec-WebSocket-Accept: %s\r\n\r\n",
+                  accept);
+    c->awaiting_reply = 0;
+    c->mode = MODE_WS;
+    c->opened = 1;
+    env->nws++;
+    mark_pending(c);
+    if (!ev_is_active(&c->rio))
+        ev_io_start(env->loop, &c->rio);
+    if (env->on_open)
+        env->on_open(c);
+}
+
+/* Dispatch the complete request in c->hs. */
+static void http_dispatch(sw_conn_t *c)
+{
+    sw_conn_env_t *env = c->env;
+    http_state_t *hs = c->hs;
+    http_parser *p = &hs->parser;
+    struct http_parser_url u;
+
+    c->awaiting_reply = 1;
+    /* After an Upgrade request http-parser does not parse further input. */
+    c->keep_alive = hs->keep_alive && !p->upgrade && !c->close_after_reply;
+    c->head_req = p->method == HTTP_HEAD;
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(hs->hb.data, hs->url_len, p->method == HTTP_CONNECT, &u) != 0) {
+        http_simple(c, 400, NULL, 0);
+        return;
+    }
+    /* path and query are copied from the url in the same buffer: make room
+     * first so that the source does not move. */
+    sw_buf_reserve(&hs->hb, hs->url_len + 2);
+    size_t path_off = hs->hb.len;
+    if (u.field_set & (1 << UF_PATH))
+        sw_buf_append(&hs->hb, hs->hb.data + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
+    sw_buf_append(&hs->hb, "", 1);
+    size_t query_off = hs->hb.len;
+    if (u.field_set & (1 << UF_QUERY))
+        sw_buf_append(&hs->hb, hs->hb.data + u.field_data[UF_QUERY].off,
+                      u.field_data[UF_QUERY].len);
+    sw_buf_append(&hs->hb, "", 1);
+
+    sw_http_request_t req = {
+        .method = http_method_str((enum http_method)p->method),
+        .path = hs->hb.data + path_off,
+        .query = hs->hb.data + query_off,
+        .body = hs->body.len ? hs->body.data : NULL,
+        .body_len = hs->body.len,
+        .header = req_header,
+        .priv = hs,
+    };
+    /* No more input until the reply (requests are answered in order). */
+    ev_io_stop(env->loop, &c->rio);
+    if (env->ws_path && strcmp(req.path, env->ws_path) == 0)
+        ws_handshake(c, &req);
+    else if (env->on_http)
+        env->on_http(c, &req);
+    else
+        http_simple(c, 404, NULL, c->keep_alive);
+    if (c->hs && c->mode == MODE_HTTP) {
+        sw_buf_reset(&c->hs->hb);
+        sw_buf_destroy(&c->hs->body);
+        c->hs->nhdr = 0;
+    }
+}
+
+/* Parse requests from data; returns the bytes used. Stops at a request
+ * waiting for its reply, at the upgrade (the rest is WebSocket input), or
+ * when closing (the rest is dropped). */
+static size_t http_input(sw_conn_t *c, const char *data, size_t len)
+{
+    size_t off = 0;
+    c->in_input = 1;
+    while (off < len && !c->dead && !c->closing && !c->awaiting_reply && c->mode == MODE_HTTP) {
+        if (!c->hs) {
+            c->hs = sw_xcalloc(1, sizeof(*c->hs));
+            http_parser_init(&c->hs->parser, HTTP_REQUEST);
+            c->hs->parser.data = c;
+            sw_buf_init(&c->hs->hb, 0);
+            sw_buf_init(&c->hs->body, 0);
+        }
+        http_state_t *hs = c->hs;
+        size_t n = http_parser_execute(&hs->parser, &hp_settings, data + off, len - off);
+        off += n;
+        enum http_errno err = HTTP_PARSER_ERRNO(&hs->parser);
+        if (err != HPE_OK && err != HPE_PAUSED) {
+            int status = hs->error_status ? hs->error_status
+                         : err == HPE_HEADER_OVERFLOW ? 431 : 400;
+            sw_log(SW_LOG_DEBUG, "conn %llu: bad request (%s): %d", (unsigned long long)c->id,
+                   http_errno_name(err), status);
+            http_simple(c, status, NULL, 0);
+            off = len;
+            break;
+        }
+        if (hs->in_msg && !hs->headers_done) {
+            hs->head_bytes += n;
+            if (hs->head_bytes > max_header(c->env)) {
+                http_simple(c, 431, NULL, 0);
+                off = len;
+                break;
+            }
+        }
+        if (hs->complete) {
+            hs->complete = 0;
+            http_parser_pause(&hs->parser, 0);
+            http_dispatch(c);
+            if (c->mode == MODE_WS)
+                hs_free(c);
+        } else if (n == 0) {
+            break;
+        }
+    }
+    c->in_input = 0;
+    return off;
+}
+
+/* After input was parsed: hand leftover bytes of an upgraded conn to
+ * wslay, drop input of a closing conn, free idle parser state. */
+static void after_input(sw_conn_t *c)
+{
+    if (c->dead)
+        return;
+    if (c->mode == MODE_WS && c->in.len) {
+        ws_feed(c, c->in.data, c->in.len);
+        sw_buf_destroy(&c->in);
+        return;
+    }
+    if (c->closing)
+        sw_buf_reset(&c->in);
+    if (c->in.len == 0)
+        sw_buf_destroy(&c->in);
+    if (c->mode == MODE_HTTP && c->hs && !c->hs->in_msg && !c->awaiting_reply && !c->in.len)
+        hs_free(c);
+}
+
+static void http_read(sw_conn_t *c, const char *data, size_t len)
+{
+    size_t used;
+    if (c->in.len) {
+        sw_buf_append(&c->in, data, len);
+        used = http_input(c, c->in.data, c->in.len);
+        if (c->dead)
+            return;
+        sw_buf_consume(&c->in, used);
+    } else {
+        used = http_input(c, data, len);
+        if (c->dead)
+            return;
+        if (used < len)
+            sw_buf_append(&c->in, data + used, len - used);
+    }
+    after_input(c);
+}
+
+/* Continue with pipelined input after a reply (from the flush watcher). */
+static void http_resume(sw_conn_t *c)
+{
+    if (c->mode != MODE_HTTP || c->closing || c->awaiting_reply || !c->in.len)
+        return;
+    size_t used = http_input(c, c->in.data, c->in.len);
+    if (c->dead)
+        return;
+    sw_buf_consume(&c->in, used);
+    after_input(c);
+}
+
+static void rio_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    static _Thread_local char scratch[READ_CHUNK];
+    sw_conn_t *c = sw_container_of(w, sw_conn_t, rio);
+    ssize_t n = read(c->fd, scratch, sizeof(scratch));
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        sw_log(SW_LOG_DEBUG, "conn %llu: read: %s", (unsigned long long)c->id, strerror(errno));
+        conn_finish(c);
+        return;
+    }
+    if (n == 0) {
+        conn_finish(c);
+        return;
+    }
+    if (c->shut_wr || (c->closing && c->mode == MODE_HTTP))
+        return; /* draining */
+    if (c->mode == MODE_HTTP)
+        http_read(c, scratch, (size_t)n);
+    else
+        ws_feed(c, scratch, (size_t)n);
+}
+
+/* ---- public API ------------------------------------------------------- */
+
+void sw_conn_env_init(sw_conn_env_t *env)
+{
+    env->nconns = 0;
+    env->nws = 0;
+    TAILQ_INIT(&env->conns);
+    TAILQ_INIT(&env->pending);
+    env->next_id = 1;
+    ev_prepare_init(&env->flush, flush_cb);
+}
+
+void sw_conn_env_destroy(sw_conn_env_t *env)
+{
+    sw_conn_t *c;
+    while ((c = TAILQ_FIRST(&env->conns))) {
+        conn_finish(c);
+        conn_reap(c);
+    }
+    while ((c = TAILQ_FIRST(&env->pending)))
+        unmark_pending(c);
+    if (ev_is_active(&env->flush)) {
+        ev_ref(env->loop);
+        ev_prepare_stop(env->loop, &env->flush);
+    }
+}
+
+sw_conn_t *sw_conn_new(sw_conn_env_t *env, int fd)
+{
+    if (sw_fd_nonblock(fd) < 0) {
+        close(fd);
+        return NULL;
+    }
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* fails on unix sockets */
+    sw_conn_t *c = sw_xcalloc(1, sizeof(*c));
+    c->env = env;
+    c->fd = fd;
+    c->id = env->next_id++;
+    sw_buf_init(&c->in, 0);
+    sw_buf_init(&c->out, 0);
+    ev_io_init(&c->rio, rio_cb, fd, EV_READ);
+    ev_io_init(&c->wio, wio_cb, fd, EV_WRITE);
+    ev_timer_init(&c->timer, timer_cb, CLOSE_TIMEOUT, 0.);
+    TAILQ_INSERT_TAIL(&env->conns, c, link);
+    env->nconns++;
+    if (!ev_is_active(&env->flush)) {
+        ev_prepare_start(env->loop, &env->flush);
+        ev_unref(env->loop); /* the flush watcher alone keeps no loop alive */
+    }
+    ev_io_start(env->loop, &c->rio);
+    return c;
+}
+
+uint64_t sw_conn_id(const sw_conn_t *c)
+{
+    return c->id;
+}
+
+const char *sw_conn_peer(const sw_conn_t *cc)
+{
+    sw_conn_t *c = (sw_conn_t *)cc; /* the formatted address is cached */
+    if (c->peer)
+        return c->peer;
+    if (c->fd < 0)
+        return "-";
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[INET6_ADDRSTRLEN];
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) < 0) {
+        sw_log(SW_LOG_DEBUG, "conn %llu: getpeername: %s", (unsigned long long)c->id,
+               strerror(errno));
+        return "-";
+    }
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+        c->peer = sw_xasprintf("%s:%u", host, (unsigned)ntohs(sin->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+        c->peer = sw_xasprintf("[%s]:%u", host, (unsigned)ntohs(sin6->sin6_port));
+    } else {
+        c->peer = sw_xstrdup("unix");
+    }
+    return c->peer;
+}
+
+void sw_conn_set_udata(sw_conn_t *c, void *udata)
+{
+    c->udata = udata;
+}
+
+void *sw_conn_udata(const sw_conn_t *c)
+{
+    return c->udata;
+}
+
+int sw_conn_send(sw_conn_t *c, const char *data, size_t len)
+{
+    if (c->dead || c->closing || c->mode != MODE_WS)
+        return SW_ECLOSED;
+    size_t queued = c->out.len + wslay_event_get_queued_msg_length(c->ws);
+    size_t bound = c->env->max_send_bytes;
+    if (bound && (len > bound || queued > bound - len)) {
+        sw_log(SW_LOG_INFO, "conn %llu: output over %zu bytes, closing (backpressure)",
+               (unsigned long long)c->id, bound);
+        ws_close(c, 1013, "backpressure");
+        return SW_ETOOLARGE;
+    }
+    struct wslay_event_msg msg = {
+        .opcode = WSLAY_TEXT_FRAME,
+        .msg = (const uint8_t *)data,
+        .msg_length = len,
+    };
+    int rv = wslay_event_queue_msg(c->ws, &msg);
+    if (rv != 0)
+        return rv == WSLAY_ERR_NO_MORE_MSG ? SW_ECLOSED : SW_ERR;
+    mark_pending(c);
+    return 0;
+}
+
+void sw_conn_close(sw_conn_t *c, uint16_t code, const char *reason)
+{
+    if (c->dead || c->closing)
+        return;
+    if (c->mode == MODE_WS)
+        ws_close(c, code, reason);
+    else if (c->awaiting_reply)
+        c->close_after_reply = 1;
+    else
+        start_closing(c);
+}
+
+void sw_conn_abort(sw_conn_t *c)
+{
+    conn_finish(c);
+}
+
+void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
+                        const char *extra_headers, const char *body, size_t len)
+{
+    if (c->dead || c->mode != MODE_HTTP || !c->awaiting_reply) {
+        if (!c->dead)
+            sw_log(SW_LOG_WARN, "conn %llu: HTTP reply without a pending request",
+                   (unsigned long long)c->id);
+        return;
+    }
+    c->awaiting_reply = 0;
+    int close_after = !c->keep_alive || c->close_after_reply || c->closing;
+    sw_buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", status,
+                  http_status_str((enum http_status)status));
+    if (content_type)
+        sw_buf_printf(&c->out, "Content-Type: %s\r\n", content_type);
+    sw_buf_printf(&c->out, "Content-Length: %zu\r\n", len);
+    if (extra_headers)
+        sw_buf_append_str(&c->out, extra_headers);
+    if (close_after)
+        sw_buf_append_str(&c->out, "Connection: close\r\n");
+    sw_buf_append(&c->out, "\r\n", 2);
+    if (!c->head_req && len)
+        sw_buf_append(&c->out, body, len);
+    mark_pending(c);
+    if (close_after) {
+        start_closing(c);
+        return;
+    }
+    if (!ev_is_active(&c->rio))
+        ev_io_start(c->env->loop, &c->rio);
+    if (!c->in_input && c->in.len)
+        c->need_parse = 1;
+}
+
+size_t sw_conn_pending_bytes(const sw_conn_t *c)
+{
+    return c->out.len + (c->ws ? wslay_event_get_queued_msg_length(c->ws) : 0);
+}
+
+int sw_ws_accept_key(const char *key, size_t key_len, char out[29])
+{
+    static const char b64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned char raw[18];
+    char cat[24 + sizeof(WS_GUID) - 1];
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    /* 16 bytes encode as 22 base64 chars + "==" (RFC 6455 §4.1 item 7). */
+    if (!key || key_len != 24 || key[22] != '=' || key[23] != '=')
+        return SW_EINVAL;
+    for (size_t i = 0; i < 22; i++) {
+        if (!key[i] || !strchr(b64, key[i]))
+            return SW_EINVAL;
+    }
+    if (EVP_DecodeBlock(raw, (const unsigned char *)key, 24) != 18)
+        return SW_EINVAL;
+    memcpy(cat, key, 24);
+    memcpy(cat + 24, WS_GUID, sizeof(WS_GUID) - 1);
+    if (!EVP_Digest(cat, sizeof(cat), md, &mdlen, EVP_sha1(), NULL) || mdlen != 20) {
+        sw_log(SW_LOG_ERROR, "EVP_Digest(sha1) failed");
+        return SW_ERR;
+    }
+    EVP_EncodeBlock((unsigned char *)out, md, (int)mdlen); /* 28 chars + NUL */
+    return 0;
+}
