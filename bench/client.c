@@ -1,0 +1,727 @@
+/* client.c — the bench's WebSocket clients: one libev loop, wslay client
+ * contexts on non-blocking sockets. */
+#include "client.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <http_parser.h>
+#include <openssl/evp.h>
+#include <wslay/wslay.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "worker/conn.h"
+
+#define HEAD_MAX 16384
+#define LOG_FAILURES_MAX 5 /* connection failures logged one by one */
+
+enum { ST_IDLE, ST_CONNECTING, ST_UPGRADE_SEND, ST_UPGRADE_RECV, ST_WELCOME, ST_HYDRATE,
+       ST_RUNNING, ST_DEAD };
+
+enum { PH_SETUP, PH_WARMUP, PH_MEASURE, PH_DONE };
+
+typedef struct bench bench_t;
+
+typedef struct bconn {
+    bench_t *b;
+    int fd;
+    int state;
+    int settled;         /* counted as ok or failed */
+    int dead_pending;    /* tear down once the current callback is over */
+    ev_io io;
+    int io_events;
+    sw_buf_t hs;         /* handshake: request out, then response in */
+    size_t hs_off;
+    char accept[29];     /* expected Sec-WebSocket-Accept */
+    wslay_event_context_ptr ws;
+    char *pre;           /* bytes past the 101 head, fed to wslay first */
+    size_t pre_len, pre_off;
+    int64_t next_id;     /* id of the next event */
+    int64_t wait_id;     /* id whose answer we wait for */
+    uint64_t sent_ns;
+    char token[33];
+} bconn_t;
+
+struct bench {
+    struct ev_loop *loop;
+    const sw_bench_opts_t *o;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    bconn_t *conns;
+    int n, started, settled, failures_logged;
+    ev_check ramp_check;
+    ev_idle ramp_idle;
+    ev_timer phase_timer;
+    ev_signal sigint, sigterm;
+    int phase;
+    uint64_t measure_start_ns;
+    char *ev_suffix;     /* ,"name":...,"payload":...} */
+    sw_bench_result_t *res;
+    sw_bench_hook_fn on_start, on_end;
+    void *udata;
+};
+
+static void conn_flush(bconn_t *c);
+static void phase_next(bench_t *b);
+
+/* ---- settling and teardown ------------------------------------------------ */
+
+static void conn_teardown(bconn_t *c)
+{
+    if (c->state == ST_DEAD || c->state == ST_IDLE)
+        return;
+    ev_io_stop(c->b->loop, &c->io);
+    if (c->ws)
+        wslay_event_context_free(c->ws);
+    c->ws = NULL;
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    sw_buf_destroy(&c->hs);
+    free(c->pre);
+    c->pre = NULL;
+    c->state = ST_DEAD;
+}
+
+static void settle(bconn_t *c, int ok)
+{
+    bench_t *b = c->b;
+    if (c->settled)
+        return;
+    c->settled = 1;
+    if (ok)
+        b->res->conn_ok++;
+    else
+        b->res->conn_failed++;
+    b->settled++;
+    if (b->settled == b->n && b->phase == PH_SETUP)
+        phase_next(b);
+}
+
+/* Mark the connection lost; freed after the current callback. */
+static void conn_fail(bconn_t *c, const char *what, const char *why)
+{
+    bench_t *b = c->b;
+    if (c->dead_pending || c->state == ST_DEAD)
+        return;
+    if (!c->settled) {
+        if (b->failures_logged < LOG_FAILURES_MAX)
+            sw_log(SW_LOG_WARN, "bench: connection %d: %s: %s", (int)(c - b->conns), what, why);
+        else if (b->failures_logged == LOG_FAILURES_MAX)
+            sw_log(SW_LOG_WARN, "bench: more connection failures, not logged");
+        b->failures_logged++;
+        settle(c, 0);
+    } else if (b->phase != PH_DONE) {
+        b->res->conn_dropped++;
+        if (b->res->conn_dropped <= LOG_FAILURES_MAX)
+            sw_log(SW_LOG_WARN, "bench: connection %d dropped: %s: %s", (int)(c - b->conns), what,
+                   why);
+    }
+    c->dead_pending = 1;
+}
+
+static void set_io(bconn_t *c, int events)
+{
+    if (c->io_events == events)
+        return;
+    ev_io_stop(c->b->loop, &c->io);
+    ev_io_set(&c->io, c->fd, events);
+    ev_io_start(c->b->loop, &c->io);
+    c->io_events = events;
+}
+
+/* ---- messages ---------------------------------------------------------------- */
+
+static void queue_text(bconn_t *c, const char *text, size_t len)
+{
+    struct wslay_event_msg m = {
+        .opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)text, .msg_length = len};
+    int r = wslay_event_queue_msg(c->ws, &m);
+    if (r != 0)
+        conn_fail(c, "wslay_event_queue_msg", r == WSLAY_ERR_NO_MORE_MSG ? "closing" : "error");
+}
+
+static void send_event(bconn_t *c)
+{
+    bench_t *b = c->b;
+    char head[64];
+    int hl = snprintf(head, sizeof(head), "{\"type\":\"event\",\"id\":%lld", (long long)c->next_id);
+    size_t sl = strlen(b->ev_suffix);
+    char stackbuf[1024];
+    char *msg = (size_t)hl + sl <= sizeof(stackbuf) ? stackbuf : sw_xmalloc((size_t)hl + sl);
+    memcpy(msg, head, (size_t)hl);
+    memcpy(msg + hl, b->ev_suffix, sl);
+    c->wait_id = c->next_id++;
+    c->sent_ns = sw_now_ns();
+    queue_text(c, msg, (size_t)hl + sl);
+    if (msg != stackbuf)
+        free(msg);
+}
+
+static void count_error(bench_t *b, json_t *msg)
+{
+    const char *code = json_string_value(json_object_get(msg, "code"));
+    if (!code)
+        code = "(none)";
+    json_t *n = json_object_get(b->res->errors_by_code, code);
+    json_object_set_new(b->res->errors_by_code, code,
+                        json_integer(n ? json_integer_value(n) + 1 : 1));
+}
+
+static void on_text(bconn_t *c, const char *data, size_t len)
+{
+    bench_t *b = c->b;
+    /* Fan-out deltas carry no "id": skip them without parsing. */
+    if (c->state != ST_WELCOME && !memmem(data, len, "\"id\"", 4))
+        return;
+    json_error_t jerr;
+    json_t *msg = json_loadb(data, len, 0, &jerr);
+    if (!json_is_object(msg)) {
+        conn_fail(c, "message", "not a JSON object");
+        goto done;
+    }
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    if (!type)
+        goto done;
+    if (c->state == ST_WELCOME) {
+        if (strcmp(type, "welcome") == 0) {
+            static const char hydrate[] = "{\"type\":\"event\",\"id\":1,\"name\":\"hydrate\","
+                                          "\"router\":{\"path\":\"/room/bench\"}}";
+            c->state = ST_HYDRATE;
+            c->wait_id = 1;
+            c->next_id = 2;
+            queue_text(c, hydrate, sizeof(hydrate) - 1);
+        } else if (strcmp(type, "error") == 0) {
+            const char *code = json_string_value(json_object_get(msg, "code"));
+            conn_fail(c, "hello answered with error", code ? code : "?");
+        }
+        goto done;
+    }
+    json_t *jid = json_object_get(msg, "id");
+    if (!json_is_integer(jid) || json_integer_value(jid) != c->wait_id)
+        goto done;
+    int is_delta = strcmp(type, "delta") == 0;
+    int is_error = strcmp(type, "error") == 0;
+    if (!is_delta && !is_error)
+        goto done;
+    if (c->state == ST_HYDRATE) {
+        if (is_error) {
+            b->res->setup_errors++;
+            if (b->res->setup_errors <= LOG_FAILURES_MAX)
+                sw_log(SW_LOG_WARN, "bench: hydrate answered with error %.200s", data);
+        }
+        c->state = ST_RUNNING;
+        settle(c, 1);
+    } else {
+        uint64_t now = sw_now_ns();
+        if (b->phase == PH_MEASURE && c->sent_ns >= b->measure_start_ns) {
+            sw_hist_record(&b->res->rtt, now - c->sent_ns);
+            if (is_delta) {
+                b->res->events++;
+            } else {
+                b->res->errors++;
+                count_error(b, msg);
+            }
+        }
+    }
+    if (b->phase != PH_DONE && !c->dead_pending)
+        send_event(c);
+done:
+    json_decref(msg);
+}
+
+/* ---- wslay callbacks ------------------------------------------------------ */
+
+static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                          void *user_data)
+{
+    bconn_t *c = user_data;
+    if (c->pre_off < c->pre_len) {
+        size_t n = SW_MIN(len, c->pre_len - c->pre_off);
+        memcpy(buf, c->pre + c->pre_off, n);
+        c->pre_off += n;
+        return (ssize_t)n;
+    }
+    ssize_t n;
+    do
+        n = recv(c->fd, buf, len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n > 0)
+        return n;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    conn_fail(c, "recv", n == 0 ? "connection closed by the server" : strerror(errno));
+    wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
+}
+
+static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                          void *user_data)
+{
+    bconn_t *c = user_data;
+    ssize_t n;
+    do
+        n = send(c->fd, data, len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n >= 0)
+        return n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    conn_fail(c, "send", strerror(errno));
+    wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
+}
+
+static int ws_genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user_data)
+{
+    sw_random_bytes(buf, len); /* RAND_bytes */
+    return 0;
+}
+
+static void ws_on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                         void *user_data)
+{
+    bconn_t *c = user_data;
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
+        char why[64];
+        snprintf(why, sizeof(why), "close %u from the server", arg->status_code);
+        conn_fail(c, "websocket", why);
+        return;
+    }
+    if (arg->opcode == WSLAY_TEXT_FRAME && !c->dead_pending)
+        on_text(c, (const char *)arg->msg, arg->msg_length);
+}
+
+/* ---- handshake ---------------------------------------------------------------- */
+
+typedef struct hs_parse {
+    sw_buf_t field, value;
+    int in_value;
+    int upgrade_ok;
+    int accept_ok;
+    const char *want;
+} hs_parse_t;
+
+static void hs_commit(hs_parse_t *h)
+{
+    if (h->field.len) {
+        const char *v = h->value.data ? h->value.data : "";
+        if (strcasecmp(h->field.data, "upgrade") == 0 && strcasecmp(v, "websocket") == 0)
+            h->upgrade_ok = 1;
+        if (strcasecmp(h->field.data, "sec-websocket-accept") == 0 && strcmp(v, h->want) == 0)
+            h->accept_ok = 1;
+    }
+    sw_buf_reset(&h->field);
+    sw_buf_reset(&h->value);
+    h->in_value = 0;
+}
+
+static int hs_on_field(http_parser *p, const char *at, size_t len)
+{
+    hs_parse_t *h = p->data;
+    if (h->in_value)
+        hs_commit(h);
+    return sw_buf_append(&h->field, at, len) == 0 ? 0 : -1;
+}
+
+static int hs_on_value(http_parser *p, const char *at, size_t len)
+{
+    hs_parse_t *h = p->data;
+    h->in_value = 1;
+    return sw_buf_append(&h->value, at, len) == 0 ? 0 : -1;
+}
+
+static int hs_on_headers_complete(http_parser *p)
+{
+    hs_parse_t *h = p->data;
+    if (h->in_value)
+        hs_commit(h);
+    return 1; /* no body */
+}
+
+/* Check the 101 head in hs[0..head_len); 0 or a reason. */
+static const char *hs_check(bconn_t *c, size_t head_len)
+{
+    http_parser p;
+    http_parser_settings s;
+    hs_parse_t h = {.want = c->accept};
+    const char *why = NULL;
+    sw_buf_init(&h.field, 4096);
+    sw_buf_init(&h.value, 4096);
+    http_parser_init(&p, HTTP_RESPONSE);
+    p.data = &h;
+    http_parser_settings_init(&s);
+    s.on_header_field = hs_on_field;
+    s.on_header_value = hs_on_value;
+    s.on_headers_complete = hs_on_headers_complete;
+    http_parser_execute(&p, &s, c->hs.data, head_len);
+    if (HTTP_PARSER_ERRNO(&p) != HPE_OK && !p.upgrade && p.status_code == 0)
+        why = "bad HTTP response";
+    else if (p.status_code != 101)
+        why = "upgrade not answered 101";
+    else if (!h.upgrade_ok)
+        why = "101 without Upgrade: websocket";
+    else if (!h.accept_ok)
+        why = "wrong Sec-WebSocket-Accept";
+    sw_buf_destroy(&h.field);
+    sw_buf_destroy(&h.value);
+    return why;
+}
+
+static void ws_open(bconn_t *c, size_t head_len)
+{
+    struct wslay_event_callbacks cbs = {
+        .recv_callback = ws_recv_cb,
+        .send_callback = ws_send_cb,
+        .genmask_callback = ws_genmask_cb,
+        .on_msg_recv_callback = ws_on_msg_cb,
+    };
+    if (c->hs.len > head_len) {
+        c->pre_len = c->hs.len - head_len;
+        c->pre = sw_xmalloc(c->pre_len);
+        memcpy(c->pre, c->hs.data + head_len, c->pre_len);
+    }
+    sw_buf_destroy(&c->hs);
+    if (wslay_event_context_client_init(&c->ws, &cbs, c) != 0) {
+        c->ws = NULL;
+        conn_fail(c, "wslay_event_context_client_init", "failed");
+        return;
+    }
+    wslay_event_config_set_max_recv_msg_length(c->ws, SW_BENCH_MAX_MESSAGE);
+    c->state = ST_WELCOME;
+    char hello[96];
+    int n = snprintf(hello, sizeof(hello), "{\"type\":\"hello\",\"token\":\"%s\"}", c->token);
+    queue_text(c, hello, (size_t)n);
+}
+
+/* ---- I/O -------------------------------------------------------------------- */
+
+static void conn_io(bconn_t *c, int revents)
+{
+    if (c->state == ST_CONNECTING) {
+        int err = 0;
+        socklen_t elen = sizeof(err);
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+            err = errno;
+        if (err) {
+            conn_fail(c, "connect", strerror(err));
+            return;
+        }
+        c->state = ST_UPGRADE_SEND;
+    }
+    if (c->state == ST_UPGRADE_SEND) {
+        while (c->hs_off < c->hs.len) {
+            ssize_t n = send(c->fd, c->hs.data + c->hs_off, c->hs.len - c->hs_off, MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                return;
+            if (n < 0) {
+                conn_fail(c, "send", strerror(errno));
+                return;
+            }
+            c->hs_off += (size_t)n;
+        }
+        sw_buf_reset(&c->hs);
+        c->state = ST_UPGRADE_RECV;
+        set_io(c, EV_READ);
+        return;
+    }
+    if (c->state == ST_UPGRADE_RECV) {
+        for (;;) {
+            char chunk[4096];
+            ssize_t n = recv(c->fd, chunk, sizeof(chunk), 0);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                return;
+            if (n <= 0) {
+                conn_fail(c, "upgrade", n == 0 ? "closed by the server" : strerror(errno));
+                return;
+            }
+            if (sw_buf_append(&c->hs, chunk, (size_t)n) != 0) {
+                conn_fail(c, "upgrade", "response head too large");
+                return;
+            }
+            char *end = memmem(c->hs.data, c->hs.len, "\r\n\r\n", 4);
+            if (!end)
+                continue;
+            size_t head_len = (size_t)(end - c->hs.data) + 4;
+            const char *why = hs_check(c, head_len);
+            if (why) {
+                char msg[200];
+                const char *eol = memchr(c->hs.data, '\r', head_len);
+                snprintf(msg, sizeof(msg), "%s (\"%.*s\")", why,
+                         (int)SW_MIN((size_t)(eol - c->hs.data), 120), c->hs.data);
+                conn_fail(c, "upgrade", msg);
+                return;
+            }
+            ws_open(c, head_len);
+            revents = EV_READ | EV_WRITE; /* data may sit in pre; hello is queued */
+            break;
+        }
+    }
+    if (!c->ws)
+        return;
+    if ((revents & EV_READ) && wslay_event_want_read(c->ws)) {
+        if (wslay_event_recv(c->ws) != 0) {
+            conn_fail(c, "websocket", "receive failed");
+            return;
+        }
+    }
+    conn_flush(c);
+}
+
+/* Send what wslay has queued and arm the watcher for what is left. */
+static void conn_flush(bconn_t *c)
+{
+    if (c->dead_pending || !c->ws)
+        return;
+    if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
+        conn_fail(c, "websocket", "send failed");
+        return;
+    }
+    if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws)) {
+        conn_fail(c, "websocket", "closed");
+        return;
+    }
+    set_io(c, EV_READ | (wslay_event_want_write(c->ws) ? EV_WRITE : 0));
+}
+
+static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    bconn_t *c = sw_container_of(w, bconn_t, io);
+    conn_io(c, revents);
+    if (c->dead_pending)
+        conn_teardown(c);
+}
+
+static void conn_start(bench_t *b, bconn_t *c)
+{
+    unsigned char raw[16];
+    char key[32];
+
+    c->b = b;
+    c->fd = -1;
+    sw_buf_init(&c->hs, HEAD_MAX);
+    sw_random_hex(c->token, 16);
+    c->fd = socket(b->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        conn_fail(c, "socket", strerror(errno));
+        sw_buf_destroy(&c->hs);
+        c->state = ST_DEAD;
+        return;
+    }
+    int one = 1;
+    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    sw_random_bytes(raw, sizeof(raw));
+    EVP_EncodeBlock((unsigned char *)key, raw, sizeof(raw));
+    if (sw_ws_accept_key(key, strlen(key), c->accept) != 0)
+        c->accept[0] = '\0';
+    sw_buf_printf(&c->hs,
+                  "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n",
+                  b->o->path, b->o->host, b->o->port, key);
+    ev_io_init(&c->io, io_cb, c->fd, EV_WRITE);
+    c->io_events = EV_WRITE;
+    c->state = ST_CONNECTING;
+    if (connect(c->fd, (struct sockaddr *)&b->addr, b->addrlen) != 0 && errno != EINPROGRESS) {
+        conn_fail(c, "connect", strerror(errno));
+        conn_teardown(c);
+        return;
+    }
+    ev_io_start(b->loop, &c->io);
+}
+
+/* ---- phases ------------------------------------------------------------------ */
+
+static void ramp_check_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    bench_t *b = sw_container_of(w, bench_t, ramp_check);
+    for (int i = 0; i < SW_BENCH_RAMP_BATCH && b->started < b->n; i++)
+        conn_start(b, &b->conns[b->started++]);
+    if (b->started == b->n) {
+        ev_check_stop(loop, &b->ramp_check);
+        ev_idle_stop(loop, &b->ramp_idle);
+    }
+}
+
+static void idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    /* only keeps the loop from blocking while connections are opened */
+}
+
+static void end_window(bench_t *b)
+{
+    if (b->phase == PH_MEASURE) {
+        b->res->measured_s = (double)(sw_now_ns() - b->measure_start_ns) / 1e9;
+        if (b->on_end)
+            b->on_end(b->udata);
+    }
+    b->phase = PH_DONE;
+    ev_timer_stop(b->loop, &b->phase_timer);
+    ev_break(b->loop, EVBREAK_ALL);
+}
+
+static void phase_next(bench_t *b)
+{
+    ev_timer_stop(b->loop, &b->phase_timer);
+    switch (b->phase) {
+    case PH_SETUP:
+        /* connections still opening past the setup timeout have failed */
+        for (int i = 0; i < b->n; i++) {
+            bconn_t *c = &b->conns[i];
+            if (!c->settled && c->state != ST_IDLE) {
+                conn_fail(c, "setup", "timed out");
+                conn_teardown(c);
+            }
+        }
+        if (b->res->conn_ok == 0) {
+            end_window(b);
+            return;
+        }
+        b->phase = PH_WARMUP;
+        if (b->o->warmup_s > 0) {
+            ev_timer_set(&b->phase_timer, b->o->warmup_s, 0.);
+            ev_timer_start(b->loop, &b->phase_timer);
+            return;
+        }
+        /* fall through */
+    case PH_WARMUP:
+        b->phase = PH_MEASURE;
+        if (b->on_start)
+            b->on_start(b->udata);
+        b->measure_start_ns = sw_now_ns();
+        ev_timer_set(&b->phase_timer, b->o->duration_s, 0.);
+        ev_timer_start(b->loop, &b->phase_timer);
+        return;
+    default:
+        end_window(b);
+    }
+}
+
+static void phase_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    bench_t *b = sw_container_of(w, bench_t, phase_timer);
+    phase_next(b);
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    bench_t *b = w->data;
+    sw_log(SW_LOG_NOTICE, "bench: signal %d, ending the run", w->signum);
+    end_window(b);
+}
+
+/* ---- run -------------------------------------------------------------------- */
+
+static int resolve(bench_t *b)
+{
+    char portstr[16];
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *ai = NULL;
+    snprintf(portstr, sizeof(portstr), "%d", b->o->port);
+    int r = getaddrinfo(b->o->host, portstr, &hints, &ai);
+    if (r != 0) {
+        sw_log(SW_LOG_ERROR, "bench: getaddrinfo %s: %s", b->o->host, gai_strerror(r));
+        return SW_EINVAL;
+    }
+    memcpy(&b->addr, ai->ai_addr, ai->ai_addrlen);
+    b->addrlen = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return 0;
+}
+
+static char *make_suffix(const sw_bench_opts_t *o)
+{
+    json_error_t err;
+    json_t *payload = json_loads(o->payload, 0, &err);
+    char *out = NULL;
+    if (!json_is_object(payload)) {
+        sw_log(SW_LOG_ERROR, "bench: --payload must be a JSON object: %s",
+               payload ? "not an object" : err.text);
+        goto done;
+    }
+    json_t *name = json_string(o->event);
+    char *pj = json_dumps(payload, JSON_COMPACT);
+    char *nj = json_dumps(name, JSON_ENCODE_ANY);
+    out = sw_xasprintf(",\"name\":%s,\"payload\":%s}", nj, pj);
+    free(pj);
+    free(nj);
+    json_decref(name);
+done:
+    json_decref(payload);
+    return out;
+}
+
+int sw_bench_run(const sw_bench_opts_t *o, sw_bench_hook_fn on_start, sw_bench_hook_fn on_end,
+                 void *udata, sw_bench_result_t *res)
+{
+    bench_t b = {.o = o, .res = res, .on_start = on_start, .on_end = on_end, .udata = udata};
+    int ret = SW_EINVAL;
+
+    memset(res, 0, sizeof(*res));
+    res->errors_by_code = json_object();
+    sw_hist_init(&res->rtt, SW_BENCH_RTT_MAX_NS, 3);
+    if (o->connections < 1 || resolve(&b) != 0)
+        return SW_EINVAL;
+    b.ev_suffix = make_suffix(o);
+    if (!b.ev_suffix)
+        return SW_EINVAL;
+
+    b.loop = ev_loop_new(EVFLAG_AUTO);
+    b.n = o->connections;
+    b.conns = sw_xcalloc((size_t)b.n, sizeof(bconn_t));
+    b.phase = PH_SETUP;
+    ev_check_init(&b.ramp_check, ramp_check_cb);
+    ev_check_start(b.loop, &b.ramp_check);
+    ev_idle_init(&b.ramp_idle, idle_cb);
+    ev_idle_start(b.loop, &b.ramp_idle);
+    ev_timer_init(&b.phase_timer, phase_timer_cb, SW_BENCH_SETUP_TIMEOUT_S, 0.);
+    ev_timer_start(b.loop, &b.phase_timer);
+    ev_signal_init(&b.sigint, signal_cb, SIGINT);
+    b.sigint.data = &b;
+    ev_signal_start(b.loop, &b.sigint);
+    ev_signal_init(&b.sigterm, signal_cb, SIGTERM);
+    b.sigterm.data = &b;
+    ev_signal_start(b.loop, &b.sigterm);
+
+    ev_run(b.loop, 0);
+
+    for (int i = 0; i < b.n; i++)
+        conn_teardown(&b.conns[i]);
+    ev_signal_stop(b.loop, &b.sigint);
+    ev_signal_stop(b.loop, &b.sigterm);
+    ev_check_stop(b.loop, &b.ramp_check);
+    ev_idle_stop(b.loop, &b.ramp_idle);
+    ev_timer_stop(b.loop, &b.phase_timer);
+    ev_loop_destroy(b.loop);
+    free(b.conns);
+    free(b.ev_suffix);
+    ret = 0;
+    return ret;
+}
+
+void sw_bench_result_destroy(sw_bench_result_t *res)
+{
+    json_decref(res->errors_by_code);
+    res->errors_by_code = NULL;
+    sw_hist_destroy(&res->rtt);
+}
