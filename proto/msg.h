@@ -17,8 +17,8 @@
 /* Error codes of PROTOCOL-CORE "Server -> client". */
 typedef enum {
     SW_ERRC_NONE = 0,
-    SW_ERRC_BAD_JSON,          /* "bad_json": not JSON / not an object */
-    SW_ERRC_BAD_MESSAGE,       /* "bad_message": JSON, but not a valid message */
+    SW_ERRC_BAD_JSON,          /* "bad_json": not parseable JSON */
+    SW_ERRC_BAD_MESSAGE,       /* "bad_message": JSON, but not a valid message (incl. not an object) */
     SW_ERRC_UNKNOWN_EVENT,     /* "unknown_event" */
     SW_ERRC_BAD_PAYLOAD,       /* "bad_payload" */
     SW_ERRC_HANDLER_ERROR,     /* "handler_error" */
@@ -56,17 +56,29 @@ typedef struct sw_msg {
     json_t *router;                      /* owned; NULL when absent; object with string "path" */
 } sw_msg_t;
 
-/* Decode one client message from data/len (not NUL-terminated).
+/* Decode one client message from data/len (not NUL-terminated; JSON per
+ * RFC 8259, duplicate keys refused; bounding len is the caller's business).
  * Returns 0 with *out filled (release with sw_msg_destroy), or the error
- * code (SW_ERRC_BAD_JSON, SW_ERRC_BAD_MESSAGE) with `why` (if not NULL,
- * `whylen` bytes) describing it; out->id is set whenever the message had a
- * usable integer id, so the error can carry it. */
+ * code with `why` (if not NULL, `whylen` bytes, truncated) describing it:
+ *   SW_ERRC_BAD_JSON     not parseable JSON;
+ *   SW_ERRC_BAD_MESSAGE  not an object, missing/unknown "type", a field of
+ *                        the wrong type or out of its bounds (why names it:
+ *                        "event.name must be a string");
+ *   SW_ERRC_BAD_PAYLOAD  an event whose "payload" is present but not an
+ *                        object (checked last: everything else was valid).
+ * event: out->id is set as soon as a valid "id" (integer 0..2^53-1) has
+ * been read, so the error can carry it; a present but invalid id is
+ * bad_message with id -1. out->router keeps only "path" and "query".
+ * On error nothing is left owned in *out; sw_msg_destroy is still safe. */
 sw_errc_t sw_msg_decode(const char *data, size_t len, sw_msg_t *out, char *why, size_t whylen);
 
 void sw_msg_destroy(sw_msg_t *m);
 
-/* Encoders append one compact JSON message to `out` (no trailing newline).
- * Return 0, or SW_ETOOLARGE when out's bound is reached. */
+/* Encoders append one compact JSON message to `out` (no trailing newline),
+ * keys in the order shown. Return 0, SW_ETOOLARGE when out's bound is
+ * reached (out left unchanged), or SW_EINVAL for invalid input (a string
+ * that is not UTF-8, an error code outside 1..SW_ERRC__COUNT-1, a seq over
+ * INT64_MAX, delta not an object / events not an array). */
 
 /* {"type":"welcome","token":T,"conn_id":C,"conn_token":K,"resumed":B,"seq":N}
  * (resumed and seq left out when false / 0). */
@@ -75,11 +87,13 @@ int sw_msg_encode_welcome(sw_buf_t *out, const char *token, const char *conn_id,
 
 /* {"type":"delta","seq":N,"id":I,"delta":{...},"events":[...],"full":true}
  * id < 0 leaves "id" out; events NULL or empty leaves "events" out; full
- * false leaves "full" out. delta and events are borrowed. */
+ * false leaves "full" out; delta NULL encodes as {}. delta and events are
+ * borrowed. */
 int sw_msg_encode_delta(sw_buf_t *out, uint64_t seq, int64_t id, const json_t *delta,
                         const json_t *events, int full);
 
-/* {"type":"error","id":I,"code":C,"message":M}; id < 0 leaves "id" out. */
+/* {"type":"error","id":I,"code":C,"message":M}; id < 0 leaves "id" out,
+ * message NULL or "" leaves "message" out. */
 int sw_msg_encode_error(sw_buf_t *out, int64_t id, sw_errc_t code, const char *message);
 
 #endif
