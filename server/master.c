@@ -1,0 +1,624 @@
+#include "server/master.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "server/fdpass.h"
+#include "server/stats.h"
+#include "worker/worker.h"
+
+#define LISTEN_BACKLOG 4096
+#define ACCEPT_BATCH 256        /* accept4() calls per wakeup */
+#define ACCEPT_PAUSE_S 0.1      /* pause after EMFILE/ENFILE */
+#define RATE_LOG_MS 1000        /* at most one such line per second */
+#define RESPAWN_WINDOW_MS 10000 /* "died more than 3 times in 10 s" */
+#define RESPAWN_FAST_DEATHS 3
+#define BACKOFF_MIN_MS 250
+#define BACKOFF_MAX_MS 5000
+#define FAST_STOP_KILL_S 5.0 /* TERM/INT: SIGKILL after this */
+#define DRAIN_GRACE_MS 2000  /* QUIT: SIGKILL after drain + this */
+
+typedef struct master master_t;
+
+/* One worker slot: the process living in it and its channel. */
+typedef struct wslot {
+    master_t *m;
+    int idx;
+    pid_t pid;   /* 0 when no process is running */
+    int chan;    /* master end of the fd channel, -1 when none */
+    int chan_ok; /* 0 once a send saw the worker's end closed */
+    ev_child child_w;
+    ev_timer respawn_w;
+    uint64_t deaths[RESPAWN_FAST_DEATHS + 1]; /* ring: recent death times (mono ms) */
+    unsigned ndeaths;
+    uint32_t backoff_ms; /* last respawn delay, 0 after a calm death */
+} wslot_t;
+
+enum { RUNNING = 0, STOP_GRACEFUL = 1, STOP_FAST = 2 };
+
+struct master {
+    struct ev_loop *loop;
+    const sw_config_t *cfg;
+    const sw_appdef_t *app;
+    sw_stats_t *stats;
+    wslot_t *slots;
+    int nslots;
+    int lfd;
+    int paused; /* accepting paused after EMFILE/ENFILE */
+    ev_io accept_w;
+    ev_timer pause_w;
+    ev_signal sigs[5]; /* TERM INT QUIT USR1 HUP; data = master */
+    ev_timer kill_w;   /* stop deadline: SIGKILL what is left */
+    int stop;          /* RUNNING, STOP_GRACEFUL, STOP_FAST */
+    unsigned rr;       /* round-robin start for ties */
+    uint64_t emfile_log_ms;
+    uint64_t drop_log_ms;
+};
+
+static const int master_signals[5] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP};
+
+/* ---- Helpers ------------------------------------------------------------- */
+
+static int slot_live(const wslot_t *w)
+{
+    return w->pid > 0 && w->chan >= 0 && w->chan_ok;
+}
+
+static int count_running(const master_t *m)
+{
+    int n = 0;
+    for (int i = 0; i < m->nslots; i++)
+        n += m->slots[i].pid > 0;
+    return n;
+}
+
+static int count_live(const master_t *m)
+{
+    int n = 0;
+    for (int i = 0; i < m->nslots; i++)
+        n += slot_live(&m->slots[i]);
+    return n;
+}
+
+/* Accept while running, not paused, the socket is open and some worker can
+ * take connections; otherwise clients wait in the backlog. */
+static void update_accept(master_t *m)
+{
+    int want = m->stop == RUNNING && m->lfd >= 0 && !m->paused && count_live(m) > 0;
+    if (want && !ev_is_active(&m->accept_w))
+        ev_io_start(m->loop, &m->accept_w);
+    else if (!want && ev_is_active(&m->accept_w))
+        ev_io_stop(m->loop, &m->accept_w);
+}
+
+static void signal_workers(master_t *m, int sig)
+{
+    for (int i = 0; i < m->nslots; i++) {
+        wslot_t *w = &m->slots[i];
+        if (w->pid > 0 && kill(w->pid, sig) != 0 && errno != ESRCH)
+            sw_log(SW_LOG_ERROR, "kill(%d, %s): %s", (int)w->pid, strsignal(sig), strerror(errno));
+    }
+}
+
+static void signal_name(int sig, char *out, size_t cap)
+{
+    const char *abbr = sigabbrev_np(sig);
+    if (abbr)
+        snprintf(out, cap, "SIG%s", abbr);
+    else
+        snprintf(out, cap, "signal %d", sig);
+}
+
+static int rate_ok(uint64_t *last_ms)
+{
+    uint64_t now = sw_now_ms();
+    if (*last_ms && now - *last_ms < RATE_LOG_MS)
+        return 0;
+    *last_ms = now;
+    return 1;
+}
+
+/* ---- Listen socket ------------------------------------------------------- */
+
+static void format_addr(char *out, size_t cap, const char *host, int port)
+{
+    if (strchr(host, ':'))
+        snprintf(out, cap, "[%s]:%d", host, port);
+    else
+        snprintf(out, cap, "%s:%d", host, port);
+}
+
+static int listen_on(const char *host, int port)
+{
+    char portstr[16], where[300];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    format_addr(where, sizeof(where), host, port);
+
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc != 0) {
+        sw_log(SW_LOG_ERROR, "getaddrinfo(%s): %s", host, gai_strerror(rc));
+        return SW_ERR;
+    }
+
+    int fd = -1, err = 0;
+    const char *what = "socket";
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            err = errno;
+            what = "socket";
+            continue;
+        }
+        int one = 1;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) {
+            err = errno;
+            what = "setsockopt(SO_REUSEADDR)";
+        } else if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+            err = errno;
+            what = "bind";
+        } else if (listen(fd, LISTEN_BACKLOG) != 0) {
+            err = errno;
+            what = "listen";
+        } else {
+            break;
+        }
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        sw_log(SW_LOG_ERROR, "%s(%s): %s", what, where, strerror(err));
+        return SW_ERR;
+    }
+    sw_log(SW_LOG_INFO, "listening on %s", where);
+    return fd;
+}
+
+/* ---- Workers ------------------------------------------------------------- */
+
+/* In a freshly forked worker: drop everything that belongs to the master,
+ * then let libev rebuild its kernel state. */
+static void child_detach(master_t *m)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    ev_io_stop(m->loop, &m->accept_w);
+    ev_timer_stop(m->loop, &m->pause_w);
+    ev_timer_stop(m->loop, &m->kill_w);
+    for (size_t i = 0; i < SW_ARRAY_SIZE(m->sigs); i++)
+        ev_signal_stop(m->loop, &m->sigs[i]);
+    for (int i = 0; i < m->nslots; i++) {
+        wslot_t *w = &m->slots[i];
+        ev_child_stop(m->loop, &w->child_w);
+        ev_timer_stop(m->loop, &w->respawn_w);
+        if (w->chan >= 0) {
+            close(w->chan);
+            w->chan = -1;
+        }
+    }
+    if (m->lfd >= 0) {
+        close(m->lfd);
+        m->lfd = -1;
+    }
+    ev_loop_fork(m->loop);
+}
+
+static int spawn(wslot_t *w)
+{
+    master_t *m = w->m;
+    int sv[2];
+    if (sw_fdpass_pair(sv) != 0)
+        return SW_ERR;
+    sw_stats_reset_slot(m->stats, (uint32_t)w->idx);
+
+    pid_t pid = fork();
+    if (pid < 0) {
+        sw_log(SW_LOG_ERROR, "fork(worker %d): %s", w->idx, strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        return SW_ERR;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        child_detach(m);
+        sw_log_set_role("worker", w->idx);
+        sw_worker_stats_t *st = &m->stats->slot[w->idx];
+        atomic_store_explicit(&st->pid, (int32_t)getpid(), memory_order_relaxed);
+        atomic_store_explicit(&st->started_ms, sw_wall_ms(), memory_order_relaxed);
+        _exit(sw_worker_run(m->loop, m->cfg, m->app, w->idx, sv[1], m->stats));
+    }
+
+    close(sv[1]);
+    w->pid = pid;
+    w->chan = sv[0];
+    w->chan_ok = 1;
+    /* Also set here so the slot reads as taken before the child runs. */
+    atomic_store_explicit(&m->stats->slot[w->idx].pid, (int32_t)pid, memory_order_relaxed);
+    ev_child_set(&w->child_w, pid, 0);
+    ev_child_start(m->loop, &w->child_w);
+    sw_log(SW_LOG_INFO, "worker %d started (pid %d)", w->idx, (int)pid);
+    update_accept(m);
+    return 0;
+}
+
+static void schedule_respawn(wslot_t *w, uint32_t delay_ms)
+{
+    sw_log(SW_LOG_NOTICE, "respawning worker %d in %u ms", w->idx, (unsigned)delay_ms);
+    ev_timer_set(&w->respawn_w, delay_ms / 1000.0, 0.);
+    ev_timer_start(w->m->loop, &w->respawn_w);
+}
+
+static uint32_t next_backoff(wslot_t *w)
+{
+    uint32_t d = w->backoff_ms ? SW_MIN(w->backoff_ms * 2, (uint32_t)BACKOFF_MAX_MS)
+                               : (uint32_t)BACKOFF_MIN_MS;
+    w->backoff_ms = d;
+    return d;
+}
+
+static void spawn_or_retry(wslot_t *w)
+{
+    if (spawn(w) != 0)
+        schedule_respawn(w, next_backoff(w));
+}
+
+static void on_respawn(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    wslot_t *w = sw_container_of(t, wslot_t, respawn_w);
+    if (w->m->stop != RUNNING || w->pid > 0)
+        return;
+    spawn_or_retry(w);
+}
+
+static void log_death(const master_t *m, const wslot_t *w, pid_t pid, int status)
+{
+    if (WIFEXITED(status)) {
+        int code = WEXITSTATUS(status);
+        sw_log(m->stop ? SW_LOG_INFO : SW_LOG_WARN, "worker %d (pid %d) exited with code %d%s",
+               w->idx, (int)pid, code, m->stop ? "" : " unexpectedly");
+    } else if (WIFSIGNALED(status)) {
+        char name[32];
+        signal_name(WTERMSIG(status), name, sizeof(name));
+        sw_log(m->stop ? SW_LOG_WARN : SW_LOG_ERROR, "worker %d (pid %d) killed by %s%s", w->idx,
+               (int)pid, name, WCOREDUMP(status) ? " (core dumped)" : "");
+    } else {
+        sw_log(SW_LOG_WARN, "worker %d (pid %d) ended with status 0x%x", w->idx, (int)pid,
+               (unsigned)status);
+    }
+}
+
+static void on_child(struct ev_loop *loop, ev_child *cw, int revents)
+{
+    wslot_t *w = sw_container_of(cw, wslot_t, child_w);
+    master_t *m = w->m;
+    /* Stopped/continued notifications are not deaths (trace is 0 anyway). */
+    if (!WIFEXITED(cw->rstatus) && !WIFSIGNALED(cw->rstatus))
+        return;
+    pid_t pid = cw->rpid;
+    int status = cw->rstatus;
+    ev_child_stop(loop, cw);
+    if (w->chan >= 0)
+        close(w->chan);
+    w->chan = -1;
+    w->pid = 0;
+    atomic_store_explicit(&m->stats->slot[w->idx].pid, 0, memory_order_relaxed);
+    log_death(m, w, pid, status);
+
+    if (m->stop != RUNNING) {
+        if (count_running(m) == 0) {
+            sw_log(SW_LOG_INFO, "all workers exited");
+            ev_break(loop, EVBREAK_ALL);
+        }
+        return;
+    }
+    update_accept(m);
+
+    uint64_t now = sw_now_ms();
+    w->deaths[w->ndeaths % SW_ARRAY_SIZE(w->deaths)] = now;
+    w->ndeaths++;
+    /* After the increment this index holds the oldest of the last
+     * RESPAWN_FAST_DEATHS + 1 deaths. */
+    uint64_t oldest = w->deaths[w->ndeaths % SW_ARRAY_SIZE(w->deaths)];
+    int flapping = w->ndeaths > RESPAWN_FAST_DEATHS && now - oldest <= RESPAWN_WINDOW_MS;
+    if (!flapping) {
+        w->backoff_ms = 0;
+        spawn_or_retry(w);
+    } else {
+        schedule_respawn(w, next_backoff(w));
+    }
+}
+
+/* ---- Accept loop --------------------------------------------------------- */
+
+/* The live worker with the fewest connections that has not been tried yet;
+ * scanning from the round-robin cursor breaks ties in turn. -1 if none. */
+static int pick_worker(const master_t *m, const unsigned char *tried)
+{
+    int best = -1;
+    uint64_t best_conns = 0;
+    for (int k = 0; k < m->nslots; k++) {
+        int i = (int)((m->rr + (unsigned)k) % (unsigned)m->nslots);
+        const wslot_t *w = &m->slots[i];
+        if (!slot_live(w) || tried[i])
+            continue;
+        uint64_t c = SW_STAT_GET(&m->stats->slot[i], connections);
+        if (best < 0 || c < best_conns) {
+            best = i;
+            best_conns = c;
+        }
+    }
+    return best;
+}
+
+/* Hand fd to a worker; the caller closes its copy either way. */
+static int dispatch(master_t *m, int fd)
+{
+    unsigned char tried[256];
+    memset(tried, 0, sizeof(tried));
+    for (int attempt = 0; attempt < m->nslots; attempt++) {
+        int i = pick_worker(m, tried);
+        if (i < 0)
+            break;
+        tried[i] = 1;
+        wslot_t *w = &m->slots[i];
+        int rc = sw_fdpass_send(w->chan, fd);
+        if (rc == 0) {
+            m->rr = (unsigned)(i + 1) % (unsigned)m->nslots;
+            return 0;
+        }
+        if (rc == SW_ECLOSED) {
+            /* Going away; its ev_child will follow. */
+            w->chan_ok = 0;
+            update_accept(m);
+        }
+    }
+    if (rate_ok(&m->drop_log_ms))
+        sw_log(SW_LOG_WARN, "no worker could take a connection (channels full or closed); "
+                            "closing it");
+    return SW_EAGAIN;
+}
+
+static void on_accept_resume(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    master_t *m = sw_container_of(t, master_t, pause_w);
+    m->paused = 0;
+    update_accept(m);
+}
+
+static void pause_accept(master_t *m, int err)
+{
+    if (rate_ok(&m->emfile_log_ms))
+        sw_log(SW_LOG_ERROR, "accept4: %s; pausing accept for %d ms", strerror(err),
+               (int)(ACCEPT_PAUSE_S * 1000));
+    m->paused = 1;
+    update_accept(m);
+    ev_timer_set(&m->pause_w, ACCEPT_PAUSE_S, 0.);
+    ev_timer_start(m->loop, &m->pause_w);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
+{
+    master_t *m = sw_container_of(io, master_t, accept_w);
+    for (int n = 0; n < ACCEPT_BATCH; n++) {
+        int fd = accept4(m->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int err = errno;
+            switch (err) {
+            case EINTR:
+            case ECONNABORTED:
+            /* Linux reports pending network errors of the new socket
+             * through accept (accept(2) "Error handling"): skip it. */
+            case EPROTO:
+            case ENOPROTOOPT:
+            case EHOSTDOWN:
+            case ENONET:
+            case EHOSTUNREACH:
+            case EOPNOTSUPP:
+            case ENETUNREACH:
+            case ENETDOWN:
+            case EPERM:
+                continue;
+            case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+            case EWOULDBLOCK:
+#endif
+                return;
+            case EMFILE:
+            case ENFILE:
+            case ENOBUFS:
+            case ENOMEM:
+                pause_accept(m, err);
+                return;
+            default:
+                sw_log(SW_LOG_ERROR, "accept4: %s", strerror(err));
+                return;
+            }
+        }
+        int one = 1;
+        if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+            sw_log(SW_LOG_DEBUG, "setsockopt(TCP_NODELAY): %s", strerror(errno));
+        dispatch(m, fd);
+        close(fd);
+        if (!ev_is_active(&m->accept_w))
+            return; /* no live worker left */
+    }
+}
+
+/* ---- Signals and stopping ------------------------------------------------ */
+
+static void on_kill_deadline(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    master_t *m = sw_container_of(t, master_t, kill_w);
+    sw_log(SW_LOG_WARN, "%d worker(s) still running at the stop deadline; sending SIGKILL",
+           count_running(m));
+    signal_workers(m, SIGKILL);
+}
+
+static void begin_stop(master_t *m, int mode, int signum)
+{
+    if (mode <= m->stop)
+        return;
+    char name[32];
+    signal_name(signum, name, sizeof(name));
+    double deadline_s;
+    if (mode == STOP_FAST) {
+        deadline_s = FAST_STOP_KILL_S;
+        sw_log(SW_LOG_NOTICE, "fast stop (%s): stopping workers", name);
+    } else {
+        deadline_s = ((double)m->cfg->drain_timeout_ms + DRAIN_GRACE_MS) / 1000.0;
+        sw_log(SW_LOG_NOTICE, "graceful stop (%s): draining workers for up to %u ms", name,
+               (unsigned)m->cfg->drain_timeout_ms);
+    }
+    m->stop = mode;
+
+    ev_io_stop(m->loop, &m->accept_w);
+    ev_timer_stop(m->loop, &m->pause_w);
+    if (m->lfd >= 0) {
+        close(m->lfd);
+        m->lfd = -1;
+    }
+    for (int i = 0; i < m->nslots; i++)
+        ev_timer_stop(m->loop, &m->slots[i].respawn_w);
+
+    signal_workers(m, mode == STOP_FAST ? SIGTERM : SIGQUIT);
+
+    /* Escalating from a graceful stop never moves the deadline later. */
+    if (!ev_is_active(&m->kill_w) || ev_timer_remaining(m->loop, &m->kill_w) > deadline_s) {
+        ev_timer_stop(m->loop, &m->kill_w);
+        ev_timer_set(&m->kill_w, deadline_s, 0.);
+        ev_timer_start(m->loop, &m->kill_w);
+    }
+    if (count_running(m) == 0)
+        ev_break(m->loop, EVBREAK_ALL);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    master_t *m = s->data;
+    switch (s->signum) {
+    case SIGTERM:
+    case SIGINT:
+        begin_stop(m, STOP_FAST, s->signum);
+        break;
+    case SIGQUIT:
+        begin_stop(m, STOP_GRACEFUL, s->signum);
+        break;
+    case SIGUSR1:
+        sw_log(SW_LOG_NOTICE, "reopening log file (USR1)");
+        sw_log_reopen();
+        signal_workers(m, SIGUSR1);
+        break;
+    case SIGHUP:
+        sw_log(SW_LOG_NOTICE, "reload (HUP) is not implemented yet; ignoring");
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- Entry --------------------------------------------------------------- */
+
+int sw_master_run(const sw_config_t *cfg, const sw_appdef_t *app)
+{
+    int status = 1;
+    master_t *m = sw_xcalloc(1, sizeof(*m));
+    m->cfg = cfg;
+    m->app = app;
+    m->lfd = -1;
+    m->nslots = cfg->workers;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_IGN;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGPIPE, &sa, NULL) != 0) {
+        sw_log(SW_LOG_ERROR, "sigaction(SIGPIPE, SIG_IGN): %s", strerror(errno));
+        goto out;
+    }
+
+    if (m->nslots < 1 || m->nslots > 256) {
+        sw_log(SW_LOG_ERROR, "workers must be 1..256 (got %d)", m->nslots);
+        goto out;
+    }
+    m->loop = ev_default_loop(0);
+    if (!m->loop) {
+        sw_log(SW_LOG_ERROR, "ev_default_loop: could not initialise libev");
+        goto out;
+    }
+    m->stats = sw_stats_new((uint32_t)m->nslots);
+    if (!m->stats)
+        goto out;
+    m->lfd = listen_on(cfg->host, cfg->port);
+    if (m->lfd < 0)
+        goto out;
+
+    ev_io_init(&m->accept_w, on_accept, m->lfd, EV_READ);
+    ev_timer_init(&m->pause_w, on_accept_resume, 0., 0.);
+    ev_timer_init(&m->kill_w, on_kill_deadline, 0., 0.);
+    for (size_t i = 0; i < SW_ARRAY_SIZE(m->sigs); i++) {
+        ev_signal_init(&m->sigs[i], on_signal, master_signals[i]);
+        m->sigs[i].data = m;
+        ev_signal_start(m->loop, &m->sigs[i]);
+    }
+
+    m->slots = sw_xcalloc((size_t)m->nslots, sizeof(*m->slots));
+    for (int i = 0; i < m->nslots; i++) {
+        wslot_t *w = &m->slots[i];
+        w->m = m;
+        w->idx = i;
+        w->chan = -1;
+        ev_child_init(&w->child_w, on_child, 0, 0);
+        ev_timer_init(&w->respawn_w, on_respawn, 0., 0.);
+    }
+    sw_log(SW_LOG_INFO, "master pid %d starting %d worker(s)", (int)getpid(), m->nslots);
+    for (int i = 0; i < m->nslots; i++)
+        spawn_or_retry(&m->slots[i]);
+
+    ev_run(m->loop, 0);
+    sw_log(SW_LOG_NOTICE, "stopped");
+    status = 0;
+
+out:
+    if (m->loop) {
+        ev_io_stop(m->loop, &m->accept_w);
+        ev_timer_stop(m->loop, &m->pause_w);
+        ev_timer_stop(m->loop, &m->kill_w);
+        for (size_t i = 0; i < SW_ARRAY_SIZE(m->sigs); i++)
+            ev_signal_stop(m->loop, &m->sigs[i]);
+    }
+    for (int i = 0; m->slots && i < m->nslots; i++) {
+        wslot_t *w = &m->slots[i];
+        ev_child_stop(m->loop, &w->child_w);
+        ev_timer_stop(m->loop, &w->respawn_w);
+        if (w->chan >= 0)
+            close(w->chan);
+    }
+    if (m->lfd >= 0)
+        close(m->lfd);
+    sw_stats_free(m->stats);
+    free(m->slots);
+    free(m);
+    return status;
+}
