@@ -7,7 +7,7 @@
 #include "common/util.h"
 /* The histogram lives in the bench executable, which the test support
  * library does not link: compile it into this test. */
-#include "bench/hist.c"
+#include "bench/hist.h"
 
 #define MAXV (60ull * 1000 * 1000 * 1000) /* 60 s in ns */
 

@@ -1,0 +1,50 @@
+/* session.h — the protocol side of one client connection (WebSocket now;
+ * SSE later): hello/welcome, decoding client messages into the token's
+ * event queue, and writing server messages.
+ *
+ * A session belongs to its conn (conn udata) and is attached to one token
+ * after hello. It is freed when the conn closes; queued events that came
+ * from it stay queued (they are the client's intent) but lose their reply
+ * path. */
+#ifndef SW_WORKER_SESSION_H
+#define SW_WORKER_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "proto/msg.h"
+#include "worker/conn.h"
+
+typedef struct sw_worker sw_worker_t;
+typedef struct sw_token sw_token_t;
+
+typedef struct sw_session {
+    sw_worker_t *w;
+    sw_conn_t *conn;
+    sw_token_t *tok;                /* NULL until hello */
+    LIST_ENTRY(sw_session) tok_link; /* in tok->sessions */
+    LIST_ENTRY(sw_session) w_link;   /* in w->sessions */
+    char conn_id[SW_CONN_ID_MAX + 1];
+    char conn_token[SW_CONN_ID_MAX + 1];
+    uint64_t client_seq;            /* the last seq this client holds */
+    int welcomed;                   /* welcome sent */
+    int closing;
+} sw_session_t;
+
+/* conn callbacks (installed in the worker's sw_conn_env_t). */
+void sw_session_on_open(sw_conn_t *c);
+void sw_session_on_message(sw_conn_t *c, const char *data, size_t len);
+void sw_session_on_close(sw_conn_t *c);
+
+/* Send a pre-encoded message. Returns 0 or the sw_conn_send error (the
+ * conn closes itself at its output bound). */
+int sw_session_send(sw_session_t *s, const char *data, size_t len);
+
+/* Send an error message answering event `id` (-1: none). */
+void sw_session_send_error(sw_session_t *s, int64_t id, sw_errc_t code, const char *message);
+
+/* Close the client with `code` (1001 while draining). */
+void sw_session_close(sw_session_t *s, uint16_t code, const char *reason);
+
+#endif

@@ -1,0 +1,131 @@
+/* token.h — one client token in a worker: its FIFO event queue and the
+ * event pipeline (lease + load, run the handler, fenced commit, deliver).
+ *
+ * One event in flight per token, in arrival order; tokens run
+ * concurrently; nothing blocks the loop (every store call is async).
+ *
+ * Processing one event:
+ *   1. acquire the lease and load the state (one round trip,
+ *      sw_store_acquire_load); a lease held elsewhere is retried with
+ *      backoff for up to lease_ms + 1 s, then the event fails with
+ *      state_unavailable;
+ *   2. if the store's seq is ahead of what a client holds (its state
+ *      changed behind its back), that client first gets a full delta;
+ *   3. run the handler step (worker/runtime.h);
+ *   4. commit the dirty states, seq + 1 and the replay-log entry in one
+ *      fenced script (releasing the lease unless the handler yielded);
+ *   5. only then send the delta: with `id` to the client that sent the
+ *      event, without `id` to other clients of the same token.
+ * A commit refused because the lease was lost (expired, stolen) is logged
+ * and the event is retried once from fresh state; Redis out of reach
+ * answers state_unavailable (retryable) and drops the cached state.
+ *
+ * Bounds: at most cfg->max_queue events queued per token; past it the
+ * event is answered rate_limited at once and not queued. */
+#ifndef SW_WORKER_TOKEN_H
+#define SW_WORKER_TOKEN_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <ev.h>
+#include <jansson.h>
+#include <uthash.h>
+
+#include "proto/msg.h"
+#include "worker/runtime.h"
+#include "worker/session.h"
+
+typedef enum {
+    SW_EV_HELLO = 1,   /* read the seq, answer welcome */
+    SW_EV_HYDRATE,     /* full state + on_load */
+    SW_EV_CLIENT,      /* a client event (answered with its id) */
+    SW_EV_CHAINED,     /* queued by a handler (sw_ctx_chain) or on_load */
+    SW_EV_TASK_STEP,   /* one step of a background task */
+} sw_event_src_t;
+
+typedef struct sw_task sw_task_t;
+
+typedef struct sw_event {
+    TAILQ_ENTRY(sw_event) link;
+    sw_event_src_t kind;
+    int64_t id;             /* client event id, -1 if none */
+    sw_session_t *origin;   /* who gets the answer; NULL once it closed */
+    char *name;             /* owned */
+    json_t *payload;        /* owned, never NULL */
+    json_t *router;         /* owned, may be NULL */
+    sw_task_t *task;        /* SW_EV_TASK_STEP */
+    unsigned step;          /* handler step (yields so far) */
+    int retried;            /* lease-lost retry done */
+} sw_event_t;
+
+TAILQ_HEAD(sw_event_queue, sw_event);
+LIST_HEAD(sw_session_list, sw_session);
+
+struct sw_task {
+    LIST_ENTRY(sw_task) link;
+    sw_token_t *tok;
+    char *name;
+    json_t *payload;
+    unsigned step;
+    ev_timer timer;
+};
+LIST_HEAD(sw_task_list, sw_task);
+
+struct sw_token {
+    UT_hash_handle hh;
+    char token[SW_TOKEN_MAX + 1];
+    sw_worker_t *w;
+    struct sw_event_queue queue;
+    uint32_t qlen;
+    sw_event_t *current;        /* in flight, or NULL */
+    int loading;                /* waiting for the store */
+    sw_tree_t tree;
+    int have_tree;
+    int exists;                 /* the token hash exists in the store */
+    uint64_t seq;               /* the store's seq, as of the last load/commit */
+    struct sw_session_list sessions;
+    uint32_t nsessions;
+    struct sw_task_list tasks;
+    ev_timer retry_w;           /* lease busy backoff */
+    uint64_t busy_since_ms;
+    uint32_t busy_delay_ms;
+    int pending_store;          /* a store callback is outstanding */
+    int lease_held;             /* our lease is (believed) held */
+    /* The step being committed (owned while pending_store). */
+    sw_step_t step;
+    int have_step;
+    json_t *acc;                /* delta being committed: {state: {var: v}} */
+    uint64_t commit_seq;
+    int commit_release;
+    int commit_full;            /* hydrate: the answer is a full delta */
+};
+
+/* Find the token in this worker, or create it (empty queue, no state
+ * loaded). Never NULL. */
+sw_token_t *sw_token_get(sw_worker_t *w, const char *token);
+
+/* Queue an event (takes ownership of ev) and start the pipeline if idle.
+ * Past cfg->max_queue the event is answered rate_limited and freed. */
+void sw_token_enqueue(sw_token_t *t, sw_event_t *ev);
+
+/* A new event; name copied, payload/router stolen (payload NULL = {}). */
+sw_event_t *sw_event_new(sw_event_src_t kind, int64_t id, sw_session_t *origin,
+                         const char *name, json_t *payload, json_t *router);
+void sw_event_free(sw_event_t *ev);
+
+/* Attach / detach a session (detach clears it from queued events). */
+void sw_token_attach(sw_token_t *t, sw_session_t *s);
+void sw_token_detach(sw_token_t *t, sw_session_t *s);
+
+/* 1 when nothing is queued or in flight. */
+int sw_token_idle(const sw_token_t *t);
+
+/* Free tokens with no sessions, no tasks and nothing queued. Called from
+ * the worker's gc step. */
+void sw_token_gc(sw_worker_t *w);
+
+/* Free every token (worker exit). */
+void sw_token_free_all(sw_worker_t *w);
+
+#endif

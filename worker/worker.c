@@ -1,0 +1,268 @@
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "server/fdpass.h"
+#include "worker/session.h"
+#include "worker/token.h"
+
+/* Replay log length kept per token in the store. */
+#define SW_LOG_MAX 256
+/* HTTP request head bound. */
+#define SW_MAX_HEADER_BYTES 16384
+/* How often a draining worker looks for sessions it can close. */
+#define SW_DRAIN_POLL_S 0.02
+/* Grace after the last client closed, so lease releases reach Redis. */
+#define SW_EXIT_GRACE_S 0.05
+
+static void start_drain(sw_worker_t *w, const char *why);
+
+void sw_worker_schedule_gc(sw_worker_t *w)
+{
+    if (!w->gc_pending) {
+        w->gc_pending = 1;
+        ev_idle_start(w->loop, &w->gc_w);
+    }
+}
+
+static void gc_cb(struct ev_loop *loop, ev_idle *iw, int revents)
+{
+    sw_worker_t *w = sw_container_of(iw, sw_worker_t, gc_w);
+    ev_idle_stop(loop, iw);
+    w->gc_pending = 0;
+    sw_token_gc(w);
+}
+
+static void publish_cb(struct ev_loop *loop, ev_prepare *pw, int revents)
+{
+    sw_worker_t *w = sw_container_of(pw, sw_worker_t, publish_w);
+    atomic_store_explicit(&w->stats->connections, (uint64_t)w->conns.nconns,
+                          memory_order_relaxed);
+}
+
+static void channel_cb(struct ev_loop *loop, ev_io *iw, int revents)
+{
+    sw_worker_t *w = sw_container_of(iw, sw_worker_t, channel_w);
+    static uint64_t last_full_log;
+    for (int i = 0; i < 256; i++) {
+        int fd = sw_fdpass_recv(w->channel_fd);
+        if (fd == SW_EAGAIN)
+            return;
+        if (fd < 0) {
+            ev_io_stop(loop, iw);
+            start_drain(w, fd == SW_ECLOSED ? "master is gone" : "channel error");
+            return;
+        }
+        if (w->draining) {
+            close(fd);
+            continue;
+        }
+        if (w->conns.nconns >= w->cfg->max_connections) {
+            uint64_t now = sw_now_ms();
+            if (now - last_full_log > 1000) {
+                sw_log(SW_LOG_WARN, "connection limit %u reached; refusing new connections",
+                       w->cfg->max_connections);
+                last_full_log = now;
+            }
+            close(fd);
+            continue;
+        }
+        sw_conn_t *c = sw_conn_new(&w->conns, fd);
+        if (!c)
+            continue;
+        sw_conn_set_udata(c, w); /* replaced by the session on upgrade */
+        SW_STAT_ADD(w->stats, accepted, 1);
+    }
+}
+
+/* ---- HTTP routes other than the WebSocket endpoint ---------------------- */
+
+static void on_http(sw_conn_t *c, const sw_http_request_t *req)
+{
+    sw_worker_t *w = sw_conn_udata(c);
+    char body[512];
+    if (strcmp(req->path, "/healthz") == 0) {
+        if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+            const char *b = "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"use GET\"}}";
+            sw_conn_http_reply(c, 405, "application/json", "Allow: GET, HEAD\r\n", b, strlen(b));
+            return;
+        }
+        int ready = sw_store_ready(w->store);
+        int n = snprintf(body, sizeof(body),
+                         "{\"status\":\"%s\",\"app\":\"%s\",\"worker\":%d,\"pid\":%d,"
+                         "\"store\":\"%s\",\"store_ready\":%s,\"connections\":%zu,"
+                         "\"draining\":%s}",
+                         ready ? "ok" : "degraded", sw_appdef_name(w->app), w->slot,
+                         (int)getpid(), sw_store_kind(w->store), ready ? "true" : "false",
+                         w->conns.nconns, w->draining ? "true" : "false");
+        sw_conn_http_reply(c, ready && !w->draining ? 200 : 503, "application/json",
+                           "Cache-Control: no-store\r\n", body, (size_t)n);
+        return;
+    }
+    int n = snprintf(body, sizeof(body),
+                     "{\"error\":{\"code\":\"not_found\",\"message\":\"no route %s %.200s\"}}",
+                     req->method, req->path);
+    sw_conn_http_reply(c, 404, "application/json", NULL, body, (size_t)n);
+}
+
+/* ---- stop and drain ---------------------------------------------------- */
+
+static int all_quiet(sw_worker_t *w)
+{
+    if (w->conns.nconns)
+        return 0;
+    sw_token_t *t, *tmp;
+    HASH_ITER(hh, w->tokens, t, tmp)
+    {
+        if (t->pending_store)
+            return 0;
+    }
+    return 1;
+}
+
+static void exit_grace_cb(struct ev_loop *loop, ev_timer *tw, int revents)
+{
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void drain_poll_cb(struct ev_loop *loop, ev_timer *tw, int revents)
+{
+    sw_worker_t *w = sw_container_of(tw, sw_worker_t, drain_poll_w);
+    sw_session_t *s, *next;
+    for (s = LIST_FIRST(&w->sessions); s; s = next) {
+        next = LIST_NEXT(s, w_link);
+        if (!s->closing && (!s->tok || sw_token_idle(s->tok)))
+            sw_session_close(s, 1001, "going away");
+    }
+    if (all_quiet(w)) {
+        ev_timer_stop(loop, tw);
+        ev_timer_stop(loop, &w->drain_w);
+        sw_log(SW_LOG_INFO, "drained; exiting");
+        ev_timer_set(tw, SW_EXIT_GRACE_S, 0.);
+        ev_set_cb(tw, exit_grace_cb);
+        ev_timer_start(loop, tw);
+    }
+}
+
+static void drain_timeout_cb(struct ev_loop *loop, ev_timer *tw, int revents)
+{
+    sw_worker_t *w = sw_container_of(tw, sw_worker_t, drain_w);
+    sw_log(SW_LOG_WARN, "drain timeout (%u ms): closing %zu connections now",
+           w->cfg->drain_timeout_ms, w->conns.nconns);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void start_drain(sw_worker_t *w, const char *why)
+{
+    if (w->draining)
+        return;
+    w->draining = 1;
+    sw_log(SW_LOG_NOTICE, "draining (%s): %zu connections, timeout %u ms", why,
+           w->conns.nconns, w->cfg->drain_timeout_ms);
+    ev_io_stop(w->loop, &w->channel_w);
+    ev_timer_init(&w->drain_w, drain_timeout_cb, w->cfg->drain_timeout_ms / 1000., 0.);
+    ev_timer_start(w->loop, &w->drain_w);
+    ev_timer_init(&w->drain_poll_w, drain_poll_cb, 0., SW_DRAIN_POLL_S);
+    ev_timer_start(w->loop, &w->drain_poll_w);
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *sw, int revents)
+{
+    sw_worker_t *w = sw->data;
+    switch (sw->signum) {
+    case SIGTERM:
+    case SIGINT:
+        sw_log(SW_LOG_INFO, "stopping (signal %d)", sw->signum);
+        w->stopping = 1;
+        ev_break(loop, EVBREAK_ALL);
+        break;
+    case SIGQUIT:
+        start_drain(w, "QUIT");
+        break;
+    case SIGUSR1:
+        sw_log_reopen();
+        break;
+    default:
+        break;
+    }
+}
+
+static void signal_watch(sw_worker_t *w, ev_signal *sig, int signum)
+{
+    ev_signal_init(sig, signal_cb, signum);
+    sig->data = w;
+    ev_signal_start(w->loop, sig);
+}
+
+int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_t *app, int slot,
+                  int channel_fd, sw_stats_t *stats)
+{
+    int rc = 1;
+    sw_worker_t *w = sw_xcalloc(1, sizeof(*w));
+    w->loop = loop;
+    w->cfg = cfg;
+    w->app = app;
+    w->slot = slot;
+    w->channel_fd = channel_fd;
+    w->stats = &stats->slot[slot];
+    LIST_INIT(&w->sessions);
+    char rnd[13];
+    sw_random_hex(rnd, 6);
+    snprintf(w->holder_id, sizeof(w->holder_id), "w%d-%d-%s", slot, (int)getpid(), rnd);
+
+    sw_store_opts_t opts = {
+        .redis_url = cfg->redis_url[0] ? cfg->redis_url : NULL,
+        .holder_id = w->holder_id,
+        .token_ttl_s = cfg->token_ttl_s,
+        .lease_ms = cfg->lease_ms,
+        .log_max = SW_LOG_MAX,
+    };
+    w->store = sw_store_new(loop, &opts);
+    if (!w->store)
+        goto out;
+
+    sw_conn_env_init(&w->conns);
+    w->conns.loop = loop;
+    w->conns.ws_path = "/_event";
+    w->conns.max_message_bytes = cfg->max_message_bytes;
+    w->conns.max_send_bytes = cfg->max_send_bytes;
+    w->conns.max_header_bytes = SW_MAX_HEADER_BYTES;
+    w->conns.max_body_bytes = cfg->max_message_bytes;
+    w->conns.on_open = sw_session_on_open;
+    w->conns.on_message = sw_session_on_message;
+    w->conns.on_close = sw_session_on_close;
+    w->conns.on_http = on_http;
+    w->conns.udata = w;
+
+    if (sw_fd_nonblock(channel_fd))
+        goto out;
+    ev_io_init(&w->channel_w, channel_cb, channel_fd, EV_READ);
+    ev_io_start(loop, &w->channel_w);
+    signal_watch(w, &w->sig_term, SIGTERM);
+    signal_watch(w, &w->sig_int, SIGINT);
+    signal_watch(w, &w->sig_quit, SIGQUIT);
+    signal_watch(w, &w->sig_usr1, SIGUSR1);
+    signal_watch(w, &w->sig_hup, SIGHUP);
+    ev_prepare_init(&w->publish_w, publish_cb);
+    ev_prepare_start(loop, &w->publish_w);
+    ev_idle_init(&w->gc_w, gc_cb);
+
+    sw_log(SW_LOG_INFO, "worker %d started (store %s, lease holder %s)", slot,
+           sw_store_kind(w->store), w->holder_id);
+    ev_run(loop, 0);
+    rc = 0;
+
+out:
+    sw_token_free_all(w);
+    if (w->store)
+        sw_store_free(w->store);
+    free(w);
+    return rc;
+}
