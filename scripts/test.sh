@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Build with ASan/UBSan and run every test (unit + integration against a
+# real redis-server started by the tests themselves).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+BUILD=${BUILD:-build-test}
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Sanitize >/dev/null
+cmake --build "$BUILD" -j"$(nproc)"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+ctest --test-dir "$BUILD" --output-on-failure -j2 --timeout 900
+# The load generator's smoke run against a real cluster.
+bash bench/smoke.sh "$BUILD"
