@@ -99,6 +99,36 @@ Test(modes, app_loaded_from_shared_object)
     cr_assert_str_eq(json_string_value(json_object_get(d, "code")), "unknown_event",
                      "the demo app is not loaded alongside");
     json_decref(d);
+
+    /* A client action travels in the answering delta; the chained event
+     * runs next on the server and its delta follows without id. */
+    d = call(c, 3, "counter.reset");
+    cr_assert_eq(count_of(d), 0);
+    json_t *ev0 = json_array_get(json_object_get(d, "events"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(ev0, "name")), "_toast");
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(ev0, "payload"), "text")),
+                     "counter reset");
+    json_int_t seq = json_integer_value(json_object_get(d, "seq"));
+    json_decref(d);
+    d = sw_wsc_recv_json(c, T_MS);
+    cr_assert(d, "the chained event's delta follows");
+    cr_assert_null(json_object_get(d, "id"));
+    cr_assert_eq(count_of(d), 1);
+    cr_assert_eq(json_integer_value(json_object_get(d, "seq")), seq + 1);
+    json_decref(d);
+
+    /* A yielding handler: every step is committed and sent with the id. */
+    json_t *m = json_pack("{s:s,s:i,s:s,s:{s:i}}", "type", "event", "id", 4, "name",
+                          "counter.count_up", "payload", "n", 5);
+    sw_wsc_send_json(c, m);
+    json_decref(m);
+    for (int k = 1; k <= 5; k++) {
+        d = sw_wsc_recv_json(c, T_MS);
+        cr_assert(d, "yield step %d arrives", k);
+        cr_assert_eq(json_integer_value(json_object_get(d, "id")), 4);
+        cr_assert_eq(count_of(d), 1 + k);
+        json_decref(d);
+    }
     sw_wsc_free(c);
     sw_test_server_stop(s, SIGTERM, 5000);
     sw_test_redis_stop(r);

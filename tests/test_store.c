@@ -8,6 +8,8 @@
 #include <time.h>
 
 #include <criterion/criterion.h>
+
+#include <signal.h>
 #include <ev.h>
 
 #include "common/util.h"
@@ -527,6 +529,26 @@ Test(store_redis, script_flush)
     freeReplyObject(cmd(c, "SCRIPT FLUSH"));
     cr_assert_eq(load(a, "t").seq, 4);
     redisFree(c);
+    sw_store_free(a);
+}
+
+Test(store_redis, hung_redis_times_out_then_recovers, .timeout = 30)
+{
+    sw_store_t *a = mk_redis("w1");
+    cr_assert_eq(load(a, "t").status, 0);
+    /* Redis stops answering but keeps the connection open. */
+    cr_assert_eq(kill(sw_test_redis_pid(redis), SIGSTOP), 0);
+    load_res_t r;
+    memset(&r, 0, sizeof(r));
+    cr_assert_eq(sw_store_acquire_load(a, "t", on_load, &r), 0);
+    uint64_t t0 = sw_now_ms();
+    cr_assert(wait_flag(&r.done, 15000), "a hung Redis must not hang the request");
+    uint64_t waited = sw_now_ms() - t0;
+    cr_assert_eq(r.status, SW_EUNAVAIL);
+    cr_assert(waited >= 4000, "not before the reply timeout (%llu ms)", (unsigned long long)waited);
+    cr_assert_eq(kill(sw_test_redis_pid(redis), SIGCONT), 0);
+    wait_ready(a);
+    cr_assert_eq(load(a, "t2").status, 0);
     sw_store_free(a);
 }
 

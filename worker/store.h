@@ -19,7 +19,10 @@
  * All calls are asynchronous: they return 0 after queueing the request and
  * call the callback exactly once later from the event loop (never from
  * inside the call), or return a negative SW_E* code and never call it.
- * A request in flight when Redis goes away completes with SW_EUNAVAIL; a
+ * A request in flight when Redis goes away completes with SW_EUNAVAIL, and
+ * so does every waiting request when a connection answers nothing for 5 s
+ * (the connection is then dropped and reopened: a hung Redis cannot stall
+ * tokens); a
  * commit that completes with SW_EUNAVAIL may or may not have been applied
  * (the caller must reload before trusting its cache).
  *

@@ -23,6 +23,11 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
+/* A connection that answers nothing for this long while requests wait is
+ * dropped and reopened (hiredis 0.14 has no async timeouts): the waiting
+ * requests complete with SW_EUNAVAIL instead of hanging. */
+#define REPLY_TIMEOUT_MS 5000
+#define WATCHDOG_PERIOD_S 0.5
 
 /* KEYS[1] hash, KEYS[2] lease; ARGV[1] holder, ARGV[2] lease_ms.
  * {0}: busy; {1, {field, value, ...}}: lease ours, hash read. */
@@ -80,6 +85,9 @@ typedef struct redis_store {
     int freeing;
     uint32_t backoff_ms;
     ev_timer retry_w;
+    ev_timer watchdog_w;  /* drops a connection that stopped answering */
+    uint32_t awaiting;    /* commands sent whose reply has not come */
+    uint64_t progress_ms; /* last reply, or first send after a quiet spell */
     char sha[SCRIPT__COUNT][41];
 } redis_store_t;
 
@@ -172,9 +180,11 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv);
 
 static int req_send(redisAsyncContext *ac, rreq_t *q)
 {
-    return redisAsyncCommandArgv(ac, on_reply, q, q->argc, q->argv, q->argvlen) == REDIS_OK
-               ? 0
-               : SW_EUNAVAIL;
+    if (redisAsyncCommandArgv(ac, on_reply, q, q->argc, q->argv, q->argvlen) != REDIS_OK)
+        return SW_EUNAVAIL;
+    if (q->rs->awaiting++ == 0)
+        q->rs->progress_ms = sw_now_ms();
+    return 0;
 }
 
 static void complete_load(rreq_t *q, const redisReply *rep)
@@ -228,6 +238,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     rreq_t *q = priv;
     redisReply *rep = reply;
+    if (q->rs->awaiting > 0)
+        q->rs->awaiting--;
+    q->rs->progress_ms = sw_now_ms();
     if (rep && rep->type == REDIS_REPLY_ERROR && !q->evaled &&
         strncmp(rep->str, "NOSCRIPT", 8) == 0) {
         /* The script cache is empty (restart, SCRIPT FLUSH): send the text. */
@@ -275,6 +288,7 @@ static void went_down(redis_store_t *rs, const char *why)
 {
     rs->ac = NULL;
     rs->connected = 0;
+    rs->awaiting = 0;
     if (rs->freeing)
         return;
     if (!rs->down) {
@@ -282,6 +296,22 @@ static void went_down(redis_store_t *rs, const char *why)
         sw_log(SW_LOG_WARN, "redis: connection lost: %s", why && why[0] ? why : "closed");
     }
     schedule_retry(rs);
+}
+
+static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    redis_store_t *rs = sw_container_of(w, redis_store_t, watchdog_w);
+    if (!rs->ac || !rs->awaiting)
+        return;
+    uint64_t quiet = sw_now_ms() - rs->progress_ms;
+    if (quiet < REPLY_TIMEOUT_MS)
+        return;
+    sw_log(SW_LOG_WARN, "redis: no reply for %llu ms with %u command(s) waiting; reconnecting",
+           (unsigned long long)quiet, rs->awaiting);
+    redisAsyncContext *ac = rs->ac;
+    redisAsyncFree(ac); /* waiting callbacks get NULL: SW_EUNAVAIL */
+    if (rs->ac == ac)   /* no disconnect callback came: mark it down here */
+        went_down(rs, "reply timeout");
 }
 
 static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
@@ -393,6 +423,9 @@ sw_store_t *sw_store_redis_new(struct ev_loop *loop, const sw_store_opts_t *opts
     rs->db = db;
     rs->backoff_ms = BACKOFF_MIN_MS;
     ev_timer_init(&rs->retry_w, on_retry, 0., 0.);
+    ev_timer_init(&rs->watchdog_w, on_watchdog, WATCHDOG_PERIOD_S, WATCHDOG_PERIOD_S);
+    ev_timer_start(loop, &rs->watchdog_w);
+    ev_unref(loop); /* the watchdog alone does not keep the loop alive */
     for (int i = 0; i < SCRIPT__COUNT; i++)
         sha1_hex(SCRIPTS[i], rs->sha[i]);
     start_connect(rs);
@@ -406,6 +439,8 @@ static void redis_destroy(sw_store_t *s)
     redis_store_t *rs = rs_of(s);
     rs->freeing = 1;
     ev_timer_stop(s->loop, &rs->retry_w);
+    ev_ref(s->loop);
+    ev_timer_stop(s->loop, &rs->watchdog_w);
     if (rs->ac) {
         redisAsyncContext *ac = rs->ac;
         rs->ac = NULL;

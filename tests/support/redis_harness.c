@@ -294,3 +294,8 @@ void sw_test_redis_kill(sw_test_redis_t *r)
 {
     reap(r, SIGKILL);
 }
+
+pid_t sw_test_redis_pid(const sw_test_redis_t *r)
+{
+    return r->pid;
+}

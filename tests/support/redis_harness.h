@@ -12,6 +12,8 @@
 #ifndef SW_TESTS_REDIS_HARNESS_H
 #define SW_TESTS_REDIS_HARNESS_H
 
+#include <sys/types.h>
+
 #include <hiredis/hiredis.h>
 
 typedef struct sw_test_redis sw_test_redis_t;
@@ -39,6 +41,9 @@ const char *sw_test_redis_socket(const sw_test_redis_t *r);
  * yourself for another db). Caller frees with redisFree. NULL on failure
  * (logged). */
 redisContext *sw_test_redis_connect(const sw_test_redis_t *r);
+
+/* The redis-server process id (for SIGSTOP/SIGCONT in tests). */
+pid_t sw_test_redis_pid(const sw_test_redis_t *r);
 
 /* Stop the server (SIGTERM + waitpid), remove the temp dir and free r.
  * NULL is a no-op. */
