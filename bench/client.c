@@ -27,8 +27,16 @@
 #define HEAD_MAX 16384
 #define LOG_FAILURES_MAX 5 /* connection failures logged one by one */
 
-enum { ST_IDLE, ST_CONNECTING, ST_UPGRADE_SEND, ST_UPGRADE_RECV, ST_WELCOME, ST_HYDRATE,
-       ST_RUNNING, ST_DEAD };
+enum {
+    ST_IDLE,
+    ST_CONNECTING,
+    ST_UPGRADE_SEND,
+    ST_UPGRADE_RECV,
+    ST_WELCOME,
+    ST_HYDRATE,
+    ST_RUNNING,
+    ST_DEAD
+};
 
 enum { PH_SETUP, PH_WARMUP, PH_MEASURE, PH_DONE };
 
@@ -38,18 +46,18 @@ typedef struct bconn {
     bench_t *b;
     int fd;
     int state;
-    int settled;         /* counted as ok or failed */
-    int dead_pending;    /* tear down once the current callback is over */
+    int settled;      /* counted as ok or failed */
+    int dead_pending; /* tear down once the current callback is over */
     ev_io io;
     int io_events;
-    sw_buf_t hs;         /* handshake: request out, then response in */
+    sw_buf_t hs; /* handshake: request out, then response in */
     size_t hs_off;
-    char accept[29];     /* expected Sec-WebSocket-Accept */
+    char accept[29]; /* expected Sec-WebSocket-Accept */
     wslay_event_context_ptr ws;
-    char *pre;           /* bytes past the 101 head, fed to wslay first */
+    char *pre; /* bytes past the 101 head, fed to wslay first */
     size_t pre_len, pre_off;
-    int64_t next_id;     /* id of the next event */
-    int64_t wait_id;     /* id whose answer we wait for */
+    int64_t next_id; /* id of the next event */
+    int64_t wait_id; /* id whose answer we wait for */
     uint64_t sent_ns;
     char token[33];
 } bconn_t;
@@ -67,7 +75,7 @@ struct bench {
     ev_signal sigint, sigterm;
     int phase;
     uint64_t measure_start_ns;
-    char *ev_suffix;     /* ,"name":...,"payload":...} */
+    char *ev_suffix; /* ,"name":...,"payload":...} */
     sw_bench_result_t *res;
     sw_bench_hook_fn on_start, on_end;
     void *udata;

@@ -34,26 +34,26 @@
 #define SW_BENCH_RTT_MAX_NS (60ull * 1000 * 1000 * 1000) /* histogram bound: 60 s */
 
 typedef struct sw_bench_opts {
-    const char *host;     /* numeric address or name */
+    const char *host; /* numeric address or name */
     int port;
-    const char *path;     /* "/_event" */
+    const char *path; /* "/_event" */
     int connections;
-    double duration_s;    /* measure window */
+    double duration_s; /* measure window */
     double warmup_s;
-    const char *event;    /* event name, "counter.increment" */
-    const char *payload;  /* JSON object text, "{}" */
+    const char *event;   /* event name, "counter.increment" */
+    const char *payload; /* JSON object text, "{}" */
 } sw_bench_opts_t;
 
 typedef struct sw_bench_result {
-    int conn_ok;          /* reached the closed loop */
-    int conn_failed;      /* connect, upgrade, hello or hydrate failed or timed out */
-    int conn_dropped;     /* closed by the server (or an error) after setup */
-    uint64_t events;      /* events answered with a delta in the window */
-    uint64_t errors;      /* events answered with an error in the window */
+    int conn_ok;            /* reached the closed loop */
+    int conn_failed;        /* connect, upgrade, hello or hydrate failed or timed out */
+    int conn_dropped;       /* closed by the server (or an error) after setup */
+    uint64_t events;        /* events answered with a delta in the window */
+    uint64_t errors;        /* events answered with an error in the window */
     json_t *errors_by_code; /* {"code": n} for `errors`; owned */
-    uint64_t setup_errors; /* hydrate answered with an error (not in the window) */
-    double measured_s;    /* actual length of the window, seconds */
-    sw_hist_t rtt;        /* round-trip times in ns of answered events */
+    uint64_t setup_errors;  /* hydrate answered with an error (not in the window) */
+    double measured_s;      /* actual length of the window, seconds */
+    sw_hist_t rtt;          /* round-trip times in ns of answered events */
 } sw_bench_result_t;
 
 /* Called (blocking is fine) right before the window opens and right after

@@ -18,18 +18,18 @@
 #include <stdint.h>
 
 typedef struct sw_hist {
-    uint64_t max_value;        /* highest trackable value */
-    int digits;                /* significant decimal digits, 1..5 */
-    int sub_half_magnitude;    /* log2(sub_bucket_count / 2) */
-    uint64_t sub_count;        /* sub-buckets per bucket (power of two) */
-    uint64_t sub_mask;         /* (sub_count - 1) */
+    uint64_t max_value;     /* highest trackable value */
+    int digits;             /* significant decimal digits, 1..5 */
+    int sub_half_magnitude; /* log2(sub_bucket_count / 2) */
+    uint64_t sub_count;     /* sub-buckets per bucket (power of two) */
+    uint64_t sub_mask;      /* (sub_count - 1) */
     size_t bucket_count;
     size_t counts_len;
-    uint64_t *counts;          /* owned */
-    uint64_t total;            /* values recorded */
-    uint64_t max_seen;         /* exact highest recorded value (after clamping) */
-    uint64_t min_seen;         /* exact lowest recorded value; UINT64_MAX if empty */
-    uint64_t clamped;          /* values recorded above max_value */
+    uint64_t *counts;  /* owned */
+    uint64_t total;    /* values recorded */
+    uint64_t max_seen; /* exact highest recorded value (after clamping) */
+    uint64_t min_seen; /* exact lowest recorded value; UINT64_MAX if empty */
+    uint64_t clamped;  /* values recorded above max_value */
 } sw_hist_t;
 
 /* Initialise an embedded histogram for values 0..max_value (max_value >=

@@ -15,8 +15,8 @@
 #include "common/util.h"
 
 typedef struct run {
-    int pid;                  /* server master, 0 = none */
-    const char *redis_url;    /* NULL = none */
+    int pid;               /* server master, 0 = none */
+    const char *redis_url; /* NULL = none */
     redisContext *rc;
     sw_proc_snap_t *proc0, *proc1;
     int proc_ok;
@@ -117,8 +117,21 @@ int main(int argc, char **argv)
     const char *json_path = NULL;
     sw_bench_result_t res;
     int status = 1;
-    enum { O_HOST = 256, O_PORT, O_PATH, O_CONN, O_DUR, O_WARM, O_EVENT, O_PAYLOAD, O_PID,
-           O_REDIS, O_JSON, O_SMOKE, O_HELP };
+    enum {
+        O_HOST = 256,
+        O_PORT,
+        O_PATH,
+        O_CONN,
+        O_DUR,
+        O_WARM,
+        O_EVENT,
+        O_PAYLOAD,
+        O_PID,
+        O_REDIS,
+        O_JSON,
+        O_SMOKE,
+        O_HELP
+    };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, O_HOST},
         {"port", required_argument, NULL, O_PORT},
@@ -139,24 +152,52 @@ int main(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         int bad = 0;
         switch (opt) {
-        case O_HOST: o.host = optarg; break;
-        case O_PORT: bad = parse_int(optarg, 1, 65535, &o.port); break;
-        case O_PATH: o.path = optarg; break;
-        case O_CONN: bad = parse_int(optarg, 1, 1000000, &o.connections); break;
-        case O_DUR: bad = parse_double(optarg, &o.duration_s) || o.duration_s <= 0; break;
-        case O_WARM: bad = parse_double(optarg, &o.warmup_s); break;
-        case O_EVENT: o.event = optarg; break;
-        case O_PAYLOAD: o.payload = optarg; break;
-        case O_PID: bad = parse_int(optarg, 1, 0x7fffffff, &r.pid); break;
-        case O_REDIS: r.redis_url = optarg; break;
-        case O_JSON: json_path = optarg; break;
-        case O_SMOKE: smoke = 1; break;
-        case O_HELP: usage(argv[0]); return 0;
-        default: usage(argv[0]); return 2;
+        case O_HOST:
+            o.host = optarg;
+            break;
+        case O_PORT:
+            bad = parse_int(optarg, 1, 65535, &o.port);
+            break;
+        case O_PATH:
+            o.path = optarg;
+            break;
+        case O_CONN:
+            bad = parse_int(optarg, 1, 1000000, &o.connections);
+            break;
+        case O_DUR:
+            bad = parse_double(optarg, &o.duration_s) || o.duration_s <= 0;
+            break;
+        case O_WARM:
+            bad = parse_double(optarg, &o.warmup_s);
+            break;
+        case O_EVENT:
+            o.event = optarg;
+            break;
+        case O_PAYLOAD:
+            o.payload = optarg;
+            break;
+        case O_PID:
+            bad = parse_int(optarg, 1, 0x7fffffff, &r.pid);
+            break;
+        case O_REDIS:
+            r.redis_url = optarg;
+            break;
+        case O_JSON:
+            json_path = optarg;
+            break;
+        case O_SMOKE:
+            smoke = 1;
+            break;
+        case O_HELP:
+            usage(argv[0]);
+            return 0;
+        default:
+            usage(argv[0]);
+            return 2;
         }
         if (bad) {
-            fprintf(stderr, "%s: bad value for --%s: %s\n", argv[0],
-                    longopts[opt - O_HOST].name, optarg);
+            fprintf(stderr, "%s: bad value for --%s: %s\n", argv[0], longopts[opt - O_HOST].name,
+                    optarg);
             return 2;
         }
     }
@@ -210,10 +251,10 @@ int main(int argc, char **argv)
         printf("  %-28s %llu\n", "hydrate errors (setup)", (unsigned long long)res.setup_errors);
 
     json_t *rep = json_pack("{s:s, s:{s:i, s:i, s:i, s:i}, s:f, s:f, s:I, s:I, s:f, s:O, s:I}",
-                            "scenario", "events", "connections", "requested", o.connections,
-                            "ok", res.conn_ok, "failed", res.conn_failed, "dropped",
-                            res.conn_dropped, "warmup_s", o.warmup_s, "duration_s", res.measured_s,
-                            "events", (json_int_t)res.events, "errors", (json_int_t)res.errors,
+                            "scenario", "events", "connections", "requested", o.connections, "ok",
+                            res.conn_ok, "failed", res.conn_failed, "dropped", res.conn_dropped,
+                            "warmup_s", o.warmup_s, "duration_s", res.measured_s, "events",
+                            (json_int_t)res.events, "errors", (json_int_t)res.errors,
                             "events_per_s", (double)res.events / secs, "errors_by_code",
                             res.errors_by_code, "setup_errors", (json_int_t)res.setup_errors);
     json_t *rtt = json_object();
@@ -248,8 +289,7 @@ int main(int argc, char **argv)
             json_object_set_new(rep, "redis_commands", json_integer((json_int_t)calls));
             if (answered) {
                 printf("  %-28s %.1f\n", "Redis CPU us/event", cpu * 1e6 / (double)answered);
-                printf("  %-28s %.2f\n", "Redis commands/event",
-                       (double)calls / (double)answered);
+                printf("  %-28s %.2f\n", "Redis commands/event", (double)calls / (double)answered);
                 json_object_set_new(rep, "redis_cpu_us_per_event",
                                     json_real(cpu * 1e6 / (double)answered));
                 json_object_set_new(rep, "redis_commands_per_event",

@@ -110,8 +110,8 @@ redisContext *sw_sysstat_redis_connect(const char *url)
         sw_log(SW_LOG_ERROR, "bench: bad Redis URL \"%s\"", url);
         return NULL;
     }
-    redisContext *rc = port ? redisConnectWithTimeout(host, port, tv)
-                            : redisConnectUnixWithTimeout(host, tv);
+    redisContext *rc =
+        port ? redisConnectWithTimeout(host, port, tv) : redisConnectUnixWithTimeout(host, tv);
     if (!rc || rc->err) {
         sw_log(SW_LOG_ERROR, "bench: redis connect %s: %s", url, rc ? rc->errstr : "no memory");
         if (rc)

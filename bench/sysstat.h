@@ -34,8 +34,8 @@ double sw_sysstat_procs_delta_s(const sw_proc_snap_t *start, const sw_proc_snap_
 
 /* Redis counters at one moment. */
 typedef struct sw_redis_snap {
-    double cpu_s;     /* used_cpu_sys + used_cpu_user, seconds */
-    uint64_t calls;   /* sum of calls= over every cmdstat_* line */
+    double cpu_s;   /* used_cpu_sys + used_cpu_user, seconds */
+    uint64_t calls; /* sum of calls= over every cmdstat_* line */
 } sw_redis_snap_t;
 
 /* A synchronous hiredis connection for url ("redis://host:port/db" or

@@ -9,10 +9,10 @@
 #include <stddef.h>
 
 typedef struct sw_buf {
-    char *data;  /* owned; NULL until the first append */
-    size_t len;  /* bytes in use */
-    size_t cap;  /* bytes allocated (excluding the NUL slot) */
-    size_t max;  /* 0 = unbounded */
+    char *data; /* owned; NULL until the first append */
+    size_t len; /* bytes in use */
+    size_t cap; /* bytes allocated (excluding the NUL slot) */
+    size_t max; /* 0 = unbounded */
 } sw_buf_t;
 
 /* Initialise an embedded buffer; max 0 = unbounded. */

@@ -16,19 +16,32 @@
 const char *sw_strerror(int err)
 {
     switch (err) {
-    case SW_OK: return "SW_OK";
-    case SW_ERR: return "SW_ERR";
-    case SW_EINVAL: return "SW_EINVAL";
-    case SW_ENOMEM: return "SW_ENOMEM";
-    case SW_EAGAIN: return "SW_EAGAIN";
-    case SW_ELEASE: return "SW_ELEASE";
-    case SW_EUNAVAIL: return "SW_EUNAVAIL";
-    case SW_ECLOSED: return "SW_ECLOSED";
-    case SW_ENOTFOUND: return "SW_ENOTFOUND";
-    case SW_ETOOLARGE: return "SW_ETOOLARGE";
-    case SW_EPROTO: return "SW_EPROTO";
-    case SW_EBUSY: return "SW_EBUSY";
-    default: return "SW_E?";
+    case SW_OK:
+        return "SW_OK";
+    case SW_ERR:
+        return "SW_ERR";
+    case SW_EINVAL:
+        return "SW_EINVAL";
+    case SW_ENOMEM:
+        return "SW_ENOMEM";
+    case SW_EAGAIN:
+        return "SW_EAGAIN";
+    case SW_ELEASE:
+        return "SW_ELEASE";
+    case SW_EUNAVAIL:
+        return "SW_EUNAVAIL";
+    case SW_ECLOSED:
+        return "SW_ECLOSED";
+    case SW_ENOTFOUND:
+        return "SW_ENOTFOUND";
+    case SW_ETOOLARGE:
+        return "SW_ETOOLARGE";
+    case SW_EPROTO:
+        return "SW_EPROTO";
+    case SW_EBUSY:
+        return "SW_EBUSY";
+    default:
+        return "SW_E?";
     }
 }
 

@@ -13,17 +13,17 @@
 /* Error codes. Negative on return; sw_strerror() names them. */
 enum {
     SW_OK = 0,
-    SW_ERR = -1,          /* generic failure, already logged */
-    SW_EINVAL = -2,       /* bad argument or bad input */
-    SW_ENOMEM = -3,       /* a bound was reached (not malloc: that aborts) */
-    SW_EAGAIN = -4,       /* try again later (would block, lease busy) */
-    SW_ELEASE = -5,       /* the lease is not ours (expired or stolen) */
-    SW_EUNAVAIL = -6,     /* Redis (or another dependency) out of reach */
-    SW_ECLOSED = -7,      /* peer or connection closed */
-    SW_ENOTFOUND = -8,    /* no such key / event / state */
-    SW_ETOOLARGE = -9,    /* input over a configured size bound */
-    SW_EPROTO = -10,      /* protocol violation by the peer */
-    SW_EBUSY = -11,       /* another holder has the resource */
+    SW_ERR = -1,       /* generic failure, already logged */
+    SW_EINVAL = -2,    /* bad argument or bad input */
+    SW_ENOMEM = -3,    /* a bound was reached (not malloc: that aborts) */
+    SW_EAGAIN = -4,    /* try again later (would block, lease busy) */
+    SW_ELEASE = -5,    /* the lease is not ours (expired or stolen) */
+    SW_EUNAVAIL = -6,  /* Redis (or another dependency) out of reach */
+    SW_ECLOSED = -7,   /* peer or connection closed */
+    SW_ENOTFOUND = -8, /* no such key / event / state */
+    SW_ETOOLARGE = -9, /* input over a configured size bound */
+    SW_EPROTO = -10,   /* protocol violation by the peer */
+    SW_EBUSY = -11,    /* another holder has the resource */
 };
 
 /* Name of an SW_E* code ("SW_ELEASE"); never NULL. */
@@ -39,8 +39,7 @@ char *sw_xstrndup(const char *s, size_t n);
 char *sw_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Recover the owner of an embedded member (libev watchers). */
-#define sw_container_of(ptr, type, member)                                                         \
-    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define sw_container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 #define SW_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define SW_MIN(a, b) ((a) < (b) ? (a) : (b))

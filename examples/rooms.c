@@ -3,9 +3,9 @@
 
 #include <stdint.h>
 
-#define ROOMS_MAX_AMOUNT 1000000000     /* |amount| of counter.add */
-#define ROOMS_CHAT_KEEP 50              /* messages kept in chat.messages */
-#define ROOMS_TEXT_MAX 500              /* bytes of one chat message */
+#define ROOMS_MAX_AMOUNT 1000000000 /* |amount| of counter.add */
+#define ROOMS_CHAT_KEEP 50          /* messages kept in chat.messages */
+#define ROOMS_TEXT_MAX 500          /* bytes of one chat message */
 
 /* ---- room ---------------------------------------------------------------- */
 

@@ -71,8 +71,8 @@ static int valid_chars(const char *s, size_t len, size_t max, const char *extra)
 
 /* Copy the string field `key` of obj into dst (cap bytes incl. NUL) after
  * checking it against [A-Za-z0-9_-]{1,max}. */
-static sw_errc_t get_ident(json_t *obj, const char *what, const char *key, int required,
-                           char *dst, size_t max, char *why, size_t whylen)
+static sw_errc_t get_ident(json_t *obj, const char *what, const char *key, int required, char *dst,
+                           size_t max, char *why, size_t whylen)
 {
     json_t *v = json_object_get(obj, key);
     if (!v) {
@@ -109,8 +109,7 @@ static sw_errc_t decode_hello(json_t *root, sw_msg_t *out, char *why, size_t why
         set_why(why, whylen, "hello.resume must be an object");
         return SW_ERRC_BAD_MESSAGE;
     }
-    rc = get_ident(resume, "hello.resume", "conn_id", 1, out->conn_id, SW_CONN_ID_MAX, why,
-                   whylen);
+    rc = get_ident(resume, "hello.resume", "conn_id", 1, out->conn_id, SW_CONN_ID_MAX, why, whylen);
     if (rc)
         return rc;
     rc = get_ident(resume, "hello.resume", "conn_token", 1, out->conn_token, SW_CONN_ID_MAX, why,
@@ -162,8 +161,8 @@ static sw_errc_t decode_router(json_t *r, sw_msg_t *out, char *why, size_t whyle
 static sw_errc_t decode_event(json_t *root, sw_msg_t *out, char *why, size_t whylen)
 {
     json_t *id = json_object_get(root, "id");
-    if (id && (!json_is_integer(id) || json_integer_value(id) < 0 ||
-               json_integer_value(id) > ID_MAX)) {
+    if (id &&
+        (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) > ID_MAX)) {
         set_why(why, whylen, "event.id must be an integer in 0..2^53-1");
         return SW_ERRC_BAD_MESSAGE;
     }
@@ -181,8 +180,7 @@ static sw_errc_t decode_event(json_t *root, sw_msg_t *out, char *why, size_t why
     }
     size_t nlen = json_string_length(name);
     if (!valid_chars(json_string_value(name), nlen, SW_EVENT_NAME_MAX, "_.")) {
-        set_why(why, whylen, "event.name must be 1..%d chars of [A-Za-z0-9_.]",
-                SW_EVENT_NAME_MAX);
+        set_why(why, whylen, "event.name must be 1..%d chars of [A-Za-z0-9_.]", SW_EVENT_NAME_MAX);
         return SW_ERRC_BAD_MESSAGE;
     }
     memcpy(out->name, json_string_value(name), nlen);

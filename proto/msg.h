@@ -17,14 +17,14 @@
 /* Error codes of PROTOCOL-CORE "Server -> client". */
 typedef enum {
     SW_ERRC_NONE = 0,
-    SW_ERRC_BAD_JSON,          /* "bad_json": not parseable JSON */
-    SW_ERRC_BAD_MESSAGE,       /* "bad_message": JSON, but not a valid message (incl. not an object) */
-    SW_ERRC_UNKNOWN_EVENT,     /* "unknown_event" */
-    SW_ERRC_BAD_PAYLOAD,       /* "bad_payload" */
-    SW_ERRC_HANDLER_ERROR,     /* "handler_error" */
-    SW_ERRC_TOO_LARGE,         /* "too_large" */
-    SW_ERRC_RATE_LIMITED,      /* "rate_limited" */
-    SW_ERRC_BAD_RESUME,        /* "bad_resume" */
+    SW_ERRC_BAD_JSON,      /* "bad_json": not parseable JSON */
+    SW_ERRC_BAD_MESSAGE,   /* "bad_message": JSON, but not a valid message (incl. not an object) */
+    SW_ERRC_UNKNOWN_EVENT, /* "unknown_event" */
+    SW_ERRC_BAD_PAYLOAD,   /* "bad_payload" */
+    SW_ERRC_HANDLER_ERROR, /* "handler_error" */
+    SW_ERRC_TOO_LARGE,     /* "too_large" */
+    SW_ERRC_RATE_LIMITED,  /* "rate_limited" */
+    SW_ERRC_BAD_RESUME,    /* "bad_resume" */
     SW_ERRC_STATE_UNAVAILABLE, /* "state_unavailable" (retryable) */
     SW_ERRC__COUNT
 } sw_errc_t;
@@ -44,16 +44,16 @@ typedef enum { SW_MSG_HELLO = 1, SW_MSG_EVENT = 2 } sw_msg_type_t;
 typedef struct sw_msg {
     sw_msg_type_t type;
     /* hello */
-    char token[SW_TOKEN_MAX + 1];        /* "" when omitted */
+    char token[SW_TOKEN_MAX + 1]; /* "" when omitted */
     int has_resume;
     char conn_id[SW_CONN_ID_MAX + 1];
     char conn_token[SW_CONN_ID_MAX + 1];
     uint64_t last_seq;
     /* event */
-    int64_t id;                          /* -1 when absent */
+    int64_t id; /* -1 when absent */
     char name[SW_EVENT_NAME_MAX + 1];
-    json_t *payload;                     /* owned; {} when absent; must be an object */
-    json_t *router;                      /* owned; NULL when absent; object with string "path" */
+    json_t *payload; /* owned; {} when absent; must be an object */
+    json_t *router;  /* owned; NULL when absent; object with string "path" */
 } sw_msg_t;
 
 /* Decode one client message from data/len (not NUL-terminated; JSON per

@@ -28,11 +28,11 @@ typedef struct sw_config {
     char host[256];
     int port;
     int workers;
-    char redis_url[512];      /* "" = in-memory store */
-    char app_path[512];       /* "" = built-in rooms app */
-    int log_level;            /* sw_log_level_t */
+    char redis_url[512]; /* "" = in-memory store */
+    char app_path[512];  /* "" = built-in rooms app */
+    int log_level;       /* sw_log_level_t */
     int log_json;
-    char log_file[512];       /* "" = stderr */
+    char log_file[512]; /* "" = stderr */
     uint32_t token_ttl_s;
     uint32_t lease_ms;
     size_t max_message_bytes;

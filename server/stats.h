@@ -13,17 +13,17 @@
 #include <sys/types.h>
 
 typedef struct sw_worker_stats {
-    _Atomic int32_t pid;              /* 0 when the slot is empty */
-    _Atomic uint64_t started_ms;      /* wall clock, ms */
-    _Atomic uint64_t connections;     /* live connections (all kinds) */
-    _Atomic uint64_t accepted;        /* connections handed to this worker */
-    _Atomic uint64_t ws_open;         /* live WebSocket sessions */
-    _Atomic uint64_t events_ok;       /* events answered with a delta */
-    _Atomic uint64_t events_error;    /* events answered with an error */
-    _Atomic uint64_t deltas_sent;     /* delta messages written to clients */
-    _Atomic uint64_t commits;         /* successful fenced commits */
+    _Atomic int32_t pid;                /* 0 when the slot is empty */
+    _Atomic uint64_t started_ms;        /* wall clock, ms */
+    _Atomic uint64_t connections;       /* live connections (all kinds) */
+    _Atomic uint64_t accepted;          /* connections handed to this worker */
+    _Atomic uint64_t ws_open;           /* live WebSocket sessions */
+    _Atomic uint64_t events_ok;         /* events answered with a delta */
+    _Atomic uint64_t events_error;      /* events answered with an error */
+    _Atomic uint64_t deltas_sent;       /* delta messages written to clients */
+    _Atomic uint64_t commits;           /* successful fenced commits */
     _Atomic uint64_t commit_lease_lost; /* commits refused: lease not ours */
-    _Atomic uint64_t redis_errors;    /* requests failed: Redis out of reach */
+    _Atomic uint64_t redis_errors;      /* requests failed: Redis out of reach */
     char pad[64];
 } sw_worker_stats_t;
 

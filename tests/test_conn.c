@@ -39,7 +39,7 @@ static struct {
     ev_io accept_w;
     ev_async stop_w;
     ev_timer stat_w;
-    ev_timer async_w;     /* answers GET /async later */
+    ev_timer async_w; /* answers GET /async later */
     sw_conn_t *async_conn;
     int lfd;
     int port;
@@ -675,9 +675,10 @@ Test(conn, healthz_keepalive_and_pipelining)
     cr_assert_eq(read_response(fd, &r), 200);
     cr_assert_str_eq(r.body, "ok");
     /* pipelined: answered in order */
-    cli_write_str(fd, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
-                      "POST /echo?a=1 HTTP/1.1\r\nHost: x\r\nX-Test: v\r\nContent-Length: 4\r\n\r\nbody"
-                      "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    cli_write_str(fd,
+                  "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+                  "POST /echo?a=1 HTTP/1.1\r\nHost: x\r\nX-Test: v\r\nContent-Length: 4\r\n\r\nbody"
+                  "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     cr_assert_eq(read_response(fd, &r), 404);
     cr_assert_eq(read_response(fd, &r), 200);
     cr_assert_str_eq(r.body, "POST|a=1|v|body");
@@ -739,10 +740,11 @@ Test(conn, post_ws_path_405)
 Test(conn, missing_version_426)
 {
     http_resp_t r;
-    cr_assert_eq(http_once("GET /_event HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-                           &r),
-                 426);
+    cr_assert_eq(
+        http_once("GET /_event HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+                  &r),
+        426);
     cr_assert(has_header(&r, "\r\nSec-WebSocket-Version: 13\r\n"));
     cr_assert_eq(http_once("GET /_event HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"

@@ -14,8 +14,8 @@
 static void assert_close(uint64_t got, uint64_t want, double rel)
 {
     double err = fabs((double)got - (double)want) / (double)want;
-    cr_assert(err <= rel, "got %llu, want %llu (relative error %g > %g)",
-              (unsigned long long)got, (unsigned long long)want, err, rel);
+    cr_assert(err <= rel, "got %llu, want %llu (relative error %g > %g)", (unsigned long long)got,
+              (unsigned long long)want, err, rel);
 }
 
 Test(hist, init_rejects_bad_arguments)

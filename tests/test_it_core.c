@@ -102,8 +102,7 @@ static json_int_t jint(json_t *root, const char *path)
     json_t *v = root;
     char buf[256];
     snprintf(buf, sizeof(buf), "%s", path);
-    for (char *save = NULL, *tok = strtok_r(buf, ".", &save); tok;
-         tok = strtok_r(NULL, ".", &save))
+    for (char *save = NULL, *tok = strtok_r(buf, ".", &save); tok; tok = strtok_r(NULL, ".", &save))
         v = json_object_get(v, tok);
     cr_assert(json_is_integer(v), "%s is not an integer", path);
     return json_integer_value(v);
@@ -199,8 +198,8 @@ Test(core, events_return_deltas_with_id_and_only_changed_vars)
     json_t *d1 = call(c, 2, "counter.increment", NULL);
     cr_assert_str_eq(msg_type(d1), "delta");
     cr_assert_eq(json_integer_value(json_object_get(d1, "id")), 2);
-    json_t *expect = json_loads("{\"counter\":{\"count\":1},\"room\":{\"current_count\":1}}", 0,
-                                NULL);
+    json_t *expect =
+        json_loads("{\"counter\":{\"count\":1},\"room\":{\"current_count\":1}}", 0, NULL);
     cr_assert(json_equal(json_object_get(d1, "delta"), expect),
               "delta carries only the changed var and the computed var that depends on it: %s",
               json_dumps(json_object_get(d1, "delta"), JSON_COMPACT));
@@ -308,8 +307,8 @@ static void *load_client(void *p)
     json_t *w = sw_wsc_hello(c, a->token, NULL, T_MS);
     json_decref(w);
     for (int i = 1; w && i <= a->events; i++) {
-        json_t *m = json_pack("{s:s,s:i,s:s}", "type", "event", "id", i, "name",
-                              "counter.increment");
+        json_t *m =
+            json_pack("{s:s,s:i,s:s}", "type", "event", "id", i, "name", "counter.increment");
         sw_wsc_send_json(c, m);
         json_decref(m);
         json_t *r = NULL;
@@ -438,8 +437,8 @@ Test(core, killed_worker_is_respawned_and_clients_find_their_state, .timeout = 1
      * all find their committed state and can go on. */
     int dropped = 0;
     for (int i = 0; i < N; i++) {
-        json_t *m = json_pack("{s:s,s:i,s:s}", "type", "event", "id", 10, "name",
-                              "counter.increment");
+        json_t *m =
+            json_pack("{s:s,s:i,s:s}", "type", "event", "id", 10, "name", "counter.increment");
         int sent = sw_wsc_send_json(c[i], m) == 0;
         json_decref(m);
         json_t *r = sent ? sw_wsc_recv_json(c[i], 2000) : NULL;

@@ -214,10 +214,16 @@ Test(faults, hostile_frames_close_only_their_connection)
 
     /* Garbage JSON of all shapes: errors, connection stays. */
     sw_wsc_t *c = client("tok-garbage");
-    const char *bad[] = {"", "null", "[]", "{\"type\":42}", "{\"type\":\"event\",\"id\":-1,\"name\":\"x\"}",
-                         "{\"type\":\"event\",\"id\":1,\"name\":\"a b\"}",
-                         "{\"type\":\"event\",\"id\":1,\"name\":\"counter.increment\",\"router\":{\"path\":5}}",
-                         "\xff\xfe", "{\"a\":1,\"a\":2}"};
+    const char *bad[] = {
+        "",
+        "null",
+        "[]",
+        "{\"type\":42}",
+        "{\"type\":\"event\",\"id\":-1,\"name\":\"x\"}",
+        "{\"type\":\"event\",\"id\":1,\"name\":\"a b\"}",
+        "{\"type\":\"event\",\"id\":1,\"name\":\"counter.increment\",\"router\":{\"path\":5}}",
+        "\xff\xfe",
+        "{\"a\":1,\"a\":2}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         sw_wsc_send_text(c, bad[i], strlen(bad[i]));
         json_t *m = sw_wsc_recv_json(c, T_MS);

@@ -40,8 +40,8 @@ static json_t *call(sw_wsc_t *c, int id, const char *name)
 
 static json_int_t count_of(json_t *delta_msg)
 {
-    return json_integer_value(json_object_get(
-        json_object_get(json_object_get(delta_msg, "delta"), "counter"), "count"));
+    return json_integer_value(
+        json_object_get(json_object_get(json_object_get(delta_msg, "delta"), "counter"), "count"));
 }
 
 Test(modes, development_mode_keeps_state_in_memory)
@@ -170,7 +170,7 @@ Test(modes, command_line)
     const char *bad[] = {SW_TEST_SERVER_BIN, "--port", "99999", NULL};
     cr_assert_neq(run_cli(bad, out, sizeof(out)), 0);
     cr_assert(strstr(out, "port"), "the error names the flag: %s", out);
-    const char *badapp[] = {SW_TEST_SERVER_BIN, "--app", "/nonexistent/app.so", "--port",
-                            "1", NULL};
+    const char *badapp[] = {SW_TEST_SERVER_BIN, "--app", "/nonexistent/app.so",
+                            "--port",           "1",     NULL};
     cr_assert_neq(run_cli(badapp, out, sizeof(out)), 0, "a missing app refuses to start");
 }

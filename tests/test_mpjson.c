@@ -52,11 +52,23 @@ Test(mpjson, integers)
         json_int_t v;
         int first;
     } cases[] = {
-        {0, 0x00},           {1, 0x01},          {-1, 0xff},         {127, 0x7f},
-        {128, 0xcc},         {255, 0xcc},        {256, 0xcd},        {-32, 0xe0},
-        {-33, 0xd0},         {-128, 0xd0},       {-129, 0xd1},       {65535, 0xcd},
-        {65536, 0xce},       {2147483648LL, 0xce}, {-2147483649LL, 0xd3},
-        {INT64_MAX, 0xcf},   {INT64_MIN, 0xd3},
+        {0, 0x00},
+        {1, 0x01},
+        {-1, 0xff},
+        {127, 0x7f},
+        {128, 0xcc},
+        {255, 0xcc},
+        {256, 0xcd},
+        {-32, 0xe0},
+        {-33, 0xd0},
+        {-128, 0xd0},
+        {-129, 0xd1},
+        {65535, 0xcd},
+        {65536, 0xce},
+        {2147483648LL, 0xce},
+        {-2147483649LL, 0xd3},
+        {INT64_MAX, 0xcf},
+        {INT64_MIN, 0xd3},
     };
     for (size_t i = 0; i < SW_ARRAY_SIZE(cases); i++)
         roundtrip(json_integer(cases[i].v), cases[i].first);
@@ -213,27 +225,38 @@ Test(mpjson, trailing_bytes_refused)
 {
     REFUSED("\x01\xc0");
     REFUSED("\x90\x90");
-    REFUSED("\x81\xa1" "a" "\x01\x00");
+    REFUSED("\x81\xa1"
+            "a"
+            "\x01\x00");
 }
 
 Test(mpjson, non_string_key_refused)
 {
-    REFUSED("\x81\x01\x02");           /* {1: 2} */
-    REFUSED("\x81\xc0\x02");           /* {nil: 2} */
-    REFUSED("\x81\x90\x02");           /* {[]: 2} */
-    REFUSED("\x81\x91\x01\x91\x02");   /* {[1]: [2]} */
-    REFUSED("\x81\x01");               /* pending key, truncated value */
-    REFUSED("\x82\xa1" "a" "\x01\x01"); /* second key not a string, value missing */
+    REFUSED("\x81\x01\x02");         /* {1: 2} */
+    REFUSED("\x81\xc0\x02");         /* {nil: 2} */
+    REFUSED("\x81\x90\x02");         /* {[]: 2} */
+    REFUSED("\x81\x91\x01\x91\x02"); /* {[1]: [2]} */
+    REFUSED("\x81\x01");             /* pending key, truncated value */
+    REFUSED("\x82\xa1"
+            "a"
+            "\x01\x01"); /* second key not a string, value missing */
 }
 
 Test(mpjson, bin_and_ext_refused)
 {
-    REFUSED("\xc4\x01" "A");
+    REFUSED("\xc4\x01"
+            "A");
     REFUSED("\x91\xc4\x00");
-    REFUSED("\x81\xa1" "a" "\xc5\x00\x01" "A");
-    REFUSED("\xd4\x01\x00");              /* fixext 1 */
-    REFUSED("\xc7\x01\x05" "A");          /* ext 8 */
-    REFUSED("\x81\xa1" "k" "\x91\xd4\x01\x00"); /* ext under a pending key */
+    REFUSED("\x81\xa1"
+            "a"
+            "\xc5\x00\x01"
+            "A");
+    REFUSED("\xd4\x01\x00"); /* fixext 1 */
+    REFUSED("\xc7\x01\x05"
+            "A"); /* ext 8 */
+    REFUSED("\x81\xa1"
+            "k"
+            "\x91\xd4\x01\x00"); /* ext under a pending key */
 }
 
 Test(mpjson, invalid_utf8_refused)

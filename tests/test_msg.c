@@ -71,9 +71,9 @@ Test(msg, hello_with_token_and_resume)
     cr_assert_eq(m.last_seq, 12);
     sw_msg_destroy(&m);
 
-    cr_assert_eq(dec("{\"type\":\"hello\",\"resume\":{\"conn_id\":\"c\",\"conn_token\":\"k\"}}", &m,
-                     why),
-                 0);
+    cr_assert_eq(
+        dec("{\"type\":\"hello\",\"resume\":{\"conn_id\":\"c\",\"conn_token\":\"k\"}}", &m, why),
+        0);
     cr_assert_eq(m.has_resume, 1);
     cr_assert_eq(m.last_seq, 0);
     sw_msg_destroy(&m);
@@ -141,9 +141,9 @@ Test(msg, event_full)
     cr_assert_null(json_object_get(m.router, "junk"));
     sw_msg_destroy(&m);
 
-    cr_assert_eq(dec("{\"type\":\"event\",\"id\":0,\"name\":\"a\",\"router\":{\"path\":\"/\"}}", &m,
-                     why),
-                 0, "%s", why);
+    cr_assert_eq(
+        dec("{\"type\":\"event\",\"id\":0,\"name\":\"a\",\"router\":{\"path\":\"/\"}}", &m, why), 0,
+        "%s", why);
     cr_assert_eq(m.id, 0);
     cr_assert_str_eq(json_string_value(json_object_get(m.router, "path")), "/");
     cr_assert_null(json_object_get(m.router, "query"));
@@ -187,10 +187,12 @@ Test(msg, type_errors)
 
 Test(msg, event_id_errors)
 {
-    expect_err("{\"type\":\"event\",\"id\":-1,\"name\":\"a\"}", SW_ERRC_BAD_MESSAGE, -1, "event.id");
+    expect_err("{\"type\":\"event\",\"id\":-1,\"name\":\"a\"}", SW_ERRC_BAD_MESSAGE, -1,
+               "event.id");
     expect_err("{\"type\":\"event\",\"id\":9007199254740992,\"name\":\"a\"}", SW_ERRC_BAD_MESSAGE,
                -1, "event.id");
-    expect_err("{\"type\":\"event\",\"id\":1.0,\"name\":\"a\"}", SW_ERRC_BAD_MESSAGE, -1, "event.id");
+    expect_err("{\"type\":\"event\",\"id\":1.0,\"name\":\"a\"}", SW_ERRC_BAD_MESSAGE, -1,
+               "event.id");
     expect_err("{\"type\":\"event\",\"id\":\"7\",\"name\":\"a\"}", SW_ERRC_BAD_MESSAGE, -1,
                "event.id");
     expect_err("{\"type\":\"event\",\"id\":null,\"name\":\"a\"}", SW_ERRC_BAD_MESSAGE, -1,
@@ -249,8 +251,8 @@ Test(msg, event_errors_carry_id)
 
 Test(msg, bad_payload)
 {
-    expect_err("{\"type\":\"event\",\"id\":5,\"name\":\"a\",\"payload\":[]}", SW_ERRC_BAD_PAYLOAD, 5,
-               "event.payload");
+    expect_err("{\"type\":\"event\",\"id\":5,\"name\":\"a\",\"payload\":[]}", SW_ERRC_BAD_PAYLOAD,
+               5, "event.payload");
     expect_err("{\"type\":\"event\",\"id\":5,\"name\":\"a\",\"payload\":null}", SW_ERRC_BAD_PAYLOAD,
                5, "event.payload");
     expect_err("{\"type\":\"event\",\"name\":\"a\",\"payload\":1,\"router\":{\"path\":\"/x\"}}",
@@ -281,15 +283,16 @@ static json_t *parse_keys(sw_buf_t *b, const char *const *keys, size_t nkeys)
     return v;
 }
 
-#define KEYS(...) (const char *const[]){__VA_ARGS__}, SW_ARRAY_SIZE(((const char *const[]){__VA_ARGS__}))
+#define KEYS(...)                                                                                  \
+    (const char *const[]){__VA_ARGS__}, SW_ARRAY_SIZE(((const char *const[]){__VA_ARGS__}))
 
 Test(msg, encode_welcome)
 {
     sw_buf_t b;
     sw_buf_init(&b, 0);
     cr_assert_eq(sw_msg_encode_welcome(&b, "t1", "c1", "k1", 0, 0), 0);
-    cr_assert_str_eq(b.data,
-                     "{\"type\":\"welcome\",\"token\":\"t1\",\"conn_id\":\"c1\",\"conn_token\":\"k1\"}");
+    cr_assert_str_eq(
+        b.data, "{\"type\":\"welcome\",\"token\":\"t1\",\"conn_id\":\"c1\",\"conn_token\":\"k1\"}");
     json_t *v = parse_keys(&b, KEYS("type", "token", "conn_id", "conn_token"));
     json_decref(v);
 
@@ -319,7 +322,8 @@ Test(msg, encode_delta)
 {
     sw_buf_t b;
     sw_buf_init(&b, 0);
-    json_t *delta = json_pack("{s:{s:i},s:{s:s}}", "counter", "count", 4, "chat", "t", "\xc3\xa9\n\"");
+    json_t *delta =
+        json_pack("{s:{s:i},s:{s:s}}", "counter", "count", 4, "chat", "t", "\xc3\xa9\n\"");
     json_t *events = json_pack("[{s:s}]", "name", "toast");
     json_t *empty = json_array();
 
@@ -390,9 +394,9 @@ Test(msg, encode_error)
 
 Test(msg, every_error_code)
 {
-    static const char *const core[] = {"bad_json",      "bad_message", "unknown_event",
-                                       "bad_payload",   "handler_error", "too_large",
-                                       "rate_limited",  "bad_resume",  "state_unavailable"};
+    static const char *const core[] = {"bad_json",     "bad_message",   "unknown_event",
+                                       "bad_payload",  "handler_error", "too_large",
+                                       "rate_limited", "bad_resume",    "state_unavailable"};
     cr_assert_eq(SW_ERRC__COUNT - 1, (int)SW_ARRAY_SIZE(core));
     cr_assert_str_eq(sw_errc_name(SW_ERRC_NONE), "");
     cr_assert_eq(sw_errc_parse(""), SW_ERRC_NONE);

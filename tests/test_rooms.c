@@ -113,8 +113,9 @@ Test(rooms, counter_handlers_and_current_count)
                  "{\"counter\": {\"count\": 1}, \"room\": {\"current_count\": 1}}");
     expect_delta("counter.add", "{\"amount\": 41}",
                  "{\"counter\": {\"count\": 42}, \"room\": {\"current_count\": 42}}");
-    expect_delta("counter.add", "{\"amount\": -1000000000}",
-                 "{\"counter\": {\"count\": -999999958}, \"room\": {\"current_count\": -999999958}}");
+    expect_delta(
+        "counter.add", "{\"amount\": -1000000000}",
+        "{\"counter\": {\"count\": -999999958}, \"room\": {\"current_count\": -999999958}}");
     expect_delta("counter.add", "{\"amount\": 0}", "{}");
 }
 

@@ -117,9 +117,9 @@ static int h_yielder(sw_ctx_t *ctx, json_t *p)
 static int h_bad_set(sw_ctx_t *ctx, json_t *p)
 {
     (void)p;
-    cr_assert_eq(sw_ctx_set(ctx, "a", "x2", json_integer(1)), -1);     /* computed */
-    cr_assert_eq(sw_ctx_set(ctx, "a", "nope", json_integer(1)), -1);   /* undeclared */
-    cr_assert_eq(sw_ctx_set(ctx, "zzz", "x", json_integer(1)), -1);    /* no state */
+    cr_assert_eq(sw_ctx_set(ctx, "a", "x2", json_integer(1)), -1);   /* computed */
+    cr_assert_eq(sw_ctx_set(ctx, "a", "nope", json_integer(1)), -1); /* undeclared */
+    cr_assert_eq(sw_ctx_set(ctx, "zzz", "x", json_integer(1)), -1);  /* no state */
     cr_assert_null(sw_ctx_get(ctx, "a", "nope"));
     cr_assert_str_eq(sw_ctx_get_str(ctx, "a", "x"), "");
     return SW_DONE;
@@ -263,8 +263,9 @@ Test(runtime, set_gives_delta_of_changed_vars_and_computed)
     sw_step_t s;
 
     cr_assert_eq(run("a.set_x", "{\"value\": 3}", &s), SW_DONE);
-    assert_ok(&s, "{\"a\": {\"x\": 3, \"x2\": 6, \"x4\": 12, \"parity\": 1},"
-                  " \"b.sub\": {\"sum\": 3}}",
+    assert_ok(&s,
+              "{\"a\": {\"x\": 3, \"x2\": 6, \"x4\": 12, \"parity\": 1},"
+              " \"b.sub\": {\"sum\": 3}}",
               "[\"a\"]");
     sw_step_destroy(&s);
     /* x 3 -> 5: parity stays 1, bad_set stays -1: neither is sent */
@@ -302,8 +303,9 @@ Test(runtime, computed_read_inside_handler_is_current)
     sw_step_t s;
 
     run("a.read_computed", NULL, &s);
-    assert_ok(&s, "{\"a\": {\"x\": 5, \"x2\": 10, \"x4\": 20, \"parity\": 1},"
-                  " \"b.sub\": {\"sum\": 5}}",
+    assert_ok(&s,
+              "{\"a\": {\"x\": 5, \"x2\": 10, \"x4\": 20, \"parity\": 1},"
+              " \"b.sub\": {\"sum\": 5}}",
               "[\"a\"]");
     sw_step_destroy(&s);
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(tree.vars, "a"), "_secret")),
@@ -313,9 +315,8 @@ Test(runtime, computed_read_inside_handler_is_current)
 Test(runtime, set_from_computed_is_refused)
 {
     /* bad_set's sw_ctx_set() returned -1 and x kept its value */
-    cr_assert_eq(json_integer_value(json_object_get(json_object_get(tree.computed, "a"),
-                                                    "bad_set")),
-                 -1);
+    cr_assert_eq(
+        json_integer_value(json_object_get(json_object_get(tree.computed, "a"), "bad_set")), -1);
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(tree.vars, "a"), "x")), 0);
 }
 
@@ -363,8 +364,9 @@ Test(runtime, failure_rolls_back_exactly)
 
     /* the tree still works after a rollback */
     run("a.inc", NULL, &s);
-    assert_ok(&s, "{\"a\": {\"x\": 3, \"x2\": 6, \"x4\": 12, \"parity\": 1},"
-                  " \"b.sub\": {\"sum\": 3}}",
+    assert_ok(&s,
+              "{\"a\": {\"x\": 3, \"x2\": 6, \"x4\": 12, \"parity\": 1},"
+              " \"b.sub\": {\"sum\": 3}}",
               "[\"a\"]");
     sw_step_destroy(&s);
     json_decref(vars);
@@ -476,9 +478,8 @@ Test(runtime, router_params)
     assert_json(delta, "{}");
     longpath[6 + 127] = '\0';
     sw_tree_set_router(&tree, json_pack("{s:s}", "path", longpath), delta);
-    cr_assert_eq(strlen(json_string_value(
-                     json_object_get(json_object_get(delta, "b.sub"), "path"))),
-                 127);
+    cr_assert_eq(
+        strlen(json_string_value(json_object_get(json_object_get(delta, "b.sub"), "path"))), 127);
     sw_tree_set_router(&tree, json_pack("{s:s}", "path", "/item/q/"), NULL);
     assert_json(json_object_get(json_object_get(tree.computed, "b.sub"), "path"), "\"q\"");
     json_decref(delta);
@@ -610,8 +611,11 @@ static int app_bad_names(sw_app_t *a)
     cr_assert_eq(sw_app_state(a, "s", 0), -1);
     cr_assert_eq(sw_app_var(a, "s", "bad-name", "0", 0), -1);
     cr_assert_eq(sw_app_var(a, "s", "_hidden", "0", SW_VAR_SETTABLE), -1);
-    cr_assert_eq(sw_app_handler(a, "s", "x23456789012345678901234567890123456789012345678901234567890"
-                                        "123456", h_nop), -1);
+    cr_assert_eq(sw_app_handler(a, "s",
+                                "x23456789012345678901234567890123456789012345678901234567890"
+                                "123456",
+                                h_nop),
+                 -1);
     cr_assert_eq(sw_app_computed(a, "s", "c", c_any, "nodot"), -1);
     cr_assert_eq(sw_app_on_load(a, "room", "s.h"), -1);
     cr_assert_eq(sw_app_on_load(a, "/room/[i-d]", "s.h"), -1);

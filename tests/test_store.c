@@ -117,8 +117,11 @@ static void sleep_ms(long ms)
 static sw_store_t *mk(const char *url, const char *holder, uint32_t lease_ms, uint32_t ttl_s,
                       uint32_t log_max)
 {
-    sw_store_opts_t o = {.redis_url = url, .holder_id = holder, .token_ttl_s = ttl_s,
-                         .lease_ms = lease_ms, .log_max = log_max};
+    sw_store_opts_t o = {.redis_url = url,
+                         .holder_id = holder,
+                         .token_ttl_s = ttl_s,
+                         .lease_ms = lease_ms,
+                         .log_max = log_max};
     sw_store_t *s = sw_store_new(loop, &o);
     cr_assert_not_null(s);
     return s;
@@ -153,9 +156,13 @@ static int commit_kv(sw_store_t *s, const char *token, uint64_t seq, const char 
         f[n++] = (sw_store_field_t){name, strlen(name), val, strlen(val)};
     }
     va_end(ap);
-    sw_store_commit_t c = {.token = token, .seq = seq, .log_entry = log_entry,
-                           .log_len = log_entry ? strlen(log_entry) : 0, .fields = f,
-                           .nfields = n, .release = release};
+    sw_store_commit_t c = {.token = token,
+                           .seq = seq,
+                           .log_entry = log_entry,
+                           .log_len = log_entry ? strlen(log_entry) : 0,
+                           .fields = f,
+                           .nfields = n,
+                           .release = release};
     commit_res_t r = {0};
     cr_assert_eq(sw_store_commit(s, &c, on_commit, &r), 0);
     cr_assert_eq(r.done, 0, "callback ran inside the call");
@@ -246,8 +253,7 @@ Test(store_url, valid)
     cr_assert_str_eq(host, "localhost");
     cr_assert_eq(port, 6379);
     cr_assert_eq(db, 0);
-    cr_assert_eq(sw_store_parse_url("redis://10.0.0.1:7000/5", host, sizeof(host), &port, &db),
-                 0);
+    cr_assert_eq(sw_store_parse_url("redis://10.0.0.1:7000/5", host, sizeof(host), &port, &db), 0);
     cr_assert_str_eq(host, "10.0.0.1");
     cr_assert_eq(port, 7000);
     cr_assert_eq(db, 5);
@@ -262,8 +268,7 @@ Test(store_url, valid)
     cr_assert_str_eq(host, "/tmp/r.sock");
     cr_assert_eq(port, 0);
     cr_assert_eq(db, 0);
-    cr_assert_eq(sw_store_parse_url("unix:///var/run/r.sock?db=12", host, sizeof(host), &port,
-                                    &db),
+    cr_assert_eq(sw_store_parse_url("unix:///var/run/r.sock?db=12", host, sizeof(host), &port, &db),
                  0);
     cr_assert_str_eq(host, "/var/run/r.sock");
     cr_assert_eq(db, 12);
@@ -274,10 +279,24 @@ Test(store_url, invalid)
     char host[16];
     int port, db;
     const char *bad[] = {
-        "", "localhost:6379", "http://h", "redis://", "redis://:6379", "redis://h:0",
-        "redis://h:65536", "redis://h:x", "redis://h:6379/x", "redis://h/1/2",
-        "redis://user:pw@h", "redis://h?db=1", "redis://[::1", "unix://", "unix://rel/path",
-        "unix:///p?db=", "unix:///p?db=-1", "unix:///p?x=1",
+        "",
+        "localhost:6379",
+        "http://h",
+        "redis://",
+        "redis://:6379",
+        "redis://h:0",
+        "redis://h:65536",
+        "redis://h:x",
+        "redis://h:6379/x",
+        "redis://h/1/2",
+        "redis://user:pw@h",
+        "redis://h?db=1",
+        "redis://[::1",
+        "unix://",
+        "unix://rel/path",
+        "unix:///p?db=",
+        "unix:///p?db=-1",
+        "unix:///p?x=1",
         "redis://a-host-name-longer-than-the-buffer:1",
     };
     for (size_t i = 0; i < SW_ARRAY_SIZE(bad); i++)
@@ -316,7 +335,9 @@ Test(store_redis, commit_then_load_elsewhere)
     sw_store_t *a = mk_redis("w1");
     sw_store_t *b = mk_redis("w2");
     cr_assert_eq(load(a, "t").status, 0);
-    cr_assert_eq(commit_kv(a, "t", 7, "{\"seq\":7}", 1, "counter", "\x81\xa5" "count\x05",
+    cr_assert_eq(commit_kv(a, "t", 7, "{\"seq\":7}", 1, "counter",
+                           "\x81\xa5"
+                           "count\x05",
                            "_meta", "M1", "room", "R", NULL),
                  0);
     load_res_t r = load(b, "t");
@@ -324,7 +345,8 @@ Test(store_redis, commit_then_load_elsewhere)
     cr_assert_eq(r.exists, 1);
     cr_assert_eq(r.seq, 7);
     cr_assert_eq(r.nfields, 2);
-    cr_assert_str_eq(field(&r, "counter"), "\x81\xa5" "count\x05");
+    cr_assert_str_eq(field(&r, "counter"), "\x81\xa5"
+                                           "count\x05");
     cr_assert_str_eq(field(&r, "room"), "R");
     cr_assert(r.has_meta);
     cr_assert_eq(r.meta_len, 2);

@@ -121,7 +121,8 @@ int sw_app_state(sw_app_t *app, const char *path, unsigned flags)
     sw_statedef_t *s;
 
     if (!valid_state_path(path))
-        return fail(app, "state \"%s\": not a dotted path of [a-z0-9_] segments of at most %d bytes",
+        return fail(app,
+                    "state \"%s\": not a dotted path of [a-z0-9_] segments of at most %d bytes",
                     path ? path : "(null)", SW_APP_STATE_MAX);
     if (flags & ~SW_STATE_SHARED)
         return fail(app, "state \"%s\": unknown flags 0x%x", path, flags);
@@ -363,8 +364,10 @@ int sw_app_on_load(sw_app_t *app, const char *pattern, const char *event)
         copy = sw_xstrdup(pattern);
         for (tok = strtok_r(copy, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
             if (!valid_segment(tok) || ol.nsegs >= SW_APP_MAX_SEGMENTS) {
-                fail(app, "on_load \"%s\": bad segment \"%s\" (literal, or [name] of [A-Za-z0-9_]; "
-                          "at most %d segments)", pattern, tok, SW_APP_MAX_SEGMENTS);
+                fail(app,
+                     "on_load \"%s\": bad segment \"%s\" (literal, or [name] of [A-Za-z0-9_]; "
+                     "at most %d segments)",
+                     pattern, tok, SW_APP_MAX_SEGMENTS);
                 for (size_t i = 0; i < ol.nsegs; i++)
                     free(ol.segs[i]);
                 free(ol.segs);
@@ -587,13 +590,15 @@ void sw_appdef_free(sw_appdef_t *def)
 
     if (!def)
         return;
-    HASH_ITER(hh, def->events, e, etmp) {
+    HASH_ITER(hh, def->events, e, etmp)
+    {
         HASH_DEL(def->events, e);
         free(e->name);
         free(e);
     }
-/* the var hashes first: HASH_CLEAR reads the table through the vars */
-    HASH_ITER(hh, def->state_hash, s, stmp) {
+    /* the var hashes first: HASH_CLEAR reads the table through the vars */
+    HASH_ITER(hh, def->state_hash, s, stmp)
+    {
         HASH_DEL(def->state_hash, s);
         HASH_CLEAR(hh, s->vars);
         free(s->stored);

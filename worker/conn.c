@@ -34,9 +34,9 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#define READ_CHUNK 16384           /* bytes per read(2) */
-#define MAX_HEADERS 64             /* request headers; 431 above */
-#define CLOSE_TIMEOUT 2.0          /* seconds for the closing phase */
+#define READ_CHUNK 16384  /* bytes per read(2) */
+#define MAX_HEADERS 64    /* request headers; 431 above */
+#define CLOSE_TIMEOUT 2.0 /* seconds for the closing phase */
 #define DEFAULT_MAX_HEADER 8192
 #define DEFAULT_MAX_BODY (1024 * 1024)
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -48,17 +48,17 @@ enum { LAST_NONE, LAST_URL, LAST_FIELD, LAST_VALUE };
  * progress, freed when the conn is idle or upgraded. */
 typedef struct http_state {
     http_parser parser;
-    sw_buf_t hb;     /* url \0 (name \0 value \0)* [path \0 query \0] */
+    sw_buf_t hb; /* url \0 (name \0 value \0)* [path \0 query \0] */
     sw_buf_t body;
     size_t url_len;
     uint32_t name_off[MAX_HEADERS];
     uint32_t val_off[MAX_HEADERS];
     int nhdr;
-    int last;          /* LAST_*: which callback appended last */
-    int in_msg;        /* a request has begun and not completed */
+    int last;   /* LAST_*: which callback appended last */
+    int in_msg; /* a request has begun and not completed */
     int headers_done;
-    int complete;      /* on_message_complete seen, not dispatched yet */
-    int error_status;  /* 413 / 431 decided in a callback */
+    int complete;     /* on_message_complete seen, not dispatched yet */
+    int error_status; /* 413 / 431 decided in a callback */
     int keep_alive;
     size_t head_bytes; /* bytes fed while the head was incomplete */
 } http_state_t;
@@ -82,10 +82,10 @@ struct sw_conn {
     unsigned keep_alive : 1;     /* of the request being answered */
     unsigned head_req : 1;       /* the request being answered is HEAD */
     unsigned close_after_reply : 1;
-    unsigned need_parse : 1;     /* pipelined input to parse after a reply */
-    unsigned in_input : 1;       /* inside http_input() */
-    sw_buf_t in;  /* unparsed input: pipelined HTTP, first WebSocket bytes */
-    sw_buf_t out; /* bytes for the socket */
+    unsigned need_parse : 1; /* pipelined input to parse after a reply */
+    unsigned in_input : 1;   /* inside http_input() */
+    sw_buf_t in;             /* unparsed input: pipelined HTTP, first WebSocket bytes */
+    sw_buf_t out;            /* bytes for the socket */
     http_state_t *hs;
     wslay_event_context_ptr ws;
     const char *feed; /* input offered to wslay's recv_callback */
@@ -196,8 +196,7 @@ static void shutdown_write(sw_conn_t *c)
         return;
     c->shut_wr = 1;
     if (shutdown(c->fd, SHUT_WR) < 0) {
-        sw_log(SW_LOG_DEBUG, "conn %llu: shutdown: %s", (unsigned long long)c->id,
-               strerror(errno));
+        sw_log(SW_LOG_DEBUG, "conn %llu: shutdown: %s", (unsigned long long)c->id, strerror(errno));
         conn_finish(c);
         return;
     }
@@ -232,8 +231,7 @@ static void conn_flush(sw_conn_t *c)
                 ev_io_start(env->loop, &c->wio);
                 return;
             }
-            sw_log(SW_LOG_DEBUG, "conn %llu: send: %s", (unsigned long long)c->id,
-                   strerror(errno));
+            sw_log(SW_LOG_DEBUG, "conn %llu: send: %s", (unsigned long long)c->id, strerror(errno));
             conn_finish(c);
             return;
         }
@@ -300,8 +298,8 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
     return (ssize_t)n;
 }
 
-static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
-                          int flags, void *user_data)
+static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                          void *user_data)
 {
     (void)flags;
     sw_conn_t *c = user_data;
@@ -691,8 +689,9 @@ static size_t http_input(sw_conn_t *c, const char *data, size_t len)
         off += n;
         enum http_errno err = HTTP_PARSER_ERRNO(&hs->parser);
         if (err != HPE_OK && err != HPE_PAUSED) {
-            int status = hs->error_status ? hs->error_status
-                         : err == HPE_HEADER_OVERFLOW ? 431 : 400;
+            int status = hs->error_status             ? hs->error_status
+                         : err == HPE_HEADER_OVERFLOW ? 431
+                                                      : 400;
             sw_log(SW_LOG_DEBUG, "conn %llu: bad request (%s): %d", (unsigned long long)c->id,
                    http_errno_name(err), status);
             http_simple(c, status, NULL, 0);
@@ -947,8 +946,7 @@ void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
     }
     c->awaiting_reply = 0;
     int close_after = !c->keep_alive || c->close_after_reply || c->closing;
-    sw_buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", status,
-                  http_status_str((enum http_status)status));
+    sw_buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", status, http_status_str((enum http_status)status));
     if (content_type)
         sw_buf_printf(&c->out, "Content-Type: %s\r\n", content_type);
     sw_buf_printf(&c->out, "Content-Length: %zu\r\n", len);
@@ -977,8 +975,7 @@ size_t sw_conn_pending_bytes(const sw_conn_t *c)
 
 int sw_ws_accept_key(const char *key, size_t key_len, char out[29])
 {
-    static const char b64[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     unsigned char raw[18];
     char cat[24 + sizeof(WS_GUID) - 1];
     unsigned char md[EVP_MAX_MD_SIZE];

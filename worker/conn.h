@@ -45,24 +45,24 @@ typedef struct sw_http_request {
     size_t body_len;
     /* Header lookup, case-insensitive; NULL if absent. */
     const char *(*header)(const struct sw_http_request *req, const char *name);
-    void *priv;         /* for header() */
+    void *priv; /* for header() */
 } sw_http_request_t;
 
 typedef struct sw_conn_env {
     struct ev_loop *loop;
-    const char *ws_path;        /* "/_event" */
-    size_t max_message_bytes;   /* WebSocket message bound */
-    size_t max_send_bytes;      /* per-connection output bound */
-    size_t max_header_bytes;    /* HTTP request head bound (431 above) */
-    size_t max_body_bytes;      /* HTTP body bound (413 above) */
+    const char *ws_path;      /* "/_event" */
+    size_t max_message_bytes; /* WebSocket message bound */
+    size_t max_send_bytes;    /* per-connection output bound */
+    size_t max_header_bytes;  /* HTTP request head bound (431 above) */
+    size_t max_body_bytes;    /* HTTP body bound (413 above) */
     void (*on_open)(sw_conn_t *c);
     void (*on_message)(sw_conn_t *c, const char *data, size_t len);
     void (*on_close)(sw_conn_t *c);
     void (*on_http)(sw_conn_t *c, const sw_http_request_t *req);
-    void *udata;                /* the worker */
+    void *udata; /* the worker */
     /* Managed by conn.c: */
-    size_t nconns;              /* live connections (HTTP and WebSocket) */
-    size_t nws;                 /* live WebSocket connections */
+    size_t nconns; /* live connections (HTTP and WebSocket) */
+    size_t nws;    /* live WebSocket connections */
     TAILQ_HEAD(sw_conn_list, sw_conn) conns;
     uint64_t next_id;
     /* Runs once per loop iteration before the loop blocks: writes each

@@ -47,12 +47,12 @@ struct sw_ctx {
     int failed;
     int fail_code;
     char fail_msg[256];
-    uint8_t *marks;       /* per var id, then per state id (dirty dedupe) */
-    size_t nstale;        /* computed vars marked M_STALE */
+    uint8_t *marks; /* per var id, then per state id (dirty dedupe) */
+    size_t nstale;  /* computed vars marked M_STALE */
     undo_t *undo;
     size_t nundo, capundo;
-    json_t *params;       /* route parameter cache: name -> value */
-    uint8_t small[512];   /* marks when they fit; must stay last */
+    json_t *params;     /* route parameter cache: name -> value */
+    uint8_t small[512]; /* marks when they fit; must stay last */
 };
 
 static void ctx_begin(sw_ctx_t *ctx, sw_tree_t *t, const char *token, unsigned step)
@@ -144,7 +144,7 @@ static void compute(sw_ctx_t *ctx, sw_vardef_t *v)
     prev = json_object_get(o, v->name);
     if (ctx->marks[v->id] & M_STALE)
         ctx->nstale--;
-    ctx->marks[v->id] &= (uint8_t)~(M_BUSY | M_STALE);
+    ctx->marks[v->id] &= (uint8_t) ~(M_BUSY | M_STALE);
     /* A dependent computed earlier in this step that did not read v then
      * (a conditional read) must see the new value. */
     if (!prev || !json_equal(prev, val))
@@ -262,7 +262,9 @@ int sw_ctx_set(sw_ctx_t *ctx, const char *state, const char *var, json_t *value)
     if (!v || v->computed || !value) {
         sw_log(SW_LOG_ERROR, "app: sw_ctx_set(%s.%s): %s", state ? state : "(null)",
                var ? var : "(null)",
-               !v ? "no such var" : v->computed ? "computed var" : "NULL value");
+               !v            ? "no such var"
+               : v->computed ? "computed var"
+                             : "NULL value");
         json_decref(value);
         return -1;
     }
@@ -457,7 +459,8 @@ json_t *sw_tree_full(const sw_tree_t *t)
         json_t *o = json_object();
         const sw_vardef_t *v, *tmp;
 
-        HASH_ITER(hh, s->vars, v, tmp) {
+        HASH_ITER(hh, s->vars, v, tmp)
+        {
             json_t *val;
             if (v->backend)
                 continue;

@@ -45,9 +45,9 @@ int sw_appdef_state_flags(const sw_appdef_t *app, const char *path);
 /* Kind of an event name. */
 typedef enum {
     SW_EVENT_UNKNOWN = 0,
-    SW_EVENT_HANDLER,  /* "<state>.<handler>" */
-    SW_EVENT_SETTER,   /* "<state>.set_<var>" of a settable var */
-    SW_EVENT_TASK,     /* "<state>.<task>" (background) */
+    SW_EVENT_HANDLER, /* "<state>.<handler>" */
+    SW_EVENT_SETTER,  /* "<state>.set_<var>" of a settable var */
+    SW_EVENT_TASK,    /* "<state>.<task>" (background) */
 } sw_event_kind_t;
 
 sw_event_kind_t sw_appdef_event_kind(const sw_appdef_t *app, const char *name);
@@ -100,17 +100,17 @@ void sw_tree_set_router(sw_tree_t *t, json_t *router, json_t *delta);
 /* ---- Running a handler step -------------------------------------------- */
 
 typedef struct sw_step {
-    int status;              /* SW_DONE, SW_YIELD, or -1 on error */
-    const char *error_code;  /* on error: "unknown_event", "bad_payload" or
-                                "handler_error" (static string) */
-    char error_msg[256];     /* on error: human-readable reason */
-    json_t *delta;           /* {state: {var: value}} public changes incl.
-                                computed; owned; an empty object if none */
-    json_t *actions;         /* [{"name":..,"payload":..}], owned */
-    json_t *chained;         /* [{"name":..,"payload":..}], owned */
-    json_t *dirty;           /* [state, ...] whose stored vars changed (backend-only
-                                included): what must be committed; owned */
-    unsigned sleep_ms;       /* SW_YIELD from a task: delay before next step */
+    int status;             /* SW_DONE, SW_YIELD, or -1 on error */
+    const char *error_code; /* on error: "unknown_event", "bad_payload" or
+                               "handler_error" (static string) */
+    char error_msg[256];    /* on error: human-readable reason */
+    json_t *delta;          /* {state: {var: value}} public changes incl.
+                               computed; owned; an empty object if none */
+    json_t *actions;        /* [{"name":..,"payload":..}], owned */
+    json_t *chained;        /* [{"name":..,"payload":..}], owned */
+    json_t *dirty;          /* [state, ...] whose stored vars changed (backend-only
+                               included): what must be committed; owned */
+    unsigned sleep_ms;      /* SW_YIELD from a task: delay before next step */
 } sw_step_t;
 
 /* Run step number `step` (0 first) of the event `name` with `payload`

@@ -86,8 +86,8 @@ static void on_event(sw_session_t *s, sw_msg_t *m)
     json_t *router = m->router;
     m->payload = NULL;
     m->router = NULL;
-    sw_event_t *ev = sw_event_new(hydrate ? SW_EV_HYDRATE : SW_EV_CLIENT, m->id, s, m->name,
-                                  payload, router);
+    sw_event_t *ev =
+        sw_event_new(hydrate ? SW_EV_HYDRATE : SW_EV_CLIENT, m->id, s, m->name, payload, router);
     sw_token_enqueue(s->tok, ev);
 }
 

@@ -22,13 +22,13 @@ typedef struct sw_token sw_token_t;
 typedef struct sw_session {
     sw_worker_t *w;
     sw_conn_t *conn;
-    sw_token_t *tok;                /* NULL until hello */
+    sw_token_t *tok;                 /* NULL until hello */
     LIST_ENTRY(sw_session) tok_link; /* in tok->sessions */
     LIST_ENTRY(sw_session) w_link;   /* in w->sessions */
     char conn_id[SW_CONN_ID_MAX + 1];
     char conn_token[SW_CONN_ID_MAX + 1];
-    uint64_t client_seq;            /* the last seq this client holds */
-    int welcomed;                   /* welcome sent */
+    uint64_t client_seq; /* the last seq this client holds */
+    int welcomed;        /* welcome sent */
     int closing;
 } sw_session_t;
 

@@ -315,8 +315,7 @@ int sw_store_acquire_load(sw_store_t *s, const char *token, sw_store_load_cb cb,
     return rc;
 }
 
-int sw_store_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_commit_cb cb,
-                    void *udata)
+int sw_store_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_commit_cb cb, void *udata)
 {
     if (!s || !c || !cb || !token_ok(c->token))
         return SW_EINVAL;

@@ -46,12 +46,12 @@
 typedef struct sw_store sw_store_t;
 
 typedef struct sw_store_opts {
-    const char *redis_url;   /* "redis://host:port/db", "unix:///path[?db=N]";
-                                NULL = in-memory store */
-    const char *holder_id;   /* this worker's lease holder id (borrowed, copied) */
-    uint32_t token_ttl_s;    /* TTL of token keys, seconds (default 3600) */
-    uint32_t lease_ms;       /* lease duration, ms (default 10000) */
-    uint32_t log_max;        /* replay log length (default 256) */
+    const char *redis_url; /* "redis://host:port/db", "unix:///path[?db=N]";
+                              NULL = in-memory store */
+    const char *holder_id; /* this worker's lease holder id (borrowed, copied) */
+    uint32_t token_ttl_s;  /* TTL of token keys, seconds (default 3600) */
+    uint32_t lease_ms;     /* lease duration, ms (default 10000) */
+    uint32_t log_max;      /* replay log length (default 256) */
 } sw_store_opts_t;
 
 /* One hash field as read from the store: bytes are borrowed and valid only
@@ -65,14 +65,14 @@ typedef struct sw_store_field {
 
 /* Result of sw_store_acquire_load(). */
 typedef struct sw_store_loaded {
-    int status;             /* 0: lease taken and state read;
-                               SW_EBUSY: another holder has the lease (nothing read);
-                               SW_EUNAVAIL: Redis out of reach */
-    int exists;             /* the token hash existed */
-    uint64_t seq;           /* "_seq" (0 if none) */
+    int status;                     /* 0: lease taken and state read;
+                                       SW_EBUSY: another holder has the lease (nothing read);
+                                       SW_EUNAVAIL: Redis out of reach */
+    int exists;                     /* the token hash existed */
+    uint64_t seq;                   /* "_seq" (0 if none) */
     const sw_store_field_t *fields; /* state fields (not "_seq"/"_meta") */
     size_t nfields;
-    const char *meta;       /* "_meta" msgpack bytes, NULL if none */
+    const char *meta; /* "_meta" msgpack bytes, NULL if none */
     size_t meta_len;
 } sw_store_loaded_t;
 
@@ -81,12 +81,12 @@ typedef void (*sw_store_load_cb)(void *udata, const sw_store_loaded_t *res);
 /* A fenced commit. */
 typedef struct sw_store_commit {
     const char *token;
-    uint64_t seq;           /* new "_seq" to store (0 = leave unchanged) */
-    const char *log_entry;  /* appended to the replay log; NULL = none */
+    uint64_t seq;          /* new "_seq" to store (0 = leave unchanged) */
+    const char *log_entry; /* appended to the replay log; NULL = none */
     size_t log_len;
     const sw_store_field_t *fields; /* fields to write (state paths, "_meta") */
     size_t nfields;
-    int release;            /* release the lease after writing */
+    int release; /* release the lease after writing */
 } sw_store_commit_t;
 
 /* status: 0 committed; SW_ELEASE lease not ours (nothing written);
@@ -117,8 +117,7 @@ const char *sw_store_kind(const sw_store_t *s);
 int sw_store_acquire_load(sw_store_t *s, const char *token, sw_store_load_cb cb, void *udata);
 
 /* The fenced commit (one EVALSHA). */
-int sw_store_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_commit_cb cb,
-                    void *udata);
+int sw_store_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_commit_cb cb, void *udata);
 
 /* Release the lease if it is still ours (compare-and-delete script);
  * fire and forget. Returns 0, SW_EINVAL, or SW_EUNAVAIL while Redis is

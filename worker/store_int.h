@@ -52,21 +52,21 @@ typedef struct sw_store_done {
 struct sw_store {
     const sw_store_ops_t *ops;
     struct ev_loop *loop;
-    char *holder;          /* lease holder id, owned */
+    char *holder; /* lease holder id, owned */
     size_t holder_len;
     uint32_t token_ttl_s;
     uint32_t lease_ms;
     uint32_t log_max;
-    size_t inflight;       /* accepted requests not yet completed */
-    ev_idle defer_w;       /* delivers the done queue */
+    size_t inflight; /* accepted requests not yet completed */
+    ev_idle defer_w; /* delivers the done queue */
     sw_store_done_t *done_head;
     sw_store_done_t *done_tail;
 };
 
 /* Backend constructors (store.c parsed the URL and filled `base`
  * defaults through sw_store_base_init). */
-sw_store_t *sw_store_redis_new(struct ev_loop *loop, const sw_store_opts_t *opts,
-                               const char *host, int port, int db);
+sw_store_t *sw_store_redis_new(struct ev_loop *loop, const sw_store_opts_t *opts, const char *host,
+                               int port, int db);
 sw_store_t *sw_store_mem_new(struct ev_loop *loop, const sw_store_opts_t *opts);
 
 /* Initialise / destroy the base. destroy delivers every queued completion

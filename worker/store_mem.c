@@ -270,8 +270,7 @@ static int mem_acquire_load(sw_store_t *s, const char *token, sw_store_load_cb c
     return 0;
 }
 
-static int mem_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_commit_cb cb,
-                      void *udata)
+static int mem_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_commit_cb cb, void *udata)
 {
     uint64_t now = sw_now_ms();
     mem_entry_t *e = entry_find(c->token, now);
@@ -281,8 +280,7 @@ static int mem_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_commit
     }
     uint64_t ttl_ms = (uint64_t)s->token_ttl_s * 1000u;
     for (size_t i = 0; i < c->nfields; i++)
-        field_set(e, c->fields[i].name, c->fields[i].name_len, c->fields[i].data,
-                  c->fields[i].len);
+        field_set(e, c->fields[i].name, c->fields[i].name_len, c->fields[i].data, c->fields[i].len);
     if (c->seq > 0) {
         char num[24];
         int len = snprintf(num, sizeof(num), "%llu", (unsigned long long)c->seq);

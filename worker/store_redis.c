@@ -64,11 +64,10 @@ static const char COMMIT_LUA[] =
     "return 1\n";
 
 /* KEYS[1] lease; ARGV[1] holder. Compare-and-delete. */
-static const char RELEASE_LUA[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-    "  return redis.call('DEL', KEYS[1])\n"
-    "end\n"
-    "return 0\n";
+static const char RELEASE_LUA[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+                                  "  return redis.call('DEL', KEYS[1])\n"
+                                  "end\n"
+                                  "return 0\n";
 
 enum { SCRIPT_ACQUIRE, SCRIPT_COMMIT, SCRIPT_RELEASE, SCRIPT__COUNT };
 
@@ -76,12 +75,12 @@ static const char *const SCRIPTS[SCRIPT__COUNT] = {ACQUIRE_LUA, COMMIT_LUA, RELE
 
 typedef struct redis_store {
     sw_store_t base;
-    char *host;         /* host name, or unix socket path when port == 0 */
+    char *host; /* host name, or unix socket path when port == 0 */
     int port;
     int db;
     redisAsyncContext *ac; /* NULL while down */
-    int connected;      /* ac is connected (onConnect OK) */
-    int down;           /* a connection was lost / attempt failed, not back yet */
+    int connected;         /* ac is connected (onConnect OK) */
+    int down;              /* a connection was lost / attempt failed, not back yet */
     int freeing;
     uint32_t backoff_ms;
     ev_timer retry_w;
@@ -98,16 +97,16 @@ typedef struct rreq {
     redis_store_t *rs;
     int kind;
     int script;
-    int evaled;          /* already resent with the full script text */
+    int evaled; /* already resent with the full script text */
     sw_store_load_cb load_cb;
     sw_store_commit_cb commit_cb;
     void *udata;
     int argc;
     const char **argv;
     size_t *argvlen;
-    size_t *off;         /* offsets of argv[i] in buf while building */
+    size_t *off; /* offsets of argv[i] in buf while building */
     int cap;
-    sw_buf_t buf;        /* argument bytes */
+    sw_buf_t buf; /* argument bytes */
 } rreq_t;
 
 static const sw_store_ops_t REDIS_OPS;
@@ -362,8 +361,8 @@ static void on_script_load(redisAsyncContext *ac, void *reply, void *priv)
 
 static void start_connect(redis_store_t *rs)
 {
-    redisAsyncContext *ac = rs->port ? redisAsyncConnect(rs->host, rs->port)
-                                     : redisAsyncConnectUnix(rs->host);
+    redisAsyncContext *ac =
+        rs->port ? redisAsyncConnect(rs->host, rs->port) : redisAsyncConnectUnix(rs->host);
     if (!ac) {
         went_down(rs, "out of memory");
         return;
@@ -413,8 +412,8 @@ static void sha1_hex(const char *text, char out[41])
     out[40] = '\0';
 }
 
-sw_store_t *sw_store_redis_new(struct ev_loop *loop, const sw_store_opts_t *opts,
-                               const char *host, int port, int db)
+sw_store_t *sw_store_redis_new(struct ev_loop *loop, const sw_store_opts_t *opts, const char *host,
+                               int port, int db)
 {
     redis_store_t *rs = sw_xcalloc(1, sizeof(*rs));
     sw_store_base_init(&rs->base, &REDIS_OPS, loop, opts);

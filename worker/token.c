@@ -390,8 +390,8 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
             finish_current(t);
             return;
         }
-        t->busy_delay_ms = t->busy_delay_ms ? SW_MIN(t->busy_delay_ms * 2, SW_BUSY_MAX_MS)
-                                            : SW_BUSY_FIRST_MS;
+        t->busy_delay_ms =
+            t->busy_delay_ms ? SW_MIN(t->busy_delay_ms * 2, SW_BUSY_MAX_MS) : SW_BUSY_FIRST_MS;
         ev_timer_set(&t->retry_w, t->busy_delay_ms / 1000., 0.);
         ev_timer_start(w->loop, &t->retry_w);
         return;
@@ -415,8 +415,7 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
         name[f->name_len] = '\0';
         int rc = sw_tree_load_state(&t->tree, name, f->data, f->len);
         if (rc == SW_EINVAL)
-            sw_log(SW_LOG_WARN, "token %.8s…: state %s unreadable, using defaults", t->token,
-                   name);
+            sw_log(SW_LOG_WARN, "token %.8s…: state %s unreadable, using defaults", t->token, name);
     }
     if (res->meta)
         load_meta(t, res->meta, res->meta_len);
@@ -579,8 +578,8 @@ static void merge_delta(json_t *acc, json_t *delta)
 static void task_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     sw_task_t *task = sw_container_of(w, sw_task_t, timer);
-    sw_event_t *ev = sw_event_new(SW_EV_TASK_STEP, -1, NULL, task->name,
-                                  json_incref(task->payload), NULL);
+    sw_event_t *ev =
+        sw_event_new(SW_EV_TASK_STEP, -1, NULL, task->name, json_incref(task->payload), NULL);
     ev->task = task;
     ev->step = task->step;
     sw_token_enqueue(task->tok, ev);
@@ -650,8 +649,7 @@ static void run_step(sw_token_t *t)
         return;
     }
     int yield_inline = t->step.status == SW_YIELD && kind != SW_EVENT_TASK;
-    int changed = cf.n > 0 || json_object_size(t->acc) > 0 ||
-                  json_array_size(t->step.actions) > 0;
+    int changed = cf.n > 0 || json_object_size(t->acc) > 0 || json_array_size(t->step.actions) > 0;
     t->commit_full = 0;
     if (!changed) {
         commit_fields_destroy(&cf);
@@ -691,8 +689,7 @@ static void on_committed(void *udata, int status)
             start_load(t);
             return;
         }
-        sw_log(SW_LOG_WARN, "token %.8s…: lease lost again for %s; giving up", t->token,
-               ev->name);
+        sw_log(SW_LOG_WARN, "token %.8s…: lease lost again for %s; giving up", t->token, ev->name);
         answer_error(t, ev, SW_ERRC_STATE_UNAVAILABLE, "state changed hands; retry");
         finish_current(t);
         return;

@@ -37,11 +37,11 @@
 #include "worker/session.h"
 
 typedef enum {
-    SW_EV_HELLO = 1,   /* read the seq, answer welcome */
-    SW_EV_HYDRATE,     /* full state + on_load */
-    SW_EV_CLIENT,      /* a client event (answered with its id) */
-    SW_EV_CHAINED,     /* queued by a handler (sw_ctx_chain) or on_load */
-    SW_EV_TASK_STEP,   /* one step of a background task */
+    SW_EV_HELLO = 1, /* read the seq, answer welcome */
+    SW_EV_HYDRATE,   /* full state + on_load */
+    SW_EV_CLIENT,    /* a client event (answered with its id) */
+    SW_EV_CHAINED,   /* queued by a handler (sw_ctx_chain) or on_load */
+    SW_EV_TASK_STEP, /* one step of a background task */
 } sw_event_src_t;
 
 typedef struct sw_task sw_task_t;
@@ -49,14 +49,14 @@ typedef struct sw_task sw_task_t;
 typedef struct sw_event {
     TAILQ_ENTRY(sw_event) link;
     sw_event_src_t kind;
-    int64_t id;             /* client event id, -1 if none */
-    sw_session_t *origin;   /* who gets the answer; NULL once it closed */
-    char *name;             /* owned */
-    json_t *payload;        /* owned, never NULL */
-    json_t *router;         /* owned, may be NULL */
-    sw_task_t *task;        /* SW_EV_TASK_STEP */
-    unsigned step;          /* handler step (yields so far) */
-    int retried;            /* lease-lost retry done */
+    int64_t id;           /* client event id, -1 if none */
+    sw_session_t *origin; /* who gets the answer; NULL once it closed */
+    char *name;           /* owned */
+    json_t *payload;      /* owned, never NULL */
+    json_t *router;       /* owned, may be NULL */
+    sw_task_t *task;      /* SW_EV_TASK_STEP */
+    unsigned step;        /* handler step (yields so far) */
+    int retried;          /* lease-lost retry done */
 } sw_event_t;
 
 TAILQ_HEAD(sw_event_queue, sw_event);
@@ -78,27 +78,27 @@ struct sw_token {
     sw_worker_t *w;
     struct sw_event_queue queue;
     uint32_t qlen;
-    sw_event_t *current;        /* in flight, or NULL */
-    int loading;                /* waiting for the store */
+    sw_event_t *current; /* in flight, or NULL */
+    int loading;         /* waiting for the store */
     sw_tree_t tree;
     int have_tree;
-    int exists;                 /* the token hash exists in the store */
-    uint64_t seq;               /* the store's seq, as of the last load/commit */
+    int exists;   /* the token hash exists in the store */
+    uint64_t seq; /* the store's seq, as of the last load/commit */
     struct sw_session_list sessions;
     uint32_t nsessions;
     struct sw_task_list tasks;
-    ev_timer retry_w;           /* lease busy backoff */
+    ev_timer retry_w; /* lease busy backoff */
     uint64_t busy_since_ms;
     uint32_t busy_delay_ms;
-    int pending_store;          /* a store callback is outstanding */
-    int lease_held;             /* our lease is (believed) held */
+    int pending_store; /* a store callback is outstanding */
+    int lease_held;    /* our lease is (believed) held */
     /* The step being committed (owned while pending_store). */
     sw_step_t step;
     int have_step;
-    json_t *acc;                /* delta being committed: {state: {var: v}} */
+    json_t *acc; /* delta being committed: {state: {var: v}} */
     uint64_t commit_seq;
     int commit_release;
-    int commit_full;            /* hydrate: the answer is a full delta */
+    int commit_full; /* hydrate: the answer is a full delta */
 };
 
 /* Find the token in this worker, or create it (empty queue, no state
@@ -110,8 +110,8 @@ sw_token_t *sw_token_get(sw_worker_t *w, const char *token);
 void sw_token_enqueue(sw_token_t *t, sw_event_t *ev);
 
 /* A new event; name copied, payload/router stolen (payload NULL = {}). */
-sw_event_t *sw_event_new(sw_event_src_t kind, int64_t id, sw_session_t *origin,
-                         const char *name, json_t *payload, json_t *router);
+sw_event_t *sw_event_new(sw_event_src_t kind, int64_t id, sw_session_t *origin, const char *name,
+                         json_t *payload, json_t *router);
 void sw_event_free(sw_event_t *ev);
 
 /* Attach / detach a session (detach clears it from queued events). */

@@ -43,8 +43,7 @@ static void gc_cb(struct ev_loop *loop, ev_idle *iw, int revents)
 static void publish_cb(struct ev_loop *loop, ev_prepare *pw, int revents)
 {
     sw_worker_t *w = sw_container_of(pw, sw_worker_t, publish_w);
-    atomic_store_explicit(&w->stats->connections, (uint64_t)w->conns.nconns,
-                          memory_order_relaxed);
+    atomic_store_explicit(&w->stats->connections, (uint64_t)w->conns.nconns, memory_order_relaxed);
 }
 
 static void channel_cb(struct ev_loop *loop, ev_io *iw, int revents)
@@ -99,9 +98,9 @@ static void on_http(sw_conn_t *c, const sw_http_request_t *req)
                          "{\"status\":\"%s\",\"app\":\"%s\",\"worker\":%d,\"pid\":%d,"
                          "\"store\":\"%s\",\"store_ready\":%s,\"connections\":%zu,"
                          "\"draining\":%s}",
-                         ready ? "ok" : "degraded", sw_appdef_name(w->app), w->slot,
-                         (int)getpid(), sw_store_kind(w->store), ready ? "true" : "false",
-                         w->conns.nconns, w->draining ? "true" : "false");
+                         ready ? "ok" : "degraded", sw_appdef_name(w->app), w->slot, (int)getpid(),
+                         sw_store_kind(w->store), ready ? "true" : "false", w->conns.nconns,
+                         w->draining ? "true" : "false");
         sw_conn_http_reply(c, ready && !w->draining ? 200 : 503, "application/json",
                            "Cache-Control: no-store\r\n", body, (size_t)n);
         return;
@@ -164,8 +163,8 @@ static void start_drain(sw_worker_t *w, const char *why)
     if (w->draining)
         return;
     w->draining = 1;
-    sw_log(SW_LOG_NOTICE, "draining (%s): %zu connections, timeout %u ms", why,
-           w->conns.nconns, w->cfg->drain_timeout_ms);
+    sw_log(SW_LOG_NOTICE, "draining (%s): %zu connections, timeout %u ms", why, w->conns.nconns,
+           w->cfg->drain_timeout_ms);
     ev_io_stop(w->loop, &w->channel_w);
     ev_timer_init(&w->drain_w, drain_timeout_cb, w->cfg->drain_timeout_ms / 1000., 0.);
     ev_timer_start(w->loop, &w->drain_w);

@@ -26,32 +26,32 @@ typedef struct sw_token sw_token_t;
  * (session.c, token.c) reach it through their owner pointers. */
 typedef struct sw_worker {
     struct ev_loop *loop;
-    const sw_config_t *cfg;     /* borrowed, lives for the process */
-    const sw_appdef_t *app;     /* borrowed */
+    const sw_config_t *cfg; /* borrowed, lives for the process */
+    const sw_appdef_t *app; /* borrowed */
     int slot;
     int channel_fd;
-    sw_worker_stats_t *stats;   /* this worker's slot in shared memory */
+    sw_worker_stats_t *stats; /* this worker's slot in shared memory */
     sw_store_t *store;
-    char holder_id[40];         /* lease holder id: "<slot>-<pid>-<random>" */
+    char holder_id[40]; /* lease holder id: "<slot>-<pid>-<random>" */
     sw_conn_env_t conns;
-    sw_token_t *tokens;         /* uthash: token string -> sw_token_t */
+    sw_token_t *tokens;                                 /* uthash: token string -> sw_token_t */
     LIST_HEAD(sw_worker_sessions, sw_session) sessions; /* every live session */
     size_t ntokens;
-    int draining;               /* QUIT received or master gone */
-    int stopping;               /* leave the loop */
+    int draining; /* QUIT received or master gone */
+    int stopping; /* leave the loop */
     ev_io channel_w;
     ev_signal sig_term, sig_int, sig_quit, sig_usr1, sig_hup;
-    ev_timer drain_w;           /* drain deadline */
-    ev_timer drain_poll_w;      /* closes idle sessions while draining */
-    ev_prepare publish_w;       /* publishes counters to shared stats */
-    ev_idle gc_w;               /* frees idle tokens outside callbacks */
+    ev_timer drain_w;      /* drain deadline */
+    ev_timer drain_poll_w; /* closes idle sessions while draining */
+    ev_prepare publish_w;  /* publishes counters to shared stats */
+    ev_idle gc_w;          /* frees idle tokens outside callbacks */
     int gc_pending;
 } sw_worker_t;
 
 /* Run the worker until it stops. `slot` is its index (logs, stats).
  * Returns the process exit status (0 after a clean stop). */
-int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_t *app,
-                  int slot, int channel_fd, sw_stats_t *stats);
+int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_t *app, int slot,
+                  int channel_fd, sw_stats_t *stats);
 
 /* Ask the worker to look for idle tokens to free from an idle step (never
  * frees inside the caller's stack). */

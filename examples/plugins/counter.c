@@ -30,8 +30,7 @@ static int count_up(sw_ctx_t *ctx, json_t *payload)
     json_t *n = json_object_get(payload, "n");
     if (!json_is_integer(n) || json_integer_value(n) < 1 || json_integer_value(n) > 100)
         return sw_ctx_fail(ctx, SW_FAIL_BAD_PAYLOAD, "n must be an integer in 1..100");
-    sw_ctx_set(ctx, "counter", "count",
-               json_integer(sw_ctx_get_int(ctx, "counter", "count") + 1));
+    sw_ctx_set(ctx, "counter", "count", json_integer(sw_ctx_get_int(ctx, "counter", "count") + 1));
     return (json_int_t)sw_ctx_step(ctx) + 1 < json_integer_value(n) ? SW_YIELD : SW_DONE;
 }
 

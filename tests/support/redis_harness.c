@@ -30,9 +30,9 @@
 #define PORT_ATTEMPTS 5
 
 struct sw_test_redis {
-    pid_t pid;          /* 0 when not running */
+    pid_t pid; /* 0 when not running */
     int tcp;
-    int port;           /* 0 in unix mode */
+    int port; /* 0 in unix mode */
     char dir[64];
     char sock[128];
     char url[192];

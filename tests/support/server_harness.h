@@ -6,7 +6,7 @@
 #include <sys/types.h>
 
 typedef struct sw_test_server {
-    pid_t pid;        /* the master */
+    pid_t pid; /* the master */
     int port;
     char log_path[256]; /* the server's stderr, kept for failure reports */
 } sw_test_server_t;

@@ -31,7 +31,7 @@
 typedef struct wsc_msg {
     char *text; /* heap, NUL-terminated */
     size_t len;
-    json_t *json;  /* parsed lazily; NULL until then or if not JSON */
+    json_t *json; /* parsed lazily; NULL until then or if not JSON */
     int parsed;
     struct wsc_msg *prev, *next;
 } wsc_msg_t;
@@ -168,8 +168,8 @@ static int write_all(int fd, const void *bytes, size_t len, uint64_t deadline)
 typedef struct resp_state {
     sw_buf_t field, value; /* current header being assembled */
     int in_value;
-    char *upgrade;          /* Upgrade header */
-    char *accept;           /* Sec-WebSocket-Accept header */
+    char *upgrade; /* Upgrade header */
+    char *accept;  /* Sec-WebSocket-Accept header */
     sw_buf_t body;
     int complete;
 } resp_state_t;
@@ -702,8 +702,8 @@ int sw_wsc_fd(const sw_wsc_t *c)
     return c->fd;
 }
 
-int sw_test_http(const char *host, int port, const char *method, const char *path,
-                 const char *body, char **resp_body, int timeout_ms)
+int sw_test_http(const char *host, int port, const char *method, const char *path, const char *body,
+                 char **resp_body, int timeout_ms)
 {
     uint64_t deadline = deadline_of(timeout_ms);
     resp_state_t rs;

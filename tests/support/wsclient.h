@@ -108,7 +108,7 @@ int sw_wsc_fd(const sw_wsc_t *c);
  * resp_body is not NULL, the body in *resp_body (heap, NUL-terminated,
  * "" if empty; caller frees; NULL on failure). Returns -1 on a connect,
  * I/O, parse error or timeout (logged). */
-int sw_test_http(const char *host, int port, const char *method, const char *path,
-                 const char *body, char **resp_body, int timeout_ms);
+int sw_test_http(const char *host, int port, const char *method, const char *path, const char *body,
+                 char **resp_body, int timeout_ms);
 
 #endif
