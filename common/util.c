@@ -40,6 +40,8 @@ const char *sw_strerror(int err)
         return "SW_EPROTO";
     case SW_EBUSY:
         return "SW_EBUSY";
+    case SW_ECONFLICT:
+        return "SW_ECONFLICT";
     default:
         return "SW_E?";
     }

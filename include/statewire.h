@@ -100,9 +100,11 @@ int sw_app_var(sw_app_t *app, const char *state, const char *name, const char *d
                unsigned flags);
 
 /* Declare a computed var of `state`. `deps` is a comma-separated list of
- * "<state>.<var>" names (stored or computed, in any state) and/or the word
- * "router" (the client's route); the var is recomputed when one of them
- * changes and sent only when its value changed. */
+ * "<state>.<var>" names (stored or computed, in any state) and/or the
+ * words "router" (the client's route), "links" (which states are linked
+ * where: sw_ctx_linked) and "presence" (sw_ctx_viewers); the var is
+ * recomputed when one of them changes and sent only when its value
+ * changed. */
 int sw_app_computed(sw_app_t *app, const char *state, const char *name, sw_computed_fn fn,
                     const char *deps);
 
@@ -192,6 +194,43 @@ const char *sw_ctx_route_param(sw_ctx_t *ctx, const char *name);
 
 /* The whole router object {"path":..., "query": {...}} (borrowed). */
 json_t *sw_ctx_router(sw_ctx_t *ctx);
+
+/* ---- Shared state (links) ------------------------------------------------
+ * A state declared SW_STATE_SHARED can be linked to a shared token (e.g.
+ * "room:lobby"): from then on this client reads and writes that state in
+ * the shared token's copy, and every committed change reaches every
+ * client linked to it, on every worker and host. Unlinking gives the
+ * client its private copy back (it was kept untouched meanwhile).
+ *
+ * Shared token names: 1..64 chars of [A-Za-z0-9_:.-] with at least one
+ * ':' (so they never collide with client tokens). A shared token's
+ * copy of a state starts at the state's defaults. Links persist with the
+ * client's token.
+ *
+ * Link and unlink take effect when the handler step returns: reads and
+ * writes of that state in the same step still use the copy it had when
+ * the step began. The client then receives the whole state from its new
+ * copy (every var, as a delta) and the computed vars that depend on it. */
+
+/* Link `state` (SW_STATE_SHARED) of this client to `shared_token`.
+ * Linking to the token it is already linked to does nothing. Returns 0,
+ * or -1 (logged) for an unknown or non-shared state, a bad token name, or
+ * a call from a computed var. */
+int sw_ctx_link(sw_ctx_t *ctx, const char *state, const char *shared_token);
+
+/* Unlink `state`; does nothing when it is not linked. 0 or -1. */
+int sw_ctx_unlink(sw_ctx_t *ctx, const char *state);
+
+/* The shared token `state` is linked to (borrowed), or NULL. Pending
+ * link/unlink calls of the current step are not reflected. A computed var
+ * that calls this must declare the dependency "links". */
+const char *sw_ctx_linked(sw_ctx_t *ctx, const char *state);
+
+/* Presence: how many clients linked to the same shared token as `state`
+ * are connected now, across all workers and hosts; 0 when `state` is not
+ * linked. A computed var that calls this must declare the dependency
+ * "presence" (and "links"). */
+json_int_t sw_ctx_viewers(sw_ctx_t *ctx, const char *state);
 
 #ifdef __cplusplus
 }

@@ -64,6 +64,8 @@ typedef struct sw_tree {
     json_t *vars;           /* {state: {var: value}} stored vars, owned */
     json_t *computed;       /* {state: {var: value}} last computed values, owned */
     json_t *router;         /* {"path":..., "query":...}, owned; never NULL */
+    json_t *links;          /* {state: shared_token}, owned; never NULL */
+    json_t *presence;       /* {shared_token: count}, owned; never NULL */
 } sw_tree_t;
 
 /* A tree with every state at its defaults, router {"path":"/"}, and every
@@ -97,6 +99,43 @@ json_t *sw_tree_full(const sw_tree_t *t);
  * ({state: {var: value}}, may be NULL to discard). */
 void sw_tree_set_router(sw_tree_t *t, json_t *router, json_t *delta);
 
+/* Replace the links (steals `links`: an object state -> shared token;
+ * anything else is replaced by {}). Computed vars that depend on "links"
+ * are recomputed; their changes go into `delta` (may be NULL). Does not
+ * touch any state's values: the caller swaps copies with
+ * sw_tree_replace_state(). */
+void sw_tree_set_links(sw_tree_t *t, json_t *links, json_t *delta);
+
+/* Set the presence count of `shared_token`; computed vars that depend on
+ * "presence" are recomputed, their changes go into `delta` (may be NULL). */
+void sw_tree_set_presence(sw_tree_t *t, const char *shared_token, json_int_t n, json_t *delta);
+
+/* Replace every stored var of `state` with `vars` (borrowed object; vars
+ * missing take their defaults, undeclared ones are dropped; NULL = all
+ * defaults) and recompute what depends on them. Into `delta` (may be
+ * NULL) go: every public stored var of `state` when `all` != 0 (the client
+ * gets the whole state from its new copy), otherwise only those that
+ * changed; and every public computed var (any state) whose value changed.
+ * 0 or SW_ENOTFOUND. */
+int sw_tree_replace_state(sw_tree_t *t, const char *state, const json_t *vars, int all,
+                          json_t *delta);
+
+/* Apply a partial update {var: value} (borrowed) of `state`'s stored vars
+ * — a fan-out message — and recompute what depends on them; the public
+ * stored and computed vars that changed go into `delta`. Undeclared vars
+ * are ignored. 0 or SW_ENOTFOUND. */
+int sw_tree_apply_vars(sw_tree_t *t, const char *state, const json_t *vars, json_t *delta);
+
+/* The stored vars of `state` ({var: value}, backend-only included),
+ * borrowed; NULL if not declared. */
+json_t *sw_tree_state_vars(const sw_tree_t *t, const char *state);
+
+/* 1 when some computed var that a change of a shared state (SW_STATE_SHARED)
+ * can alter also depends, directly or through other computed vars, on
+ * private input: stored vars of non-shared states or "router". Fan-out
+ * deltas then cannot be computed once for all linked clients. */
+int sw_appdef_fanout_needs_private(const sw_appdef_t *app);
+
 /* ---- Running a handler step -------------------------------------------- */
 
 typedef struct sw_step {
@@ -110,6 +149,11 @@ typedef struct sw_step {
     json_t *chained;        /* [{"name":..,"payload":..}], owned */
     json_t *dirty;          /* [state, ...] whose stored vars changed (backend-only
                                included): what must be committed; owned */
+    json_t *changed;        /* {state: {var: value}} every stored var that changed,
+                               backend-only included (the fan-out message of a
+                               linked state); owned */
+    json_t *link_ops;       /* [{"op":"link","state":S,"token":R} |
+                               {"op":"unlink","state":S}] in call order; owned */
     unsigned sleep_ms;      /* SW_YIELD from a task: delay before next step */
 } sw_step_t;
 

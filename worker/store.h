@@ -78,6 +78,20 @@ typedef struct sw_store_loaded {
 
 typedef void (*sw_store_load_cb)(void *udata, const sw_store_loaded_t *res);
 
+/* The part of a commit that writes a shared token's copy (shared state,
+ * rooms). No lease: compare-and-set on the shared token's "_seq". */
+typedef struct sw_store_shared_write {
+    const char *token;              /* shared token R (e.g. "room:lobby") */
+    uint64_t expect_seq;            /* R's "_seq" the change was computed from;
+                                       the write sets it to expect_seq + 1 */
+    const sw_store_field_t *fields; /* states to write into sw:{R} */
+    size_t nfields;
+    const char *message;            /* PUBLISHed on sw:{R}:ch right after the
+                                       write, in the same script (so messages
+                                       follow commit order); NULL = none */
+    size_t message_len;
+} sw_store_shared_write_t;
+
 /* A fenced commit. */
 typedef struct sw_store_commit {
     const char *token;
@@ -87,10 +101,15 @@ typedef struct sw_store_commit {
     const sw_store_field_t *fields; /* fields to write (state paths, "_meta") */
     size_t nfields;
     int release; /* release the lease after writing */
+    const sw_store_shared_write_t *shared; /* shared copies written in the same
+                                              script (CAS each); may be NULL */
+    size_t nshared;
 } sw_store_commit_t;
 
 /* status: 0 committed; SW_ELEASE lease not ours (nothing written);
- * SW_EUNAVAIL Redis out of reach (outcome unknown). */
+ * SW_ECONFLICT a shared token's "_seq" was not expect_seq (nothing written:
+ * reload it and compute again); SW_EUNAVAIL Redis out of reach (outcome
+ * unknown). The lease is checked first. */
 typedef void (*sw_store_commit_cb)(void *udata, int status);
 
 /* Connect (Redis: async, with reconnect and backoff; SELECT db when the
@@ -118,6 +137,55 @@ int sw_store_acquire_load(sw_store_t *s, const char *token, sw_store_load_cb cb,
 
 /* The fenced commit (one EVALSHA). */
 int sw_store_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_commit_cb cb, void *udata);
+
+/* Read a token's hash without taking its lease (HGETALL): shared tokens,
+ * whose writes are compare-and-set. res->status is 0 or SW_EUNAVAIL. */
+int sw_store_read(sw_store_t *s, const char *token, sw_store_load_cb cb, void *udata);
+
+/* ---- Presence of a shared token -------------------------------------------
+ * sw:{R}:presence is a sorted set: member = client token, score = expiry
+ * (Redis TIME, ms). Connected clients are refreshed by their worker every
+ * ttl/3; entries of a dead worker expire after ttl and are reaped by any
+ * worker that still has clients linked to R. sw:{R}:members (a set) holds
+ * every client token linked to R, connected or not. */
+typedef enum {
+    SW_PRESENCE_ADD = 1, /* ZADD members (score now + ttl), SADD to members */
+    SW_PRESENCE_REMOVE,  /* ZREM members (still linked: members unchanged) */
+    SW_PRESENCE_UNLINK,  /* ZREM members and SREM them from members */
+    SW_PRESENCE_REFRESH, /* ZADD members (score now + ttl) */
+    SW_PRESENCE_REAP,    /* only drop expired entries */
+} sw_presence_op_t;
+
+/* count: the number of live presence entries after the op; status 0 or
+ * SW_EUNAVAIL. */
+typedef void (*sw_store_count_cb)(void *udata, int status, int64_t count);
+
+/* One script: drop expired entries, apply `op` to `members` (n may be 0),
+ * count; when the count changed (by expiry or by the op) PUBLISH
+ * {"presence": count} on sw:{R}:ch; refresh the TTL of R's keys (the token
+ * TTL: shared tokens live while anyone is linked). cb may be NULL. */
+int sw_store_presence(sw_store_t *s, const char *shared_token, sw_presence_op_t op,
+                      const char *const *members, size_t n, uint32_t ttl_ms,
+                      sw_store_count_cb cb, void *udata);
+
+/* ---- Pub/sub: fan-out of shared-state changes ----------------------------
+ * A second connection in SUBSCRIBE mode. One subscription per shared token
+ * (channel sw:{R}:ch). Messages arrive in publish order. After the
+ * subscription connection is (re)established — at first subscribe and
+ * after every reconnect — `resync` is called for each subscription once
+ * Redis has confirmed it: messages may have been missed before that, so
+ * the subscriber reloads the shared token's state. */
+typedef void (*sw_store_message_cb)(void *udata, const char *data, size_t len);
+typedef void (*sw_store_resync_cb)(void *udata);
+
+/* Subscribe to shared token R's channel. One subscription per R per store
+ * (SW_EBUSY if there is one). 0, SW_EINVAL, SW_EBUSY. */
+int sw_store_subscribe(sw_store_t *s, const char *shared_token, sw_store_message_cb on_message,
+                       sw_store_resync_cb on_resync, void *udata);
+
+/* Drop the subscription; no callback of it runs afterwards. 0 or
+ * SW_ENOTFOUND. */
+int sw_store_unsubscribe(sw_store_t *s, const char *shared_token);
 
 /* Release the lease if it is still ours (compare-and-delete script);
  * fire and forget. Returns 0, SW_EINVAL, or SW_EUNAVAIL while Redis is
