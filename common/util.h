@@ -24,6 +24,7 @@ enum {
     SW_ETOOLARGE = -9, /* input over a configured size bound */
     SW_EPROTO = -10,   /* protocol violation by the peer */
     SW_EBUSY = -11,    /* another holder has the resource */
+    SW_ECONFLICT = -12, /* compare-and-set lost: the value changed since read */
 };
 
 /* Name of an SW_E* code ("SW_ELEASE"); never NULL. */
