@@ -34,13 +34,18 @@ enum {
     ST_UPGRADE_RECV,
     ST_WELCOME,
     ST_HYDRATE,
+    ST_ONLOAD, /* fanout: hydrate answered, waiting for the on_load delta */
     ST_RUNNING,
     ST_DEAD
 };
 
-enum { PH_SETUP, PH_WARMUP, PH_MEASURE, PH_DONE };
+/* PH_DRAIN: after the window (fanout grace, hotroom drain and read) */
+enum { PH_SETUP, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_DONE };
+
+enum { ROLE_CLIENT, ROLE_SENDER, ROLE_READER };
 
 typedef struct bench bench_t;
+typedef struct room room_t;
 
 typedef struct bconn {
     bench_t *b;
@@ -59,8 +64,32 @@ typedef struct bconn {
     int64_t next_id; /* id of the next event */
     int64_t wait_id; /* id whose answer we wait for */
     uint64_t sent_ns;
+    int in_flight; /* wait_id not answered yet */
+    int role;
+    room_t *room;       /* fanout */
+    int64_t last_count; /* fanout: last counter.count seen */
+    uint64_t missed;    /* fanout: counts skipped */
+    uint64_t onload_ns; /* fanout: when the hydrate was answered */
+    int member;         /* fanout: set up when sending started */
     char token[33];
 } bconn_t;
+
+/* fanout: one room, its sender and the send time of every increment */
+struct room {
+    bench_t *b;
+    char path[48];
+    bconn_t *sender;
+    int members;       /* clients set up in the room */
+    int active;        /* the sender reached the loop */
+    int64_t base;      /* count when sending started */
+    int64_t first_id;  /* id of the first increment */
+    uint64_t *send_ns; /* send_ns[k]: increment that makes count base + k + 1 */
+    size_t nsent, cap;
+    uint64_t sends;   /* increments sent (errors included) */
+    uint64_t errors;  /* of them answered with an error */
+    uint64_t answers; /* of them answered (delta or error) */
+    ev_timer timer;
+};
 
 struct bench {
     struct ev_loop *loop;
@@ -73,8 +102,14 @@ struct bench {
     ev_idle ramp_idle;
     ev_timer phase_timer;
     ev_signal sigint, sigterm;
+    ev_timer sweep; /* setup: on_load fallback; drain: end early */
     int phase;
     uint64_t measure_start_ns;
+    char path[64]; /* events, hotroom: hydrate route */
+    room_t *rooms; /* fanout */
+    int nrooms;
+    bconn_t *reader; /* hotroom: reads the final count */
+    int reader_started;
     char *ev_suffix; /* ,"name":...,"payload":...} */
     sw_bench_result_t *res;
     sw_bench_hook_fn on_start, on_end;
@@ -83,6 +118,7 @@ struct bench {
 
 static void conn_flush(bconn_t *c);
 static void phase_next(bench_t *b);
+static void end_window(bench_t *b);
 
 /* ---- settling and teardown ------------------------------------------------ */
 
@@ -124,6 +160,15 @@ static void conn_fail(bconn_t *c, const char *what, const char *why)
     bench_t *b = c->b;
     if (c->dead_pending || c->state == ST_DEAD)
         return;
+    if (c->role == ROLE_READER) {
+        sw_log(SW_LOG_WARN, "bench: final read: %s: %s", what, why);
+        c->dead_pending = 1;
+        end_window(b);
+        return;
+    }
+    if (c->in_flight && c->settled && b->o->scenario == SW_BENCH_HOTROOM)
+        b->res->unknown++;
+    c->in_flight = 0;
     if (!c->settled) {
         if (b->failures_logged < LOG_FAILURES_MAX)
             sw_log(SW_LOG_WARN, "bench: connection %d: %s: %s", (int)(c - b->conns), what, why);
@@ -172,6 +217,7 @@ static void send_event(bconn_t *c)
     memcpy(msg, head, (size_t)hl);
     memcpy(msg + hl, b->ev_suffix, sl);
     c->wait_id = c->next_id++;
+    c->in_flight = 1;
     c->sent_ns = sw_now_ns();
     queue_text(c, msg, (size_t)hl + sl);
     if (msg != stackbuf)
@@ -188,9 +234,230 @@ static void count_error(bench_t *b, json_t *msg)
                         json_integer(n ? json_integer_value(n) + 1 : 1));
 }
 
+static void queue_hydrate(bconn_t *c, long long id)
+{
+    char msg[192];
+    int n = snprintf(msg, sizeof(msg),
+                     "{\"type\":\"event\",\"id\":%lld,\"name\":\"hydrate\","
+                     "\"router\":{\"path\":\"%s\"}}",
+                     id, c->room ? c->room->path : c->b->path);
+    queue_text(c, msg, (size_t)n);
+}
+
+/* ---- cheap scanning (fanout): the server writes compact JSON with "type",
+ * "seq", "id" before "delta"; strings inside are escaped, so a quoted key
+ * cannot appear inside a string value. */
+
+/* Integer right after `key` (e.g. "\"id\":") in d[0..len); 1 if found. */
+static int scan_int(const char *d, size_t len, const char *key, int64_t *out)
+{
+    size_t kl = strlen(key);
+    const char *p = memmem(d, len, key, kl);
+    if (!p)
+        return 0;
+    p += kl;
+    const char *end = d + len;
+    while (p < end && *p == ' ')
+        p++;
+    int neg = 0;
+    if (p < end && *p == '-') {
+        neg = 1;
+        p++;
+    }
+    if (p >= end || *p < '0' || *p > '9')
+        return 0;
+    int64_t v = 0;
+    while (p < end && *p >= '0' && *p <= '9' && v < INT64_MAX / 10 - 10)
+        v = v * 10 + (*p++ - '0');
+    *out = neg ? -v : v;
+    return 1;
+}
+
+/* counter.count in a delta (the "counter" object holds no nested object). */
+static int scan_count(const char *d, size_t len, int64_t *out)
+{
+    static const char key[] = "\"counter\":{";
+    const char *p = memmem(d, len, key, sizeof(key) - 1);
+    if (!p)
+        return 0;
+    p += sizeof(key) - 1;
+    const char *close = memchr(p, '}', (size_t)(d + len - p));
+    if (!close)
+        return 0;
+    return scan_int(p, (size_t)(close - p), "\"count\":", out);
+}
+
+static void count_error_text(bench_t *b, const char *data, size_t len)
+{
+    json_t *msg = json_loadb(data, len, 0, NULL);
+    count_error(b, msg);
+    json_decref(msg);
+}
+
+/* A delta with counter.count = cnt reached client c (fanout). */
+static void deliver(bconn_t *c, int64_t cnt, uint64_t now)
+{
+    bench_t *b = c->b;
+    room_t *r = c->room;
+    if (!r->active || !c->member || b->phase < PH_WARMUP) {
+        c->last_count = cnt;
+        return;
+    }
+    if (cnt <= c->last_count) {
+        b->res->stale++;
+        return;
+    }
+    if (cnt > c->last_count + 1)
+        c->missed += (uint64_t)(cnt - c->last_count - 1);
+    c->last_count = cnt;
+    uint64_t k = (uint64_t)(cnt - r->base - 1);
+    if (k >= r->nsent) {
+        b->res->unexpected++;
+        return;
+    }
+    if (b->phase >= PH_MEASURE && r->send_ns[k] >= b->measure_start_ns) {
+        sw_hist_record(&b->res->delivery, now - r->send_ns[k]);
+        b->res->deliveries++;
+    }
+}
+
+/* The answer to the sender's increment `id`. Answers come in order, so
+ * the k-th answer is the k-th increment; an error shifts the numbering. */
+static void sender_answer(bconn_t *c, int64_t id, int is_error, const char *data, size_t len,
+                          uint64_t now)
+{
+    bench_t *b = c->b;
+    room_t *r = c->room;
+    if (!r->active || id < r->first_id)
+        return;
+    uint64_t k = (uint64_t)(id - r->first_id) - r->errors;
+    r->answers++;
+    if (is_error) {
+        if (k < r->nsent) {
+            memmove(&r->send_ns[k], &r->send_ns[k + 1], (r->nsent - k - 1) * sizeof(uint64_t));
+            r->nsent--;
+        }
+        r->errors++;
+        b->res->sender_errors++;
+        count_error_text(b, data, len);
+        return;
+    }
+    if (k < r->nsent && b->phase >= PH_MEASURE && r->send_ns[k] >= b->measure_start_ns)
+        b->res->changes_acked++;
+    int64_t cnt;
+    if (scan_count(data, len, &cnt))
+        deliver(c, cnt, now);
+}
+
+static void fanout_text(bconn_t *c, const char *data, size_t len)
+{
+    bench_t *b = c->b;
+    uint64_t now = sw_now_ns();
+    const char *lim = memmem(data, len, "\"delta\":", 8);
+    size_t plen = lim ? (size_t)(lim - data) : len;
+    int64_t id = 0, cnt;
+    int has_id = scan_int(data, plen, "\"id\":", &id);
+    int is_delta = memmem(data, plen, "\"type\":\"delta\"", 14) != NULL;
+    int is_error = !is_delta && memmem(data, plen, "\"type\":\"error\"", 14) != NULL;
+    if (!is_delta && !is_error)
+        return;
+    if (c->state == ST_HYDRATE) {
+        if (!has_id || id != 1)
+            return;
+        if (is_error) {
+            b->res->setup_errors++;
+            if (b->res->setup_errors <= LOG_FAILURES_MAX)
+                sw_log(SW_LOG_WARN, "bench: hydrate answered with error %.200s", data);
+            c->state = ST_RUNNING;
+            settle(c, 1);
+            return;
+        }
+        if (scan_count(data, len, &cnt))
+            c->last_count = cnt;
+        c->state = ST_ONLOAD;
+        c->onload_ns = now;
+        return;
+    }
+    if (has_id) {
+        if (c->role == ROLE_SENDER && c->state == ST_RUNNING)
+            sender_answer(c, id, is_error, data, len, now);
+        return;
+    }
+    if (!is_delta)
+        return;
+    int has_count = scan_count(data, len, &cnt);
+    if (c->state == ST_ONLOAD) {
+        if (has_count)
+            c->last_count = cnt;
+        if (memmem(data, len, "\"loads\":", 8)) {
+            c->state = ST_RUNNING;
+            settle(c, 1);
+        }
+        return;
+    }
+    if (has_count && c->state == ST_RUNNING)
+        deliver(c, cnt, now);
+}
+
+/* hotroom: the fresh client that reads the final count. */
+static void reader_text(bconn_t *c, const char *data, size_t len)
+{
+    bench_t *b = c->b;
+    json_t *msg = json_loadb(data, len, 0, NULL);
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    if (!type)
+        goto done;
+    if (c->state == ST_WELCOME) {
+        if (strcmp(type, "welcome") == 0) {
+            c->state = ST_HYDRATE;
+            c->wait_id = 1;
+            queue_hydrate(c, 1);
+        } else if (strcmp(type, "error") == 0) {
+            conn_fail(c, "hello answered with error",
+                      json_string_value(json_object_get(msg, "code")));
+        }
+        goto done;
+    }
+    json_t *jid = json_object_get(msg, "id");
+    if (!json_is_integer(jid) || json_integer_value(jid) != c->wait_id)
+        goto done;
+    if (strcmp(type, "error") == 0) {
+        const char *code = json_string_value(json_object_get(msg, "code"));
+        conn_fail(c, "hydrate answered with error", code ? code : "?");
+        goto done;
+    }
+    if (strcmp(type, "delta") != 0)
+        goto done;
+    if (c->wait_id == 1) {
+        /* the second hydrate's full delta shows what on_load linked */
+        c->wait_id = 2;
+        queue_hydrate(c, 2);
+        goto done;
+    }
+    json_t *count =
+        json_object_get(json_object_get(json_object_get(msg, "delta"), "counter"), "count");
+    if (!json_is_integer(count)) {
+        conn_fail(c, "final read", "full delta without counter.count");
+        goto done;
+    }
+    b->res->final_count = (long long)json_integer_value(count);
+    b->res->reader_ok = 1;
+    end_window(b);
+done:
+    json_decref(msg);
+}
+
 static void on_text(bconn_t *c, const char *data, size_t len)
 {
     bench_t *b = c->b;
+    if (c->role == ROLE_READER) {
+        reader_text(c, data, len);
+        return;
+    }
+    if (b->o->scenario == SW_BENCH_FANOUT && c->state >= ST_HYDRATE) {
+        fanout_text(c, data, len);
+        return;
+    }
     /* Fan-out deltas carry no "id": skip them without parsing. */
     if (c->state != ST_WELCOME && !memmem(data, len, "\"id\"", 4))
         return;
@@ -205,12 +472,10 @@ static void on_text(bconn_t *c, const char *data, size_t len)
         goto done;
     if (c->state == ST_WELCOME) {
         if (strcmp(type, "welcome") == 0) {
-            static const char hydrate[] = "{\"type\":\"event\",\"id\":1,\"name\":\"hydrate\","
-                                          "\"router\":{\"path\":\"/room/bench\"}}";
             c->state = ST_HYDRATE;
             c->wait_id = 1;
             c->next_id = 2;
-            queue_text(c, hydrate, sizeof(hydrate) - 1);
+            queue_hydrate(c, 1);
         } else if (strcmp(type, "error") == 0) {
             const char *code = json_string_value(json_object_get(msg, "code"));
             conn_fail(c, "hello answered with error", code ? code : "?");
@@ -234,6 +499,11 @@ static void on_text(bconn_t *c, const char *data, size_t len)
         settle(c, 1);
     } else {
         uint64_t now = sw_now_ns();
+        c->in_flight = 0;
+        if (is_delta)
+            b->res->acked_total++;
+        else
+            b->res->errors_total++;
         if (b->phase == PH_MEASURE && c->sent_ns >= b->measure_start_ns) {
             sw_hist_record(&b->res->rtt, now - c->sent_ns);
             if (is_delta) {
@@ -244,7 +514,7 @@ static void on_text(bconn_t *c, const char *data, size_t len)
             }
         }
     }
-    if (b->phase != PH_DONE && !c->dead_pending)
+    if (b->phase < PH_DRAIN && !c->dead_pending)
         send_event(c);
 done:
     json_decref(msg);
@@ -576,16 +846,172 @@ static void idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
     /* only keeps the loop from blocking while connections are opened */
 }
 
-static void end_window(bench_t *b)
+/* Close the measure window (once): its length and the CPU snapshot. */
+static void close_window(bench_t *b)
 {
     if (b->phase == PH_MEASURE) {
         b->res->measured_s = (double)(sw_now_ns() - b->measure_start_ns) / 1e9;
         if (b->on_end)
             b->on_end(b->udata);
     }
+}
+
+static void end_window(bench_t *b)
+{
+    close_window(b);
     b->phase = PH_DONE;
     ev_timer_stop(b->loop, &b->phase_timer);
+    ev_timer_stop(b->loop, &b->sweep);
+    for (int i = 0; i < b->nrooms; i++)
+        ev_timer_stop(b->loop, &b->rooms[i].timer);
     ev_break(b->loop, EVBREAK_ALL);
+}
+
+static void room_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    room_t *r = sw_container_of(w, room_t, timer);
+    bench_t *b = r->b;
+    bconn_t *c = r->sender;
+    if (b->phase != PH_WARMUP && b->phase != PH_MEASURE)
+        return;
+    if (c->state != ST_RUNNING || c->dead_pending) {
+        ev_timer_stop(loop, w);
+        return;
+    }
+    if (r->nsent == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 1024;
+        r->send_ns = sw_xrealloc(r->send_ns, r->cap * sizeof(uint64_t));
+    }
+    char msg[256];
+    int n = snprintf(msg, sizeof(msg), "{\"type\":\"event\",\"id\":%lld%s", (long long)c->next_id++,
+                     b->ev_suffix);
+    r->send_ns[r->nsent++] = sw_now_ns();
+    r->sends++;
+    if (b->phase == PH_MEASURE)
+        b->res->changes_sent++;
+    queue_text(c, msg, (size_t)n);
+    conn_flush(c);
+    if (c->dead_pending)
+        conn_teardown(c);
+}
+
+/* fanout: the count each room starts from; start the senders' timers,
+ * spread over one period. Returns the number of active rooms. */
+static int rooms_start(bench_t *b)
+{
+    int active = 0;
+    for (int k = 0; k < b->nrooms; k++) {
+        room_t *r = &b->rooms[k];
+        bconn_t *first = &b->conns[k * b->o->room_size];
+        r->active = r->sender->state == ST_RUNNING && !r->sender->dead_pending;
+        if (!r->active)
+            continue;
+        r->base = r->sender->last_count;
+        r->first_id = r->sender->next_id;
+        for (int i = 0; i < b->o->room_size; i++) {
+            if (first[i].state == ST_RUNNING && !first[i].dead_pending) {
+                first[i].member = 1;
+                first[i].last_count = r->base;
+                r->members++;
+            }
+        }
+        double period = 1.0 / b->o->rate;
+        ev_timer_set(&r->timer, 0.001 + period * k / b->nrooms, period);
+        ev_timer_start(b->loop, &r->timer);
+        active++;
+    }
+    b->res->rooms_active = active;
+    return active;
+}
+
+/* fanout: every answer back and every member at the last count. */
+static int fanout_settled(bench_t *b)
+{
+    for (int k = 0; k < b->nrooms; k++) {
+        room_t *r = &b->rooms[k];
+        if (!r->active)
+            continue;
+        if (r->answers < r->sends && r->sender->state == ST_RUNNING)
+            return 0;
+        int64_t last = r->base + (int64_t)r->nsent;
+        bconn_t *first = &b->conns[k * b->o->room_size];
+        for (int i = 0; i < b->o->room_size; i++)
+            if (first[i].member && first[i].state == ST_RUNNING && first[i].last_count < last)
+                return 0;
+    }
+    return 1;
+}
+
+static void fanout_tally(bench_t *b)
+{
+    for (int k = 0; k < b->nrooms; k++) {
+        room_t *r = &b->rooms[k];
+        if (!r->active)
+            continue;
+        uint64_t win = 0;
+        for (size_t i = 0; i < r->nsent; i++)
+            if (b->measure_start_ns && r->send_ns[i] >= b->measure_start_ns)
+                win++;
+        int64_t last = r->base + (int64_t)r->nsent;
+        bconn_t *first = &b->conns[k * b->o->room_size];
+        for (int i = 0; i < b->o->room_size; i++) {
+            bconn_t *c = &first[i];
+            if (!c->member)
+                continue;
+            uint64_t miss =
+                c->missed + (c->last_count < last ? (uint64_t)(last - c->last_count) : 0);
+            if (miss)
+                b->res->receivers_missing++;
+            b->res->missing += miss;
+            b->res->expected += win;
+        }
+    }
+}
+
+static void reader_start(bench_t *b)
+{
+    for (int i = 0; i < b->n; i++) {
+        if (b->conns[i].in_flight) {
+            b->res->unknown++;
+            b->conns[i].in_flight = 0;
+        }
+    }
+    b->reader_started = 1;
+    ev_timer_stop(b->loop, &b->sweep);
+    ev_timer_stop(b->loop, &b->phase_timer);
+    ev_timer_set(&b->phase_timer, SW_BENCH_DRAIN_S, 0.);
+    ev_timer_start(b->loop, &b->phase_timer);
+    b->reader->role = ROLE_READER;
+    conn_start(b, b->reader);
+}
+
+static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    bench_t *b = sw_container_of(w, bench_t, sweep);
+    if (b->phase == PH_SETUP) {
+        uint64_t now = sw_now_ns();
+        uint64_t wait = (uint64_t)(SW_BENCH_ONLOAD_WAIT_S * 1e9);
+        for (int i = 0; i < b->n && b->phase == PH_SETUP; i++) {
+            bconn_t *c = &b->conns[i];
+            if (c->state == ST_ONLOAD && now - c->onload_ns > wait) {
+                b->res->onload_missing++;
+                c->state = ST_RUNNING;
+                settle(c, 1);
+            }
+        }
+        return;
+    }
+    if (b->phase != PH_DRAIN)
+        return;
+    if (b->o->scenario == SW_BENCH_FANOUT) {
+        if (fanout_settled(b))
+            end_window(b);
+        return;
+    }
+    for (int i = 0; i < b->n; i++)
+        if (b->conns[i].in_flight && b->conns[i].state == ST_RUNNING)
+            return;
+    reader_start(b);
 }
 
 static void phase_next(bench_t *b)
@@ -601,7 +1027,13 @@ static void phase_next(bench_t *b)
                 conn_teardown(c);
             }
         }
+        ev_timer_stop(b->loop, &b->sweep);
         if (b->res->conn_ok == 0) {
+            end_window(b);
+            return;
+        }
+        if (b->o->scenario == SW_BENCH_FANOUT && rooms_start(b) == 0) {
+            sw_log(SW_LOG_WARN, "bench: no room has a sender");
             end_window(b);
             return;
         }
@@ -619,6 +1051,30 @@ static void phase_next(bench_t *b)
         b->measure_start_ns = sw_now_ns();
         ev_timer_set(&b->phase_timer, b->o->duration_s, 0.);
         ev_timer_start(b->loop, &b->phase_timer);
+        return;
+    case PH_MEASURE:
+        if (b->o->scenario == SW_BENCH_EVENTS) {
+            end_window(b);
+            return;
+        }
+        close_window(b);
+        b->phase = PH_DRAIN;
+        for (int i = 0; i < b->nrooms; i++)
+            ev_timer_stop(b->loop, &b->rooms[i].timer);
+        ev_timer_set(&b->phase_timer,
+                     b->o->scenario == SW_BENCH_FANOUT ? SW_BENCH_GRACE_S : SW_BENCH_DRAIN_S, 0.);
+        ev_timer_start(b->loop, &b->phase_timer);
+        ev_timer_set(&b->sweep, 0.02, 0.02);
+        ev_timer_start(b->loop, &b->sweep);
+        return;
+    case PH_DRAIN:
+        if (b->o->scenario == SW_BENCH_HOTROOM && !b->reader_started) {
+            reader_start(b);
+            return;
+        }
+        if (b->o->scenario == SW_BENCH_HOTROOM)
+            sw_log(SW_LOG_WARN, "bench: final read timed out");
+        end_window(b);
         return;
     default:
         end_window(b);
@@ -688,6 +1144,13 @@ int sw_bench_run(const sw_bench_opts_t *o, sw_bench_hook_fn on_start, sw_bench_h
     memset(res, 0, sizeof(*res));
     res->errors_by_code = json_object();
     sw_hist_init(&res->rtt, SW_BENCH_RTT_MAX_NS, 3);
+    sw_hist_init(&res->delivery, SW_BENCH_RTT_MAX_NS, 3);
+    if (o->scenario == SW_BENCH_FANOUT && (o->rooms < 1 || o->room_size < 1 || !(o->rate > 0) ||
+                                           (long long)o->rooms * o->room_size != o->connections)) {
+        sw_log(SW_LOG_ERROR, "bench: fanout needs rooms, room_size >= 1, rate > 0 and "
+                             "connections = rooms * room_size");
+        return SW_EINVAL;
+    }
     if (o->connections < 1 || resolve(&b) != 0)
         return SW_EINVAL;
     b.ev_suffix = make_suffix(o);
@@ -696,8 +1159,36 @@ int sw_bench_run(const sw_bench_opts_t *o, sw_bench_hook_fn on_start, sw_bench_h
 
     b.loop = ev_loop_new(EVFLAG_AUTO);
     b.n = o->connections;
-    b.conns = sw_xcalloc((size_t)b.n, sizeof(bconn_t));
+    /* one more for the hotroom reader, never opened by the ramp */
+    b.conns = sw_xcalloc((size_t)b.n + 1, sizeof(bconn_t));
+    b.reader = &b.conns[b.n];
     b.phase = PH_SETUP;
+    if (o->scenario == SW_BENCH_HOTROOM) {
+        char hex[17];
+        sw_random_hex(hex, 8);
+        snprintf(b.path, sizeof(b.path), "/room/hot-%s", hex);
+    } else {
+        snprintf(b.path, sizeof(b.path), "/room/bench");
+    }
+    snprintf(res->room, sizeof(res->room), "%s", b.path);
+    if (o->scenario == SW_BENCH_FANOUT) {
+        b.nrooms = o->rooms;
+        b.rooms = sw_xcalloc((size_t)b.nrooms, sizeof(room_t));
+        for (int k = 0; k < b.nrooms; k++) {
+            room_t *r = &b.rooms[k];
+            r->b = &b;
+            snprintf(r->path, sizeof(r->path), "/room/bench-%d", k);
+            r->sender = &b.conns[k * o->room_size];
+            r->sender->role = ROLE_SENDER;
+            for (int i = 0; i < o->room_size; i++)
+                b.conns[k * o->room_size + i].room = r;
+            ev_timer_init(&r->timer, room_timer_cb, 1., 1.);
+        }
+        snprintf(res->room, sizeof(res->room), "/room/bench-0..%d", b.nrooms - 1);
+    }
+    ev_timer_init(&b.sweep, sweep_cb, 0.1, 0.1);
+    if (o->scenario == SW_BENCH_FANOUT)
+        ev_timer_start(b.loop, &b.sweep);
     ev_check_init(&b.ramp_check, ramp_check_cb);
     ev_check_start(b.loop, &b.ramp_check);
     ev_idle_init(&b.ramp_idle, idle_cb);
@@ -713,8 +1204,16 @@ int sw_bench_run(const sw_bench_opts_t *o, sw_bench_hook_fn on_start, sw_bench_h
 
     ev_run(b.loop, 0);
 
-    for (int i = 0; i < b.n; i++)
+    if (o->scenario == SW_BENCH_FANOUT)
+        fanout_tally(&b);
+    for (int i = 0; i <= b.n; i++)
         conn_teardown(&b.conns[i]);
+    for (int k = 0; k < b.nrooms; k++) {
+        ev_timer_stop(b.loop, &b.rooms[k].timer);
+        free(b.rooms[k].send_ns);
+    }
+    free(b.rooms);
+    ev_timer_stop(b.loop, &b.sweep);
     ev_signal_stop(b.loop, &b.sigint);
     ev_signal_stop(b.loop, &b.sigterm);
     ev_check_stop(b.loop, &b.ramp_check);
@@ -732,4 +1231,5 @@ void sw_bench_result_destroy(sw_bench_result_t *res)
     json_decref(res->errors_by_code);
     res->errors_by_code = NULL;
     sw_hist_destroy(&res->rtt);
+    sw_hist_destroy(&res->delivery);
 }

@@ -1,6 +1,7 @@
-/* client.h — the "events" scenario of statewire-bench: N WebSocket clients
- * (libev, non-blocking, wslay client mode) in a closed loop.
+/* client.h — the scenarios of statewire-bench: N WebSocket clients (libev,
+ * non-blocking, wslay client mode, one thread). See bench/README.md.
  *
+ * Scenario "events":
  * Each connection: TCP connect -> HTTP upgrade (RFC 6455 §4.1) -> hello
  * with a random token -> welcome -> hydrate (event id 1, router
  * /room/bench) -> the delta or error with id 1 -> then, in a closed loop,
@@ -18,7 +19,28 @@
  * A connection the server closes after setup counts as dropped and is not
  * reopened. Bounds: messages over SW_BENCH_MAX_MESSAGE bytes fail the
  * connection (wslay answers 1009, counted as dropped); at most one event
- * per connection is in flight. */
+ * per connection is in flight.
+ *
+ * Scenario "fanout": rooms * room_size clients, client i hydrates on
+ * /room/bench-<i / room_size>; a client is set up once the answer to its
+ * hydrate and then its on_load delta (a delta without id that carries
+ * room.loads; SW_BENCH_ONLOAD_WAIT_S at most) arrived. Then the first
+ * client of each room (the sender) sends counter.increment open loop,
+ * timer-driven, `rate` per second, through warm-up and window; every
+ * client of the room (the sender too, by its answer) records for each
+ * delta carrying counter.count = c the time since the send of the
+ * increment that produced c (count c is the k-th increment after the
+ * room's count at the start, the sender's last seen count; an increment
+ * answered with an error is taken out of that numbering). Only increments
+ * sent in the window are recorded. After the window, up to
+ * SW_BENCH_GRACE_S for the last counts to arrive; a count skipped or never
+ * reached counts as a missing delivery.
+ *
+ * Scenario "hotroom": like "events" with counter.increment, all clients on
+ * /room/hot-<random>. After the window no event is sent any more; up to
+ * SW_BENCH_DRAIN_S for the answers in flight, then one fresh client
+ * hydrates on the room twice (the second full delta holds what the
+ * first's on_load linked) and reads counter.count. */
 #ifndef SW_BENCH_CLIENT_H
 #define SW_BENCH_CLIENT_H
 
@@ -32,6 +54,15 @@
 #define SW_BENCH_SETUP_TIMEOUT_S 30.0
 #define SW_BENCH_MAX_MESSAGE (64u * 1024u * 1024u)
 #define SW_BENCH_RTT_MAX_NS (60ull * 1000 * 1000 * 1000) /* histogram bound: 60 s */
+#define SW_BENCH_ONLOAD_WAIT_S 2.0 /* fanout: wait for the on_load delta at most */
+#define SW_BENCH_GRACE_S 2.0       /* fanout: wait for the last counts after the window */
+#define SW_BENCH_DRAIN_S 10.0      /* hotroom: wait for answers in flight, then for the reader */
+
+typedef enum sw_bench_scenario {
+    SW_BENCH_EVENTS,
+    SW_BENCH_FANOUT,
+    SW_BENCH_HOTROOM
+} sw_bench_scenario_t;
 
 typedef struct sw_bench_opts {
     const char *host; /* numeric address or name */
@@ -42,6 +73,10 @@ typedef struct sw_bench_opts {
     double warmup_s;
     const char *event;   /* event name, "counter.increment" */
     const char *payload; /* JSON object text, "{}" */
+    sw_bench_scenario_t scenario;
+    int rooms;     /* fanout: number of rooms */
+    int room_size; /* fanout: clients per room (connections = rooms * room_size) */
+    double rate;   /* fanout: increments per second per room */
 } sw_bench_opts_t;
 
 typedef struct sw_bench_result {
@@ -54,13 +89,35 @@ typedef struct sw_bench_result {
     uint64_t setup_errors;  /* hydrate answered with an error (not in the window) */
     double measured_s;      /* actual length of the window, seconds */
     sw_hist_t rtt;          /* round-trip times in ns of answered events */
+
+    /* fanout */
+    uint64_t onload_missing; /* set up without seeing the on_load delta */
+    int rooms_active;        /* rooms whose sender reached the loop */
+    uint64_t changes_sent;   /* increments sent in the window */
+    uint64_t changes_acked;  /* ... answered with a delta */
+    uint64_t sender_errors;  /* increments (any time) answered with an error */
+    uint64_t deliveries;     /* deltas with a window count received (any client) */
+    uint64_t expected;       /* changes_sent x clients set up in the room */
+    uint64_t missing;        /* counts skipped or never reached (warm-up too) */
+    int receivers_missing;   /* clients with at least one missing count */
+    uint64_t stale;          /* deltas with a count not above the last seen */
+    uint64_t unexpected;     /* deltas with a count above any sent */
+    sw_hist_t delivery;      /* delivery latency, ns */
+
+    /* hotroom */
+    char room[64];         /* route path used */
+    uint64_t acked_total;  /* increments answered with a delta, whole run */
+    uint64_t errors_total; /* ... answered with an error, whole run */
+    uint64_t unknown;      /* in flight when dropped or when the drain timed out */
+    int reader_ok;         /* the final read succeeded */
+    long long final_count; /* counter.count the fresh client read */
 } sw_bench_result_t;
 
 /* Called (blocking is fine) right before the window opens and right after
  * it closes: the place for CPU snapshots. */
 typedef void (*sw_bench_hook_fn)(void *udata);
 
-/* Run the scenario. res is initialised by the call (release with
+/* Run the scenario o->scenario. res is initialised by the call (release with
  * sw_bench_result_destroy) and filled when it returns. Returns 0, or
  * SW_EINVAL for bad options (the host does not resolve, payload is not a
  * JSON object; logged). */

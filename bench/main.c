@@ -45,14 +45,18 @@ static void on_end(void *udata)
 static void usage(const char *argv0)
 {
     printf("usage: %s [options]\n"
+           "  --scenario NAME    events | fanout | hotroom (events)\n"
+           "  --rooms R          fanout: rooms (1)\n"
+           "  --room-size N      fanout: clients per room, the first one sends (100)\n"
+           "  --rate E           fanout: increments per second per room (10)\n"
            "  --host ADDR        server address (127.0.0.1)\n"
            "  --port N           server port (8000)\n"
            "  --path PATH        WebSocket path (/_event)\n"
-           "  --connections N    concurrent clients (100)\n"
+           "  --connections N    concurrent clients, events and hotroom (100)\n"
            "  --duration S       measure window, seconds (10)\n"
            "  --warmup S         warm-up before measuring, seconds (1)\n"
-           "  --event NAME       event sent in the closed loop (counter.increment)\n"
-           "  --payload JSON     its payload, a JSON object ({})\n"
+           "  --event NAME       events: event sent in the closed loop (counter.increment)\n"
+           "  --payload JSON     events: its payload, a JSON object ({})\n"
            "  --pid PID          server master pid: report server CPU (master + children)\n"
            "  --redis URL        redis://host:port or unix:///path: report Redis CPU and "
            "commands\n"
@@ -101,6 +105,24 @@ static double us(uint64_t ns)
     return (double)ns / 1000.0;
 }
 
+/* One table line of percentiles in microseconds, and the same as
+ * rep[key] = {"p50": .., "max": ..}. */
+static void print_hist(json_t *rep, const char *label, const char *key, const sw_hist_t *h)
+{
+    static const double pcts[] = {50, 90, 99, 99.9};
+    static const char *pnames[] = {"p50", "p90", "p99", "p99.9"};
+    json_t *o = json_object();
+    printf("  %-28s", label);
+    for (size_t i = 0; i < SW_ARRAY_SIZE(pcts); i++) {
+        double v = us(sw_hist_value_at_percentile(h, pcts[i]));
+        printf(" %s %.1f", pnames[i], v);
+        json_object_set_new(o, pnames[i], json_real(v));
+    }
+    printf(" max %.1f\n", us(sw_hist_max(h)));
+    json_object_set_new(o, "max", json_real(us(sw_hist_max(h))));
+    json_object_set_new(rep, key, o);
+}
+
 int main(int argc, char **argv)
 {
     sw_bench_opts_t o = {
@@ -112,6 +134,10 @@ int main(int argc, char **argv)
         .warmup_s = 1,
         .event = "counter.increment",
         .payload = "{}",
+        .scenario = SW_BENCH_EVENTS,
+        .rooms = 1,
+        .room_size = 100,
+        .rate = 10,
     };
     run_t r = {0};
     const char *json_path = NULL;
@@ -130,7 +156,11 @@ int main(int argc, char **argv)
         O_REDIS,
         O_JSON,
         O_SMOKE,
-        O_HELP
+        O_HELP,
+        O_SCENARIO,
+        O_ROOMS,
+        O_ROOM_SIZE,
+        O_RATE
     };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, O_HOST},
@@ -146,6 +176,10 @@ int main(int argc, char **argv)
         {"json", required_argument, NULL, O_JSON},
         {"smoke", no_argument, NULL, O_SMOKE},
         {"help", no_argument, NULL, O_HELP},
+        {"scenario", required_argument, NULL, O_SCENARIO},
+        {"rooms", required_argument, NULL, O_ROOMS},
+        {"room-size", required_argument, NULL, O_ROOM_SIZE},
+        {"rate", required_argument, NULL, O_RATE},
         {NULL, 0, NULL, 0},
     };
     int smoke = 0, opt;
@@ -191,6 +225,25 @@ int main(int argc, char **argv)
         case O_HELP:
             usage(argv[0]);
             return 0;
+        case O_SCENARIO:
+            if (strcmp(optarg, "events") == 0)
+                o.scenario = SW_BENCH_EVENTS;
+            else if (strcmp(optarg, "fanout") == 0)
+                o.scenario = SW_BENCH_FANOUT;
+            else if (strcmp(optarg, "hotroom") == 0)
+                o.scenario = SW_BENCH_HOTROOM;
+            else
+                bad = 1;
+            break;
+        case O_ROOMS:
+            bad = parse_int(optarg, 1, 1000000, &o.rooms);
+            break;
+        case O_ROOM_SIZE:
+            bad = parse_int(optarg, 1, 1000000, &o.room_size);
+            break;
+        case O_RATE:
+            bad = parse_double(optarg, &o.rate) || o.rate <= 0;
+            break;
         default:
             usage(argv[0]);
             return 2;
@@ -209,6 +262,19 @@ int main(int argc, char **argv)
         o.connections = 2;
         o.duration_s = 1;
         o.warmup_s = 0;
+        o.rooms = 1;
+        o.room_size = 2;
+    }
+    if (o.scenario != SW_BENCH_EVENTS) {
+        o.event = "counter.increment";
+        o.payload = "{}";
+    }
+    if (o.scenario == SW_BENCH_FANOUT) {
+        if ((long long)o.rooms * o.room_size > 1000000) {
+            fprintf(stderr, "%s: --rooms x --room-size over 1000000\n", argv[0]);
+            return 2;
+        }
+        o.connections = o.rooms * o.room_size;
     }
     sw_log_set_role("bench", -1);
     raise_nofile(o.connections);
@@ -225,24 +291,68 @@ int main(int argc, char **argv)
         goto out_free;
     }
 
+    static const char *scen_names[] = {"events", "fanout", "hotroom"};
+    const char *scen = scen_names[o.scenario];
+    int fanout = o.scenario == SW_BENCH_FANOUT, hotroom = o.scenario == SW_BENCH_HOTROOM;
     uint64_t answered = res.events + res.errors;
     double secs = res.measured_s > 0 ? res.measured_s : 1e-9;
-    const double pcts[] = {50, 90, 99, 99.9};
-    const char *pnames[] = {"p50", "p90", "p99", "p99.9"};
 
     /* ---- table ---- */
-    printf("statewire-bench: scenario events, %s:%d%s, event %s\n", o.host, o.port, o.path,
-           o.event);
+    if (fanout)
+        printf("statewire-bench: scenario fanout, %s:%d%s, %d rooms x %d clients, %g "
+               "increments/s per room\n",
+               o.host, o.port, o.path, o.rooms, o.room_size, o.rate);
+    else
+        printf("statewire-bench: scenario %s, %s:%d%s, event %s%s%s\n", scen, o.host, o.port,
+               o.path, o.event, hotroom ? ", room " : "", hotroom ? res.room : "");
     printf("  %-28s %d ok, %d failed, %d dropped (of %d)\n", "connections", res.conn_ok,
            res.conn_failed, res.conn_dropped, o.connections);
     printf("  %-28s %.3f s (after %.3f s warm-up)\n", "measured", res.measured_s, o.warmup_s);
-    printf("  %-28s %llu ok, %llu errors\n", "events", (unsigned long long)res.events,
-           (unsigned long long)res.errors);
-    printf("  %-28s %.1f\n", "events/s", (double)res.events / secs);
-    printf("  %-28s", "RTT us");
-    for (size_t i = 0; i < SW_ARRAY_SIZE(pcts); i++)
-        printf(" %s %.1f", pnames[i], us(sw_hist_value_at_percentile(&res.rtt, pcts[i])));
-    printf(" max %.1f\n", us(sw_hist_max(&res.rtt)));
+    json_t *rep =
+        json_pack("{s:s, s:{s:i, s:i, s:i, s:i}, s:f, s:f, s:I}", "scenario", scen, "connections",
+                  "requested", o.connections, "ok", res.conn_ok, "failed", res.conn_failed,
+                  "dropped", res.conn_dropped, "warmup_s", o.warmup_s, "duration_s", res.measured_s,
+                  "setup_errors", (json_int_t)res.setup_errors);
+    if (fanout) {
+        printf("  %-28s %d of %d\n", "rooms sending", res.rooms_active, o.rooms);
+        printf("  %-28s %llu sent, %llu acked; %llu errors (whole run)\n", "changes (window)",
+               (unsigned long long)res.changes_sent, (unsigned long long)res.changes_acked,
+               (unsigned long long)res.sender_errors);
+        printf("  %-28s %llu of %llu expected\n", "deltas delivered",
+               (unsigned long long)res.deliveries, (unsigned long long)res.expected);
+        printf("  %-28s %.1f\n", "deltas/s", (double)res.deliveries / secs);
+        print_hist(rep, "delivery latency us", "delivery_us", &res.delivery);
+        printf("  %-28s %llu (%d clients)\n", "missing deliveries", (unsigned long long)res.missing,
+               res.receivers_missing);
+        if (res.stale || res.unexpected)
+            printf("  %-28s %llu stale, %llu unexpected\n", "odd counts",
+                   (unsigned long long)res.stale, (unsigned long long)res.unexpected);
+        if (res.onload_missing)
+            printf("  %-28s %llu\n", "on_load delta not seen",
+                   (unsigned long long)res.onload_missing);
+        json_t *f = json_pack(
+            "{s:i, s:i, s:i, s:f, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:i, s:I, "
+            "s:I, s:I}",
+            "rooms", o.rooms, "room_size", o.room_size, "rooms_active", res.rooms_active,
+            "rate_per_room", o.rate, "changes_sent", (json_int_t)res.changes_sent, "changes_acked",
+            (json_int_t)res.changes_acked, "sender_errors", (json_int_t)res.sender_errors,
+            "deliveries", (json_int_t)res.deliveries, "expected", (json_int_t)res.expected,
+            "deliveries_per_s", (double)res.deliveries / secs, "missing", (json_int_t)res.missing,
+            "receivers_missing", res.receivers_missing, "stale", (json_int_t)res.stale,
+            "unexpected", (json_int_t)res.unexpected, "onload_missing",
+            (json_int_t)res.onload_missing);
+        json_object_update(rep, f);
+        json_decref(f);
+    } else {
+        printf("  %-28s %llu ok, %llu errors\n", "events", (unsigned long long)res.events,
+               (unsigned long long)res.errors);
+        printf("  %-28s %.1f\n", "events/s", (double)res.events / secs);
+        print_hist(rep, "RTT us", "rtt_us", &res.rtt);
+        json_object_set_new(rep, "events", json_integer((json_int_t)res.events));
+        json_object_set_new(rep, "errors", json_integer((json_int_t)res.errors));
+        json_object_set_new(rep, "events_per_s", json_real((double)res.events / secs));
+    }
+    json_object_set(rep, "errors_by_code", res.errors_by_code);
     const char *code;
     json_t *n;
     json_object_foreach(res.errors_by_code, code, n)
@@ -250,29 +360,51 @@ int main(int argc, char **argv)
     if (res.setup_errors)
         printf("  %-28s %llu\n", "hydrate errors (setup)", (unsigned long long)res.setup_errors);
 
-    json_t *rep = json_pack("{s:s, s:{s:i, s:i, s:i, s:i}, s:f, s:f, s:I, s:I, s:f, s:O, s:I}",
-                            "scenario", "events", "connections", "requested", o.connections, "ok",
-                            res.conn_ok, "failed", res.conn_failed, "dropped", res.conn_dropped,
-                            "warmup_s", o.warmup_s, "duration_s", res.measured_s, "events",
-                            (json_int_t)res.events, "errors", (json_int_t)res.errors,
-                            "events_per_s", (double)res.events / secs, "errors_by_code",
-                            res.errors_by_code, "setup_errors", (json_int_t)res.setup_errors);
-    json_t *rtt = json_object();
-    for (size_t i = 0; i < SW_ARRAY_SIZE(pcts); i++)
-        json_object_set_new(rtt, pnames[i],
-                            json_real(us(sw_hist_value_at_percentile(&res.rtt, pcts[i]))));
-    json_object_set_new(rtt, "max", json_real(us(sw_hist_max(&res.rtt))));
-    json_object_set_new(rep, "rtt_us", rtt);
+    int check_ok = 1;
+    if (hotroom) {
+        /* The room is new, so the count starts at 0. An increment whose
+         * answer never came (connection dropped, drain timed out) may or
+         * may not have been applied. */
+        long long lo = (long long)res.acked_total, hi = lo + (long long)res.unknown;
+        check_ok = res.reader_ok && res.final_count >= lo && res.final_count <= hi;
+        printf("  %-28s %llu acked, %llu errors, %llu unknown (whole run)\n", "increments",
+               (unsigned long long)res.acked_total, (unsigned long long)res.errors_total,
+               (unsigned long long)res.unknown);
+        if (res.reader_ok)
+            printf("  %-28s %lld\n", "final count", res.final_count);
+        else
+            printf("  %-28s unavailable (the fresh client failed)\n", "final count");
+        printf("  check: %s\n", check_ok ? "ok" : "FAILED");
+        json_t *h = json_pack("{s:s, s:I, s:I, s:I, s:b, s:b}", "room", res.room, "acked",
+                              (json_int_t)res.acked_total, "errors_total",
+                              (json_int_t)res.errors_total, "unknown", (json_int_t)res.unknown,
+                              "final_read", res.reader_ok, "check", check_ok);
+        if (res.reader_ok)
+            json_object_set_new(h, "final_count", json_integer(res.final_count));
+        json_object_update(rep, h);
+        json_decref(h);
+    }
 
+    /* CPU and Redis per answered event, or per delivered delta and per
+     * change sent (fanout) */
+    double per1 = fanout ? (double)res.deliveries : (double)answered;
+    double per2 = fanout ? (double)res.changes_sent : 0;
+    const char *unit1 = fanout ? "delta" : "event";
+    char label[64], key[64];
     if (r.pid) {
         if (r.proc_ok) {
             double cpu = sw_sysstat_procs_delta_s(r.proc0, r.proc1);
             printf("  %-28s %.3f s (%zu processes)\n", "server CPU", cpu, r.proc1->n);
             json_object_set_new(rep, "server_cpu_s", json_real(cpu));
-            if (answered) {
-                printf("  %-28s %.1f\n", "server CPU us/event", cpu * 1e6 / (double)answered);
-                json_object_set_new(rep, "server_cpu_us_per_event",
-                                    json_real(cpu * 1e6 / (double)answered));
+            if (per1 > 0) {
+                snprintf(label, sizeof(label), "server CPU us/%s", unit1);
+                snprintf(key, sizeof(key), "server_cpu_us_per_%s", unit1);
+                printf("  %-28s %.1f\n", label, cpu * 1e6 / per1);
+                json_object_set_new(rep, key, json_real(cpu * 1e6 / per1));
+            }
+            if (per2 > 0) {
+                printf("  %-28s %.1f\n", "server CPU us/change", cpu * 1e6 / per2);
+                json_object_set_new(rep, "server_cpu_us_per_change", json_real(cpu * 1e6 / per2));
             }
         } else {
             printf("  %-28s unavailable (pid %d)\n", "server CPU", r.pid);
@@ -287,30 +419,43 @@ int main(int argc, char **argv)
             printf("  %-28s %.3f s\n", "Redis CPU", cpu);
             json_object_set_new(rep, "redis_cpu_s", json_real(cpu));
             json_object_set_new(rep, "redis_commands", json_integer((json_int_t)calls));
-            if (answered) {
-                printf("  %-28s %.1f\n", "Redis CPU us/event", cpu * 1e6 / (double)answered);
-                printf("  %-28s %.2f\n", "Redis commands/event", (double)calls / (double)answered);
-                json_object_set_new(rep, "redis_cpu_us_per_event",
-                                    json_real(cpu * 1e6 / (double)answered));
+            if (!fanout && per1 > 0) {
+                printf("  %-28s %.1f\n", "Redis CPU us/event", cpu * 1e6 / per1);
+                printf("  %-28s %.2f\n", "Redis commands/event", (double)calls / per1);
+                json_object_set_new(rep, "redis_cpu_us_per_event", json_real(cpu * 1e6 / per1));
                 json_object_set_new(rep, "redis_commands_per_event",
-                                    json_real((double)calls / (double)answered));
+                                    json_real((double)calls / per1));
+            }
+            if (per2 > 0) {
+                printf("  %-28s %.1f\n", "Redis CPU us/change", cpu * 1e6 / per2);
+                printf("  %-28s %.2f\n", "Redis commands/change", (double)calls / per2);
+                json_object_set_new(rep, "redis_cpu_us_per_change", json_real(cpu * 1e6 / per2));
+                json_object_set_new(rep, "redis_commands_per_change",
+                                    json_real((double)calls / per2));
             }
         } else {
             printf("  %-28s unavailable\n", "Redis");
         }
     }
 
-    /* Exit status: fail when nothing completed, or errors / failed
-     * connections exceed 1%. */
-    int fail_events = res.events == 0;
-    int fail_errors = answered && (double)res.errors > 0.01 * (double)answered;
-    int fail_conns = (double)(res.conn_failed + res.conn_dropped) > 0.01 * o.connections;
-    status = (fail_events || fail_errors || fail_conns) ? 1 : 0;
+    /* Exit status: see bench/README.md. */
+    const char *fail = NULL;
+    if (fanout && res.deliveries == 0)
+        fail = "no delta delivered";
+    else if (fanout && res.missing > 0)
+        fail = "missing deliveries";
+    else if (!fanout && res.events == 0)
+        fail = "no event completed";
+    else if (hotroom && !check_ok)
+        fail = "final count does not match the acked increments";
+    else if (!fanout && answered && (double)res.errors > 0.01 * (double)answered)
+        fail = "more than 1% of events failed";
+    else if ((double)(res.conn_failed + res.conn_dropped) > 0.01 * o.connections)
+        fail = "more than 1% of connections failed";
+    status = fail ? 1 : 0;
     json_object_set_new(rep, "ok", json_boolean(!status));
-    if (status)
-        printf("  FAIL: %s\n", fail_events   ? "no event completed"
-                               : fail_errors ? "more than 1% of events failed"
-                                             : "more than 1% of connections failed");
+    if (fail)
+        printf("  FAIL: %s\n", fail);
 
     if (json_path) {
         int jr;

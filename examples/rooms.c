@@ -1,18 +1,52 @@
-/* rooms.c — the default demo app (see rooms.h). */
+/* rooms.c — the default demo app (see rooms.h). Links are requested with
+ * sw_ctx_link()/sw_ctx_unlink() and take effect after the step; linked and
+ * viewers follow the tree's links and presence. */
 #include "examples/rooms.h"
 
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 #define ROOMS_MAX_AMOUNT 1000000000 /* |amount| of counter.add */
 #define ROOMS_CHAT_KEEP 50          /* messages kept in chat.messages */
 #define ROOMS_TEXT_MAX 500          /* bytes of one chat message */
+#define ROOMS_TOKEN_MAX 64          /* shared token name (statewire.h) */
+
+/* The shared token "room:<id>" into out (ROOMS_TOKEN_MAX + 1 bytes).
+ * Returns 0, or -1 when the id does not make a valid shared token name
+ * (too long, or characters other than [A-Za-z0-9_:.-]): route segments
+ * come from the client, so they are checked here rather than logged as an
+ * app error by sw_ctx_link(). */
+static int room_token(const char *id, char *out)
+{
+    int n = snprintf(out, ROOMS_TOKEN_MAX + 1, "room:%s", id);
+
+    if (n < 0 || n > ROOMS_TOKEN_MAX || !*id)
+        return -1;
+    return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:.-") ==
+                   strlen(id)
+               ? 0
+               : -1;
+}
 
 /* ---- room ---------------------------------------------------------------- */
 
+/* Counts the load; on "/room/<id>" also links counter and chat to
+ * "room:<id>" (nothing to do when already linked there; linked to another
+ * room, they move). An id that makes no valid shared token links nothing. */
 static int room_on_load(sw_ctx_t *ctx, json_t *payload)
 {
+    const char *id = sw_ctx_route_param(ctx, "id");
+    char token[ROOMS_TOKEN_MAX + 1];
+    int rc;
+
     (void)payload;
-    return sw_ctx_set(ctx, "room", "loads", json_integer(sw_ctx_get_int(ctx, "room", "loads") + 1));
+    rc = sw_ctx_set(ctx, "room", "loads", json_integer(sw_ctx_get_int(ctx, "room", "loads") + 1));
+    if (rc < 0 || !id || room_token(id, token) < 0)
+        return rc;
+    if (sw_ctx_link(ctx, "counter", token) < 0 || sw_ctx_link(ctx, "chat", token) < 0)
+        return sw_ctx_fail(ctx, SW_FAIL_HANDLER, "cannot link to %s", token);
+    return SW_DONE;
 }
 
 static json_t *room_id(sw_ctx_t *ctx)
@@ -64,21 +98,32 @@ static int counter_add(sw_ctx_t *ctx, json_t *payload)
     return add_count(ctx, a);
 }
 
+/* Linked: unlink (back to the private counter). Unlinked: link to
+ * "room:<room.room_id>". */
 static int counter_toggle_link(sw_ctx_t *ctx, json_t *payload)
 {
+    char token[ROOMS_TOKEN_MAX + 1];
+
     (void)payload;
-    return sw_ctx_set(ctx, "counter", "_linked",
-                      json_boolean(!json_is_true(sw_ctx_get(ctx, "counter", "_linked"))));
+    if (sw_ctx_linked(ctx, "counter"))
+        return sw_ctx_unlink(ctx, "counter") < 0
+                   ? sw_ctx_fail(ctx, SW_FAIL_HANDLER, "cannot unlink the counter")
+                   : SW_DONE;
+    if (room_token(sw_ctx_get_str(ctx, "room", "room_id"), token) < 0)
+        return sw_ctx_fail(ctx, SW_FAIL_HANDLER, "this room id cannot be linked");
+    return sw_ctx_link(ctx, "counter", token) < 0
+               ? sw_ctx_fail(ctx, SW_FAIL_HANDLER, "cannot link to %s", token)
+               : SW_DONE;
 }
 
 static json_t *counter_linked(sw_ctx_t *ctx)
 {
-    return json_boolean(json_is_true(sw_ctx_get(ctx, "counter", "_linked")));
+    return json_boolean(sw_ctx_linked(ctx, "counter") != NULL);
 }
 
 static json_t *counter_viewers(sw_ctx_t *ctx)
 {
-    return json_integer(json_is_true(sw_ctx_get(ctx, "counter", "_linked")) ? 1 : 0);
+    return json_integer(sw_ctx_viewers(ctx, "counter"));
 }
 
 /* Integer field `key` of payload within [lo, hi], or -1. */
@@ -160,13 +205,12 @@ int sw_rooms_app_init(sw_app_t *app)
 
     rc |= sw_app_state(app, "counter", SW_STATE_SHARED);
     rc |= sw_app_var(app, "counter", "count", "0", 0);
-    rc |= sw_app_var(app, "counter", "_linked", "false", 0);
     rc |= sw_app_handler(app, "counter", "increment", counter_increment);
     rc |= sw_app_handler(app, "counter", "decrement", counter_decrement);
     rc |= sw_app_handler(app, "counter", "add", counter_add);
     rc |= sw_app_handler(app, "counter", "toggle_link", counter_toggle_link);
-    rc |= sw_app_computed(app, "counter", "linked", counter_linked, "counter._linked");
-    rc |= sw_app_computed(app, "counter", "viewers", counter_viewers, "counter._linked");
+    rc |= sw_app_computed(app, "counter", "linked", counter_linked, "links");
+    rc |= sw_app_computed(app, "counter", "viewers", counter_viewers, "links,presence");
     rc |= sw_app_task(app, "counter", "delayed_increment", counter_delayed_increment);
 
     /* Cross-state: declared after counter.count exists (deps resolve at the

@@ -3,14 +3,22 @@
  * States (see DESIGN.md §7):
  *   room    (private) loads, name (settable), computed room_id (route
  *           "/room/[id]", default "lobby") and current_count (counter.count)
- *   counter (shared)  count, _linked; increment, decrement, add {amount},
- *           toggle_link, task delayed_increment {amount, interval_ms};
- *           computed linked and viewers
+ *   counter (shared)  count; increment, decrement, add {amount},
+ *           toggle_link (unlink when linked, else link to
+ *           "room:<room.room_id>"), task delayed_increment
+ *           {amount, interval_ms}; computed linked (sw_ctx_linked, deps
+ *           "links") and viewers (sw_ctx_viewers, deps "links,presence")
  *   chat    (shared)  messages [{name, text}] (last 50); send {text}
- *   on_load "/" and "/room/[id]" run room.on_load (loads += 1).
+ *   on_load "/" and "/room/[id]" run room.on_load: loads += 1, and on
+ *           "/room/<id>" link counter and chat to "room:<id>" (a no-op
+ *           when already linked there). A room id that makes no valid
+ *           shared token name (over 59 bytes, or characters other than
+ *           [A-Za-z0-9_:.-]) links nothing on load and makes toggle_link
+ *           fail with handler_error.
  *
- * Until shared-state linking exists, toggle_link flips the private
- * counter._linked and viewers counts only the client itself. */
+ * No computed var mixes shared and private input
+ * (sw_appdef_fanout_needs_private() is 0): one fan-out delta serves every
+ * linked client. */
 #ifndef SW_EXAMPLES_ROOMS_H
 #define SW_EXAMPLES_ROOMS_H
 

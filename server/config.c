@@ -29,6 +29,7 @@ enum {
     OPT_MAX_QUEUE,
     OPT_MAX_CONNECTIONS,
     OPT_DRAIN_TIMEOUT,
+    OPT_PRESENCE_TTL,
 };
 
 /* One row per setting: its flag, its environment variable, its id. */
@@ -52,6 +53,7 @@ static const struct setting {
     {"max-queue", "STATEWIRE_MAX_QUEUE", OPT_MAX_QUEUE},
     {"max-connections", "STATEWIRE_MAX_CONNECTIONS", OPT_MAX_CONNECTIONS},
     {"drain-timeout", "STATEWIRE_DRAIN_TIMEOUT", OPT_DRAIN_TIMEOUT},
+    {"presence-ttl-ms", "STATEWIRE_PRESENCE_TTL_MS", OPT_PRESENCE_TTL},
 };
 
 static int default_workers(void)
@@ -77,6 +79,7 @@ void sw_config_defaults(sw_config_t *cfg)
     cfg->max_queue = 256;
     cfg->max_connections = 100000;
     cfg->drain_timeout_ms = 10000;
+    cfg->presence_ttl_ms = 15000;
 }
 
 void sw_config_usage(const char *argv0)
@@ -105,6 +108,8 @@ void sw_config_usage(const char *argv0)
            "  --max-connections N      connections per worker [STATEWIRE_MAX_CONNECTIONS]\n"
            "                           (100000)\n"
            "  --drain-timeout MS       graceful stop deadline [STATEWIRE_DRAIN_TIMEOUT]\n"
+           "  --presence-ttl-ms MS     presence entry lifetime; refreshed every third\n"
+           "                           [STATEWIRE_PRESENCE_TTL_MS]\n"
            "                           (10000)\n"
            "  -h, --help               show this help\n"
            "  -V, --version            show the version\n",
@@ -240,6 +245,11 @@ static int apply(sw_config_t *cfg, int id, const char *name, const char *val)
         if (parse_uint(name, val, 0, UINT32_MAX, &v) != 0)
             return SW_EINVAL;
         cfg->drain_timeout_ms = (uint32_t)v;
+        return 0;
+    case OPT_PRESENCE_TTL:
+        if (parse_uint(name, val, 300, UINT32_MAX, &v) != 0)
+            return SW_EINVAL;
+        cfg->presence_ttl_ms = (uint32_t)v;
         return 0;
     default:
         return SW_EINVAL;

@@ -16,6 +16,7 @@
  *   --max-queue N            STATEWIRE_MAX_QUEUE         256 (events queued per token)
  *   --max-connections N      STATEWIRE_MAX_CONNECTIONS   100000 (per worker)
  *   --drain-timeout MS       STATEWIRE_DRAIN_TIMEOUT     10000
+ *   --presence-ttl-ms MS     STATEWIRE_PRESENCE_TTL_MS   15000 (>= 300)
  *   --help, --version
  */
 #ifndef SW_SERVER_CONFIG_H
@@ -40,6 +41,7 @@ typedef struct sw_config {
     uint32_t max_queue;
     uint32_t max_connections;
     uint32_t drain_timeout_ms;
+    uint32_t presence_ttl_ms; /* presence entries expire after this; refreshed every ttl/3 */
 } sw_config_t;
 
 /* Fill cfg with built-in defaults. */

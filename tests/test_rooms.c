@@ -1,4 +1,4 @@
-/* test_rooms.c — the demo app's handlers, computed vars and task. */
+/* test_rooms.c — the demo app's handlers, computed vars, task and links. */
 #include "examples/rooms.h"
 
 #include <criterion/criterion.h>
@@ -209,15 +209,155 @@ Test(rooms, chat_keeps_last_50)
     cr_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 49), "text")), "m59");
 }
 
-Test(rooms, toggle_link_flips_linked_and_viewers)
+/* What the worker's pipeline does with a step's link ops: a new links
+ * object, then the new copy of the state (all vars). */
+static void apply_links(const char *links_json, json_t *delta)
+{
+    sw_tree_set_links(&tree, json_loads(links_json, 0, NULL), delta);
+}
+
+Test(rooms, toggle_link_links_to_room_then_unlinks)
+{
+    json_t *delta = json_object();
+    sw_step_t s;
+
+    sw_tree_set_router(&tree, json_pack("{s:s}", "path", "/room/abc"), NULL);
+    cr_assert_eq(run("counter.toggle_link", NULL, &s), SW_DONE);
+    assert_json(s.link_ops,
+                "[{\"op\": \"link\", \"state\": \"counter\", \"token\": \"room:abc\"}]");
+    assert_json(s.delta, "{}"); /* takes effect after the step */
+    assert_json(s.dirty, "[]");
+    sw_step_destroy(&s);
+
+    apply_links("{\"counter\": \"room:abc\"}", delta);
+    assert_json(delta, "{\"counter\": {\"linked\": true}}");
+    json_object_clear(delta);
+
+    cr_assert_eq(run("counter.toggle_link", NULL, &s), SW_DONE);
+    assert_json(s.link_ops, "[{\"op\": \"unlink\", \"state\": \"counter\"}]");
+    sw_step_destroy(&s);
+    apply_links("{}", delta);
+    assert_json(delta, "{\"counter\": {\"linked\": false}}");
+    json_decref(delta);
+}
+
+Test(rooms, toggle_link_on_root_uses_lobby)
 {
     sw_step_t s;
 
     cr_assert_eq(run("counter.toggle_link", NULL, &s), SW_DONE);
-    assert_json(s.delta, "{\"counter\": {\"linked\": true, \"viewers\": 1}}");
-    assert_json(s.dirty, "[\"counter\"]"); /* _linked changed, never sent */
+    assert_json(s.link_ops,
+                "[{\"op\": \"link\", \"state\": \"counter\", \"token\": \"room:lobby\"}]");
     sw_step_destroy(&s);
-    expect_delta("counter.toggle_link", NULL, "{\"counter\": {\"linked\": false, \"viewers\": 0}}");
+}
+
+Test(rooms, toggle_link_refuses_bad_room_id)
+{
+    sw_step_t s;
+
+    sw_tree_set_router(&tree, json_pack("{s:s}", "path", "/room/a%20b"), NULL);
+    cr_assert_eq(run("counter.toggle_link", NULL, &s), -1);
+    cr_assert_str_eq(s.error_code, "handler_error");
+    assert_json(s.link_ops, "[]");
+    sw_step_destroy(&s);
+}
+
+Test(rooms, on_load_links_counter_and_chat)
+{
+    sw_step_t s;
+
+    sw_tree_set_router(&tree, json_pack("{s:s}", "path", "/room/abc"), NULL);
+    cr_assert_eq(run("room.on_load", NULL, &s), SW_DONE);
+    assert_json(s.delta, "{\"room\": {\"loads\": 1}}");
+    assert_json(s.link_ops, "[{\"op\": \"link\", \"state\": \"counter\", \"token\": \"room:abc\"},"
+                            " {\"op\": \"link\", \"state\": \"chat\", \"token\": \"room:abc\"}]");
+    sw_step_destroy(&s);
+
+    /* already linked there: only the load counts */
+    apply_links("{\"counter\": \"room:abc\", \"chat\": \"room:abc\"}", NULL);
+    cr_assert_eq(run("room.on_load", NULL, &s), SW_DONE);
+    assert_json(s.delta, "{\"room\": {\"loads\": 2}}");
+    assert_json(s.link_ops, "[]");
+    sw_step_destroy(&s);
+
+    /* another room: both move */
+    sw_tree_set_router(&tree, json_pack("{s:s}", "path", "/room/xyz"), NULL);
+    cr_assert_eq(run("room.on_load", NULL, &s), SW_DONE);
+    assert_json(s.link_ops, "[{\"op\": \"link\", \"state\": \"counter\", \"token\": \"room:xyz\"},"
+                            " {\"op\": \"link\", \"state\": \"chat\", \"token\": \"room:xyz\"}]");
+    sw_step_destroy(&s);
+
+    /* "/" only counts loads, and keeps the links */
+    sw_tree_set_router(&tree, json_pack("{s:s}", "path", "/"), NULL);
+    cr_assert_eq(run("room.on_load", NULL, &s), SW_DONE);
+    assert_json(s.delta, "{\"room\": {\"loads\": 4}}");
+    assert_json(s.link_ops, "[]");
+    sw_step_destroy(&s);
+
+    /* an id that makes no valid shared token: the load counts, no link */
+    sw_tree_set_router(&tree, json_pack("{s:s}", "path", "/room/a%20b"), NULL);
+    cr_assert_eq(run("room.on_load", NULL, &s), SW_DONE);
+    assert_json(s.delta, "{\"room\": {\"loads\": 5}}");
+    assert_json(s.link_ops, "[]");
+    sw_step_destroy(&s);
+}
+
+Test(rooms, linked_and_viewers_follow_links_and_presence)
+{
+    json_t *delta = json_object();
+
+    sw_tree_set_presence(&tree, "room:abc", 3, delta);
+    assert_json(delta, "{}"); /* not linked yet */
+    apply_links("{\"counter\": \"room:abc\", \"chat\": \"room:abc\"}", delta);
+    assert_json(delta, "{\"counter\": {\"linked\": true, \"viewers\": 3}}");
+    json_object_clear(delta);
+    sw_tree_set_presence(&tree, "room:abc", 4, delta);
+    assert_json(delta, "{\"counter\": {\"viewers\": 4}}");
+    json_object_clear(delta);
+    sw_tree_set_presence(&tree, "room:other", 9, delta);
+    assert_json(delta, "{}");
+    apply_links("{\"chat\": \"room:abc\"}", delta);
+    assert_json(delta, "{\"counter\": {\"linked\": false, \"viewers\": 0}}");
+    json_decref(delta);
+}
+
+Test(rooms, current_count_follows_the_shared_counter)
+{
+    json_t *delta = json_object();
+    json_t *copy = json_pack("{s:i}", "count", 7);
+
+    /* link: the pipeline swaps in the shared copy */
+    cr_assert_eq(sw_tree_replace_state(&tree, "counter", copy, 1, delta), 0);
+    assert_json(delta, "{\"counter\": {\"count\": 7}, \"room\": {\"current_count\": 7}}");
+    json_object_clear(delta);
+    /* a fan-out message from another client's increment */
+    json_object_set_new(copy, "count", json_integer(8));
+    cr_assert_eq(sw_tree_apply_vars(&tree, "counter", copy, delta), 0);
+    assert_json(delta, "{\"counter\": {\"count\": 8}, \"room\": {\"current_count\": 8}}");
+    json_object_clear(delta);
+    /* unlink: back to the private copy */
+    cr_assert_eq(sw_tree_replace_state(&tree, "counter", NULL, 1, delta), 0);
+    assert_json(delta, "{\"counter\": {\"count\": 0}, \"room\": {\"current_count\": 0}}");
+    json_decref(delta);
+    json_decref(copy);
+}
+
+Test(rooms, increment_changed_is_the_fanout_message)
+{
+    sw_step_t s;
+
+    cr_assert_eq(run("counter.increment", NULL, &s), SW_DONE);
+    assert_json(s.changed, "{\"counter\": {\"count\": 1}}");
+    assert_json(s.dirty, "[\"counter\"]");
+    sw_step_destroy(&s);
+    cr_assert_eq(run("room.set_name", "{\"value\": \"ada\"}", &s), SW_DONE);
+    assert_json(s.changed, "{\"room\": {\"name\": \"ada\"}}");
+    sw_step_destroy(&s);
+}
+
+Test(rooms, fanout_needs_no_private_input)
+{
+    cr_assert_eq(sw_appdef_fanout_needs_private(app), 0);
 }
 
 Test(rooms, delayed_increment_steps)

@@ -674,3 +674,398 @@ Test(registry, minimal_app)
     sw_tree_destroy(&t);
     sw_appdef_free(a);
 }
+
+/* ---- Shared state: links, presence, fan-out ----------------------------------- */
+
+/* "p" is private, "s" and "q" are shared. p.room / p.who follow the
+ * links and presence of "s"; s.mix mixes shared and private input. */
+
+static json_t *l_room(sw_ctx_t *ctx)
+{
+    const char *tok = sw_ctx_linked(ctx, "s");
+    return tok ? json_string(tok) : NULL;
+}
+
+static json_t *l_who(sw_ctx_t *ctx)
+{
+    return json_integer(sw_ctx_viewers(ctx, "s"));
+}
+
+static json_t *l_bad_link(sw_ctx_t *ctx)
+{
+    (void)sw_ctx_get(ctx, "p", "x");
+    return json_integer(sw_ctx_link(ctx, "s", "a:b") + sw_ctx_unlink(ctx, "s"));
+}
+
+static json_t *l_n2(sw_ctx_t *ctx)
+{
+    return json_integer(sw_ctx_get_int(ctx, "s", "n") * 2);
+}
+
+static json_t *l_n4(sw_ctx_t *ctx)
+{
+    return json_integer(sw_ctx_get_int(ctx, "s", "n2") * 2);
+}
+
+static json_t *l_mix(sw_ctx_t *ctx)
+{
+    return json_integer(sw_ctx_get_int(ctx, "s", "n") + sw_ctx_get_int(ctx, "p", "x"));
+}
+
+/* payload {"state": S, "token": T}; a refused link fails the step */
+static int lh_link(sw_ctx_t *ctx, json_t *p)
+{
+    if (sw_ctx_link(ctx, json_string_value(json_object_get(p, "state")),
+                    json_string_value(json_object_get(p, "token"))) < 0)
+        return sw_ctx_fail(ctx, SW_FAIL_BAD_PAYLOAD, "link refused");
+    return SW_DONE;
+}
+
+static int lh_unlink(sw_ctx_t *ctx, json_t *p)
+{
+    if (sw_ctx_unlink(ctx, json_string_value(json_object_get(p, "state"))) < 0)
+        return sw_ctx_fail(ctx, SW_FAIL_BAD_PAYLOAD, "unlink refused");
+    return SW_DONE;
+}
+
+static int lh_link_then_fail(sw_ctx_t *ctx, json_t *p)
+{
+    (void)p;
+    cr_assert_eq(sw_ctx_link(ctx, "s", "room:1"), 0);
+    sw_ctx_set(ctx, "s", "n", json_integer(50));
+    return sw_ctx_fail(ctx, SW_FAIL_HANDLER, "no");
+}
+
+/* link twice to the same token, relink, unlink, unlink again */
+static int lh_sequence(sw_ctx_t *ctx, json_t *p)
+{
+    (void)p;
+    cr_assert_eq(sw_ctx_link(ctx, "s", "room:1"), 0);
+    cr_assert_eq(sw_ctx_link(ctx, "s", "room:1"), 0);
+    cr_assert_null(sw_ctx_linked(ctx, "s")); /* pending ops are not reflected */
+    cr_assert_eq(sw_ctx_link(ctx, "s", "room:2"), 0);
+    cr_assert_eq(sw_ctx_unlink(ctx, "s"), 0);
+    cr_assert_eq(sw_ctx_unlink(ctx, "s"), 0);
+    return SW_DONE;
+}
+
+static int lh_invalid(sw_ctx_t *ctx, json_t *p)
+{
+    char long_tok[80];
+
+    (void)p;
+    memset(long_tok, 'a', sizeof(long_tok));
+    long_tok[0] = ':';
+    long_tok[65] = '\0';
+    cr_assert_eq(sw_ctx_link(ctx, "p", "room:1"), -1);    /* not shared */
+    cr_assert_eq(sw_ctx_link(ctx, "nope", "room:1"), -1); /* undeclared */
+    cr_assert_eq(sw_ctx_link(ctx, NULL, "room:1"), -1);
+    cr_assert_eq(sw_ctx_link(ctx, "s", NULL), -1);
+    cr_assert_eq(sw_ctx_link(ctx, "s", ""), -1);
+    cr_assert_eq(sw_ctx_link(ctx, "s", "room1"), -1);    /* no ':' */
+    cr_assert_eq(sw_ctx_link(ctx, "s", "room:a b"), -1); /* bad char */
+    cr_assert_eq(sw_ctx_link(ctx, "s", "room:a/b"), -1); /* bad char */
+    cr_assert_eq(sw_ctx_link(ctx, "s", long_tok), -1);   /* 65 chars */
+    long_tok[64] = '\0';
+    cr_assert_eq(sw_ctx_link(ctx, "s", long_tok), 0); /* 64 chars */
+    cr_assert_eq(sw_ctx_link(ctx, "q", ":"), 0);
+    cr_assert_eq(sw_ctx_link(ctx, "q", "A-z_0.9:x"), 0);
+    cr_assert_eq(sw_ctx_unlink(ctx, "p"), -1);
+    cr_assert_eq(sw_ctx_unlink(ctx, "nope"), -1);
+    cr_assert_eq(sw_ctx_unlink(ctx, NULL), -1);
+    return SW_DONE;
+}
+
+static int lh_inc(sw_ctx_t *ctx, json_t *p)
+{
+    (void)p;
+    sw_ctx_set(ctx, "s", "n", json_integer(sw_ctx_get_int(ctx, "s", "n") + 1));
+    sw_ctx_set(ctx, "s", "_b", json_integer(sw_ctx_get_int(ctx, "s", "_b") + 1));
+    return sw_ctx_set(ctx, "p", "_h", json_integer(sw_ctx_get_int(ctx, "p", "_h") + 1));
+}
+
+static int links_app(sw_app_t *a)
+{
+    int rc = 0;
+    rc |= sw_app_state(a, "p", 0);
+    rc |= sw_app_var(a, "p", "x", "0", SW_VAR_SETTABLE);
+    rc |= sw_app_var(a, "p", "_h", "0", 0);
+    rc |= sw_app_computed(a, "p", "room", l_room, "links");
+    rc |= sw_app_computed(a, "p", "who", l_who, "links, presence");
+    rc |= sw_app_computed(a, "p", "bad_link", l_bad_link, "p.x");
+    rc |= sw_app_state(a, "s", SW_STATE_SHARED);
+    rc |= sw_app_var(a, "s", "n", "0", 0);
+    rc |= sw_app_var(a, "s", "_b", "0", 0);
+    rc |= sw_app_var(a, "s", "list", "[]", 0);
+    rc |= sw_app_computed(a, "s", "n4", l_n4, "s.n2");
+    rc |= sw_app_computed(a, "s", "n2", l_n2, "s.n");
+    rc |= sw_app_computed(a, "s", "mix", l_mix, "s.n,p.x");
+    rc |= sw_app_state(a, "q", SW_STATE_SHARED);
+    rc |= sw_app_var(a, "q", "m", "0", 0);
+    rc |= sw_app_handler(a, "s", "link", lh_link);
+    rc |= sw_app_handler(a, "s", "unlink", lh_unlink);
+    rc |= sw_app_handler(a, "s", "link_then_fail", lh_link_then_fail);
+    rc |= sw_app_handler(a, "s", "sequence", lh_sequence);
+    rc |= sw_app_handler(a, "s", "invalid", lh_invalid);
+    rc |= sw_app_handler(a, "s", "inc", lh_inc);
+    return rc ? -1 : 0;
+}
+
+static void links_setup(void)
+{
+    app = sw_appdef_new(links_app);
+    cr_assert_not_null(app);
+    sw_tree_init(&tree, app);
+}
+
+TestSuite(links, .init = links_setup, .fini = teardown);
+
+static void set_links(const char *links_json, json_t *delta)
+{
+    json_t *l = json_loads(links_json, JSON_DECODE_ANY, NULL);
+
+    cr_assert_not_null(l);
+    sw_tree_set_links(&tree, l, delta);
+}
+
+Test(links, init_has_no_links_or_presence)
+{
+    assert_json(tree.links, "{}");
+    assert_json(tree.presence, "{}");
+    assert_json(json_object_get(tree.computed, "p"),
+                "{\"room\": null, \"who\": 0, \"bad_link\": -2}"); /* refused from computed */
+}
+
+Test(links, link_and_unlink_are_recorded)
+{
+    sw_step_t s;
+
+    cr_assert_eq(run("s.link", "{\"state\": \"s\", \"token\": \"room:1\"}", &s), SW_DONE);
+    assert_json(s.link_ops, "[{\"op\": \"link\", \"state\": \"s\", \"token\": \"room:1\"}]");
+    assert_ok(&s, "{}", "[]");
+    assert_json(s.changed, "{}");
+    assert_json(tree.links, "{}"); /* the pipeline applies it */
+    sw_step_destroy(&s);
+
+    set_links("{\"s\": \"room:1\"}", NULL);
+    cr_assert_eq(run("s.unlink", "{\"state\": \"s\"}", &s), SW_DONE);
+    assert_json(s.link_ops, "[{\"op\": \"unlink\", \"state\": \"s\"}]");
+    sw_step_destroy(&s);
+    /* relink to another token */
+    cr_assert_eq(run("s.link", "{\"state\": \"s\", \"token\": \"room:2\"}", &s), SW_DONE);
+    assert_json(s.link_ops, "[{\"op\": \"link\", \"state\": \"s\", \"token\": \"room:2\"}]");
+    sw_step_destroy(&s);
+}
+
+Test(links, noop_link_and_unlink)
+{
+    sw_step_t s;
+
+    set_links("{\"s\": \"room:1\"}", NULL);
+    cr_assert_eq(run("s.link", "{\"state\": \"s\", \"token\": \"room:1\"}", &s), SW_DONE);
+    assert_json(s.link_ops, "[]");
+    sw_step_destroy(&s);
+    cr_assert_eq(run("s.unlink", "{\"state\": \"q\"}", &s), SW_DONE);
+    assert_json(s.link_ops, "[]");
+    sw_step_destroy(&s);
+}
+
+Test(links, ops_within_one_step_see_the_earlier_ones)
+{
+    sw_step_t s;
+
+    cr_assert_eq(run("s.sequence", NULL, &s), SW_DONE);
+    assert_json(s.link_ops, "[{\"op\": \"link\", \"state\": \"s\", \"token\": \"room:1\"},"
+                            " {\"op\": \"link\", \"state\": \"s\", \"token\": \"room:2\"},"
+                            " {\"op\": \"unlink\", \"state\": \"s\"}]");
+    sw_step_destroy(&s);
+}
+
+Test(links, invalid_link_arguments)
+{
+    sw_step_t s;
+
+    cr_assert_eq(run("s.invalid", NULL, &s), SW_DONE);
+    cr_assert_eq(json_array_size(s.link_ops), 3);
+    sw_step_destroy(&s);
+    cr_assert_eq(run("s.link", "{\"state\": \"s\", \"token\": \"nocolon\"}", &s), -1);
+    cr_assert_str_eq(s.error_code, "bad_payload");
+    assert_json(s.link_ops, "[]");
+    sw_step_destroy(&s);
+    /* a computed var recomputed in a step is refused too */
+    cr_assert_eq(run("p.set_x", "{\"value\": 1}", &s), SW_DONE);
+    assert_json(s.link_ops, "[]");
+    assert_json(json_object_get(json_object_get(tree.computed, "p"), "bad_link"), "-2");
+    sw_step_destroy(&s);
+}
+
+Test(links, link_ops_dropped_on_failure)
+{
+    sw_step_t s;
+
+    cr_assert_eq(run("s.link_then_fail", NULL, &s), -1);
+    cr_assert_str_eq(s.error_code, "handler_error");
+    assert_json(s.link_ops, "[]");
+    assert_json(s.changed, "{}");
+    assert_json(s.delta, "{}");
+    assert_json(json_object_get(tree.vars, "s"), "{\"n\": 0, \"_b\": 0, \"list\": []}");
+    sw_step_destroy(&s);
+}
+
+Test(links, set_links_and_presence_recompute_dependents)
+{
+    json_t *delta = json_object();
+
+    set_links("{\"s\": \"room:1\"}", delta);
+    assert_json(delta, "{\"p\": {\"room\": \"room:1\"}}"); /* who stays 0 */
+    json_object_clear(delta);
+    set_links("{\"s\": \"room:1\"}", delta); /* same links */
+    assert_json(delta, "{}");
+    sw_tree_set_presence(&tree, "room:1", 3, delta);
+    assert_json(delta, "{\"p\": {\"who\": 3}}");
+    json_object_clear(delta);
+    sw_tree_set_presence(&tree, "room:1", 3, delta); /* same count */
+    sw_tree_set_presence(&tree, "room:2", 5, delta); /* another token */
+    sw_tree_set_presence(&tree, NULL, 5, delta);
+    assert_json(delta, "{}");
+    set_links("{\"s\": \"room:2\", \"q\": \"room:1\"}", delta);
+    assert_json(delta, "{\"p\": {\"room\": \"room:2\", \"who\": 5}}");
+    json_object_clear(delta);
+    sw_tree_set_presence(&tree, "room:2", 0, delta); /* 0 drops the entry */
+    assert_json(delta, "{\"p\": {\"who\": 0}}");
+    assert_json(tree.presence, "{\"room:1\": 3}");
+    json_object_clear(delta);
+    set_links("[1]", delta); /* not an object: no links */
+    assert_json(tree.links, "{}");
+    assert_json(delta, "{\"p\": {\"room\": null}}");
+    json_decref(delta);
+}
+
+Test(links, replace_state_all_and_changed_only)
+{
+    json_t *delta = json_object();
+    json_t *copy = json_pack("{s:i, s:i, s:i}", "n", 3, "_b", 9, "gone", 1);
+
+    cr_assert_eq(sw_tree_replace_state(&tree, "s", copy, 1, delta), 0);
+    assert_json(delta, "{\"s\": {\"n\": 3, \"list\": [], \"n2\": 6, \"n4\": 12, \"mix\": 3}}");
+    assert_json(sw_tree_state_vars(&tree, "s"), "{\"n\": 3, \"_b\": 9, \"list\": []}");
+    json_object_clear(delta);
+
+    /* all = 0: only what changed (_b back to its default is backend-only) */
+    json_object_del(copy, "_b");
+    cr_assert_eq(sw_tree_replace_state(&tree, "s", copy, 0, delta), 0);
+    assert_json(delta, "{}");
+    assert_json(sw_tree_state_vars(&tree, "s"), "{\"n\": 3, \"_b\": 0, \"list\": []}");
+    cr_assert_eq(sw_tree_replace_state(&tree, "s", NULL, 0, delta), 0);
+    assert_json(delta, "{\"s\": {\"n\": 0, \"n2\": 0, \"n4\": 0, \"mix\": 0}}");
+    json_object_clear(delta);
+
+    /* all = 1 with nothing changing still sends the whole public state */
+    cr_assert_eq(sw_tree_replace_state(&tree, "s", NULL, 1, delta), 0);
+    assert_json(delta, "{\"s\": {\"n\": 0, \"list\": []}}");
+    cr_assert_eq(sw_tree_replace_state(&tree, "nope", NULL, 1, NULL), SW_ENOTFOUND);
+    cr_assert_eq(sw_tree_replace_state(&tree, "q", copy, 1, NULL), 0); /* delta may be NULL */
+    json_decref(copy);
+    json_decref(delta);
+}
+
+Test(links, apply_vars_partial_update)
+{
+    json_t *delta = json_object();
+    json_t *msg = json_pack("{s:i, s:i, s:i}", "n", 2, "n2", 100, "zz", 1);
+
+    sw_tree_replace_state(&tree, "s", json_pack("{s:[i]}", "list", 1), 0, NULL);
+    cr_assert_eq(sw_tree_apply_vars(&tree, "s", msg, delta), 0);
+    /* n2 is computed and zz undeclared: both ignored; list untouched */
+    assert_json(delta, "{\"s\": {\"n\": 2, \"n2\": 4, \"n4\": 8, \"mix\": 2}}");
+    assert_json(sw_tree_state_vars(&tree, "s"), "{\"n\": 2, \"_b\": 0, \"list\": [1]}");
+    json_object_clear(delta);
+    json_decref(msg);
+
+    msg = json_pack("{s:i, s:i}", "_b", 5, "n", 2);
+    cr_assert_eq(sw_tree_apply_vars(&tree, "s", msg, delta), 0);
+    assert_json(delta, "{}"); /* backend-only, n unchanged */
+    assert_json(json_object_get(sw_tree_state_vars(&tree, "s"), "_b"), "5");
+    cr_assert_eq(sw_tree_apply_vars(&tree, "nope", msg, delta), SW_ENOTFOUND);
+    cr_assert_null(sw_tree_state_vars(&tree, "nope"));
+    json_decref(msg);
+    json_decref(delta);
+}
+
+Test(links, changed_includes_backend_vars)
+{
+    sw_step_t s;
+
+    cr_assert_eq(run("s.inc", NULL, &s), SW_DONE);
+    assert_json(s.changed, "{\"s\": {\"n\": 1, \"_b\": 1}, \"p\": {\"_h\": 1}}");
+    assert_json(s.delta, "{\"s\": {\"n\": 1, \"n2\": 2, \"n4\": 4, \"mix\": 1}}");
+    cr_assert_eq(json_array_size(s.dirty), 2);
+    sw_step_destroy(&s);
+    cr_assert_eq(run("p.set_x", "{\"value\": 0}", &s), SW_DONE); /* no change */
+    assert_json(s.changed, "{}");
+    sw_step_destroy(&s);
+}
+
+/* Fan-out analysis. */
+
+static int fan_false_app(sw_app_t *a)
+{
+    sw_app_state(a, "p", 0);
+    sw_app_var(a, "p", "w", "0", 0);
+    sw_app_state(a, "s", SW_STATE_SHARED);
+    sw_app_var(a, "s", "v", "0", 0);
+    sw_app_computed(a, "s", "c", c_any, "s.v, links, presence");
+    sw_app_computed(a, "p", "d", c_any, "p.w, router"); /* private, not reached */
+    sw_app_computed(a, "p", "e", c_any, "s.c, links");  /* reached, shared input only */
+    return 0;
+}
+
+static int fan_true_app(sw_app_t *a)
+{
+    sw_app_state(a, "p", 0);
+    sw_app_computed(a, "p", "r", c_any, "router");
+    sw_app_state(a, "s", SW_STATE_SHARED);
+    sw_app_var(a, "s", "v", "0", 0);
+    sw_app_computed(a, "s", "c1", c_any, "s.v");
+    sw_app_computed(a, "s", "c2", c_any, "s.c1, p.r"); /* router through p.r */
+    return 0;
+}
+
+static int fan_true_stored_app(sw_app_t *a)
+{
+    sw_app_state(a, "p", 0);
+    sw_app_var(a, "p", "w", "0", 0);
+    sw_app_state(a, "s", SW_STATE_SHARED);
+    sw_app_var(a, "s", "v", "0", 0);
+    sw_app_computed(a, "p", "c", c_any, "s.v, p.w");
+    return 0;
+}
+
+Test(registry, fanout_needs_private)
+{
+    sw_appdef_t *a;
+
+    a = sw_appdef_new(fan_false_app);
+    cr_assert_not_null(a);
+    cr_assert_eq(sw_appdef_fanout_needs_private(a), 0);
+    sw_appdef_free(a);
+    a = sw_appdef_new(fan_true_app);
+    cr_assert_not_null(a);
+    cr_assert_eq(sw_appdef_fanout_needs_private(a), 1);
+    sw_appdef_free(a);
+    a = sw_appdef_new(fan_true_stored_app);
+    cr_assert_not_null(a);
+    cr_assert_eq(sw_appdef_fanout_needs_private(a), 1);
+    sw_appdef_free(a);
+    a = sw_appdef_new(links_app);
+    cr_assert_not_null(a);
+    cr_assert_eq(sw_appdef_fanout_needs_private(a), 1); /* s.mix */
+    sw_appdef_free(a);
+    a = sw_appdef_new(test_app);
+    cr_assert_not_null(a);
+    cr_assert_eq(sw_appdef_fanout_needs_private(a), 1); /* b.sub.sum reads a.x */
+    sw_appdef_free(a);
+    a = sw_appdef_new(app_ok);
+    cr_assert_eq(sw_appdef_fanout_needs_private(a), 0);
+    sw_appdef_free(a);
+}

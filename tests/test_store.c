@@ -713,3 +713,437 @@ Test(store_mem, free_completes_pending)
     cr_assert_eq(cres.done, 1);
     cr_assert_eq(cres.status, SW_EUNAVAIL);
 }
+
+/* ---- Shared state: shared writes, read, presence, pub/sub ------------------------------ */
+
+#define MAXMSG 64
+
+typedef struct sub_rec {
+    int nmsg;
+    char msg[MAXMSG][64];
+    size_t len[MAXMSG];
+    int nresync;
+} sub_rec_t;
+
+static void rec_message(void *udata, const char *data, size_t len)
+{
+    sub_rec_t *r = udata;
+    cr_assert_lt(r->nmsg, MAXMSG, "too many messages");
+    cr_assert_leq(len, sizeof(r->msg[0]));
+    memcpy(r->msg[r->nmsg], data, len);
+    r->len[r->nmsg] = len;
+    r->nmsg++;
+}
+
+static void rec_resync(void *udata)
+{
+    sub_rec_t *r = udata;
+    r->nresync++;
+}
+
+/* Run the loop until *counter >= want (or WAIT_MS). */
+static int wait_count(const int *counter, int want)
+{
+    int flag = 0;
+    ev_timer tick;
+    ev_timer_init(&tick, on_tick, 0.02, 0.02);
+    ev_timer_start(loop, &tick);
+    uint64_t deadline = sw_now_ms() + WAIT_MS;
+    while (*counter < want && sw_now_ms() < deadline)
+        ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &tick);
+    flag = *counter >= want;
+    return flag;
+}
+
+static int msg_is(const sub_rec_t *r, int i, const char *s, size_t n)
+{
+    return i < r->nmsg && r->len[i] == n && memcmp(r->msg[i], s, n) == 0;
+}
+
+static void subscribe_ok(sw_store_t *s, const char *room, sub_rec_t *rec)
+{
+    cr_assert_eq(sw_store_subscribe(s, room, rec_message, rec_resync, rec), 0);
+    int had = rec->nresync;
+    cr_assert_eq(rec->nresync, had, "resync inside the call");
+    cr_assert(wait_count(&rec->nresync, had + 1), "no resync after subscribe");
+}
+
+/* Commit on client token `tok` (field x=xval, seq) with shared writes. */
+static int commit_shared(sw_store_t *s, const char *tok, uint64_t seq, const char *xval,
+                         const sw_store_shared_write_t *sh, size_t nsh)
+{
+    sw_store_field_t f = {"x", 1, xval, strlen(xval)};
+    sw_store_commit_t c = {.token = tok,
+                           .seq = seq,
+                           .log_entry = "L",
+                           .log_len = 1,
+                           .fields = &f,
+                           .nfields = 1,
+                           .shared = sh,
+                           .nshared = nsh};
+    commit_res_t r = {0};
+    cr_assert_eq(sw_store_commit(s, &c, on_commit, &r), 0);
+    cr_assert_eq(r.done, 0, "callback ran inside the call");
+    cr_assert(wait_flag(&r.done, WAIT_MS), "no commit completion");
+    return r.status;
+}
+
+typedef struct count_res {
+    int done;
+    int status;
+    int64_t count;
+} count_res_t;
+
+static void on_count(void *udata, int status, int64_t count)
+{
+    count_res_t *r = udata;
+    cr_assert_eq(r->done, 0, "count callback called twice");
+    r->done = 1;
+    r->status = status;
+    r->count = count;
+}
+
+static int64_t presence(sw_store_t *s, const char *room, sw_presence_op_t op,
+                        const char *const *m, size_t n, uint32_t ttl_ms)
+{
+    count_res_t r = {0};
+    cr_assert_eq(sw_store_presence(s, room, op, m, n, ttl_ms, on_count, &r), 0);
+    cr_assert_eq(r.done, 0);
+    cr_assert(wait_flag(&r.done, WAIT_MS), "no presence completion");
+    cr_assert_eq(r.status, 0);
+    return r.count;
+}
+
+static load_res_t read_tok(sw_store_t *s, const char *token)
+{
+    load_res_t r;
+    memset(&r, 0, sizeof(r));
+    cr_assert_eq(sw_store_read(s, token, on_load, &r), 0);
+    cr_assert_eq(r.done, 0, "callback ran inside the call");
+    cr_assert(wait_flag(&r.done, WAIT_MS), "no read completion");
+    return r;
+}
+
+static const char BIN_MSG[] = {'{', '"', 'd', '\0', '\xff', '}'};
+
+/* Shared write, CAS conflict, lease first: the same steps on either store. */
+static void shared_write_cas(const char *url)
+{
+    sw_store_t *a = mk(url, "w1", 0, 0, 0);
+    sw_store_t *b = mk(url, "w2", 0, 0, 0);
+    sub_rec_t rec = {0};
+    subscribe_ok(b, "room:x", &rec);
+    cr_assert_eq(load(a, "c1").status, 0);
+    sw_store_field_t sf = {"counter", 7, "C1", 2};
+    sw_store_shared_write_t sh = {.token = "room:x",
+                                  .expect_seq = 0,
+                                  .fields = &sf,
+                                  .nfields = 1,
+                                  .message = BIN_MSG,
+                                  .message_len = sizeof(BIN_MSG)};
+    cr_assert_eq(commit_shared(a, "c1", 1, "1", &sh, 1), 0);
+    cr_assert(wait_count(&rec.nmsg, 1), "no message");
+    cr_assert(msg_is(&rec, 0, BIN_MSG, sizeof(BIN_MSG)), "message bytes differ");
+    load_res_t r = read_tok(b, "room:x");
+    cr_assert_eq(r.status, 0);
+    cr_assert_eq(r.exists, 1);
+    cr_assert_eq(r.seq, 1);
+    cr_assert_str_eq(field(&r, "counter"), "C1");
+
+    /* Stale expect_seq: nothing written, no message. */
+    sf.data = "C2";
+    cr_assert_eq(commit_shared(a, "c1", 2, "2", &sh, 1), SW_ECONFLICT);
+    r = read_tok(b, "room:x");
+    cr_assert_eq(r.seq, 1);
+    cr_assert_str_eq(field(&r, "counter"), "C1");
+    r = read_tok(b, "c1");
+    cr_assert_eq(r.seq, 1);
+    cr_assert_str_eq(field(&r, "x"), "1");
+
+    /* The right expect_seq goes through. */
+    sh.expect_seq = 1;
+    sh.message = "m2";
+    sh.message_len = 2;
+    cr_assert_eq(commit_shared(a, "c1", 2, "2", &sh, 1), 0);
+    cr_assert(wait_count(&rec.nmsg, 2));
+    cr_assert(msg_is(&rec, 1, "m2", 2));
+    r = read_tok(b, "room:x");
+    cr_assert_eq(r.seq, 2);
+    cr_assert_str_eq(field(&r, "counter"), "C2");
+
+    /* Lease first: a lease that is not ours wins over a stale seq. */
+    cr_assert_eq(sw_store_release(a, "c1"), 0);
+    cr_assert_eq(load(b, "c1").status, 0);
+    sh.expect_seq = 0;
+    cr_assert_eq(commit_shared(a, "c1", 3, "3", &sh, 1), SW_ELEASE);
+    spin(100);
+    cr_assert_eq(rec.nmsg, 2, "a refused commit published");
+    sw_store_free(a);
+    sw_store_free(b);
+}
+
+Test(store_redis, shared_write_cas_and_lease_first)
+{
+    shared_write_cas(sw_test_redis_url(redis));
+    redisContext *c = sw_test_redis_connect(redis);
+    cr_assert_str_eq(cmd_str(c, "HGET sw:{room:x} _seq"), "2");
+    cr_assert_str_eq(cmd_str(c, "HGET sw:{c1} _seq"), "2");
+    cr_assert_eq(cmd_int(c, "LLEN sw:{c1}:log"), 2);
+    long long h = cmd_int(c, "PTTL sw:{room:x}");
+    cr_assert(h > 0 && h <= 3600000, "shared hash PTTL %lld", h);
+    redisFree(c);
+}
+
+Test(store_mem, shared_write_cas_and_lease_first)
+{
+    shared_write_cas(NULL);
+}
+
+Test(store_redis, two_shared_writes)
+{
+    sw_store_t *a = mk_redis("w1");
+    sw_store_t *b = mk_redis("w2");
+    sub_rec_t r1 = {0}, r2 = {0};
+    subscribe_ok(b, "room:1", &r1);
+    subscribe_ok(b, "room:2", &r2);
+    redisContext *c = sw_test_redis_connect(redis);
+    freeReplyObject(cmd(c, "HSET sw:{room:2} _seq 5"));
+    cr_assert_eq(load(a, "c").status, 0);
+    sw_store_field_t f1 = {"chat", 4, "A", 1}, f2 = {"counter", 7, "B", 1};
+    sw_store_shared_write_t sh[2] = {
+        {.token = "room:1", .expect_seq = 0, .fields = &f1, .nfields = 1, .message = "one",
+         .message_len = 3},
+        {.token = "room:2", .expect_seq = 5, .fields = &f2, .nfields = 1, .message = "two",
+         .message_len = 3},
+    };
+    cr_assert_eq(commit_shared(a, "c", 1, "v", sh, 2), 0);
+    cr_assert(wait_count(&r1.nmsg, 1));
+    cr_assert(wait_count(&r2.nmsg, 1));
+    cr_assert(msg_is(&r1, 0, "one", 3));
+    cr_assert(msg_is(&r2, 0, "two", 3));
+    cr_assert_str_eq(cmd_str(c, "HGET sw:{room:1} chat"), "A");
+    cr_assert_str_eq(cmd_str(c, "HGET sw:{room:1} _seq"), "1");
+    cr_assert_str_eq(cmd_str(c, "HGET sw:{room:2} counter"), "B");
+    cr_assert_str_eq(cmd_str(c, "HGET sw:{room:2} _seq"), "6");
+    /* The second one stale: neither is written. */
+    sh[0].expect_seq = 1;
+    cr_assert_eq(commit_shared(a, "c", 2, "w", sh, 2), SW_ECONFLICT);
+    cr_assert_str_eq(cmd_str(c, "HGET sw:{room:1} _seq"), "1");
+    cr_assert_str_eq(cmd_str(c, "HGET sw:{c} x"), "v");
+    /* Bounds and duplicates. */
+    sw_store_shared_write_t many[9];
+    for (int i = 0; i < 9; i++)
+        many[i] = (sw_store_shared_write_t){.token = "r"};
+    sw_store_commit_t cm = {.token = "c", .shared = many, .nshared = 9};
+    commit_res_t cres = {0};
+    cr_assert_eq(sw_store_commit(a, &cm, on_commit, &cres), SW_EINVAL);
+    cm.nshared = 2; /* "r" twice */
+    cr_assert_eq(sw_store_commit(a, &cm, on_commit, &cres), SW_EINVAL);
+    sw_store_field_t bad = {"_seq", 4, "9", 1};
+    sh[0].fields = &bad;
+    cm = (sw_store_commit_t){.token = "c", .shared = sh, .nshared = 1};
+    cr_assert_eq(sw_store_commit(a, &cm, on_commit, &cres), SW_EINVAL);
+    spin(20);
+    cr_assert_eq(cres.done, 0);
+    redisFree(c);
+    sw_store_free(a);
+    sw_store_free(b);
+}
+
+/* 50 pipelined commits: messages arrive in commit order. */
+static void message_order(const char *url)
+{
+    sw_store_t *a = mk(url, "w1", 0, 0, 0);
+    sw_store_t *b = mk(url, "w2", 0, 0, 0);
+    sub_rec_t rec = {0};
+    subscribe_ok(b, "room:o", &rec);
+    cr_assert_eq(load(a, "c").status, 0);
+    commit_res_t res[50];
+    char msgs[50][8];
+    memset(res, 0, sizeof(res));
+    for (int i = 0; i < 50; i++) {
+        int n = snprintf(msgs[i], sizeof(msgs[i]), "m%d", i);
+        sw_store_shared_write_t sh = {.token = "room:o",
+                                      .expect_seq = (uint64_t)i,
+                                      .message = msgs[i],
+                                      .message_len = (size_t)n};
+        sw_store_commit_t c = {.token = "c", .shared = &sh, .nshared = 1};
+        cr_assert_eq(sw_store_commit(a, &c, on_commit, &res[i]), 0);
+    }
+    cr_assert(wait_flag(&res[49].done, WAIT_MS));
+    for (int i = 0; i < 50; i++)
+        cr_assert_eq(res[i].status, 0, "commit %d: %d", i, res[i].status);
+    cr_assert(wait_count(&rec.nmsg, 50), "got %d messages", rec.nmsg);
+    for (int i = 0; i < 50; i++)
+        cr_assert(msg_is(&rec, i, msgs[i], strlen(msgs[i])), "message %d out of order", i);
+    cr_assert_eq(read_tok(b, "room:o").seq, 50);
+    sw_store_free(a);
+    sw_store_free(b);
+}
+
+Test(store_redis, message_order)
+{
+    message_order(sw_test_redis_url(redis));
+}
+
+Test(store_mem, message_order)
+{
+    message_order(NULL);
+}
+
+Test(store_redis, read_without_lease)
+{
+    sw_store_t *a = mk_redis("w1");
+    load_res_t r = read_tok(a, "nothing");
+    cr_assert_eq(r.status, 0);
+    cr_assert_eq(r.exists, 0);
+    redisContext *c = sw_test_redis_connect(redis);
+    freeReplyObject(cmd(c, "HSET sw:{room:r} _seq 4 _meta M counter V"));
+    r = read_tok(a, "room:r");
+    cr_assert_eq(r.status, 0);
+    cr_assert_eq(r.exists, 1);
+    cr_assert_eq(r.seq, 4);
+    cr_assert_eq(r.nfields, 1);
+    cr_assert_str_eq(field(&r, "counter"), "V");
+    cr_assert(r.has_meta);
+    cr_assert_str_eq(cmd_str(c, "GET sw:{room:r}:lease"), "(nil)");
+    memset(&r, 0, sizeof(r));
+    cr_assert_eq(sw_store_read(a, "a b", on_load, &r), SW_EINVAL);
+    redisFree(c);
+    sw_store_free(a);
+}
+
+static const char *const M_A[] = {"ca"}, *const M_B[] = {"cb"}, *const M_AB[] = {"ca", "cb"},
+                        *const M_C[] = {"cc"};
+
+/* Presence ops, publish on change, expiry + reap from another store. */
+static void presence_steps(const char *url)
+{
+    sw_store_t *a = mk(url, "w1", 0, 60, 0);
+    sw_store_t *b = mk(url, "w2", 0, 60, 0);
+    sub_rec_t rec = {0};
+    subscribe_ok(b, "room:p", &rec);
+    cr_assert_eq(presence(a, "room:p", SW_PRESENCE_ADD, M_AB, 2, 60000), 2);
+    cr_assert(wait_count(&rec.nmsg, 1));
+    cr_assert(msg_is(&rec, 0, "{\"presence\":2}", 14));
+    cr_assert_eq(presence(a, "room:p", SW_PRESENCE_ADD, M_A, 1, 60000), 2);
+    cr_assert_eq(presence(a, "room:p", SW_PRESENCE_REFRESH, M_AB, 2, 60000), 2);
+    cr_assert_eq(presence(a, "room:p", SW_PRESENCE_REAP, NULL, 0, 60000), 2);
+    cr_assert_eq(presence(a, "room:p", SW_PRESENCE_REMOVE, M_A, 1, 60000), 1);
+    cr_assert(wait_count(&rec.nmsg, 2));
+    cr_assert(msg_is(&rec, 1, "{\"presence\":1}", 14), "unchanged counts were published");
+    /* REFRESH never re-adds a removed member. */
+    cr_assert_eq(presence(a, "room:p", SW_PRESENCE_REFRESH, M_A, 1, 60000), 1);
+    cr_assert_eq(presence(a, "room:p", SW_PRESENCE_UNLINK, M_B, 1, 60000), 0);
+    cr_assert(wait_count(&rec.nmsg, 3));
+    cr_assert(msg_is(&rec, 2, "{\"presence\":0}", 14));
+    /* Expiry: ttl 200 ms, reaped by the other store. */
+    cr_assert_eq(presence(a, "room:p", SW_PRESENCE_ADD, M_C, 1, 200), 1);
+    cr_assert(wait_count(&rec.nmsg, 4));
+    cr_assert(msg_is(&rec, 3, "{\"presence\":1}", 14));
+    sleep_ms(300);
+    cr_assert_eq(presence(b, "room:p", SW_PRESENCE_REAP, NULL, 0, 60000), 0);
+    cr_assert(wait_count(&rec.nmsg, 5));
+    cr_assert(msg_is(&rec, 4, "{\"presence\":0}", 14));
+    spin(50);
+    cr_assert_eq(rec.nmsg, 5);
+    cr_assert_eq(sw_store_presence(a, "room:p", SW_PRESENCE_ADD, M_A, 1, 1000, NULL, NULL), 0);
+    cr_assert_eq(sw_store_presence(a, "room:p", 99, M_A, 1, 1000, NULL, NULL), SW_EINVAL);
+    cr_assert_eq(sw_store_presence(a, "room:p", SW_PRESENCE_ADD, M_A, 1, 0, NULL, NULL),
+                 SW_EINVAL);
+    cr_assert(wait_count(&rec.nmsg, 6));
+    sw_store_free(a);
+    sw_store_free(b);
+}
+
+Test(store_redis, presence)
+{
+    presence_steps(sw_test_redis_url(redis));
+    redisContext *c = sw_test_redis_connect(redis);
+    cr_assert_eq(cmd_int(c, "SISMEMBER sw:{room:p}:members ca"), 1);
+    cr_assert_eq(cmd_int(c, "SISMEMBER sw:{room:p}:members cb"), 0);
+    cr_assert_eq(cmd_int(c, "SISMEMBER sw:{room:p}:members cc"), 1);
+    cr_assert_eq(cmd_int(c, "ZCARD sw:{room:p}:presence"), 1);
+    long long p = cmd_int(c, "PTTL sw:{room:p}:presence"), m = cmd_int(c, "PTTL sw:{room:p}:members");
+    cr_assert(p > 0 && p <= 60000, "presence PTTL %lld", p);
+    cr_assert(m > 0 && m <= 60000, "members PTTL %lld", m);
+    redisFree(c);
+}
+
+Test(store_mem, presence)
+{
+    presence_steps(NULL);
+}
+
+static void unsubscribe_steps(const char *url)
+{
+    sw_store_t *a = mk(url, "w1", 0, 0, 0);
+    sw_store_t *b = mk(url, "w2", 0, 0, 0);
+    sub_rec_t rec = {0}, rec2 = {0};
+    subscribe_ok(b, "room:u", &rec);
+    cr_assert_eq(sw_store_subscribe(b, "room:u", rec_message, rec_resync, &rec), SW_EBUSY);
+    cr_assert_eq(load(a, "c").status, 0);
+    sw_store_shared_write_t sh = {.token = "room:u", .message = "m0", .message_len = 2};
+    cr_assert_eq(commit_shared(a, "c", 0, "x", &sh, 1), 0);
+    cr_assert(wait_count(&rec.nmsg, 1));
+    /* Published before the unsubscribe, delivered after: dropped. */
+    sh.expect_seq = 1;
+    sw_store_commit_t cm = {.token = "c", .shared = &sh, .nshared = 1};
+    commit_res_t cres = {0};
+    cr_assert_eq(sw_store_commit(a, &cm, on_commit, &cres), 0);
+    cr_assert_eq(sw_store_unsubscribe(b, "room:u"), 0);
+    cr_assert(wait_flag(&cres.done, WAIT_MS));
+    cr_assert_eq(cres.status, 0);
+    cr_assert_eq(sw_store_unsubscribe(b, "room:u"), SW_ENOTFOUND);
+    sh.expect_seq = 2;
+    cr_assert_eq(commit_shared(a, "c", 0, "x", &sh, 1), 0);
+    spin(200);
+    cr_assert_eq(rec.nmsg, 1, "delivered after unsubscribe");
+    /* Subscribe again at once (its UNSUBSCRIBE may still be unconfirmed). */
+    cr_assert_eq(sw_store_unsubscribe(b, "room:u"), SW_ENOTFOUND);
+    subscribe_ok(b, "room:u", &rec2);
+    cr_assert_eq(sw_store_unsubscribe(b, "room:u"), 0);
+    cr_assert_eq(sw_store_subscribe(b, "room:u", rec_message, rec_resync, &rec2), 0);
+    cr_assert(wait_count(&rec2.nresync, 2));
+    sh.expect_seq = 3;
+    sh.message = "m3";
+    cr_assert_eq(commit_shared(a, "c", 0, "x", &sh, 1), 0);
+    cr_assert(wait_count(&rec2.nmsg, 1));
+    cr_assert(msg_is(&rec2, 0, "m3", 2));
+    spin(100);
+    cr_assert_eq(rec2.nmsg, 1);
+    cr_assert_eq(rec.nmsg, 1);
+    sw_store_free(a);
+    sw_store_free(b); /* tears the subscription down without callbacks */
+}
+
+Test(store_redis, unsubscribe_stops_delivery)
+{
+    unsubscribe_steps(sw_test_redis_url(redis));
+}
+
+Test(store_mem, unsubscribe_stops_delivery)
+{
+    unsubscribe_steps(NULL);
+}
+
+Test(store_redis, resync_after_restart, .timeout = 30)
+{
+    sw_store_t *a = mk_redis("w1");
+    sw_store_t *b = mk_redis("w2");
+    sub_rec_t rec = {0};
+    subscribe_ok(b, "room:z", &rec);
+    cr_assert_eq(rec.nresync, 1);
+    cr_assert_eq(sw_test_redis_restart(redis), 0);
+    cr_assert(wait_count(&rec.nresync, 2), "no resync after the restart");
+    wait_ready(a);
+    cr_assert_eq(load(a, "c").status, 0);
+    sw_store_shared_write_t sh = {.token = "room:z", .message = "after", .message_len = 5};
+    cr_assert_eq(commit_shared(a, "c", 1, "x", &sh, 1), 0);
+    cr_assert(wait_count(&rec.nmsg, 1));
+    cr_assert(msg_is(&rec, 0, "after", 5));
+    cr_assert_eq(rec.nresync, 2);
+    sw_store_free(a);
+    sw_store_free(b);
+}

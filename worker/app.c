@@ -268,11 +268,13 @@ static int check_deps_syntax(sw_app_t *app, const char *state, const char *name,
             rc = fail(app, "computed \"%s.%s\": more than %d deps", state, name, SW_APP_MAX_DEPS);
             break;
         }
-        if (strcmp(tok, "router") == 0)
+        if (strcmp(tok, "router") == 0 || strcmp(tok, "links") == 0 || strcmp(tok, "presence") == 0)
             continue;
         dot = strrchr(tok, '.');
         if (!dot || dot == tok || !dot[1]) {
-            rc = fail(app, "computed \"%s.%s\": dep \"%s\" is not \"<state>.<var>\" or \"router\"",
+            rc = fail(app,
+                      "computed \"%s.%s\": dep \"%s\" is not \"<state>.<var>\", \"router\", "
+                      "\"links\" or \"presence\"",
                       state, name, tok);
             break;
         }
@@ -454,6 +456,18 @@ static int resolve_deps(sw_app_t *app, sw_vardef_t *v)
             v->dep_router = 1;
             continue;
         }
+        if (strcmp(tok, "links") == 0) {
+            if (!v->dep_links)
+                PUSH(def->links_deps, def->nlinks_deps, v);
+            v->dep_links = 1;
+            continue;
+        }
+        if (strcmp(tok, "presence") == 0) {
+            if (!v->dep_presence)
+                PUSH(def->presence_deps, def->npresence_deps, v);
+            v->dep_presence = 1;
+            continue;
+        }
         dot = strrchr(tok, '.');
         *dot = '\0';
         d = sw_appdef_find_var(def, tok, dot + 1);
@@ -516,6 +530,34 @@ static int topo_sort(sw_app_t *app)
     return rc;
 }
 
+/* sw_appdef_fanout_needs_private(): walk the computed vars in topological
+ * order (dependencies first) and carry two bits per var: `shared` (a
+ * stored var of a shared state reaches it through its deps) and `priv` (it
+ * depends on a stored var of a non-shared state or on "router"). "links"
+ * and "presence" are per shared token, hence not private input. */
+static int fanout_needs_private(const sw_appdef_t *def)
+{
+    uint8_t *bits = sw_xcalloc(def->nvars ? def->nvars : 1, 1);
+    int found = 0;
+
+    for (size_t i = 0; i < def->ntopo && !found; i++) {
+        const sw_vardef_t *v = def->topo[i];
+        uint8_t b = v->dep_router ? 0x2 : 0;
+
+        for (size_t k = 0; k < v->ndeps; k++) {
+            const sw_vardef_t *d = v->deps[k];
+            if (d->computed)
+                b |= bits[d->id];
+            else
+                b |= (d->state->flags & SW_STATE_SHARED) ? 0x1 : 0x2;
+        }
+        bits[v->id] = b;
+        found = b == 0x3;
+    }
+    free(bits);
+    return found;
+}
+
 static int finish(sw_app_t *app)
 {
     sw_appdef_t *def = app->def;
@@ -529,7 +571,10 @@ static int finish(sw_app_t *app)
             return fail(app, "on_load \"%s\": \"%s\" is not a declared handler or task",
                         def->onload[i].pattern, def->onload[i].event);
     }
-    return topo_sort(app);
+    if (topo_sort(app) < 0)
+        return -1;
+    def->fanout_private = fanout_needs_private(def);
+    return 0;
 }
 
 /* ---- Registry lifetime and queries ----------------------------------------- */
@@ -626,6 +671,8 @@ void sw_appdef_free(sw_appdef_t *def)
     free(def->states);
     free(def->topo);
     free(def->router_deps);
+    free(def->links_deps);
+    free(def->presence_deps);
     free(def->name);
     free(def);
 }
@@ -657,6 +704,11 @@ sw_event_kind_t sw_appdef_event_kind(const sw_appdef_t *def, const char *name)
     const sw_eventdef_t *e = sw_appdef_find_event(def, name);
 
     return e ? e->kind : SW_EVENT_UNKNOWN;
+}
+
+int sw_appdef_fanout_needs_private(const sw_appdef_t *def)
+{
+    return def->fanout_private;
 }
 
 size_t sw_appdef_on_load(const sw_appdef_t *def, const char *path, const char **out, size_t max)

@@ -39,6 +39,8 @@ struct sw_vardef {
     sw_vardef_t **deps; /* computed: resolved var deps */
     size_t ndeps;
     int dep_router;      /* computed: depends on the router */
+    int dep_links;       /* computed: depends on "links" (sw_ctx_linked) */
+    int dep_presence;    /* computed: depends on "presence" (sw_ctx_viewers) */
     sw_vardef_t **rdeps; /* computed vars that depend on this var */
     size_t nrdeps;
     UT_hash_handle hh; /* in sw_statedef.vars, by name */
@@ -81,6 +83,11 @@ struct sw_appdef {
     size_t ntopo;
     sw_vardef_t **router_deps; /* computed vars that depend on "router" */
     size_t nrouter_deps;
+    sw_vardef_t **links_deps; /* computed vars that depend on "links" */
+    size_t nlinks_deps;
+    sw_vardef_t **presence_deps; /* computed vars that depend on "presence" */
+    size_t npresence_deps;
+    int fanout_private;    /* sw_appdef_fanout_needs_private(), set by sw_appdef_new */
     sw_eventdef_t *events; /* uthash by full name */
     size_t nevents;
     sw_onload_t *onload;

@@ -9,7 +9,11 @@
  * marks the transitive dependents stale; sw_ctx_get() of a stale computed
  * var recomputes it at once (its own stale deps first, through the same
  * sw_ctx_get() calls), and the end of the step recomputes the rest in
- * topological order. */
+ * topological order.
+ *
+ * Links: sw_ctx_link()/sw_ctx_unlink() only record operations in
+ * sw_step_t.link_ops; the worker's pipeline applies them after the step
+ * (sw_tree_set_links, sw_tree_replace_state). */
 #include "worker/runtime.h"
 
 #include <stdarg.h>
@@ -21,8 +25,9 @@
 #include "common/util.h"
 #include "worker/app_int.h"
 
-/* Chained events and client actions one step may produce; past the bound
- * sw_ctx_chain() / sw_ctx_action() return -1. */
+/* Chained events, client actions and link operations one step may
+ * produce; past the bound sw_ctx_chain() / sw_ctx_action() / sw_ctx_link()
+ * / sw_ctx_unlink() return -1. */
 #define SW_STEP_MAX_OUT 64
 
 /* marks[var id] bits */
@@ -43,6 +48,7 @@ struct sw_ctx {
     unsigned sleep_ms;
     json_t *actions; /* borrowed from sw_step_t; NULL outside a step */
     json_t *chained;
+    json_t *link_ops;
     int in_computed;
     int failed;
     int fail_code;
@@ -152,10 +158,23 @@ static void compute(sw_ctx_t *ctx, sw_vardef_t *v)
     json_object_set_new(o, v->name, val);
 }
 
+/* Add {state: {var: value}} to `obj` (value borrowed). */
+static void put(json_t *obj, const sw_vardef_t *v, json_t *value)
+{
+    json_t *o = json_object_get(obj, v->state->path);
+
+    if (!o) {
+        o = json_object();
+        json_object_set_new(obj, v->state->path, o);
+    }
+    json_object_set(o, v->name, value);
+}
+
 /* Recompute what is still stale, then turn the undo log into the delta
- * (public vars whose value changed) and dirty (states whose stored vars
- * changed). Either may be NULL. */
-static void finish(sw_ctx_t *ctx, json_t *delta, json_t *dirty)
+ * (public vars whose value changed), dirty (states whose stored vars
+ * changed) and changed (stored vars whose value changed, backend-only
+ * included). Any of them may be NULL. */
+static void finish(sw_ctx_t *ctx, json_t *delta, json_t *dirty, json_t *changed)
 {
     const sw_appdef_t *app = ctx->app;
 
@@ -174,14 +193,10 @@ static void finish(sw_ctx_t *ctx, json_t *delta, json_t *dirty)
             *smark = 1;
             json_array_append_new(dirty, json_string(v->state->path));
         }
-        if (delta && !v->backend && cur) {
-            json_t *o = json_object_get(delta, v->state->path);
-            if (!o) {
-                o = json_object();
-                json_object_set_new(delta, v->state->path, o);
-            }
-            json_object_set(o, v->name, cur);
-        }
+        if (changed && !v->computed && cur)
+            put(changed, v, cur);
+        if (delta && !v->backend && cur)
+            put(delta, v, cur);
     }
 }
 
@@ -373,6 +388,108 @@ json_t *sw_ctx_router(sw_ctx_t *ctx)
     return ctx->t->router;
 }
 
+/* ---- Links ---------------------------------------------------------------------- */
+
+/* 1..64 chars of [A-Za-z0-9_:.-] with at least one ':'. */
+static int valid_shared_token(const char *s)
+{
+    size_t n = 0;
+    int colon = 0;
+
+    if (!s)
+        return 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= 64)
+            return 0;
+        if (c == ':')
+            colon = 1;
+        else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return n > 0 && colon;
+}
+
+/* Where `state` is linked once this step's recorded operations apply: the
+ * last op for the state, else t->links. NULL when unlinked. */
+static const char *effective_link(sw_ctx_t *ctx, const char *state)
+{
+    for (size_t i = json_array_size(ctx->link_ops); i-- > 0;) {
+        json_t *op = json_array_get(ctx->link_ops, i);
+        if (strcmp(json_string_value(json_object_get(op, "state")), state) == 0)
+            return json_string_value(json_object_get(op, "token")); /* NULL for unlink */
+    }
+    return json_string_value(json_object_get(ctx->t->links, state));
+}
+
+/* Common checks of sw_ctx_link/unlink; 0 or -1 (logged). */
+static int check_link(sw_ctx_t *ctx, const char *what, const char *state, const char *token,
+                      int linking)
+{
+    const sw_statedef_t *s = sw_appdef_find_state(ctx->app, state);
+    const char *why = NULL;
+
+    if (ctx->in_computed)
+        why = "not allowed from a computed var";
+    else if (!ctx->link_ops)
+        why = "not inside a handler";
+    else if (!s)
+        why = "no such state";
+    else if (!(s->flags & SW_STATE_SHARED))
+        why = "state not declared SW_STATE_SHARED";
+    else if (linking && !valid_shared_token(token))
+        why = "shared token must be 1..64 chars of [A-Za-z0-9_:.-] with a ':'";
+    else if (json_array_size(ctx->link_ops) >= SW_STEP_MAX_OUT)
+        why = "too many link operations in one step";
+    if (!why)
+        return 0;
+    sw_log(SW_LOG_ERROR, "app: sw_ctx_%s(%s%s%.64s): %s", what, state ? state : "(null)",
+           linking ? ", " : "", linking ? (token ? token : "(null)") : "", why);
+    return -1;
+}
+
+int sw_ctx_link(sw_ctx_t *ctx, const char *state, const char *shared_token)
+{
+    const char *cur;
+
+    if (check_link(ctx, "link", state, shared_token, 1) < 0)
+        return -1;
+    cur = effective_link(ctx, state);
+    if (cur && strcmp(cur, shared_token) == 0)
+        return 0;
+    return json_array_append_new(ctx->link_ops, json_pack("{s:s, s:s, s:s}", "op", "link", "state",
+                                                          state, "token", shared_token));
+}
+
+int sw_ctx_unlink(sw_ctx_t *ctx, const char *state)
+{
+    if (check_link(ctx, "unlink", state, NULL, 0) < 0)
+        return -1;
+    if (!effective_link(ctx, state))
+        return 0;
+    return json_array_append_new(ctx->link_ops,
+                                 json_pack("{s:s, s:s}", "op", "unlink", "state", state));
+}
+
+const char *sw_ctx_linked(sw_ctx_t *ctx, const char *state)
+{
+    if (!state)
+        return NULL;
+    return json_string_value(json_object_get(ctx->t->links, state));
+}
+
+json_int_t sw_ctx_viewers(sw_ctx_t *ctx, const char *state)
+{
+    const char *token = sw_ctx_linked(ctx, state);
+    json_t *n;
+
+    if (!token)
+        return 0;
+    n = json_object_get(ctx->t->presence, token);
+    return json_is_integer(n) ? json_integer_value(n) : 0;
+}
+
 /* ---- The tree ----------------------------------------------------------------- */
 
 void sw_tree_init(sw_tree_t *t, const sw_appdef_t *app)
@@ -381,6 +498,8 @@ void sw_tree_init(sw_tree_t *t, const sw_appdef_t *app)
     t->vars = json_object();
     t->computed = json_object();
     t->router = json_pack("{s:s}", "path", "/");
+    t->links = json_object();
+    t->presence = json_object();
     for (size_t i = 0; i < app->nstates; i++) {
         const sw_statedef_t *s = app->states[i];
         json_t *o = json_object();
@@ -398,7 +517,9 @@ void sw_tree_destroy(sw_tree_t *t)
     json_decref(t->vars);
     json_decref(t->computed);
     json_decref(t->router);
-    t->vars = t->computed = t->router = NULL;
+    json_decref(t->links);
+    json_decref(t->presence);
+    t->vars = t->computed = t->router = t->links = t->presence = NULL;
 }
 
 int sw_tree_load_state(sw_tree_t *t, const char *state, const char *mp, size_t len)
@@ -436,7 +557,7 @@ void sw_tree_recompute_all(sw_tree_t *t)
     for (size_t i = 0; i < t->app->ntopo; i++)
         ctx.marks[t->app->topo[i]->id] |= M_STALE;
     ctx.nstale = t->app->ntopo;
-    finish(&ctx, NULL, NULL);
+    finish(&ctx, NULL, NULL, NULL);
     ctx_end(&ctx);
 }
 
@@ -473,10 +594,30 @@ json_t *sw_tree_full(const sw_tree_t *t)
     return full;
 }
 
+/* Recompute the computed vars in deps[0..n) and their dependents; the
+ * public changes go into delta (may be NULL). */
+static void recompute_deps(sw_tree_t *t, sw_vardef_t *const *deps, size_t n, json_t *delta)
+{
+    sw_ctx_t ctx;
+
+    if (n == 0)
+        return;
+    ctx_begin(&ctx, t, NULL, 0);
+    for (size_t i = 0; i < n; i++) {
+        sw_vardef_t *v = deps[i];
+        if (!(ctx.marks[v->id] & M_STALE)) {
+            ctx.marks[v->id] |= M_STALE;
+            ctx.nstale++;
+        }
+        mark_stale(&ctx, v);
+    }
+    finish(&ctx, delta, NULL, NULL);
+    ctx_end(&ctx);
+}
+
 void sw_tree_set_router(sw_tree_t *t, json_t *router, json_t *delta)
 {
     const sw_appdef_t *app = t->app;
-    sw_ctx_t ctx;
 
     if (!json_is_object(router) || !json_is_string(json_object_get(router, "path"))) {
         json_decref(router);
@@ -488,19 +629,114 @@ void sw_tree_set_router(sw_tree_t *t, json_t *router, json_t *delta)
     }
     json_decref(t->router);
     t->router = router;
-    if (app->nrouter_deps == 0)
-        return;
-    ctx_begin(&ctx, t, NULL, 0);
-    for (size_t i = 0; i < app->nrouter_deps; i++) {
-        sw_vardef_t *v = app->router_deps[i];
-        if (!(ctx.marks[v->id] & M_STALE)) {
-            ctx.marks[v->id] |= M_STALE;
-            ctx.nstale++;
-        }
-        mark_stale(&ctx, v);
+    recompute_deps(t, app->router_deps, app->nrouter_deps, delta);
+}
+
+void sw_tree_set_links(sw_tree_t *t, json_t *links, json_t *delta)
+{
+    if (!json_is_object(links)) {
+        json_decref(links);
+        links = json_object();
     }
-    finish(&ctx, delta, NULL);
+    if (json_equal(links, t->links)) {
+        json_decref(links);
+        return;
+    }
+    json_decref(t->links);
+    t->links = links;
+    recompute_deps(t, t->app->links_deps, t->app->nlinks_deps, delta);
+}
+
+void sw_tree_set_presence(sw_tree_t *t, const char *shared_token, json_int_t n, json_t *delta)
+{
+    json_t *cur;
+
+    if (!shared_token)
+        return;
+    cur = json_object_get(t->presence, shared_token);
+    if (n <= 0) {
+        if (!cur)
+            return;
+        json_object_del(t->presence, shared_token);
+    } else {
+        if (json_integer_value(cur) == n)
+            return;
+        json_object_set_new(t->presence, shared_token, json_integer(n));
+    }
+    recompute_deps(t, t->app->presence_deps, t->app->npresence_deps, delta);
+}
+
+/* Set the stored var v of a tree to `value` (stolen) inside ctx. Values
+ * from the caller are shared by reference: like every value in a tree,
+ * they are never modified in place. */
+static void tree_set(sw_ctx_t *ctx, sw_vardef_t *v, json_t *value)
+{
+    json_t *cur = json_object_get(home(ctx->t, v), v->name);
+
+    if (cur && json_equal(cur, value)) {
+        json_decref(value);
+        return;
+    }
+    record(ctx, v);
+    json_object_set_new(home_or_create(ctx->t, v), v->name, value);
+    mark_stale(ctx, v);
+}
+
+int sw_tree_replace_state(sw_tree_t *t, const char *state, const json_t *vars, int all,
+                          json_t *delta)
+{
+    sw_statedef_t *s = sw_appdef_find_state(t->app, state);
+    sw_ctx_t ctx;
+
+    if (!s)
+        return SW_ENOTFOUND;
+    ctx_begin(&ctx, t, NULL, 0);
+    for (size_t k = 0; k < s->nstored; k++) {
+        sw_vardef_t *v = s->stored[k];
+        json_t *val = json_is_object(vars) ? json_object_get(vars, v->name) : NULL;
+
+        tree_set(&ctx, v, val ? json_incref(val) : json_deep_copy(v->def));
+    }
+    finish(&ctx, delta, NULL, NULL);
     ctx_end(&ctx);
+    if (all && delta)
+        for (size_t k = 0; k < s->nstored; k++)
+            if (!s->stored[k]->backend)
+                put(delta, s->stored[k],
+                    json_object_get(json_object_get(t->vars, s->path), s->stored[k]->name));
+    return 0;
+}
+
+int sw_tree_apply_vars(sw_tree_t *t, const char *state, const json_t *vars, json_t *delta)
+{
+    sw_statedef_t *s = sw_appdef_find_state(t->app, state);
+    const char *name;
+    json_t *val;
+    sw_ctx_t ctx;
+
+    if (!s)
+        return SW_ENOTFOUND;
+    if (!json_is_object(vars))
+        return 0;
+    ctx_begin(&ctx, t, NULL, 0);
+    json_object_foreach((json_t *)vars, name, val)
+    {
+        sw_vardef_t *v = NULL;
+
+        HASH_FIND_STR(s->vars, name, v);
+        if (v && !v->computed)
+            tree_set(&ctx, v, json_incref(val));
+    }
+    finish(&ctx, delta, NULL, NULL);
+    ctx_end(&ctx);
+    return 0;
+}
+
+json_t *sw_tree_state_vars(const sw_tree_t *t, const char *state)
+{
+    if (!sw_appdef_find_state(t->app, state))
+        return NULL;
+    return json_object_get(t->vars, state);
 }
 
 /* ---- Running a step ----------------------------------------------------------- */
@@ -548,6 +784,8 @@ static void step_error(sw_step_t *out, const char *code, const char *fmt, ...)
     json_array_clear(out->actions);
     json_array_clear(out->chained);
     json_array_clear(out->dirty);
+    json_array_clear(out->link_ops);
+    json_object_clear(out->changed);
     json_object_clear(out->delta);
 }
 
@@ -564,6 +802,8 @@ int sw_runtime_step(sw_tree_t *t, const char *token, const char *name, json_t *p
     out->actions = json_array();
     out->chained = json_array();
     out->dirty = json_array();
+    out->changed = json_object();
+    out->link_ops = json_array();
     e = sw_appdef_find_event(t->app, name);
     if (!e) {
         step_error(out, "unknown_event", "no handler %s", name ? name : "(null)");
@@ -574,12 +814,13 @@ int sw_runtime_step(sw_tree_t *t, const char *token, const char *name, json_t *p
     ctx_begin(&ctx, t, token, step);
     ctx.actions = out->actions;
     ctx.chained = out->chained;
+    ctx.link_ops = out->link_ops;
     if (e->kind == SW_EVENT_SETTER)
         rc = run_setter(&ctx, e->var, payload);
     else
         rc = e->fn(&ctx, payload);
     if (rc == SW_DONE || rc == SW_YIELD) {
-        finish(&ctx, out->delta, out->dirty);
+        finish(&ctx, out->delta, out->dirty, out->changed);
         out->status = rc;
         out->sleep_ms = rc == SW_YIELD ? ctx.sleep_ms : 0;
     } else {
@@ -606,5 +847,7 @@ void sw_step_destroy(sw_step_t *s)
     json_decref(s->actions);
     json_decref(s->chained);
     json_decref(s->dirty);
-    s->delta = s->actions = s->chained = s->dirty = NULL;
+    json_decref(s->changed);
+    json_decref(s->link_ops);
+    s->delta = s->actions = s->chained = s->dirty = s->changed = s->link_ops = NULL;
 }

@@ -110,17 +110,25 @@ static void done_free(sw_store_done_t *d)
 {
     free(d->fields);
     free(d->blob);
+    free(d->name);
     free(d);
 }
 
-static void deliver(sw_store_t *s, sw_store_done_t *d)
+static void deliver(sw_store_t *s, sw_store_done_t *d, int cancelled)
 {
+    if (d->run) { /* a backend event, not a request */
+        d->run(s, d, cancelled);
+        done_free(d);
+        return;
+    }
     if (s->inflight > 0)
         s->inflight--;
     if (d->load_cb)
         d->load_cb(d->udata, &d->loaded);
     else if (d->commit_cb)
         d->commit_cb(d->udata, d->status);
+    else if (d->count_cb)
+        d->count_cb(d->udata, d->status, d->count);
     done_free(d);
 }
 
@@ -135,7 +143,7 @@ static void on_defer(struct ev_loop *loop, ev_idle *w, int revents)
     while (list) {
         sw_store_done_t *d = list;
         list = d->next;
-        deliver(s, d);
+        deliver(s, d, 0);
     }
 }
 
@@ -166,7 +174,8 @@ void sw_store_base_destroy(sw_store_t *s)
             d->loaded.status = SW_EUNAVAIL;
         }
         d->status = SW_EUNAVAIL;
-        deliver(s, d);
+        d->count = 0;
+        deliver(s, d, 1);
     }
     s->done_tail = NULL;
     free(s->holder);
@@ -200,6 +209,26 @@ void sw_store_defer_commit(sw_store_t *s, sw_store_commit_cb cb, void *udata, in
     d->udata = udata;
     d->status = status;
     sw_store_defer(s, d);
+}
+
+void sw_store_defer_count(sw_store_t *s, sw_store_count_cb cb, void *udata, int status,
+                          int64_t count)
+{
+    sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
+    d->count_cb = cb;
+    d->udata = udata;
+    d->status = status;
+    d->count = count;
+    sw_store_defer(s, d);
+}
+
+void sw_store_complete_count(sw_store_t *s, sw_store_count_cb cb, void *udata, int status,
+                             int64_t count)
+{
+    if (s->inflight > 0)
+        s->inflight--;
+    if (cb)
+        cb(udata, status, count);
 }
 
 void sw_store_complete_load(sw_store_t *s, sw_store_load_cb cb, void *udata,
@@ -260,6 +289,16 @@ static int token_ok(const char *token)
             return 0;
     }
     return n <= SW_STORE_TOKEN_MAX;
+}
+
+static int fields_ok(const sw_store_field_t *fields, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const sw_store_field_t *f = &fields[i];
+        if (!f->name || f->name_len == 0 || (f->len > 0 && !f->data) || field_is(f, "_seq"))
+            return 0;
+    }
+    return 1;
 }
 
 sw_store_t *sw_store_new(struct ev_loop *loop, const sw_store_opts_t *opts)
@@ -323,10 +362,21 @@ int sw_store_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_commit_c
         return SW_EINVAL;
     if (c->log_len > 0 && !c->log_entry)
         return SW_EINVAL;
-    for (size_t i = 0; i < c->nfields; i++) {
-        const sw_store_field_t *f = &c->fields[i];
-        if (!f->name || f->name_len == 0 || (f->len > 0 && !f->data) || field_is(f, "_seq"))
+    if (!fields_ok(c->fields, c->nfields))
+        return SW_EINVAL;
+    if (c->nshared > SW_STORE_MAX_SHARED || (c->nshared > 0 && !c->shared))
+        return SW_EINVAL;
+    for (size_t i = 0; i < c->nshared; i++) {
+        const sw_store_shared_write_t *w = &c->shared[i];
+        if (!token_ok(w->token) || strcmp(w->token, c->token) == 0)
             return SW_EINVAL;
+        if ((w->nfields > 0 && !w->fields) || !fields_ok(w->fields, w->nfields))
+            return SW_EINVAL;
+        if (w->message_len > 0 && !w->message)
+            return SW_EINVAL;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(c->shared[j].token, w->token) == 0)
+                return SW_EINVAL;
     }
     if (s->inflight >= SW_STORE_MAX_INFLIGHT)
         return SW_ENOMEM;
@@ -343,4 +393,50 @@ int sw_store_release(sw_store_t *s, const char *token)
     if (s->inflight >= SW_STORE_MAX_INFLIGHT)
         return SW_ENOMEM;
     return s->ops->release(s, token);
+}
+
+int sw_store_read(sw_store_t *s, const char *token, sw_store_load_cb cb, void *udata)
+{
+    if (!s || !cb || !token_ok(token))
+        return SW_EINVAL;
+    if (s->inflight >= SW_STORE_MAX_INFLIGHT)
+        return SW_ENOMEM;
+    int rc = s->ops->read(s, token, cb, udata);
+    if (rc == 0)
+        s->inflight++;
+    return rc;
+}
+
+int sw_store_presence(sw_store_t *s, const char *shared_token, sw_presence_op_t op,
+                      const char *const *members, size_t n, uint32_t ttl_ms,
+                      sw_store_count_cb cb, void *udata)
+{
+    if (!s || !token_ok(shared_token) || op < SW_PRESENCE_ADD || op > SW_PRESENCE_REAP)
+        return SW_EINVAL;
+    if ((n > 0 && !members) || n > SW_STORE_MAX_PRESENCE_MEMBERS || ttl_ms == 0)
+        return SW_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!token_ok(members[i]))
+            return SW_EINVAL;
+    if (s->inflight >= SW_STORE_MAX_INFLIGHT)
+        return SW_ENOMEM;
+    int rc = s->ops->presence(s, shared_token, op, members, n, ttl_ms, cb, udata);
+    if (rc == 0)
+        s->inflight++;
+    return rc;
+}
+
+int sw_store_subscribe(sw_store_t *s, const char *shared_token, sw_store_message_cb on_message,
+                       sw_store_resync_cb on_resync, void *udata)
+{
+    if (!s || !on_message || !token_ok(shared_token))
+        return SW_EINVAL;
+    return s->ops->subscribe(s, shared_token, on_message, on_resync, udata);
+}
+
+int sw_store_unsubscribe(sw_store_t *s, const char *shared_token)
+{
+    if (!s || !token_ok(shared_token))
+        return SW_ENOTFOUND;
+    return s->ops->unsubscribe(s, shared_token);
 }

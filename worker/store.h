@@ -103,7 +103,9 @@ typedef struct sw_store_commit {
     int release; /* release the lease after writing */
     const sw_store_shared_write_t *shared; /* shared copies written in the same
                                               script (CAS each); may be NULL */
-    size_t nshared;
+    size_t nshared; /* 0..8; more, a shared token named twice or equal to
+                       `token`, or a shared field "_seq": SW_EINVAL. Each
+                       shared hash gets the token TTL. */
 } sw_store_commit_t;
 
 /* status: 0 committed; SW_ELEASE lease not ours (nothing written);
@@ -152,18 +154,23 @@ typedef enum {
     SW_PRESENCE_ADD = 1, /* ZADD members (score now + ttl), SADD to members */
     SW_PRESENCE_REMOVE,  /* ZREM members (still linked: members unchanged) */
     SW_PRESENCE_UNLINK,  /* ZREM members and SREM them from members */
-    SW_PRESENCE_REFRESH, /* ZADD members (score now + ttl) */
+    SW_PRESENCE_REFRESH, /* ZADD XX members (score now + ttl): only entries
+                            still present; an entry that expired and was
+                            reaped is not re-added (use ADD for that) */
     SW_PRESENCE_REAP,    /* only drop expired entries */
 } sw_presence_op_t;
 
 /* count: the number of live presence entries after the op; status 0 or
- * SW_EUNAVAIL. */
+ * SW_EUNAVAIL. "Changed" compares with the entry count before expired
+ * entries were dropped (the count last published). */
 typedef void (*sw_store_count_cb)(void *udata, int status, int64_t count);
 
 /* One script: drop expired entries, apply `op` to `members` (n may be 0),
  * count; when the count changed (by expiry or by the op) PUBLISH
  * {"presence": count} on sw:{R}:ch; refresh the TTL of R's keys (the token
- * TTL: shared tokens live while anyone is linked). cb may be NULL. */
+ * TTL: shared tokens live while anyone is linked). cb may be NULL.
+ * members are client tokens (same rules as tokens), at most 4096;
+ * ttl_ms > 0. Returns 0, SW_EINVAL, or SW_ENOMEM at the in-flight bound. */
 int sw_store_presence(sw_store_t *s, const char *shared_token, sw_presence_op_t op,
                       const char *const *members, size_t n, uint32_t ttl_ms,
                       sw_store_count_cb cb, void *udata);
@@ -179,7 +186,9 @@ typedef void (*sw_store_message_cb)(void *udata, const char *data, size_t len);
 typedef void (*sw_store_resync_cb)(void *udata);
 
 /* Subscribe to shared token R's channel. One subscription per R per store
- * (SW_EBUSY if there is one). 0, SW_EINVAL, SW_EBUSY. */
+ * (SW_EBUSY if there is one). on_resync may be NULL. At most 65536
+ * subscriptions per store (then SW_ENOMEM). 0, SW_EINVAL, SW_EBUSY,
+ * SW_ENOMEM. sw_store_free drops every subscription without calling it. */
 int sw_store_subscribe(sw_store_t *s, const char *shared_token, sw_store_message_cb on_message,
                        sw_store_resync_cb on_resync, void *udata);
 

@@ -15,8 +15,18 @@
 
 /* Bound on requests in flight per store (sent and not yet completed,
  * including deferred completions). At the bound sw_store_acquire_load,
- * sw_store_commit and sw_store_release return SW_ENOMEM. */
+ * sw_store_commit, sw_store_read, sw_store_presence and sw_store_release
+ * return SW_ENOMEM. */
 #define SW_STORE_MAX_INFLIGHT 65536
+
+/* Most shared writes in one commit (more: SW_EINVAL). */
+#define SW_STORE_MAX_SHARED 8
+
+/* Most members in one sw_store_presence call (more: SW_EINVAL). */
+#define SW_STORE_MAX_PRESENCE_MEMBERS 4096
+
+/* Most subscriptions per store (more: SW_ENOMEM). */
+#define SW_STORE_MAX_SUBS 65536
 
 /* Longest token accepted in key names (bytes). */
 #define SW_STORE_TOKEN_MAX 256
@@ -32,20 +42,40 @@ typedef struct sw_store_ops {
     int (*acquire_load)(sw_store_t *s, const char *token, sw_store_load_cb cb, void *udata);
     int (*commit)(sw_store_t *s, const sw_store_commit_t *c, sw_store_commit_cb cb, void *udata);
     int (*release)(sw_store_t *s, const char *token);
+    int (*read)(sw_store_t *s, const char *token, sw_store_load_cb cb, void *udata);
+    int (*presence)(sw_store_t *s, const char *token, sw_presence_op_t op,
+                    const char *const *members, size_t n, uint32_t ttl_ms, sw_store_count_cb cb,
+                    void *udata);
+    /* subscribe: the token has no subscription in this store (checked). */
+    int (*subscribe)(sw_store_t *s, const char *token, sw_store_message_cb on_message,
+                     sw_store_resync_cb on_resync, void *udata);
+    int (*unsubscribe)(sw_store_t *s, const char *token);
 } sw_store_ops_t;
 
-/* A completion waiting to be delivered from the loop (ev_idle). Exactly
- * one of load_cb / commit_cb is set. For a load, `loaded` may point into
- * `fields` and `blob`, which the item owns. */
+/* A completion waiting to be delivered from the loop (ev_idle). At most
+ * one of run / load_cb / commit_cb is set; with none set the item is a
+ * count completion (count_cb, which may be NULL). For a load, `loaded` may
+ * point into `fields` and `blob`, which the item owns.
+ *
+ * `run` items are backend events (memory pub/sub messages, resync), not
+ * requests: they are not counted in `inflight`; run(s, d, 0) delivers,
+ * run(s, d, 1) is called when the store is destroyed (no user callback
+ * may run then). */
 typedef struct sw_store_done {
     struct sw_store_done *next;
+    void (*run)(sw_store_t *s, struct sw_store_done *d, int cancelled);
     sw_store_load_cb load_cb;
     sw_store_commit_cb commit_cb;
+    sw_store_count_cb count_cb;
     void *udata;
     sw_store_loaded_t loaded; /* load result (loaded.status is the status) */
-    int status;               /* commit status */
+    int status;               /* commit / count status */
+    int64_t count;            /* count result */
     sw_store_field_t *fields; /* owned, may be NULL */
     char *blob;               /* owned, may be NULL */
+    size_t blob_len;
+    char *name; /* owned, may be NULL (run items: the shared token) */
+    uint64_t id; /* run items: the subscription id */
 } sw_store_done_t;
 
 /* The common head of every backend's store struct (first member). */
@@ -82,12 +112,17 @@ void sw_store_defer(sw_store_t *s, sw_store_done_t *d);
  * `status`. */
 void sw_store_defer_load(sw_store_t *s, sw_store_load_cb cb, void *udata, int status);
 void sw_store_defer_commit(sw_store_t *s, sw_store_commit_cb cb, void *udata, int status);
+void sw_store_defer_count(sw_store_t *s, sw_store_count_cb cb, void *udata, int status,
+                          int64_t count);
 
 /* Deliver a completion now (from a backend's own loop callback): counts
  * the request as done and calls cb. */
 void sw_store_complete_load(sw_store_t *s, sw_store_load_cb cb, void *udata,
                             const sw_store_loaded_t *res);
 void sw_store_complete_commit(sw_store_t *s, sw_store_commit_cb cb, void *udata, int status);
+/* cb may be NULL (the request is still counted as done). */
+void sw_store_complete_count(sw_store_t *s, sw_store_count_cb cb, void *udata, int status,
+                             int64_t count);
 
 /* Split a token hash's raw fields (every field of sw:{T}) into a load
  * result: "_seq" parsed into res->seq, "_meta" into res->meta, the rest

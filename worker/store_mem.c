@@ -6,7 +6,13 @@
  * one table (like several clients of one Redis), so stores with different
  * holder ids contend for leases. Expiry is lazy on access, plus a sweep
  * every 10 s. Each operation is applied when it is called; its completion
- * (with a copy of the data read) is delivered later from the loop. */
+ * (with a copy of the data read) is delivered later from the loop.
+ *
+ * Shared state: shared writes compare-and-set the entry's "_seq"; a
+ * commit's messages are published to every memory store's subscription
+ * on that shared token through the subscriber store's deferred queue, so
+ * they keep publish order and never run inside the publishing call.
+ * Presence is a per-token map member -> expiry (monotonic ms). */
 #include "worker/store_int.h"
 
 #include <stdio.h>
@@ -14,6 +20,7 @@
 #include <string.h>
 
 #include <uthash.h>
+#include <utlist.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -28,8 +35,18 @@ typedef struct mem_field {
     size_t len;
 } mem_field_t;
 
+/* A presence entry (expiry: monotonic ms) or a linked member (expiry 0). */
+typedef struct mem_member {
+    UT_hash_handle hh;
+    char *name;
+    uint64_t expiry;
+} mem_member_t;
+
 typedef struct mem_entry {
     UT_hash_handle hh;
+    mem_member_t *presence;   /* live presence entries */
+    mem_member_t *members;    /* client tokens linked to this token */
+    uint64_t presence_expiry; /* TTL of both sets, monotonic ms; 0 = none */
     char *token;
     mem_field_t *fields;   /* the token hash; NULL = does not exist */
     uint64_t hash_expiry;  /* monotonic ms; 0 = no TTL */
@@ -41,14 +58,28 @@ typedef struct mem_entry {
     uint64_t log_expiry;
 } mem_entry_t;
 
+typedef struct mem_sub {
+    UT_hash_handle hh;
+    char *token;
+    uint64_t id; /* unique per store: stale deferred events are dropped */
+    sw_store_message_cb on_message;
+    sw_store_resync_cb on_resync;
+    void *udata;
+} mem_sub_t;
+
 typedef struct mem_store {
     sw_store_t base;
     ev_timer sweep_w;
+    mem_sub_t *subs; /* token -> subscription */
+    uint64_t next_sub_id;
+    struct mem_store *next; /* in g_stores */
 } mem_store_t;
 
 /* The process-wide table, shared by every memory store. */
 static mem_entry_t *g_entries;
 static unsigned g_refs;
+/* Every memory store of the process: the targets of a publish. */
+static mem_store_t *g_stores;
 
 static const sw_store_ops_t MEM_OPS;
 
@@ -79,11 +110,24 @@ static void log_clear(mem_entry_t *e)
     e->log_expiry = 0;
 }
 
+static void members_clear(mem_member_t **set)
+{
+    mem_member_t *m, *tmp;
+    HASH_ITER(hh, *set, m, tmp)
+    {
+        HASH_DEL(*set, m);
+        free(m->name);
+        free(m);
+    }
+}
+
 static void entry_free(mem_entry_t *e)
 {
     HASH_DEL(g_entries, e);
     fields_clear(e);
     log_clear(e);
+    members_clear(&e->presence);
+    members_clear(&e->members);
     free(e->holder);
     free(e->token);
     free(e);
@@ -100,7 +144,12 @@ static mem_entry_t *entry_expire(mem_entry_t *e, uint64_t now)
     }
     if (e->log_len && e->log_expiry && now >= e->log_expiry)
         log_clear(e);
-    if (!e->fields && !e->holder && !e->log_len) {
+    if ((e->presence || e->members) && e->presence_expiry && now >= e->presence_expiry) {
+        members_clear(&e->presence);
+        members_clear(&e->members);
+        e->presence_expiry = 0;
+    }
+    if (!e->fields && !e->holder && !e->log_len && !e->presence && !e->members) {
         entry_free(e);
         return NULL;
     }
@@ -112,6 +161,33 @@ static mem_entry_t *entry_find(const char *token, uint64_t now)
     mem_entry_t *e = NULL;
     HASH_FIND_STR(g_entries, token, e);
     return e ? entry_expire(e, now) : NULL;
+}
+
+static mem_entry_t *entry_get(const char *token, uint64_t now)
+{
+    mem_entry_t *e = entry_find(token, now);
+    if (!e) {
+        e = sw_xcalloc(1, sizeof(*e));
+        e->token = sw_xstrdup(token);
+        HASH_ADD_KEYPTR(hh, g_entries, e->token, strlen(e->token), e);
+    }
+    return e;
+}
+
+/* The entry's "_seq" (0 when absent). */
+static uint64_t entry_seq(const mem_entry_t *e)
+{
+    mem_field_t *f = NULL;
+    if (!e)
+        return 0;
+    HASH_FIND(hh, e->fields, "_seq", 4, f);
+    if (!f)
+        return 0;
+    char num[24];
+    size_t n = SW_MIN(f->len, sizeof(num) - 1);
+    memcpy(num, f->data, n);
+    num[n] = '\0';
+    return strtoull(num, NULL, 10);
 }
 
 static void field_set(mem_entry_t *e, const char *name, size_t name_len, const char *data,
@@ -169,6 +245,94 @@ static void log_push(mem_entry_t *e, const char *entry, size_t len, size_t max)
     e->log_lens[at] = len;
 }
 
+/* Queue a load completion with a copy of e's hash (e may be NULL: empty).
+ * The callback runs later and may see the entry changed. */
+static void snapshot_defer(sw_store_t *s, const mem_entry_t *e, sw_store_load_cb cb, void *udata)
+{
+    size_t n = e ? HASH_COUNT(e->fields) : 0, bytes = 0;
+    mem_field_t *f, *tmp;
+    if (e) {
+        HASH_ITER(hh, e->fields, f, tmp)
+        {
+            bytes += f->name_len + f->len + 2;
+        }
+    }
+    sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
+    d->load_cb = cb;
+    d->udata = udata;
+    sw_store_field_t *raw = sw_xcalloc(n ? n : 1, sizeof(*raw));
+    d->fields = sw_xcalloc(n ? n : 1, sizeof(*d->fields));
+    d->blob = sw_xmalloc(bytes ? bytes : 1);
+    char *p = d->blob;
+    size_t i = 0;
+    if (e) {
+        HASH_ITER(hh, e->fields, f, tmp)
+        {
+            memcpy(p, f->name, f->name_len);
+            p[f->name_len] = '\0';
+            raw[i].name = p;
+            raw[i].name_len = f->name_len;
+            p += f->name_len + 1;
+            memcpy(p, f->data, f->len);
+            p[f->len] = '\0';
+            raw[i].data = p;
+            raw[i].len = f->len;
+            p += f->len + 1;
+            i++;
+        }
+    }
+    sw_store_loaded_fill(&d->loaded, raw, n, d->fields);
+    free(raw);
+    sw_store_defer(s, d);
+}
+
+/* ---- Pub/sub ------------------------------------------------------------------------------ */
+
+static void run_message(sw_store_t *s, sw_store_done_t *d, int cancelled)
+{
+    if (cancelled)
+        return;
+    mem_store_t *ms = sw_container_of(s, mem_store_t, base);
+    mem_sub_t *sub = NULL;
+    HASH_FIND_STR(ms->subs, d->name, sub);
+    if (sub && sub->id == d->id)
+        sub->on_message(sub->udata, d->blob ? d->blob : "", d->blob_len);
+}
+
+static void run_resync(sw_store_t *s, sw_store_done_t *d, int cancelled)
+{
+    if (cancelled)
+        return;
+    mem_store_t *ms = sw_container_of(s, mem_store_t, base);
+    mem_sub_t *sub = NULL;
+    HASH_FIND_STR(ms->subs, d->name, sub);
+    if (sub && sub->id == d->id && sub->on_resync)
+        sub->on_resync(sub->udata);
+}
+
+/* Publish on token's channel: queue the message on every store that
+ * subscribes to it. */
+static void publish(const char *token, const char *msg, size_t len)
+{
+    mem_store_t *st;
+    LL_FOREACH(g_stores, st)
+    {
+        mem_sub_t *sub = NULL;
+        HASH_FIND_STR(st->subs, token, sub);
+        if (!sub)
+            continue;
+        sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
+        d->run = run_message;
+        d->name = sw_xstrdup(token);
+        d->id = sub->id;
+        d->blob = sw_xmalloc(len ? len : 1);
+        if (len)
+            memcpy(d->blob, msg, len);
+        d->blob_len = len;
+        sw_store_defer(&st->base, d);
+    }
+}
+
 /* ---- Sweep ---------------------------------------------------------------------------- */
 
 static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
@@ -189,6 +353,7 @@ sw_store_t *sw_store_mem_new(struct ev_loop *loop, const sw_store_opts_t *opts)
     sw_store_base_init(&ms->base, &MEM_OPS, loop, opts);
     ev_timer_init(&ms->sweep_w, on_sweep, SWEEP_INTERVAL_S, SWEEP_INTERVAL_S);
     ev_timer_start(loop, &ms->sweep_w);
+    LL_PREPEND(g_stores, ms);
     g_refs++;
     return &ms->base;
 }
@@ -197,7 +362,15 @@ static void mem_destroy(sw_store_t *s)
 {
     mem_store_t *ms = sw_container_of(s, mem_store_t, base);
     ev_timer_stop(s->loop, &ms->sweep_w);
+    LL_DELETE(g_stores, ms);
     sw_store_base_destroy(s);
+    mem_sub_t *sub, *stmp;
+    HASH_ITER(hh, ms->subs, sub, stmp)
+    {
+        HASH_DEL(ms->subs, sub);
+        free(sub->token);
+        free(sub);
+    }
     if (--g_refs == 0) {
         mem_entry_t *e, *tmp;
         HASH_ITER(hh, g_entries, e, tmp)
@@ -226,47 +399,12 @@ static int mem_acquire_load(sw_store_t *s, const char *token, sw_store_load_cb c
         sw_store_defer_load(s, cb, udata, SW_EBUSY);
         return 0;
     }
-    if (!e) {
-        e = sw_xcalloc(1, sizeof(*e));
-        e->token = sw_xstrdup(token);
-        HASH_ADD_KEYPTR(hh, g_entries, e->token, strlen(e->token), e);
-    }
+    e = entry_get(token, now);
     if (!e->holder)
         e->holder = sw_xstrdup(s->holder);
     e->lease_expiry = now + s->lease_ms;
 
-    /* Snapshot the hash: the callback runs later and may see it changed. */
-    size_t n = HASH_COUNT(e->fields), bytes = 0;
-    mem_field_t *f, *tmp;
-    HASH_ITER(hh, e->fields, f, tmp)
-    {
-        bytes += f->name_len + f->len + 2;
-    }
-    sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
-    d->load_cb = cb;
-    d->udata = udata;
-    sw_store_field_t *raw = sw_xcalloc(n ? n : 1, sizeof(*raw));
-    d->fields = sw_xcalloc(n ? n : 1, sizeof(*d->fields));
-    d->blob = sw_xmalloc(bytes ? bytes : 1);
-    char *p = d->blob;
-    size_t i = 0;
-    HASH_ITER(hh, e->fields, f, tmp)
-    {
-        memcpy(p, f->name, f->name_len);
-        p[f->name_len] = '\0';
-        raw[i].name = p;
-        raw[i].name_len = f->name_len;
-        p += f->name_len + 1;
-        memcpy(p, f->data, f->len);
-        p[f->len] = '\0';
-        raw[i].data = p;
-        raw[i].len = f->len;
-        p += f->len + 1;
-        i++;
-    }
-    sw_store_loaded_fill(&d->loaded, raw, n, d->fields);
-    free(raw);
-    sw_store_defer(s, d);
+    snapshot_defer(s, e, cb, udata);
     return 0;
 }
 
@@ -279,6 +417,12 @@ static int mem_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_commit
         return 0;
     }
     uint64_t ttl_ms = (uint64_t)s->token_ttl_s * 1000u;
+    for (size_t k = 0; k < c->nshared; k++) {
+        if (entry_seq(entry_find(c->shared[k].token, now)) != c->shared[k].expect_seq) {
+            sw_store_defer_commit(s, cb, udata, SW_ECONFLICT);
+            return 0;
+        }
+    }
     for (size_t i = 0; i < c->nfields; i++)
         field_set(e, c->fields[i].name, c->fields[i].name_len, c->fields[i].data, c->fields[i].len);
     if (c->seq > 0) {
@@ -299,6 +443,19 @@ static int mem_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_commit
     } else {
         e->lease_expiry = now + s->lease_ms;
     }
+    for (size_t k = 0; k < c->nshared; k++) {
+        const sw_store_shared_write_t *w = &c->shared[k];
+        mem_entry_t *r = entry_get(w->token, now);
+        for (size_t i = 0; i < w->nfields; i++)
+            field_set(r, w->fields[i].name, w->fields[i].name_len, w->fields[i].data,
+                      w->fields[i].len);
+        char num[24];
+        int len = snprintf(num, sizeof(num), "%llu", (unsigned long long)w->expect_seq + 1);
+        field_set(r, "_seq", 4, num, (size_t)len);
+        r->hash_expiry = now + ttl_ms;
+        if (w->message)
+            publish(w->token, w->message, w->message_len);
+    }
     sw_store_defer_commit(s, cb, udata, 0);
     return 0;
 }
@@ -315,6 +472,125 @@ static int mem_release(sw_store_t *s, const char *token)
     return 0;
 }
 
+static int mem_read(sw_store_t *s, const char *token, sw_store_load_cb cb, void *udata)
+{
+    snapshot_defer(s, entry_find(token, sw_now_ms()), cb, udata);
+    return 0;
+}
+
+static void member_put(mem_member_t **set, const char *name, uint64_t expiry)
+{
+    mem_member_t *m = NULL;
+    HASH_FIND_STR(*set, name, m);
+    if (!m) {
+        m = sw_xcalloc(1, sizeof(*m));
+        m->name = sw_xstrdup(name);
+        HASH_ADD_KEYPTR(hh, *set, m->name, strlen(m->name), m);
+    }
+    m->expiry = expiry;
+}
+
+static void member_del(mem_member_t **set, const char *name)
+{
+    mem_member_t *m = NULL;
+    HASH_FIND_STR(*set, name, m);
+    if (m) {
+        HASH_DEL(*set, m);
+        free(m->name);
+        free(m);
+    }
+}
+
+static int mem_presence(sw_store_t *s, const char *token, sw_presence_op_t op,
+                        const char *const *members, size_t n, uint32_t ttl_ms,
+                        sw_store_count_cb cb, void *udata)
+{
+    uint64_t now = sw_now_ms();
+    mem_entry_t *e = entry_get(token, now);
+    size_t before = HASH_COUNT(e->presence);
+    mem_member_t *m, *tmp;
+    HASH_ITER(hh, e->presence, m, tmp)
+    {
+        if (m->expiry <= now)
+            member_del(&e->presence, m->name);
+    }
+    for (size_t i = 0; i < n; i++) {
+        mem_member_t *cur = NULL;
+        switch (op) {
+        case SW_PRESENCE_ADD:
+            member_put(&e->presence, members[i], now + ttl_ms);
+            member_put(&e->members, members[i], 0);
+            break;
+        case SW_PRESENCE_REMOVE:
+            member_del(&e->presence, members[i]);
+            break;
+        case SW_PRESENCE_UNLINK:
+            member_del(&e->presence, members[i]);
+            member_del(&e->members, members[i]);
+            break;
+        case SW_PRESENCE_REFRESH: /* like ZADD XX: never re-adds */
+            HASH_FIND_STR(e->presence, members[i], cur);
+            if (cur)
+                cur->expiry = now + ttl_ms;
+            break;
+        default:
+            break;
+        }
+    }
+    size_t after = HASH_COUNT(e->presence);
+    if (after != before) {
+        char msg[48];
+        int len = snprintf(msg, sizeof(msg), "{\"presence\":%zu}", after);
+        publish(token, msg, (size_t)len);
+    }
+    uint64_t ttl_tok = (uint64_t)s->token_ttl_s * 1000u;
+    if (e->fields)
+        e->hash_expiry = now + ttl_tok;
+    if (e->presence || e->members)
+        e->presence_expiry = now + ttl_tok;
+    entry_expire(e, now); /* drops the entry if nothing is left */
+    sw_store_defer_count(s, cb, udata, 0, (int64_t)after);
+    return 0;
+}
+
+static int mem_subscribe(sw_store_t *s, const char *token, sw_store_message_cb on_message,
+                         sw_store_resync_cb on_resync, void *udata)
+{
+    mem_store_t *ms = sw_container_of(s, mem_store_t, base);
+    mem_sub_t *sub = NULL;
+    HASH_FIND_STR(ms->subs, token, sub);
+    if (sub)
+        return SW_EBUSY;
+    if (HASH_COUNT(ms->subs) >= SW_STORE_MAX_SUBS)
+        return SW_ENOMEM;
+    sub = sw_xcalloc(1, sizeof(*sub));
+    sub->token = sw_xstrdup(token);
+    sub->id = ++ms->next_sub_id;
+    sub->on_message = on_message;
+    sub->on_resync = on_resync;
+    sub->udata = udata;
+    HASH_ADD_KEYPTR(hh, ms->subs, sub->token, strlen(sub->token), sub);
+    sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
+    d->run = run_resync;
+    d->name = sw_xstrdup(token);
+    d->id = sub->id;
+    sw_store_defer(s, d);
+    return 0;
+}
+
+static int mem_unsubscribe(sw_store_t *s, const char *token)
+{
+    mem_store_t *ms = sw_container_of(s, mem_store_t, base);
+    mem_sub_t *sub = NULL;
+    HASH_FIND_STR(ms->subs, token, sub);
+    if (!sub)
+        return SW_ENOTFOUND;
+    HASH_DEL(ms->subs, sub);
+    free(sub->token);
+    free(sub);
+    return 0;
+}
+
 static const sw_store_ops_t MEM_OPS = {
     .kind = "memory",
     .destroy = mem_destroy,
@@ -322,4 +598,8 @@ static const sw_store_ops_t MEM_OPS = {
     .acquire_load = mem_acquire_load,
     .commit = mem_commit,
     .release = mem_release,
+    .read = mem_read,
+    .presence = mem_presence,
+    .subscribe = mem_subscribe,
+    .unsubscribe = mem_unsubscribe,
 };

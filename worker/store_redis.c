@@ -5,7 +5,13 @@
  * Sources: Redis docs "EVALSHA" / "Scripting with Lua" (NOSCRIPT error,
  * script cache emptied by restarts and SCRIPT FLUSH), "SET" (NX, PX),
  * hiredis 0.14 async API (a pending callback gets a NULL reply when the
- * context is freed or the connection drops). */
+ * context is freed or the connection drops), "Pub/Sub" (SUBSCRIBE replies
+ * "subscribe" / "unsubscribe" / "message" arrays), "TIME", "ZADD" (XX).
+ *
+ * Pub/sub uses a second connection, opened at the first subscribe. Its
+ * callbacks get the store (never a subscription) as private data and look
+ * the subscription up by channel, so a subscription can be dropped at once
+ * locally while Redis still confirms its UNSUBSCRIBE. */
 #include "worker/store_int.h"
 
 #include <stdio.h>
@@ -16,6 +22,7 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/adapters/libev.h>
 #include <openssl/evp.h>
+#include <uthash.h>
 
 #include "common/buf.h"
 #include "common/log.h"
@@ -40,14 +47,28 @@ static const char ACQUIRE_LUA[] =
     "end\n"
     "return {1, redis.call('HGETALL', KEYS[1])}\n";
 
-/* KEYS[1] hash, KEYS[2] lease, KEYS[3] log; ARGV[1] holder, ARGV[2] ttl_ms,
+/* KEYS[1] hash, KEYS[2] lease, KEYS[3] log, KEYS[3 + k] shared hash sw:{R}
+ * of shared write k (k = 1..ARGV[9]); ARGV[1] holder, ARGV[2] ttl_ms,
  * ARGV[3] lease_ms, ARGV[4] seq, ARGV[5] release (0/1), ARGV[6] log_max,
- * ARGV[7] log entry ("" = none), ARGV[8..] field, value pairs.
- * 0: the lease is not ours (nothing written); 1: committed. */
+ * ARGV[7] log entry ("" = none), ARGV[8] nfields, ARGV[9] nshared,
+ * ARGV[10 ..] nfields field, value pairs, then per shared write:
+ * expect_seq, new_seq, nfields, has_message (0/1), message, field, value
+ * pairs. 0: the lease is not ours; 2: a shared "_seq" was not expect_seq
+ * (nothing written in either case); 1: committed. The message goes out on
+ * channel sw:{R}:ch inside the script, so messages follow commit order. */
 static const char COMMIT_LUA[] =
     "if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n"
-    "for i = 8, #ARGV, 2 do\n"
-    "  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])\n"
+    "local nf = tonumber(ARGV[8])\n"
+    "local ns = tonumber(ARGV[9])\n"
+    "local i = 10 + 2 * nf\n"
+    "for k = 1, ns do\n"
+    "  local cur = redis.call('HGET', KEYS[3 + k], '_seq')\n"
+    "  if not cur then cur = '0' end\n"
+    "  if cur ~= ARGV[i] then return 2 end\n"
+    "  i = i + 5 + 2 * tonumber(ARGV[i + 2])\n"
+    "end\n"
+    "for j = 10, 9 + 2 * nf, 2 do\n"
+    "  redis.call('HSET', KEYS[1], ARGV[j], ARGV[j + 1])\n"
     "end\n"
     "if ARGV[4] ~= '0' then redis.call('HSET', KEYS[1], '_seq', ARGV[4]) end\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
@@ -61,7 +82,55 @@ static const char COMMIT_LUA[] =
     "else\n"
     "  redis.call('PEXPIRE', KEYS[2], ARGV[3])\n"
     "end\n"
+    "i = 10 + 2 * nf\n"
+    "for k = 1, ns do\n"
+    "  local key = KEYS[3 + k]\n"
+    "  local n = tonumber(ARGV[i + 2])\n"
+    "  for j = i + 5, i + 4 + 2 * n, 2 do\n"
+    "    redis.call('HSET', key, ARGV[j], ARGV[j + 1])\n"
+    "  end\n"
+    "  redis.call('HSET', key, '_seq', ARGV[i + 1])\n"
+    "  redis.call('PEXPIRE', key, ARGV[2])\n"
+    "  if ARGV[i + 3] == '1' then redis.call('PUBLISH', key .. ':ch', ARGV[i + 4]) end\n"
+    "  i = i + 5 + 2 * n\n"
+    "end\n"
     "return 1\n";
+
+/* KEYS[1] sw:{R}:presence (zset member -> expiry ms), KEYS[2]
+ * sw:{R}:members (set), KEYS[3] sw:{R} (hash); ARGV[1] op
+ * (sw_presence_op_t), ARGV[2] presence ttl_ms, ARGV[3] token ttl_ms,
+ * ARGV[4..] members. "before" is the count including expired entries:
+ * that is the count last published, so a reap that drops entries
+ * publishes too. Returns the live count. */
+static const char PRESENCE_LUA[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local exp = string.format('%d', now + tonumber(ARGV[2]))\n"
+    "local before = redis.call('ZCARD', KEYS[1])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now))\n"
+    "local op = ARGV[1]\n"
+    "for i = 4, #ARGV do\n"
+    "  local m = ARGV[i]\n"
+    "  if op == '1' then\n"
+    "    redis.call('ZADD', KEYS[1], exp, m)\n"
+    "    redis.call('SADD', KEYS[2], m)\n"
+    "  elseif op == '2' then\n"
+    "    redis.call('ZREM', KEYS[1], m)\n"
+    "  elseif op == '3' then\n"
+    "    redis.call('ZREM', KEYS[1], m)\n"
+    "    redis.call('SREM', KEYS[2], m)\n"
+    "  elseif op == '4' then\n"
+    "    redis.call('ZADD', KEYS[1], 'XX', exp, m)\n"
+    "  end\n"
+    "end\n"
+    "local after = redis.call('ZCARD', KEYS[1])\n"
+    "if after ~= before then\n"
+    "  redis.call('PUBLISH', KEYS[3] .. ':ch', '{\"presence\":' .. after .. '}')\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+    "redis.call('PEXPIRE', KEYS[2], ARGV[3])\n"
+    "redis.call('PEXPIRE', KEYS[3], ARGV[3])\n"
+    "return after\n";
 
 /* KEYS[1] lease; ARGV[1] holder. Compare-and-delete. */
 static const char RELEASE_LUA[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
@@ -69,9 +138,27 @@ static const char RELEASE_LUA[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then
                                   "end\n"
                                   "return 0\n";
 
-enum { SCRIPT_ACQUIRE, SCRIPT_COMMIT, SCRIPT_RELEASE, SCRIPT__COUNT };
+enum { SCRIPT_ACQUIRE, SCRIPT_COMMIT, SCRIPT_RELEASE, SCRIPT_PRESENCE, SCRIPT__COUNT };
 
-static const char *const SCRIPTS[SCRIPT__COUNT] = {ACQUIRE_LUA, COMMIT_LUA, RELEASE_LUA};
+static const char *const SCRIPTS[SCRIPT__COUNT] = {ACQUIRE_LUA, COMMIT_LUA, RELEASE_LUA,
+                                                   PRESENCE_LUA};
+
+/* A subscription (channel sw:{R}:ch). A subscription dropped locally while
+ * its UNSUBSCRIBE is unconfirmed stays in the table as `live == 0` (no
+ * callbacks) so that a new subscribe of the same channel waits for that
+ * confirmation (hiredis 0.14 forgets a channel's callback on its
+ * "unsubscribe" reply). */
+typedef struct rsub {
+    UT_hash_handle hh;
+    char *channel; /* "sw:{R}:ch" */
+    size_t channel_len;
+    int live;          /* subscribed by the user */
+    int sent;          /* SUBSCRIBE sent on the current connection */
+    int unsub_pending; /* UNSUBSCRIBEs sent, not yet confirmed */
+    sw_store_message_cb on_message;
+    sw_store_resync_cb on_resync;
+    void *udata;
+} rsub_t;
 
 typedef struct redis_store {
     sw_store_t base;
@@ -88,9 +175,16 @@ typedef struct redis_store {
     uint32_t awaiting;    /* commands sent whose reply has not come */
     uint64_t progress_ms; /* last reply, or first send after a quiet spell */
     char sha[SCRIPT__COUNT][41];
+    /* pub/sub connection */
+    redisAsyncContext *sac; /* NULL while closed or down */
+    int sub_down;
+    uint32_t sub_backoff_ms;
+    ev_timer sub_retry_w;
+    rsub_t *subs; /* channel -> subscription */
+    size_t nlive; /* live subscriptions */
 } redis_store_t;
 
-enum { REQ_LOAD, REQ_COMMIT, REQ_RELEASE };
+enum { REQ_LOAD, REQ_COMMIT, REQ_RELEASE, REQ_READ, REQ_PRESENCE };
 
 /* One script request; kept until its reply so it can be resent as EVAL. */
 typedef struct rreq {
@@ -100,6 +194,7 @@ typedef struct rreq {
     int evaled; /* already resent with the full script text */
     sw_store_load_cb load_cb;
     sw_store_commit_cb commit_cb;
+    sw_store_count_cb count_cb;
     void *udata;
     int argc;
     const char **argv;
@@ -164,11 +259,14 @@ static void req_arg_key(rreq_t *q, const char *token, const char *suffix)
     req_arg(q, key, (size_t)n);
 }
 
-/* Point argv into the finished buffer; argv[0..1] are EVALSHA + sha. */
+/* Point argv into the finished buffer; for a script argv[0..1] are
+ * EVALSHA + sha (script < 0: a plain command). */
 static void req_seal(rreq_t *q)
 {
     for (int i = 0; i < q->argc; i++)
         q->argv[i] = q->buf.data ? q->buf.data + q->off[i] : "";
+    if (q->script < 0)
+        return;
     q->argv[0] = "EVALSHA";
     q->argvlen[0] = 7;
     q->argv[1] = q->rs->sha[q->script];
@@ -176,6 +274,10 @@ static void req_seal(rreq_t *q)
 }
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv);
+static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv);
+struct rsub;
+static void rsub_free(struct redis_store *rs, struct rsub *sub);
+static void on_sub_retry(struct ev_loop *loop, ev_timer *w, int revents);
 
 static int req_send(redisAsyncContext *ac, rreq_t *q)
 {
@@ -186,46 +288,74 @@ static int req_send(redisAsyncContext *ac, rreq_t *q)
     return 0;
 }
 
+/* Fill res from an HGETALL array (field, value, ...). raw / out are
+ * allocated here, freed by the caller. Returns 0 or -1 (bad shape). */
+static int fill_hash(sw_store_loaded_t *res, const redisReply *h, sw_store_field_t **raw,
+                     sw_store_field_t **out)
+{
+    if (h->type != REDIS_REPLY_ARRAY || h->elements % 2 != 0)
+        return -1;
+    size_t n = h->elements / 2;
+    for (size_t i = 0; i < h->elements; i++)
+        if (h->element[i]->type != REDIS_REPLY_STRING)
+            return -1;
+    *raw = sw_xcalloc(n ? n : 1, sizeof(**raw));
+    *out = sw_xcalloc(n ? n : 1, sizeof(**out));
+    for (size_t i = 0; i < n; i++) {
+        (*raw)[i].name = h->element[2 * i]->str;
+        (*raw)[i].name_len = (size_t)h->element[2 * i]->len;
+        (*raw)[i].data = h->element[2 * i + 1]->str;
+        (*raw)[i].len = (size_t)h->element[2 * i + 1]->len;
+    }
+    sw_store_loaded_fill(res, *raw, n, *out);
+    return 0;
+}
+
 static void complete_load(rreq_t *q, const redisReply *rep)
 {
     sw_store_t *s = &q->rs->base;
     sw_store_loaded_t res = {.status = SW_EUNAVAIL};
     sw_store_field_t *raw = NULL, *out = NULL;
-    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
-        rep->element[0]->type == REDIS_REPLY_INTEGER) {
-        if (rep->element[0]->integer == 0) {
+    const char *what = q->kind == REQ_READ ? "HGETALL" : "acquire script";
+    if (q->kind == REQ_READ && rep && rep->type == REDIS_REPLY_ARRAY) {
+        if (fill_hash(&res, rep, &raw, &out) < 0)
+            sw_log(SW_LOG_ERROR, "redis: %s: unexpected reply shape", what);
+    } else if (q->kind == REQ_LOAD && rep && rep->type == REDIS_REPLY_ARRAY &&
+               rep->elements >= 1 && rep->element[0]->type == REDIS_REPLY_INTEGER) {
+        if (rep->element[0]->integer == 0)
             res.status = SW_EBUSY;
-        } else if (rep->elements == 2 && rep->element[1]->type == REDIS_REPLY_ARRAY &&
-                   rep->element[1]->elements % 2 == 0) {
-            const redisReply *h = rep->element[1];
-            size_t n = h->elements / 2;
-            raw = sw_xcalloc(n ? n : 1, sizeof(*raw));
-            out = sw_xcalloc(n ? n : 1, sizeof(*out));
-            for (size_t i = 0; i < n; i++) {
-                raw[i].name = h->element[2 * i]->str;
-                raw[i].name_len = (size_t)h->element[2 * i]->len;
-                raw[i].data = h->element[2 * i + 1]->str;
-                raw[i].len = (size_t)h->element[2 * i + 1]->len;
-            }
-            sw_store_loaded_fill(&res, raw, n, out);
-        } else {
-            sw_log(SW_LOG_ERROR, "redis: acquire script: unexpected reply shape");
-        }
+        else if (rep->elements != 2 || fill_hash(&res, rep->element[1], &raw, &out) < 0)
+            sw_log(SW_LOG_ERROR, "redis: %s: unexpected reply shape", what);
     } else if (rep && rep->type == REDIS_REPLY_ERROR) {
-        sw_log(SW_LOG_WARN, "redis: acquire script: %s", rep->str);
+        sw_log(SW_LOG_WARN, "redis: %s: %s", what, rep->str);
     } else if (rep) {
-        sw_log(SW_LOG_ERROR, "redis: acquire script: unexpected reply type %d", rep->type);
+        sw_log(SW_LOG_ERROR, "redis: %s: unexpected reply type %d", what, rep->type);
     }
     sw_store_complete_load(s, q->load_cb, q->udata, &res);
     free(raw);
     free(out);
 }
 
+static void complete_count(rreq_t *q, const redisReply *rep)
+{
+    int status = SW_EUNAVAIL;
+    int64_t count = 0;
+    if (rep && rep->type == REDIS_REPLY_INTEGER) {
+        status = 0;
+        count = rep->integer;
+    } else if (rep && rep->type == REDIS_REPLY_ERROR) {
+        sw_log(SW_LOG_WARN, "redis: presence script: %s", rep->str);
+    } else if (rep) {
+        sw_log(SW_LOG_ERROR, "redis: presence script: unexpected reply type %d", rep->type);
+    }
+    sw_store_complete_count(&q->rs->base, q->count_cb, q->udata, status, count);
+}
+
 static void complete_commit(rreq_t *q, const redisReply *rep)
 {
     int status = SW_EUNAVAIL;
     if (rep && rep->type == REDIS_REPLY_INTEGER)
-        status = rep->integer == 1 ? 0 : SW_ELEASE;
+        status = rep->integer == 1 ? 0 : rep->integer == 2 ? SW_ECONFLICT : SW_ELEASE;
     else if (rep && rep->type == REDIS_REPLY_ERROR)
         sw_log(SW_LOG_WARN, "redis: commit script: %s", rep->str);
     else if (rep)
@@ -240,7 +370,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     if (q->rs->awaiting > 0)
         q->rs->awaiting--;
     q->rs->progress_ms = sw_now_ms();
-    if (rep && rep->type == REDIS_REPLY_ERROR && !q->evaled &&
+    if (rep && rep->type == REDIS_REPLY_ERROR && q->script >= 0 && !q->evaled &&
         strncmp(rep->str, "NOSCRIPT", 8) == 0) {
         /* The script cache is empty (restart, SCRIPT FLUSH): send the text. */
         q->evaled = 1;
@@ -254,7 +384,11 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     }
     switch (q->kind) {
     case REQ_LOAD:
+    case REQ_READ:
         complete_load(q, rep);
+        break;
+    case REQ_PRESENCE:
+        complete_count(q, rep);
         break;
     case REQ_COMMIT:
         complete_commit(q, rep);
@@ -422,6 +556,8 @@ sw_store_t *sw_store_redis_new(struct ev_loop *loop, const sw_store_opts_t *opts
     rs->db = db;
     rs->backoff_ms = BACKOFF_MIN_MS;
     ev_timer_init(&rs->retry_w, on_retry, 0., 0.);
+    ev_timer_init(&rs->sub_retry_w, on_sub_retry, 0., 0.);
+    rs->sub_backoff_ms = BACKOFF_MIN_MS;
     ev_timer_init(&rs->watchdog_w, on_watchdog, WATCHDOG_PERIOD_S, WATCHDOG_PERIOD_S);
     ev_timer_start(loop, &rs->watchdog_w);
     ev_unref(loop); /* the watchdog alone does not keep the loop alive */
@@ -444,6 +580,17 @@ static void redis_destroy(sw_store_t *s)
         redisAsyncContext *ac = rs->ac;
         rs->ac = NULL;
         redisAsyncFree(ac); /* pending callbacks get NULL: SW_EUNAVAIL */
+    }
+    ev_timer_stop(s->loop, &rs->sub_retry_w);
+    if (rs->sac) {
+        redisAsyncContext *ac = rs->sac;
+        rs->sac = NULL;
+        redisAsyncFree(ac); /* subscription callbacks get NULL: ignored */
+    }
+    rsub_t *sub, *tmp;
+    HASH_ITER(hh, rs->subs, sub, tmp)
+    {
+        rsub_free(rs, sub);
     }
     sw_store_base_destroy(s);
     free(rs->host);
@@ -489,15 +636,20 @@ static int redis_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_comm
         sw_store_defer_commit(s, cb, udata, SW_EUNAVAIL);
         return 0;
     }
-    rreq_t *q = req_new(rs, REQ_COMMIT, SCRIPT_COMMIT, 13 + 2 * (int)c->nfields);
+    int nargs = 15 + 2 * (int)c->nfields;
+    for (size_t k = 0; k < c->nshared; k++)
+        nargs += 6 + 2 * (int)c->shared[k].nfields;
+    rreq_t *q = req_new(rs, REQ_COMMIT, SCRIPT_COMMIT, nargs);
     q->commit_cb = cb;
     q->udata = udata;
     req_arg(q, "", 0);
     req_arg(q, "", 0);
-    req_arg(q, "3", 1);
+    req_argf(q, "%llu", 3 + (unsigned long long)c->nshared);
     req_arg_key(q, c->token, "");
     req_arg_key(q, c->token, ":lease");
     req_arg_key(q, c->token, ":log");
+    for (size_t k = 0; k < c->nshared; k++)
+        req_arg_key(q, c->shared[k].token, "");
     req_arg(q, s->holder, s->holder_len);
     req_argf(q, "%llu", (unsigned long long)s->token_ttl_s * 1000ULL);
     req_argf(q, "%llu", s->lease_ms);
@@ -505,9 +657,23 @@ static int redis_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_comm
     req_arg(q, c->release ? "1" : "0", 1);
     req_argf(q, "%llu", s->log_max);
     req_arg(q, c->log_entry, c->log_entry ? c->log_len : 0);
+    req_argf(q, "%llu", (unsigned long long)c->nfields);
+    req_argf(q, "%llu", (unsigned long long)c->nshared);
     for (size_t i = 0; i < c->nfields; i++) {
         req_arg(q, c->fields[i].name, c->fields[i].name_len);
         req_arg(q, c->fields[i].data, c->fields[i].len);
+    }
+    for (size_t k = 0; k < c->nshared; k++) {
+        const sw_store_shared_write_t *w = &c->shared[k];
+        req_argf(q, "%llu", (unsigned long long)w->expect_seq);
+        req_argf(q, "%llu", (unsigned long long)w->expect_seq + 1);
+        req_argf(q, "%llu", (unsigned long long)w->nfields);
+        req_arg(q, w->message ? "1" : "0", 1);
+        req_arg(q, w->message, w->message ? w->message_len : 0);
+        for (size_t i = 0; i < w->nfields; i++) {
+            req_arg(q, w->fields[i].name, w->fields[i].name_len);
+            req_arg(q, w->fields[i].data, w->fields[i].len);
+        }
     }
     req_seal(q);
     if (req_send(rs->ac, q) < 0) {
@@ -537,6 +703,259 @@ static int redis_release(sw_store_t *s, const char *token)
     return 0;
 }
 
+static int redis_read(sw_store_t *s, const char *token, sw_store_load_cb cb, void *udata)
+{
+    redis_store_t *rs = rs_of(s);
+    if (!rs->ac) {
+        sw_store_defer_load(s, cb, udata, SW_EUNAVAIL);
+        return 0;
+    }
+    rreq_t *q = req_new(rs, REQ_READ, -1, 2);
+    q->load_cb = cb;
+    q->udata = udata;
+    req_arg(q, "HGETALL", 7);
+    req_arg_key(q, token, "");
+    req_seal(q);
+    if (req_send(rs->ac, q) < 0) {
+        req_free(q);
+        sw_store_defer_load(s, cb, udata, SW_EUNAVAIL);
+    }
+    return 0;
+}
+
+static int redis_presence(sw_store_t *s, const char *token, sw_presence_op_t op,
+                          const char *const *members, size_t n, uint32_t ttl_ms,
+                          sw_store_count_cb cb, void *udata)
+{
+    redis_store_t *rs = rs_of(s);
+    if (!rs->ac) {
+        sw_store_defer_count(s, cb, udata, SW_EUNAVAIL, 0);
+        return 0;
+    }
+    rreq_t *q = req_new(rs, REQ_PRESENCE, SCRIPT_PRESENCE, 9 + (int)n);
+    q->count_cb = cb;
+    q->udata = udata;
+    req_arg(q, "", 0);
+    req_arg(q, "", 0);
+    req_arg(q, "3", 1);
+    req_arg_key(q, token, ":presence");
+    req_arg_key(q, token, ":members");
+    req_arg_key(q, token, "");
+    req_argf(q, "%llu", (unsigned long long)op);
+    req_argf(q, "%llu", (unsigned long long)ttl_ms);
+    req_argf(q, "%llu", (unsigned long long)s->token_ttl_s * 1000ULL);
+    for (size_t i = 0; i < n; i++)
+        req_arg(q, members[i], strlen(members[i]));
+    req_seal(q);
+    if (req_send(rs->ac, q) < 0) {
+        req_free(q);
+        sw_store_defer_count(s, cb, udata, SW_EUNAVAIL, 0);
+    }
+    return 0;
+}
+
+/* ---- Pub/sub connection ------------------------------------------------------------ */
+
+static void sub_connect(redis_store_t *rs);
+
+static void rsub_free(redis_store_t *rs, rsub_t *sub)
+{
+    HASH_DEL(rs->subs, sub);
+    free(sub->channel);
+    free(sub);
+}
+
+static void sub_send(redis_store_t *rs, rsub_t *sub, const char *verb)
+{
+    const char *argv[2] = {verb, sub->channel};
+    size_t argvlen[2] = {strlen(verb), sub->channel_len};
+    /* The callback is the channel's for every later reply (hiredis keeps
+     * it per channel); UNSUBSCRIBE registers none. */
+    if (redisAsyncCommandArgv(rs->sac, on_sub_reply, rs, 2, argv, argvlen) != REDIS_OK) {
+        sw_log(SW_LOG_WARN, "redis: %s %s: not sent", verb, sub->channel);
+        return;
+    }
+    if (verb[0] == 'S')
+        sub->sent = 1;
+    else
+        sub->unsub_pending++;
+}
+
+static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    redis_store_t *rs = priv;
+    redisReply *rep = reply;
+    if (!rep || rs->freeing)
+        return; /* connection gone: on_sub_disconnect handles it */
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING)
+        return;
+    const char *type = rep->element[0]->str;
+    rsub_t *sub = NULL;
+    HASH_FIND(hh, rs->subs, rep->element[1]->str, (size_t)rep->element[1]->len, sub);
+    if (!sub)
+        return;
+    if (strcmp(type, "message") == 0) {
+        if (sub->live && rep->element[2]->type == REDIS_REPLY_STRING)
+            sub->on_message(sub->udata, rep->element[2]->str, (size_t)rep->element[2]->len);
+    } else if (strcmp(type, "subscribe") == 0) {
+        if (sub->live && sub->on_resync)
+            sub->on_resync(sub->udata);
+    } else if (strcmp(type, "unsubscribe") == 0) {
+        if (sub->unsub_pending > 0)
+            sub->unsub_pending--;
+        if (sub->unsub_pending > 0)
+            return;
+        if (sub->live) /* subscribed again meanwhile: hiredis forgot it */
+            sub_send(rs, sub, "SUBSCRIBE");
+        else
+            rsub_free(rs, sub);
+    }
+}
+
+/* The pub/sub connection is gone: forget what was sent on it. */
+static void sub_went_down(redis_store_t *rs, const char *why)
+{
+    rs->sac = NULL;
+    if (rs->freeing)
+        return;
+    rsub_t *sub, *tmp;
+    HASH_ITER(hh, rs->subs, sub, tmp)
+    {
+        if (!sub->live) {
+            rsub_free(rs, sub);
+            continue;
+        }
+        sub->sent = 0;
+        sub->unsub_pending = 0;
+    }
+    if (!rs->sub_down) {
+        rs->sub_down = 1;
+        sw_log(SW_LOG_WARN, "redis: pub/sub connection lost: %s", why && why[0] ? why : "closed");
+    }
+    if (rs->nlive == 0)
+        return; /* reopened at the next subscribe */
+    ev_timer_stop(rs->base.loop, &rs->sub_retry_w);
+    ev_timer_set(&rs->sub_retry_w, rs->sub_backoff_ms / 1000.0, 0.);
+    ev_timer_start(rs->base.loop, &rs->sub_retry_w);
+    rs->sub_backoff_ms = SW_MIN(rs->sub_backoff_ms * 2, BACKOFF_MAX_MS);
+}
+
+static void on_sub_connect(const redisAsyncContext *ac, int status)
+{
+    redis_store_t *rs = ac->data;
+    if (status != REDIS_OK) {
+        sub_went_down(rs, ac->errstr); /* hiredis frees ac after this */
+        return;
+    }
+    rs->sub_backoff_ms = BACKOFF_MIN_MS;
+    if (rs->sub_down) {
+        rs->sub_down = 0;
+        sw_log(SW_LOG_NOTICE, "redis: pub/sub connection restored");
+    }
+}
+
+static void on_sub_disconnect(const redisAsyncContext *ac, int status)
+{
+    redis_store_t *rs = ac->data;
+    sub_went_down(rs, status == REDIS_OK ? "closed" : ac->errstr);
+}
+
+static void on_sub_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    redis_store_t *rs = sw_container_of(w, redis_store_t, sub_retry_w);
+    if (!rs->sac && rs->nlive > 0)
+        sub_connect(rs);
+}
+
+/* Open the pub/sub connection and SUBSCRIBE every live subscription (the
+ * SUBSCRIBEs also arm the write watcher that completes the connect).
+ * Pub/sub channels do not depend on the db: no SELECT. */
+static void sub_connect(redis_store_t *rs)
+{
+    ev_timer_stop(rs->base.loop, &rs->sub_retry_w);
+    redisAsyncContext *ac =
+        rs->port ? redisAsyncConnect(rs->host, rs->port) : redisAsyncConnectUnix(rs->host);
+    if (!ac) {
+        sub_went_down(rs, "out of memory");
+        return;
+    }
+    if (ac->err) {
+        char why[128];
+        snprintf(why, sizeof(why), "%s", ac->errstr);
+        redisAsyncFree(ac);
+        sub_went_down(rs, why);
+        return;
+    }
+    ac->data = rs;
+    rs->sac = ac;
+    redisLibevAttach(rs->base.loop, ac);
+    redisAsyncSetConnectCallback(ac, on_sub_connect);
+    redisAsyncSetDisconnectCallback(ac, on_sub_disconnect);
+    rsub_t *sub, *tmp;
+    HASH_ITER(hh, rs->subs, sub, tmp)
+    {
+        if (sub->live && !sub->sent)
+            sub_send(rs, sub, "SUBSCRIBE");
+    }
+}
+
+static int redis_subscribe(sw_store_t *s, const char *token, sw_store_message_cb on_message,
+                           sw_store_resync_cb on_resync, void *udata)
+{
+    redis_store_t *rs = rs_of(s);
+    char channel[SW_STORE_TOKEN_MAX + 16];
+    int n = snprintf(channel, sizeof(channel), "sw:{%s}:ch", token);
+    rsub_t *sub = NULL;
+    HASH_FIND(hh, rs->subs, channel, (size_t)n, sub);
+    if (sub && sub->live)
+        return SW_EBUSY;
+    if (rs->nlive >= SW_STORE_MAX_SUBS)
+        return SW_ENOMEM;
+    int fresh = !sub;
+    if (fresh) {
+        sub = sw_xcalloc(1, sizeof(*sub));
+        sub->channel = sw_xstrndup(channel, (size_t)n);
+        sub->channel_len = (size_t)n;
+        HASH_ADD_KEYPTR(hh, rs->subs, sub->channel, sub->channel_len, sub);
+    }
+    sub->live = 1;
+    sub->on_message = on_message;
+    sub->on_resync = on_resync;
+    sub->udata = udata;
+    rs->nlive++;
+    if (!rs->sac) {
+        if (!ev_is_active(&rs->sub_retry_w))
+            sub_connect(rs); /* sends SUBSCRIBE for it */
+    } else if (fresh || sub->unsub_pending == 0) {
+        sub_send(rs, sub, "SUBSCRIBE");
+    } /* else: sent when its UNSUBSCRIBE is confirmed */
+    return 0;
+}
+
+static int redis_unsubscribe(sw_store_t *s, const char *token)
+{
+    redis_store_t *rs = rs_of(s);
+    char channel[SW_STORE_TOKEN_MAX + 16];
+    int n = snprintf(channel, sizeof(channel), "sw:{%s}:ch", token);
+    rsub_t *sub = NULL;
+    HASH_FIND(hh, rs->subs, channel, (size_t)n, sub);
+    if (!sub || !sub->live)
+        return SW_ENOTFOUND;
+    sub->live = 0;
+    sub->on_message = NULL;
+    sub->on_resync = NULL;
+    sub->udata = NULL;
+    rs->nlive--;
+    if (rs->sac && sub->sent && sub->unsub_pending == 0) {
+        sub->sent = 0;
+        sub_send(rs, sub, "UNSUBSCRIBE");
+    }
+    if (sub->unsub_pending == 0)
+        rsub_free(rs, sub);
+    return 0;
+}
+
 static const sw_store_ops_t REDIS_OPS = {
     .kind = "redis",
     .destroy = redis_destroy,
@@ -544,4 +963,8 @@ static const sw_store_ops_t REDIS_OPS = {
     .acquire_load = redis_acquire_load,
     .commit = redis_commit,
     .release = redis_release,
+    .read = redis_read,
+    .presence = redis_presence,
+    .subscribe = redis_subscribe,
+    .unsubscribe = redis_unsubscribe,
 };

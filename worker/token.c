@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/mpjson.h"
 #include "common/util.h"
+#include "worker/shared.h"
 #include "worker/worker.h"
 
 /* Chained events one handler step may queue; more is a handler bug. */
@@ -17,11 +18,18 @@
 /* Lease busy backoff: first delay, cap. */
 #define SW_BUSY_FIRST_MS 5
 #define SW_BUSY_MAX_MS 200
+/* Compare-and-set retries of one event on contended shared state. */
+#define SW_MAX_CONFLICTS 200
+
+enum { WAIT_NONE = 0, WAIT_PREPARE, WAIT_LINK };
 
 static void kick(sw_token_t *t);
 static void run_current(sw_token_t *t);
 static void run_step(sw_token_t *t);
 static void finish_current(sw_token_t *t);
+static void prepare(sw_token_t *t);
+static void after_commit(sw_token_t *t);
+static int link_phase(sw_token_t *t);
 
 /* ---- events -------------------------------------------------------------- */
 
@@ -90,6 +98,7 @@ static void drop_tree(sw_token_t *t)
         sw_tree_destroy(&t->tree);
         t->have_tree = 0;
     }
+    t->old_view = 0;
 }
 
 static void clear_step(sw_token_t *t)
@@ -100,6 +109,94 @@ static void clear_step(sw_token_t *t)
     }
     json_decref(t->acc);
     t->acc = NULL;
+    json_decref(t->new_links);
+    t->new_links = NULL;
+    t->link_idx = 0;
+    for (size_t i = 0; i < t->nwrites; i++)
+        json_decref(t->write_changed[i]);
+    t->nwrites = 0;
+}
+
+/* ---- links to shared tokens ------------------------------------------------ */
+
+static sw_tlink_t *tlink_find(sw_token_t *t, const char *name)
+{
+    for (size_t i = 0; i < t->ntl; i++)
+        if (strcmp(t->tl[i].r->token, name) == 0)
+            return &t->tl[i];
+    return NULL;
+}
+
+/* Link record for shared token `name`, made (and subscribed) if new.
+ * NULL past SW_MAX_TOKEN_SHARED (logged). */
+static sw_tlink_t *tlink_add(sw_token_t *t, const char *name)
+{
+    sw_tlink_t *l = tlink_find(t, name);
+    if (l)
+        return l;
+    if (t->ntl >= SW_MAX_TOKEN_SHARED) {
+        sw_log(SW_LOG_WARN, "token %.8s…: more than %d shared tokens linked; ignoring %s",
+               t->token, SW_MAX_TOKEN_SHARED, name);
+        return NULL;
+    }
+    sw_shared_t *r = sw_shared_get(t->w, name);
+    size_t pos = 0; /* keep sorted: write slots are taken in name order */
+    while (pos < t->ntl && strcmp(t->tl[pos].r->token, name) < 0)
+        pos++;
+    memmove(&t->tl[pos + 1], &t->tl[pos], (t->ntl - pos) * sizeof(t->tl[0]));
+    t->tl[pos] = (sw_tlink_t){.r = r, .applied_seq = 0, .presence_seen = -1};
+    t->ntl++;
+    sw_shared_link(r, t);
+    if (t->presence_on)
+        sw_shared_presence(r, t, SW_PRESENCE_ADD);
+    return &t->tl[pos];
+}
+
+static void tlink_remove(sw_token_t *t, sw_tlink_t *l, sw_presence_op_t op)
+{
+    sw_shared_t *r = l->r;
+    if (t->presence_on)
+        sw_shared_presence(r, t, op);
+    size_t pos = (size_t)(l - t->tl);
+    memmove(&t->tl[pos], &t->tl[pos + 1], (t->ntl - pos - 1) * sizeof(t->tl[0]));
+    t->ntl--;
+    sw_shared_unlink(r, t);
+}
+
+/* Make the link records match `links` ({state: shared token}). */
+static void sync_tlinks(sw_token_t *t, const json_t *links)
+{
+    for (size_t i = t->ntl; i-- > 0;) {
+        int used = 0;
+        const char *state;
+        json_t *v;
+        json_object_foreach((json_t *)links, state, v)
+        {
+            if (json_is_string(v) && strcmp(json_string_value(v), t->tl[i].r->token) == 0)
+                used = 1;
+        }
+        if (!used) /* unlinked by another connection of this token */
+            tlink_remove(t, &t->tl[i], SW_PRESENCE_REMOVE);
+    }
+    const char *state;
+    json_t *v;
+    json_object_foreach((json_t *)links, state, v)
+    {
+        if (json_is_string(v))
+            tlink_add(t, json_string_value(v));
+    }
+}
+
+static void presence_all(sw_token_t *t, sw_presence_op_t op)
+{
+    for (size_t i = 0; i < t->ntl; i++)
+        sw_shared_presence(t->tl[i].r, t, op);
+}
+
+static void release_slots(sw_token_t *t)
+{
+    for (size_t i = 0; i < t->ntl; i++)
+        sw_shared_release_slot(t->tl[i].r, t);
 }
 
 static void token_free(sw_token_t *t)
@@ -114,8 +211,13 @@ static void token_free(sw_token_t *t)
     while (!LIST_EMPTY(&t->tasks))
         task_free(LIST_FIRST(&t->tasks));
     ev_timer_stop(w->loop, &t->retry_w);
+    if (t->resume_queued)
+        TAILQ_REMOVE(&w->resumes, t, resume_link);
+    while (t->ntl)
+        tlink_remove(t, &t->tl[t->ntl - 1], SW_PRESENCE_REMOVE);
     clear_step(t);
     drop_tree(t);
+    json_decref(t->private_copies);
     HASH_DEL(w->tokens, t);
     w->ntokens--;
     free(t);
@@ -127,9 +229,10 @@ void sw_token_gc(sw_worker_t *w)
     HASH_ITER(hh, w->tokens, t, tmp)
     {
         if (t->nsessions == 0 && LIST_EMPTY(&t->tasks) && sw_token_idle(t) &&
-            !ev_is_active(&t->retry_w))
+            !ev_is_active(&t->retry_w) && !t->resume_queued)
             token_free(t);
     }
+    sw_shared_gc(w);
 }
 
 void sw_token_free_all(sw_worker_t *w)
@@ -140,8 +243,10 @@ void sw_token_free_all(sw_worker_t *w)
         sw_session_t *s;
         LIST_FOREACH(s, &t->sessions, tok_link)
         s->tok = NULL;
+        t->presence_on = 0; /* the entries expire; no writes at exit */
         token_free(t);
     }
+    sw_shared_free_all(w);
 }
 
 void sw_token_attach(sw_token_t *t, sw_session_t *s)
@@ -149,6 +254,10 @@ void sw_token_attach(sw_token_t *t, sw_session_t *s)
     LIST_INSERT_HEAD(&t->sessions, s, tok_link);
     t->nsessions++;
     s->tok = t;
+    if (!t->presence_on) {
+        t->presence_on = 1;
+        presence_all(t, SW_PRESENCE_ADD);
+    }
 }
 
 void sw_token_detach(sw_token_t *t, sw_session_t *s)
@@ -164,6 +273,13 @@ void sw_token_detach(sw_token_t *t, sw_session_t *s)
     }
     if (t->current && t->current->origin == s)
         t->current->origin = NULL;
+    if (t->nsessions == 0) {
+        if (t->presence_on)
+            presence_all(t, SW_PRESENCE_REMOVE);
+        t->presence_on = 0;
+        if (!t->current)
+            drop_tree(t); /* no client view to keep */
+    }
     sw_worker_schedule_gc(t->w);
 }
 
@@ -205,8 +321,8 @@ static void push_front_chained(sw_token_t *t, json_t *chained)
         json_t *payload = json_object_get(c, "payload");
         if (!name)
             continue;
-        sw_event_t *ev = sw_event_new(SW_EV_CHAINED, -1, NULL, name,
-                                      payload ? json_incref(payload) : NULL, NULL);
+        sw_event_t *ev =
+            sw_event_new(SW_EV_CHAINED, -1, NULL, name, payload ? json_incref(payload) : NULL, NULL);
         TAILQ_INSERT_HEAD(&t->queue, ev, link);
         t->qlen++;
     }
@@ -288,6 +404,91 @@ static void resync_stale(sw_token_t *t, sw_session_t *skip)
     json_decref(full);
 }
 
+/* ---- catching up with shared state -------------------------------------------- */
+
+/* Fold the shared copies into the tree; what the clients did not have yet
+ * goes into `delta`. `all` sends every var of the linked states (the tree
+ * was not the client view). */
+static void fold_shared(sw_token_t *t, json_t *delta, int all)
+{
+    const char *state;
+    json_t *v;
+    json_object_foreach(t->tree.links, state, v)
+    {
+        sw_tlink_t *l = tlink_find(t, json_string_value(v));
+        if (!l || !l->r->synced)
+            continue;
+        sw_tree_replace_state(&t->tree, state, json_object_get(l->r->vars, state), all, delta);
+    }
+    for (size_t i = 0; i < t->ntl; i++) {
+        sw_tlink_t *l = &t->tl[i];
+        if (l->r->synced)
+            l->applied_seq = l->r->seq;
+        if (l->r->presence >= 0 && (all || l->r->presence != l->presence_seen)) {
+            sw_tree_set_presence(&t->tree, l->r->token, l->r->presence, delta);
+            l->presence_seen = l->r->presence;
+        }
+    }
+}
+
+static void do_catchup(sw_token_t *t)
+{
+    t->catchup_pending = 0;
+    if (!t->have_tree || !t->old_view || t->nsessions == 0)
+        return;
+    int behind = 0;
+    for (size_t i = 0; i < t->ntl; i++) {
+        sw_tlink_t *l = &t->tl[i];
+        if ((l->r->synced && l->r->seq != l->applied_seq) ||
+            (l->r->presence >= 0 && l->r->presence != l->presence_seen))
+            behind = 1;
+    }
+    if (!behind)
+        return;
+    json_t *delta = json_object();
+    fold_shared(t, delta, 0);
+    if (json_object_size(delta))
+        deliver(t, NULL, -1, t->seq, delta, NULL, 0, 0);
+    json_decref(delta);
+}
+
+void sw_token_catchup(sw_token_t *t)
+{
+    if (t->current || t->pending_store) {
+        t->catchup_pending = 1;
+        return;
+    }
+    do_catchup(t);
+}
+
+void sw_token_resume(sw_token_t *t)
+{
+    sw_worker_t *w = t->w;
+    if (t->resume_queued)
+        return;
+    t->resume_queued = 1;
+    TAILQ_INSERT_TAIL(&w->resumes, t, resume_link);
+    ev_idle_start(w->loop, &w->resume_w);
+}
+
+void sw_token_run_resumes(sw_worker_t *w)
+{
+    sw_token_t *t;
+    while ((t = TAILQ_FIRST(&w->resumes))) {
+        TAILQ_REMOVE(&w->resumes, t, resume_link);
+        t->resume_queued = 0;
+        int waiting = t->waiting;
+        if (!t->current || !waiting)
+            continue;
+        t->waiting = WAIT_NONE;
+        if (waiting == WAIT_PREPARE)
+            prepare(t);
+        else if (link_phase(t))
+            after_commit(t);
+    }
+    ev_idle_stop(w->loop, &w->resume_w);
+}
+
 /* ---- the pipeline ------------------------------------------------------------ */
 
 static void on_loaded(void *udata, const sw_store_loaded_t *res);
@@ -330,16 +531,22 @@ static void release_lease(sw_token_t *t)
     }
 }
 
-/* The current event is done (answered or failed): free it, drop the
- * cached state (it is reloaded under the lease for the next event) and
- * start the next one. */
+/* The current event is done (answered or failed): free it, give back the
+ * lease and the shared write slots, catch up with shared changes that
+ * arrived meanwhile, and start the next one. The tree stays as the client
+ * view while the token has clients. */
 static void finish_current(sw_token_t *t)
 {
     release_lease(t);
+    release_slots(t);
     clear_step(t);
-    drop_tree(t);
+    t->waiting = WAIT_NONE;
+    if (t->nsessions == 0 || (t->current && t->current->kind == SW_EV_HELLO))
+        drop_tree(t);
     sw_event_free(t->current);
     t->current = NULL;
+    if (t->catchup_pending)
+        do_catchup(t);
     kick(t);
     if (sw_token_idle(t) && t->nsessions == 0)
         sw_worker_schedule_gc(t->w);
@@ -354,19 +561,17 @@ static void busy_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
         kick(t);
 }
 
-static void load_meta(sw_token_t *t, const char *mp, size_t len)
+static json_t *load_meta(sw_token_t *t, const char *mp, size_t len)
 {
     int err = 0;
     json_t *meta = sw_mpjson_decode(mp, len, &err);
-    if (!meta) {
+    if (!json_is_object(meta)) {
         sw_log(SW_LOG_WARN, "token %.8s…: unreadable _meta (%s), using defaults", t->token,
                sw_strerror(err));
-        return;
+        json_decref(meta);
+        return NULL;
     }
-    json_t *router = json_object_get(meta, "router");
-    if (json_is_object(router))
-        sw_tree_set_router(&t->tree, json_incref(router), NULL);
-    json_decref(meta);
+    return meta;
 }
 
 static void on_loaded(void *udata, const sw_store_loaded_t *res)
@@ -403,9 +608,10 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
         return;
     }
     t->lease_held = 1;
-    drop_tree(t);
-    sw_tree_init(&t->tree, w->app);
-    t->have_tree = 1;
+
+    /* The new tree: private states from the store. */
+    sw_tree_t fresh;
+    sw_tree_init(&fresh, w->app);
     for (size_t i = 0; i < res->nfields; i++) {
         const sw_store_field_t *f = &res->fields[i];
         char name[256];
@@ -413,15 +619,78 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
             continue;
         memcpy(name, f->name, f->name_len);
         name[f->name_len] = '\0';
-        int rc = sw_tree_load_state(&t->tree, name, f->data, f->len);
+        int rc = sw_tree_load_state(&fresh, name, f->data, f->len);
         if (rc == SW_EINVAL)
-            sw_log(SW_LOG_WARN, "token %.8s…: state %s unreadable, using defaults", t->token, name);
+            sw_log(SW_LOG_WARN, "token %.8s…: state %s unreadable, using defaults", t->token,
+                   name);
     }
-    if (res->meta)
-        load_meta(t, res->meta, res->meta_len);
-    sw_tree_recompute_all(&t->tree);
+    json_t *meta = res->meta ? load_meta(t, res->meta, res->meta_len) : NULL;
+    json_t *router = json_object_get(meta, "router");
+    if (json_is_object(router))
+        sw_tree_set_router(&fresh, json_incref(router), NULL);
+    json_t *links = json_object_get(meta, "links");
+    if (json_is_object(links) && json_object_size(links))
+        sw_tree_set_links(&fresh, json_incref(links), NULL);
+    sw_tree_recompute_all(&fresh);
+
+    /* Keep the private copies of linked states (unlink restores them), and
+     * start linked states from what the clients hold (the old view) so
+     * that folding in the shared copy yields what they miss. */
+    json_decref(t->private_copies);
+    t->private_copies = json_object();
+    int old_view = t->have_tree && t->old_view;
+    const char *state;
+    json_t *v;
+    json_object_foreach(fresh.links, state, v)
+    {
+        json_t *priv = sw_tree_state_vars(&fresh, state);
+        if (priv)
+            json_object_set_new(t->private_copies, state, json_deep_copy(priv));
+        if (old_view && json_equal(json_object_get(t->tree.links, state), v))
+            sw_tree_replace_state(&fresh, state, sw_tree_state_vars(&t->tree, state), 1, NULL);
+    }
+    if (old_view) {
+        const char *r;
+        json_t *n;
+        json_object_foreach(t->tree.presence, r, n)
+        sw_tree_set_presence(&fresh, r, json_integer_value(n), NULL);
+    }
+    drop_tree(t);
+    t->tree = fresh;
+    t->have_tree = 1;
+    t->old_view = old_view;
     t->exists = res->exists;
     t->seq = res->seq;
+    sync_tlinks(t, t->tree.links);
+    json_decref(meta);
+    prepare(t);
+}
+
+/* Before a hydrate or a handler step: take the write slot of every linked
+ * shared token (in name order) with a current copy, then fold the copies
+ * in. Waits (resumed later) when a slot is busy or a copy is being read. */
+static void prepare(sw_token_t *t)
+{
+    sw_event_t *ev = t->current;
+    if (ev->kind != SW_EV_HELLO) {
+        for (size_t i = 0; i < t->ntl; i++) {
+            int rc = sw_shared_want_slot(t->tl[i].r, t);
+            if (rc == 0) {
+                t->waiting = WAIT_PREPARE;
+                return;
+            }
+            if (rc < 0) {
+                answer_error(t, ev, SW_ERRC_STATE_UNAVAILABLE,
+                             "shared state unavailable; retry");
+                drop_tree(t);
+                finish_current(t);
+                return;
+            }
+        }
+        clear_step(t);
+        t->acc = json_object();
+        fold_shared(t, t->acc, !t->old_view);
+    }
     run_current(t);
 }
 
@@ -436,9 +705,8 @@ static void send_welcome(sw_token_t *t, sw_session_t *s)
     sw_buf_destroy(&b);
 }
 
-/* Encode the fields of a commit: the dirty states, and _meta (router)
- * when asked. Buffers are kept in `bufs` (nbufs entries) until the store
- * has copied them, which sw_store_commit does before returning. */
+/* Encoded fields of a commit, kept until the store has copied them, which
+ * sw_store_commit does before returning. */
 typedef struct commit_fields {
     sw_store_field_t f[64];
     sw_buf_t bufs[64];
@@ -461,13 +729,15 @@ static int add_state_field(sw_token_t *t, commit_fields_t *cf, const char *state
     return 0;
 }
 
-static int add_meta_field(sw_token_t *t, commit_fields_t *cf)
+static int add_meta_field(sw_token_t *t, commit_fields_t *cf, const json_t *links)
 {
     if (cf->n >= SW_ARRAY_SIZE(cf->f))
         return SW_ETOOLARGE;
     sw_buf_t *b = &cf->bufs[cf->n];
     sw_buf_init(b, 0);
     json_t *meta = json_pack("{s:O}", "router", t->tree.router);
+    if (links && json_object_size(links))
+        json_object_set(meta, "links", (json_t *)links);
     int rc = sw_mpjson_encode(meta, b);
     json_decref(meta);
     if (rc) {
@@ -485,11 +755,28 @@ static void commit_fields_destroy(commit_fields_t *cf)
         sw_buf_destroy(&cf->bufs[i]);
 }
 
+/* Shared writes of a commit, one per shared token. */
+typedef struct shared_writes {
+    sw_store_shared_write_t sw[SW_MAX_TOKEN_SHARED];
+    commit_fields_t cf[SW_MAX_TOKEN_SHARED];
+    char *msg[SW_MAX_TOKEN_SHARED];
+    size_t n;
+} shared_writes_t;
+
+static void shared_writes_destroy(shared_writes_t *ws)
+{
+    for (size_t i = 0; i < ws->n; i++) {
+        commit_fields_destroy(&ws->cf[i]);
+        free(ws->msg[i]);
+    }
+    ws->n = 0;
+}
+
 /* Send the fenced commit. seq 0 keeps the seq (no delta of the stream);
  * log_entry NULL writes no log entry. Returns 0 when the commit is in
  * flight; otherwise the event has been answered and finished. */
-static int commit(sw_token_t *t, commit_fields_t *cf, uint64_t seq, const char *log_entry,
-                  size_t log_len, int release)
+static int commit(sw_token_t *t, commit_fields_t *cf, shared_writes_t *ws, uint64_t seq,
+                  const char *log_entry, size_t log_len, int release)
 {
     sw_store_commit_t c = {
         .token = t->token,
@@ -499,17 +786,26 @@ static int commit(sw_token_t *t, commit_fields_t *cf, uint64_t seq, const char *
         .fields = cf->f,
         .nfields = cf->n,
         .release = release,
+        .shared = ws ? ws->sw : NULL,
+        .nshared = ws ? ws->n : 0,
     };
     t->commit_seq = seq;
     t->commit_release = release;
     int rc = sw_store_commit(t->w->store, &c, on_committed, t);
     commit_fields_destroy(cf);
+    if (ws)
+        shared_writes_destroy(ws);
     if (rc) {
         SW_STAT_ADD(t->w->stats, redis_errors, 1);
+        for (size_t i = 0; i < t->nwrites; i++)
+            sw_shared_commit_end(t->writes[i], rc, NULL, 0);
+        drop_tree(t);
         answer_error(t, t->current, SW_ERRC_STATE_UNAVAILABLE, "state store unavailable; retry");
         finish_current(t);
         return rc;
     }
+    for (size_t i = 0; i < t->nwrites; i++)
+        sw_shared_commit_begin(t->writes[i]);
     t->pending_store = 1;
     return 0;
 }
@@ -547,18 +843,21 @@ static void run_hydrate(sw_token_t *t)
     cf.n = 0;
     int rc = 0;
     if (!t->exists) {
-        for (size_t i = 0; i < sw_appdef_nstates(t->w->app) && !rc; i++)
-            rc = add_state_field(t, &cf, sw_appdef_state(t->w->app, i));
+        for (size_t i = 0; i < sw_appdef_nstates(t->w->app) && !rc; i++) {
+            const char *state = sw_appdef_state(t->w->app, i);
+            if (!json_object_get(t->tree.links, state))
+                rc = add_state_field(t, &cf, state);
+        }
     }
     if (!rc)
-        rc = add_meta_field(t, &cf);
+        rc = add_meta_field(t, &cf, t->tree.links);
     if (rc) {
         commit_fields_destroy(&cf);
         answer_error(t, ev, SW_ERRC_HANDLER_ERROR, "state too large to store");
         finish_current(t);
         return;
     }
-    commit(t, &cf, 0, NULL, 0, 1);
+    commit(t, &cf, NULL, 0, NULL, 0, 1);
 }
 
 static void merge_delta(json_t *acc, json_t *delta)
@@ -601,7 +900,48 @@ static void task_schedule(sw_token_t *t, sw_event_t *ev, unsigned sleep_ms)
     ev_timer_start(t->w->loop, &task->timer);
 }
 
-/* Run one handler step of the current event and commit what it changed. */
+/* The links after applying the step's link ops, or NULL when unchanged. */
+static json_t *links_after(const sw_token_t *t, const json_t *ops)
+{
+    if (!json_array_size(ops))
+        return NULL;
+    json_t *links = json_deep_copy(t->tree.links);
+    size_t i;
+    json_t *op;
+    json_array_foreach((json_t *)ops, i, op)
+    {
+        const char *kind = json_string_value(json_object_get(op, "op"));
+        const char *state = json_string_value(json_object_get(op, "state"));
+        if (!kind || !state)
+            continue;
+        if (strcmp(kind, "link") == 0)
+            json_object_set(links, state, json_object_get(op, "token"));
+        else
+            json_object_del(links, state);
+    }
+    if (json_equal(links, t->tree.links)) {
+        json_decref(links);
+        return NULL;
+    }
+    return links;
+}
+
+static void fail_current(sw_token_t *t, sw_errc_t code, const char *msg)
+{
+    sw_event_t *ev = t->current;
+    /* Shared changes folded in before the handler ran are in the tree:
+     * the clients get them even though the event failed. */
+    if (t->have_tree && t->acc && json_object_size(t->acc))
+        deliver(t, NULL, -1, t->seq, t->acc, NULL, 0, 0);
+    answer_error(t, ev, code, msg);
+    if (ev->task)
+        task_free(ev->task);
+    finish_current(t);
+}
+
+/* Run one handler step of the current event and commit what it changed:
+ * private states with the token's own seq and log (fenced by its lease),
+ * linked states into their shared tokens (compare-and-set, published). */
 static void run_step(sw_token_t *t)
 {
     sw_worker_t *w = t->w;
@@ -610,58 +950,188 @@ static void run_step(sw_token_t *t)
     if (kind == SW_EVENT_UNKNOWN) {
         char msg[SW_EVENT_NAME_MAX + 32];
         snprintf(msg, sizeof(msg), "no handler %s", ev->name);
-        answer_error(t, ev, SW_ERRC_UNKNOWN_EVENT, msg);
-        finish_current(t);
+        fail_current(t, SW_ERRC_UNKNOWN_EVENT, msg);
         return;
     }
-    clear_step(t);
-    t->acc = json_object();
+    if (!t->acc)
+        t->acc = json_object();
     int router_changed = 0;
     if (ev->router && !json_equal(ev->router, t->tree.router)) {
         sw_tree_set_router(&t->tree, json_incref(ev->router), t->acc);
         router_changed = 1;
     }
+    if (t->have_step) {
+        sw_step_destroy(&t->step);
+        t->have_step = 0;
+    }
     sw_runtime_step(&t->tree, t->token, ev->name, ev->payload, ev->step, &t->step);
     t->have_step = 1;
     if (t->step.status < 0) {
-        answer_error(t, ev, sw_errc_parse(t->step.error_code), t->step.error_msg);
-        if (ev->task)
-            task_free(ev->task);
-        finish_current(t);
+        fail_current(t, sw_errc_parse(t->step.error_code), t->step.error_msg);
         return;
     }
     merge_delta(t->acc, t->step.delta);
+    json_decref(t->new_links);
+    t->new_links = links_after(t, t->step.link_ops);
 
     commit_fields_t cf;
     cf.n = 0;
+    shared_writes_t ws;
+    ws.n = 0;
+    for (size_t k = 0; k < t->nwrites; k++) /* from a previous yield step */
+        json_decref(t->write_changed[k]);
+    t->nwrites = 0;
     int rc = 0;
-    for (size_t i = 0; i < json_array_size(t->step.dirty) && !rc; i++)
-        rc = add_state_field(t, &cf, json_string_value(json_array_get(t->step.dirty, i)));
-    if (!rc && router_changed)
-        rc = add_meta_field(t, &cf);
+    size_t i;
+    json_t *jstate;
+    json_array_foreach(t->step.dirty, i, jstate)
+    {
+        const char *state = json_string_value(jstate);
+        const char *rname = json_string_value(json_object_get(t->tree.links, state));
+        if (!rname) {
+            rc = add_state_field(t, &cf, state);
+        } else {
+            sw_tlink_t *l = tlink_find(t, rname);
+            if (!l) {
+                rc = SW_ENOTFOUND;
+                break;
+            }
+            size_t k = 0;
+            while (k < t->nwrites && t->writes[k] != l->r)
+                k++;
+            if (k == t->nwrites) {
+                t->writes[k] = l->r;
+                t->write_changed[k] = json_object();
+                ws.cf[k].n = 0;
+                ws.msg[k] = NULL;
+                t->nwrites++;
+                ws.n++;
+            }
+            json_object_set(t->write_changed[k], state,
+                            json_object_get(t->step.changed, state));
+            rc = add_state_field(t, &ws.cf[k], state);
+        }
+        if (rc)
+            break;
+    }
+    int private_change = cf.n > 0 || router_changed || t->new_links ||
+                         json_array_size(t->step.actions) > 0;
+    if (!rc && (router_changed || t->new_links))
+        rc = add_meta_field(t, &cf, t->new_links ? t->new_links : t->tree.links);
     if (rc) {
         commit_fields_destroy(&cf);
+        shared_writes_destroy(&ws);
         drop_tree(t);
-        answer_error(t, ev, SW_ERRC_HANDLER_ERROR, "state too large to store");
-        if (ev->task)
-            task_free(ev->task);
-        finish_current(t);
+        fail_current(t, SW_ERRC_HANDLER_ERROR, "state too large to store");
         return;
     }
+    for (size_t k = 0; k < ws.n; k++) {
+        sw_shared_t *r = t->writes[k];
+        json_t *msg = sw_shared_message(r->seq + 1, t->write_changed[k]);
+        ws.msg[k] = json_dumps(msg, JSON_COMPACT);
+        json_decref(msg);
+        t->write_seq[k] = r->seq + 1;
+        ws.sw[k] = (sw_store_shared_write_t){
+            .token = r->token,
+            .expect_seq = r->seq,
+            .fields = ws.cf[k].f,
+            .nfields = ws.cf[k].n,
+            .message = ws.msg[k],
+            .message_len = strlen(ws.msg[k]),
+        };
+    }
     int yield_inline = t->step.status == SW_YIELD && kind != SW_EVENT_TASK;
-    int changed = cf.n > 0 || json_object_size(t->acc) > 0 || json_array_size(t->step.actions) > 0;
     t->commit_full = 0;
-    if (!changed) {
+    if (!private_change && ws.n == 0) {
         commit_fields_destroy(&cf);
         on_committed(t, 0);
+        return;
+    }
+    if (!private_change) {
+        /* Only shared state changed: no delta of the token's own stream,
+         * but the write is still fenced by the token's lease. */
+        commit(t, &cf, &ws, 0, NULL, 0, !yield_inline);
         return;
     }
     sw_buf_t log;
     sw_buf_init(&log, 0);
     uint64_t seq = t->seq + 1;
     sw_msg_encode_delta(&log, seq, -1, t->acc, t->step.actions, 0);
-    commit(t, &cf, seq, log.data, log.len, !yield_inline);
+    commit(t, &cf, &ws, seq, log.data, log.len, !yield_inline);
     sw_buf_destroy(&log);
+}
+
+/* After a successful commit: apply link/unlink ops to the tree. Returns 1
+ * when done, 0 when waiting for a shared copy (resumed later). */
+static int link_phase(sw_token_t *t)
+{
+    json_t *ops = t->have_step ? t->step.link_ops : NULL;
+    for (; t->link_idx < json_array_size(ops); t->link_idx++) {
+        json_t *op = json_array_get(ops, t->link_idx);
+        const char *kind = json_string_value(json_object_get(op, "op"));
+        const char *state = json_string_value(json_object_get(op, "state"));
+        if (!kind || !state)
+            continue;
+        json_t *links = json_deep_copy(t->tree.links);
+        if (strcmp(kind, "link") == 0) {
+            const char *rname = json_string_value(json_object_get(op, "token"));
+            sw_tlink_t *l = rname ? tlink_add(t, rname) : NULL;
+            if (!l) {
+                json_decref(links);
+                continue;
+            }
+            int rc = sw_shared_want_sync(l->r, t);
+            if (rc == 0) {
+                json_decref(links);
+                t->waiting = WAIT_LINK;
+                return 0;
+            }
+            if (rc < 0) {
+                /* The link is committed but the shared copy is out of
+                 * reach: forget the view; the next event folds it in. */
+                json_decref(links);
+                drop_tree(t);
+                fail_current(t, SW_ERRC_STATE_UNAVAILABLE, "shared state unavailable; retry");
+                return 0;
+            }
+            json_t *priv = sw_tree_state_vars(&t->tree, state);
+            if (priv && !json_object_get(t->tree.links, state))
+                json_object_set_new(t->private_copies, state, json_deep_copy(priv));
+            json_object_set_new(links, state, json_string(rname));
+            sw_tree_set_links(&t->tree, links, t->acc);
+            sw_tree_replace_state(&t->tree, state, json_object_get(l->r->vars, state), 1, t->acc);
+            l->applied_seq = l->r->seq;
+            if (l->r->presence >= 0) {
+                sw_tree_set_presence(&t->tree, l->r->token, l->r->presence, t->acc);
+                l->presence_seen = l->r->presence;
+            }
+        } else {
+            const char *rname = json_string_value(json_object_get(t->tree.links, state));
+            if (!rname) {
+                json_decref(links);
+                continue;
+            }
+            char rcopy[SW_SHARED_TOKEN_MAX + 1];
+            snprintf(rcopy, sizeof(rcopy), "%s", rname);
+            json_object_del(links, state);
+            int still = 0;
+            const char *s2;
+            json_t *v2;
+            json_object_foreach(links, s2, v2)
+            {
+                if (strcmp(json_string_value(v2), rcopy) == 0)
+                    still = 1;
+            }
+            sw_tree_set_links(&t->tree, links, t->acc);
+            sw_tree_replace_state(&t->tree, state, json_object_get(t->private_copies, state), 1,
+                                  t->acc);
+            json_object_del(t->private_copies, state);
+            sw_tlink_t *l = tlink_find(t, rcopy);
+            if (l && !still)
+                tlink_remove(t, l, SW_PRESENCE_UNLINK);
+        }
+    }
+    return 1;
 }
 
 static void on_committed(void *udata, int status)
@@ -673,6 +1143,29 @@ static void on_committed(void *udata, int status)
     t->pending_store = 0;
     if (!ev) {
         kick(t);
+        return;
+    }
+    if (via_store) {
+        for (size_t i = 0; i < t->nwrites; i++) {
+            sw_shared_commit_end(t->writes[i], status, t->write_changed[i], t->write_seq[i]);
+            sw_tlink_t *l = tlink_find(t, t->writes[i]->token);
+            if (status == 0 && l)
+                l->applied_seq = t->writes[i]->seq;
+        }
+    }
+    if (status == SW_ECONFLICT) {
+        /* Another worker changed the shared copy first: reread it and run
+         * the event again from fresh state (the slots stay ours). */
+        drop_tree(t);
+        clear_step(t);
+        t->lease_held = 1; /* a conflict writes nothing but keeps the lease */
+        if (++ev->conflicts > SW_MAX_CONFLICTS) {
+            sw_log(SW_LOG_WARN, "token %.8s…: %s lost %u compare-and-set rounds; giving up",
+                   t->token, ev->name, ev->conflicts - 1);
+            fail_current(t, SW_ERRC_STATE_UNAVAILABLE, "shared state too contended; retry");
+            return;
+        }
+        start_load(t);
         return;
     }
     if (status == SW_ELEASE) {
@@ -689,9 +1182,9 @@ static void on_committed(void *udata, int status)
             start_load(t);
             return;
         }
-        sw_log(SW_LOG_WARN, "token %.8s…: lease lost again for %s; giving up", t->token, ev->name);
-        answer_error(t, ev, SW_ERRC_STATE_UNAVAILABLE, "state changed hands; retry");
-        finish_current(t);
+        sw_log(SW_LOG_WARN, "token %.8s…: lease lost again for %s; giving up", t->token,
+               ev->name);
+        fail_current(t, SW_ERRC_STATE_UNAVAILABLE, "state changed hands; retry");
         return;
     }
     if (status != 0) {
@@ -699,8 +1192,8 @@ static void on_committed(void *udata, int status)
          * resync_stale() brings clients up to date. */
         SW_STAT_ADD(w->stats, redis_errors, 1);
         t->lease_held = 0;
-        answer_error(t, ev, SW_ERRC_STATE_UNAVAILABLE, "state store unavailable; retry");
-        finish_current(t);
+        drop_tree(t);
+        fail_current(t, SW_ERRC_STATE_UNAVAILABLE, "state store unavailable; retry");
         return;
     }
     if (via_store) {
@@ -711,28 +1204,44 @@ static void on_committed(void *udata, int status)
         if (t->commit_seq)
             t->seq = t->commit_seq;
     }
-
     if (t->commit_full) {
         json_t *full = sw_tree_full(&t->tree);
         deliver(t, ev->origin, ev->id, t->seq, full, NULL, 1, 1);
         json_decref(full);
+        t->old_view = 1;
         SW_STAT_ADD(w->stats, events_ok, 1);
         queue_on_load(t);
         finish_current(t);
         return;
     }
+    if (t->new_links) /* the links are committed: now switch the copies */
+        if (!link_phase(t))
+            return;
+    after_commit(t);
+}
 
-    /* A handler step. */
+/* Deliver the step's delta, queue what it chained, and go on (next step
+ * of a yielding handler, next task step, or the next event). */
+static void after_commit(sw_token_t *t)
+{
+    sw_worker_t *w = t->w;
+    sw_event_t *ev = t->current;
     int64_t id = ev->kind == SW_EV_CLIENT ? ev->id : -1;
-    if (via_store && t->commit_seq) {
-        deliver(t, ev->origin, id, t->seq, t->acc, t->step.actions, 0, 0);
+    const json_t *actions = t->have_step ? t->step.actions : NULL;
+    if (json_object_size(t->acc) || json_array_size(actions)) {
+        deliver(t, ev->origin, id, t->seq, t->acc, actions, 0, 0);
     } else if (ev->kind == SW_EV_CLIENT && ev->origin && id >= 0 && ev->step == 0) {
         /* Nothing changed: answer with an empty delta at the current seq
          * (not a new delta of the stream, not logged). */
         deliver(t, ev->origin, id, t->seq, t->acc, NULL, 0, 1);
     }
+    t->old_view = 1;
     if (ev->step == 0 && ev->kind == SW_EV_CLIENT)
         SW_STAT_ADD(w->stats, events_ok, 1);
+    if (!t->have_step) {
+        finish_current(t);
+        return;
+    }
     push_front_chained(t, t->step.chained);
     sw_event_kind_t kind = sw_appdef_event_kind(w->app, ev->name);
     if (t->step.status == SW_YIELD) {
@@ -740,8 +1249,12 @@ static void on_committed(void *udata, int status)
             task_schedule(t, ev, t->step.sleep_ms);
         } else {
             ev->step++;
-            clear_step(t);
-            run_step(t); /* the lease is still ours and the tree current */
+            json_decref(t->acc);
+            t->acc = json_object();
+            json_decref(t->new_links);
+            t->new_links = NULL;
+            t->link_idx = 0;
+            run_step(t); /* the lease and slots are still ours, the tree current */
             return;
         }
     } else if (ev->task) {

@@ -45,6 +45,7 @@ typedef enum {
 } sw_event_src_t;
 
 typedef struct sw_task sw_task_t;
+typedef struct sw_shared sw_shared_t;
 
 typedef struct sw_event {
     TAILQ_ENTRY(sw_event) link;
@@ -57,6 +58,7 @@ typedef struct sw_event {
     sw_task_t *task;      /* SW_EV_TASK_STEP */
     unsigned step;        /* handler step (yields so far) */
     int retried;          /* lease-lost retry done */
+    unsigned conflicts; /* shared-state compare-and-set retries */
 } sw_event_t;
 
 TAILQ_HEAD(sw_event_queue, sw_event);
@@ -71,6 +73,16 @@ struct sw_task {
     ev_timer timer;
 };
 LIST_HEAD(sw_task_list, sw_task);
+
+/* Most shared tokens one client token can be linked to at once. */
+#define SW_MAX_TOKEN_SHARED 8
+
+/* One shared token this token is linked to (by one or more states). */
+typedef struct sw_tlink {
+    sw_shared_t *r;
+    uint64_t applied_seq;  /* the shared seq the client view reflects */
+    int64_t presence_seen; /* the presence count the client view reflects */
+} sw_tlink_t;
 
 struct sw_token {
     UT_hash_handle hh;
@@ -99,6 +111,23 @@ struct sw_token {
     uint64_t commit_seq;
     int commit_release;
     int commit_full; /* hydrate: the answer is a full delta */
+    /* Shared state. The tree, kept while the token has sessions, is the
+     * client view: what its clients have been sent. */
+    sw_tlink_t tl[SW_MAX_TOKEN_SHARED]; /* sorted by shared token name */
+    size_t ntl;
+    json_t *private_copies; /* {state: vars}: private copies of linked states */
+    json_t *new_links;      /* links after this step's link ops, or NULL */
+    size_t link_idx;        /* progress through the step's link ops */
+    int waiting;            /* 0, or what the current event waits for */
+    int old_view;           /* the tree was the client view before this load */
+    int catchup_pending;    /* shared changes arrived while busy */
+    int presence_on;        /* presence entries added for the links */
+    int resume_queued;
+    TAILQ_ENTRY(sw_token) resume_link;
+    sw_shared_t *writes[SW_MAX_TOKEN_SHARED]; /* shared tokens in the commit */
+    json_t *write_changed[SW_MAX_TOKEN_SHARED];
+    uint64_t write_seq[SW_MAX_TOKEN_SHARED]; /* the shared seq each write makes */
+    size_t nwrites;
 };
 
 /* Find the token in this worker, or create it (empty queue, no state
@@ -124,6 +153,17 @@ int sw_token_idle(const sw_token_t *t);
 /* Free tokens with no sessions, no tasks and nothing queued. Called from
  * the worker's gc step. */
 void sw_token_gc(sw_worker_t *w);
+
+/* Shared state changed (a fan-out message, a reread, presence): bring
+ * the token's clients up to date now, or after its current event. */
+void sw_token_catchup(sw_token_t *t);
+
+/* What the current event waited for (a shared token's write slot or its
+ * copy) is there: continue it from the worker's resume step. */
+void sw_token_resume(sw_token_t *t);
+
+/* Run the queued resumes (worker's resume step). */
+void sw_token_run_resumes(sw_worker_t *w);
 
 /* Free every token (worker exit). */
 void sw_token_free_all(sw_worker_t *w);

@@ -40,6 +40,12 @@ static void gc_cb(struct ev_loop *loop, ev_idle *iw, int revents)
     sw_token_gc(w);
 }
 
+static void resume_cb(struct ev_loop *loop, ev_idle *iw, int revents)
+{
+    sw_worker_t *w = sw_container_of(iw, sw_worker_t, resume_w);
+    sw_token_run_resumes(w);
+}
+
 static void publish_cb(struct ev_loop *loop, ev_prepare *pw, int revents)
 {
     sw_worker_t *w = sw_container_of(pw, sw_worker_t, publish_w);
@@ -212,6 +218,8 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
     w->channel_fd = channel_fd;
     w->stats = &stats->slot[slot];
     LIST_INIT(&w->sessions);
+    TAILQ_INIT(&w->resumes);
+    ev_idle_init(&w->resume_w, resume_cb);
     char rnd[13];
     sw_random_hex(rnd, 6);
     snprintf(w->holder_id, sizeof(w->holder_id), "w%d-%d-%s", slot, (int)getpid(), rnd);

@@ -36,6 +36,9 @@ typedef struct sw_worker {
     sw_conn_env_t conns;
     sw_token_t *tokens;                                 /* uthash: token string -> sw_token_t */
     LIST_HEAD(sw_worker_sessions, sw_session) sessions; /* every live session */
+    struct sw_shared *shared; /* uthash: shared token -> sw_shared_t */
+    TAILQ_HEAD(sw_resume_list, sw_token) resumes; /* tokens to continue */
+    ev_idle resume_w;
     size_t ntokens;
     int draining; /* QUIT received or master gone */
     int stopping; /* leave the loop */

@@ -73,7 +73,7 @@ sw_test_server_t *sw_test_server_start(int port, const char *redis_url, int work
     argv[n++] = "--workers";
     argv[n++] = wbuf;
     argv[n++] = "--log-level";
-    argv[n++] = "info";
+    argv[n++] = getenv("SW_TEST_LOG_LEVEL") ? getenv("SW_TEST_LOG_LEVEL") : "info";
     if (redis_url) {
         argv[n++] = "--redis";
         argv[n++] = redis_url;
@@ -154,7 +154,10 @@ int sw_test_server_stop(sw_test_server_t *s, int sig, int timeout_ms)
         sleep_ms(20);
         waited += 20;
     }
-    unlink(s->log_path);
+    if (!getenv("SW_TEST_KEEP_LOGS"))
+        unlink(s->log_path);
+    else
+        fprintf(stderr, "server log kept: %s\n", s->log_path);
     free(s);
     return status;
 }

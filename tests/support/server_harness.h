@@ -30,7 +30,9 @@ int sw_test_server_wait_healthy(const sw_test_server_t *s, int timeout_ms);
 int sw_test_server_workers(const sw_test_server_t *s, pid_t *pids, int n);
 
 /* Send sig to the master and wait for it to exit (up to timeout_ms, then
- * SIGKILL). Returns the exit status as from waitpid (or -1). Frees s. */
+ * SIGKILL). Returns the exit status as from waitpid (or -1). Frees s.
+ * The server's log is deleted unless SW_TEST_KEEP_LOGS is set;
+ * SW_TEST_LOG_LEVEL sets its --log-level (default info). */
 int sw_test_server_stop(sw_test_server_t *s, int sig, int timeout_ms);
 
 /* Print the server's log to stderr (for failures). */

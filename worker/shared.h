@@ -1,0 +1,105 @@
+/* shared.h — the worker's view of the shared tokens (rooms) its clients are
+ * linked to: a copy of each shared token's stored vars kept current from
+ * its pub/sub channel, presence, and the local write slot.
+ *
+ * Writes to shared state need no second lease: the commit script compares
+ * the shared token's "_seq" with the seq the change was computed from and
+ * publishes the change on sw:{R}:ch in the same script (store.h). So:
+ *  - messages on the channel follow commit order; this worker applies them
+ *    to its copy in seq order (a gap, or a (re)subscription, makes it
+ *    reread the copy) and then lets every local linked token catch up;
+ *  - only one local event at a time holds a shared token's write slot, so
+ *    compare-and-set conflicts come only from other workers and hosts; a
+ *    conflict rereads the copy and reruns the event;
+ *  - presence: local connected linked tokens are refreshed every ttl/3; a
+ *    dead worker's entries expire after ttl (cfg->presence_ttl_ms) and any
+ *    worker still linked reaps them; every change of the count is
+ *    published and reaches every linked client.
+ *
+ * A sw_shared_t lives while a local token is linked to it. */
+#ifndef SW_WORKER_SHARED_H
+#define SW_WORKER_SHARED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+#include <jansson.h>
+#include <uthash.h>
+
+#include "worker/store.h"
+
+typedef struct sw_worker sw_worker_t;
+typedef struct sw_token sw_token_t;
+
+#define SW_SHARED_TOKEN_MAX 64
+
+typedef struct sw_shared {
+    UT_hash_handle hh;
+    char token[SW_SHARED_TOKEN_MAX + 1];
+    sw_worker_t *w;
+    json_t *vars;      /* {state: {var: value}} the shared copy; NULL until read */
+    uint64_t seq;      /* the shared token's "_seq" that vars reflect */
+    int synced;        /* vars are current (read done, no gap since) */
+    int reading;       /* a read is in flight */
+    int subscribed;
+    int committing;    /* the slot holder's commit is in flight */
+    json_t *buffered;  /* messages that arrived while reading/committing */
+    int64_t presence;  /* live presence count; -1 until known */
+    sw_token_t **tokens; /* local tokens linked to it */
+    size_t ntokens, captokens;
+    sw_token_t *slot;  /* holder of the local write slot */
+    sw_token_t **waiters; /* tokens waiting for the slot (FIFO) */
+    size_t nwaiters, capwaiters;
+    sw_token_t **syncwait; /* tokens waiting for vars to be current */
+    size_t nsyncwait, capsyncwait;
+    ev_timer heartbeat_w;
+} sw_shared_t;
+
+/* Find or create the worker's record of shared token `name`. */
+sw_shared_t *sw_shared_get(sw_worker_t *w, const char *name);
+
+/* Token t is linked to r (idempotent): subscribes on the first one. */
+void sw_shared_link(sw_shared_t *r, sw_token_t *t);
+
+/* Token t is no longer linked to r: drops it from every list (releasing
+ * the slot if it holds it); the last one unsubscribes and frees r from the
+ * worker's gc step. */
+void sw_shared_unlink(sw_shared_t *r, sw_token_t *t);
+
+/* Make sure r's vars are current for t. Returns 1 when they are, 0 when
+ * t must wait (sw_token_resume(t) is called later), or SW_EUNAVAIL when the
+ * last read failed (the event should fail with state_unavailable). */
+int sw_shared_want_sync(sw_shared_t *r, sw_token_t *t);
+
+/* Take the write slot for t, and current vars. 1 ready, 0 wait (resumed
+ * later), SW_EUNAVAIL. */
+int sw_shared_want_slot(sw_shared_t *r, sw_token_t *t);
+
+/* Give the slot back (no-op if t does not hold it). */
+void sw_shared_release_slot(sw_shared_t *r, sw_token_t *t);
+
+/* The slot holder is committing a change of r computed from r->seq;
+ * messages are buffered until sw_shared_commit_end(). */
+void sw_shared_commit_begin(sw_shared_t *r);
+
+/* The commit ended. status 0: it wrote shared seq `seq`; `changed`
+ * ({state: {var: value}}, borrowed) is applied to the copy when the copy
+ * was exactly at seq - 1 (else the copy is reread). SW_ECONFLICT or
+ * failure: the copy is marked stale (reread on next use). */
+void sw_shared_commit_end(sw_shared_t *r, int status, const json_t *changed, uint64_t seq);
+
+/* The fan-out message published by a commit of r at `seq` with the
+ * changed stored vars ({state: {var: value}}). New reference. */
+json_t *sw_shared_message(uint64_t seq, const json_t *changed);
+
+/* Presence op for one token (cb-less; the count comes back by message). */
+void sw_shared_presence(sw_shared_t *r, sw_token_t *t, sw_presence_op_t op);
+
+/* Free every record (worker exit). */
+void sw_shared_free_all(sw_worker_t *w);
+
+/* Free records with no linked token (gc step). */
+void sw_shared_gc(sw_worker_t *w);
+
+#endif
