@@ -31,4 +31,12 @@ if ! "$BUILD/statewire-bench" --port "$PORT" --smoke --pid "$SW_PID" \
   echo "bench smoke FAILED; server log:"; cat "$DIR/server.log"; exit 1
 fi
 python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["events"]>0, r' "$DIR/bench.json"
-echo "bench smoke: 1 passed, 0 failed"
+# Shared state: a small fan-out (no missing delivery) and a hot room
+# (final count == acknowledged increments).
+for scenario in fanout hotroom; do
+  if ! "$BUILD/statewire-bench" --port "$PORT" --scenario "$scenario" --smoke \
+       --pid "$SW_PID" --redis "unix://$DIR/redis.sock" --json "$DIR/$scenario.json"; then
+    echo "bench smoke ($scenario) FAILED; server log:"; cat "$DIR/server.log"; exit 1
+  fi
+done
+echo "bench smoke: 3 passed, 0 failed"
