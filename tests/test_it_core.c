@@ -484,9 +484,62 @@ Test(core, foreign_lease_is_waited_for_not_overwritten)
     double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     cr_assert(waited > 1.0, "the event waited for the foreign lease (%.3f s)", waited);
     json_decref(d);
-    r = redisCommand(rc, "EXISTS sw:{tok-lease}:lease");
-    cr_assert_eq(r->integer, 0, "our lease is released after the event");
+    /* The oplock: the worker keeps the lease while the token is active... */
+    r = redisCommand(rc, "GET sw:{tok-lease}:lease");
+    cr_assert(r->type == REDIS_REPLY_STRING && strcmp(r->str, "intruder") != 0,
+              "the lease is ours after the event");
     freeReplyObject(r);
+    /* ...and gives it up when idle (lease-ms/2 here, swept every 250 ms). */
+    int released = 0;
+    for (int i = 0; i < 40 && !released; i++) {
+        usleep(100000);
+        r = redisCommand(rc, "EXISTS sw:{tok-lease}:lease");
+        released = r->integer == 0;
+        freeReplyObject(r);
+    }
+    cr_assert(released, "an idle token's lease is released");
+    redisFree(rc);
+    sw_wsc_free(c);
+}
+
+static long long commandstats_total(redisContext *rc, long long *evalsha)
+{
+    redisReply *r = redisCommand(rc, "INFO commandstats");
+    long long total = 0;
+    *evalsha = 0;
+    for (char *p = r->str; (p = strstr(p, "cmdstat_")); p++) {
+        char *calls = strstr(p, "calls=");
+        if (!calls)
+            break;
+        long long n = atoll(calls + 6);
+        total += n;
+        if (strncmp(p, "cmdstat_evalsha:", 16) == 0)
+            *evalsha = n;
+    }
+    freeReplyObject(r);
+    return total;
+}
+
+Test(core, steady_state_event_costs_one_round_trip)
+{
+    sw_wsc_t *c = connect_client("tok-oplock", NULL);
+    json_decref(hydrate(c, 1, "/"));
+    json_decref(call(c, 2, "counter.increment", NULL)); /* warm: lease + cache */
+    redisContext *rc = sw_test_redis_connect(redis);
+    long long e0, e1;
+    long long t0 = commandstats_total(rc, &e0);
+    enum { N = 200 };
+    for (int i = 0; i < N; i++)
+        json_decref(call(c, 10 + i, "counter.increment", NULL));
+    long long t1 = commandstats_total(rc, &e1);
+    /* the second INFO counts itself once */
+    double per_event = (double)(t1 - t0 - 1) / N;
+    cr_log_info("Redis commands per event at steady state: %.2f (EVALSHA %.2f)", per_event,
+                (double)(e1 - e0) / N);
+    cr_assert_leq(e1 - e0, N + 2, "one script call (round trip) per event: %lld for %d", e1 - e0,
+                  N);
+    cr_assert_leq(per_event, 3.05, "at most 3 commands per event (%.2f)", per_event);
+    cr_assert_eq(redis_count("tok-oplock"), N + 1);
     redisFree(rc);
     sw_wsc_free(c);
 }

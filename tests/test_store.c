@@ -162,7 +162,9 @@ static int commit_kv(sw_store_t *s, const char *token, uint64_t seq, const char 
                            .log_len = log_entry ? strlen(log_entry) : 0,
                            .fields = f,
                            .nfields = n,
-                           .release = release};
+                           .release = release,
+                           .renew = !release,
+                           .refresh_ttl = 1};
     commit_res_t r = {0};
     cr_assert_eq(sw_store_commit(s, &c, on_commit, &r), 0);
     cr_assert_eq(r.done, 0, "callback ran inside the call");
@@ -352,7 +354,7 @@ Test(store_redis, commit_then_load_elsewhere)
     cr_assert_eq(r.meta_len, 2);
     cr_assert_eq(memcmp(r.meta, "M1", 2), 0);
     redisContext *c = sw_test_redis_connect(redis);
-    cr_assert_str_eq(cmd_str(c, "LINDEX sw:{t}:log -1"), "{\"seq\":7}");
+    cr_assert_str_eq(cmd_str(c, "HGET sw:{t} _log:7"), "{\"seq\":7}");
     cr_assert_str_eq(cmd_str(c, "GET sw:{t}:lease"), "w2");
     redisFree(c);
     sw_store_free(a);
@@ -383,11 +385,10 @@ Test(store_redis, ttls)
     cr_assert_eq(load(s, "t").status, 0);
     cr_assert_eq(commit_kv(s, "t", 1, "e1", 0, "a", "1", NULL), 0);
     redisContext *c = sw_test_redis_connect(redis);
-    long long h = cmd_int(c, "PTTL sw:{t}"), l = cmd_int(c, "PTTL sw:{t}:log"),
-              ls = cmd_int(c, "PTTL sw:{t}:lease");
+    long long h = cmd_int(c, "PTTL sw:{t}"), ls = cmd_int(c, "PTTL sw:{t}:lease");
     cr_assert(h > 0 && h <= 60000, "hash PTTL %lld", h);
-    cr_assert(l > 0 && l <= 60000, "log PTTL %lld", l);
     cr_assert(ls > 0 && ls <= 5000, "lease PTTL %lld", ls);
+    cr_assert_str_eq(cmd_str(c, "HGET sw:{t} _log:1"), "e1", "the log lives in the hash");
     redisFree(c);
     sw_store_free(s);
 }
@@ -430,7 +431,8 @@ Test(store_redis, stolen_lease_refused)
     cr_assert_str_eq(cmd_str(c, "HGET sw:{t} x"), "old");
     cr_assert_str_eq(cmd_str(c, "HGET sw:{t} y"), "(nil)");
     cr_assert_str_eq(cmd_str(c, "HGET sw:{t} _seq"), "1");
-    cr_assert_eq(cmd_int(c, "LLEN sw:{t}:log"), 1);
+    cr_assert_str_eq(cmd_str(c, "HGET sw:{t} _log:1"), "e1");
+    cr_assert_str_eq(cmd_str(c, "HGET sw:{t} _log:2"), "(nil)");
     cr_assert_str_eq(cmd_str(c, "GET sw:{t}:lease"), "thief");
     redisFree(c);
     sw_store_free(a);
@@ -478,10 +480,16 @@ Test(store_redis, log_trimmed)
     for (int i = 0; i < 5; i++)
         cr_assert_eq(commit_kv(a, "t", (uint64_t)i + 1, entries[i], 0, NULL), 0);
     redisContext *c = sw_test_redis_connect(redis);
-    cr_assert_eq(cmd_int(c, "LLEN sw:{t}:log"), 3);
-    cr_assert_str_eq(cmd_str(c, "LINDEX sw:{t}:log 0"), "e3");
-    cr_assert_str_eq(cmd_str(c, "LINDEX sw:{t}:log 2"), "e5");
+    /* A ring of log_max (3) fields: seq 4 and 5 overwrote 1 and 2. */
+    cr_assert_str_eq(cmd_str(c, "HGET sw:{t} _log:0"), "e3");
+    cr_assert_str_eq(cmd_str(c, "HGET sw:{t} _log:1"), "e4");
+    cr_assert_str_eq(cmd_str(c, "HGET sw:{t} _log:2"), "e5");
+    cr_assert_eq(cmd_int(c, "HLEN sw:{t}"), 4, "3 log fields + _seq");
     cr_assert_str_eq(cmd_str(c, "HGET sw:{t} _seq"), "5");
+    /* The acquire never returns the log fields. */
+    load_res_t r = load(a, "t");
+    cr_assert_eq(r.nfields, 0);
+    cr_assert_eq(r.seq, 5);
     redisFree(c);
     sw_store_free(a);
 }
@@ -889,7 +897,7 @@ Test(store_redis, shared_write_cas_and_lease_first)
     redisContext *c = sw_test_redis_connect(redis);
     cr_assert_str_eq(cmd_str(c, "HGET sw:{room:x} _seq"), "2");
     cr_assert_str_eq(cmd_str(c, "HGET sw:{c1} _seq"), "2");
-    cr_assert_eq(cmd_int(c, "LLEN sw:{c1}:log"), 2);
+    cr_assert_eq(cmd_int(c, "HEXISTS sw:{c1} _log:2"), 1);
     long long h = cmd_int(c, "PTTL sw:{room:x}");
     cr_assert(h > 0 && h <= 3600000, "shared hash PTTL %lld", h);
     redisFree(c);

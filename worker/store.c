@@ -395,6 +395,13 @@ int sw_store_release(sw_store_t *s, const char *token)
     return s->ops->release(s, token);
 }
 
+int sw_store_publish(sw_store_t *s, const char *name, const char *data, size_t len)
+{
+    if (!s || !data || !token_ok(name))
+        return SW_EINVAL;
+    return s->ops->publish(s, name, data, len);
+}
+
 int sw_store_read(sw_store_t *s, const char *token, sw_store_load_cb cb, void *udata)
 {
     if (!s || !cb || !token_ok(token))

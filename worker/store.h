@@ -5,16 +5,18 @@
  * Cluster slot:
  *   sw:{TOKEN}        hash: one field per state path (msgpack map of its
  *                     stored vars), "_seq" (decimal seq of the token's
- *                     delta stream), "_meta" (msgpack map: router, ...).
- *                     TTL = token TTL, refreshed on every commit.
+ *                     delta stream), "_meta" (msgpack map: router, links),
+ *                     and "_log:<seq mod log_max>": the replay log, the
+ *                     delta message (JSON) of each seq in a ring of log_max
+ *                     fields. TTL = token TTL, refreshed when a commit asks
+ *                     (refresh_ttl: the holder does it every ttl/4).
  *   sw:{TOKEN}:lease  string: the lease holder id (SET NX PX).
- *   sw:{TOKEN}:log    list of the last N delta messages (JSON), newest
- *                     last, same TTL: the replay log.
  *
  * Every write is fenced: one Lua script checks that the lease key still
- * holds our id, then writes fields, seq, TTLs and the log entry
- * atomically. A holder whose lease expired or was taken cannot write
- * (SW_ELEASE).
+ * holds our id, then writes fields, seq and the log entry with one HSET
+ * (so a steady-state commit costs EVALSHA + GET + HSET in Redis's
+ * commandstats). A holder whose lease expired or was taken cannot write
+ * (SW_ELEASE). The acquire script never returns the "_log:" fields.
  *
  * All calls are asynchronous: they return 0 after queueing the request and
  * call the callback exactly once later from the event loop (never from
@@ -74,6 +76,8 @@ typedef struct sw_store_loaded {
     size_t nfields;
     const char *meta; /* "_meta" msgpack bytes, NULL if none */
     size_t meta_len;
+    const char *holder; /* SW_EBUSY: the id of the lease holder ("" unknown) */
+    size_t holder_len;
 } sw_store_loaded_t;
 
 typedef void (*sw_store_load_cb)(void *udata, const sw_store_loaded_t *res);
@@ -101,6 +105,8 @@ typedef struct sw_store_commit {
     const sw_store_field_t *fields; /* fields to write (state paths, "_meta") */
     size_t nfields;
     int release; /* release the lease after writing */
+    int renew;       /* not releasing: extend the lease to lease_ms from now */
+    int refresh_ttl; /* set the token hash's TTL to the token TTL again */
     const sw_store_shared_write_t *shared; /* shared copies written in the same
                                               script (CAS each); may be NULL */
     size_t nshared; /* 0..8; more, a shared token named twice or equal to
@@ -195,6 +201,11 @@ int sw_store_subscribe(sw_store_t *s, const char *shared_token, sw_store_message
 /* Drop the subscription; no callback of it runs afterwards. 0 or
  * SW_ENOTFOUND. */
 int sw_store_unsubscribe(sw_store_t *s, const char *shared_token);
+
+/* PUBLISH data on the channel sw:{name}:ch (fire and forget): a message
+ * to another worker's inbox ("inbox:<holder id>") or a shared token's
+ * subscribers. 0, SW_EINVAL, SW_EUNAVAIL. */
+int sw_store_publish(sw_store_t *s, const char *name, const char *data, size_t len);
 
 /* Release the lease if it is still ours (compare-and-delete script);
  * fire and forget. Returns 0, SW_EINVAL, or SW_EUNAVAIL while Redis is

@@ -50,6 +50,7 @@ typedef struct sw_store_ops {
     int (*subscribe)(sw_store_t *s, const char *token, sw_store_message_cb on_message,
                      sw_store_resync_cb on_resync, void *udata);
     int (*unsubscribe)(sw_store_t *s, const char *token);
+    int (*publish)(sw_store_t *s, const char *name, const char *data, size_t len);
 } sw_store_ops_t;
 
 /* A completion waiting to be delivered from the loop (ev_idle). At most

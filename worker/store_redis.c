@@ -37,59 +37,65 @@
 #define WATCHDOG_PERIOD_S 0.5
 
 /* KEYS[1] hash, KEYS[2] lease; ARGV[1] holder, ARGV[2] lease_ms.
- * {0}: busy; {1, {field, value, ...}}: lease ours, hash read. */
+ * {0, holder}: busy; {1, {field, value, ...}}: lease ours, hash read
+ * without the replay log's "_log:" fields. */
 static const char ACQUIRE_LUA[] =
     "local cur = redis.call('GET', KEYS[2])\n"
     "if cur == ARGV[1] then\n"
     "  redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
     "elseif not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
-    "  return {0}\n"
+    "  return {0, cur or ''}\n"
     "end\n"
-    "return {1, redis.call('HGETALL', KEYS[1])}\n";
+    "local h = redis.call('HGETALL', KEYS[1])\n"
+    "local out = {}\n"
+    "for i = 1, #h, 2 do\n"
+    "  if string.sub(h[i], 1, 5) ~= '_log:' then\n"
+    "    out[#out + 1] = h[i]\n"
+    "    out[#out + 1] = h[i + 1]\n"
+    "  end\n"
+    "end\n"
+    "return {1, out}\n";
 
-/* KEYS[1] hash, KEYS[2] lease, KEYS[3] log, KEYS[3 + k] shared hash sw:{R}
- * of shared write k (k = 1..ARGV[9]); ARGV[1] holder, ARGV[2] ttl_ms,
- * ARGV[3] lease_ms, ARGV[4] seq, ARGV[5] release (0/1), ARGV[6] log_max,
- * ARGV[7] log entry ("" = none), ARGV[8] nfields, ARGV[9] nshared,
- * ARGV[10 ..] nfields field, value pairs, then per shared write:
- * expect_seq, new_seq, nfields, has_message (0/1), message, field, value
- * pairs. 0: the lease is not ours; 2: a shared "_seq" was not expect_seq
- * (nothing written in either case); 1: committed. The message goes out on
- * channel sw:{R}:ch inside the script, so messages follow commit order. */
+/* KEYS[1] hash, KEYS[2] lease, KEYS[2 + k] shared hash sw:{R} of shared
+ * write k (k = 1..ARGV[9]); ARGV[1] holder, ARGV[2] ttl_ms, ARGV[3]
+ * lease_ms, ARGV[4] seq, ARGV[5] flags (1 release, 2 renew the lease, 4
+ * refresh the hash TTL), ARGV[6] log field ("" = none), ARGV[7] log
+ * entry, ARGV[8] nfields, ARGV[9] nshared, ARGV[10 ..] nfields field,
+ * value pairs, then per shared write: expect_seq, new_seq, nfields,
+ * has_message (0/1), message, field, value pairs. 0: the lease is not
+ * ours; 2: a shared "_seq" was not expect_seq (nothing written in either
+ * case); 1: committed. The client part is one HSET; the message goes out
+ * on channel sw:{R}:ch inside the script, so messages follow commit order. */
 static const char COMMIT_LUA[] =
     "if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n"
     "local nf = tonumber(ARGV[8])\n"
     "local ns = tonumber(ARGV[9])\n"
     "local i = 10 + 2 * nf\n"
     "for k = 1, ns do\n"
-    "  local cur = redis.call('HGET', KEYS[3 + k], '_seq')\n"
+    "  local cur = redis.call('HGET', KEYS[2 + k], '_seq')\n"
     "  if not cur then cur = '0' end\n"
     "  if cur ~= ARGV[i] then return 2 end\n"
     "  i = i + 5 + 2 * tonumber(ARGV[i + 2])\n"
     "end\n"
-    "for j = 10, 9 + 2 * nf, 2 do\n"
-    "  redis.call('HSET', KEYS[1], ARGV[j], ARGV[j + 1])\n"
-    "end\n"
-    "if ARGV[4] ~= '0' then redis.call('HSET', KEYS[1], '_seq', ARGV[4]) end\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-    "if ARGV[7] ~= '' then\n"
-    "  redis.call('RPUSH', KEYS[3], ARGV[7])\n"
-    "  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[6]), -1)\n"
-    "end\n"
-    "redis.call('PEXPIRE', KEYS[3], ARGV[2])\n"
-    "if ARGV[5] == '1' then\n"
+    "local a = {}\n"
+    "for j = 10, 9 + 2 * nf do a[#a + 1] = ARGV[j] end\n"
+    "if ARGV[4] ~= '0' then a[#a + 1] = '_seq'; a[#a + 1] = ARGV[4] end\n"
+    "if ARGV[6] ~= '' then a[#a + 1] = ARGV[6]; a[#a + 1] = ARGV[7] end\n"
+    "if #a > 0 then redis.call('HSET', KEYS[1], unpack(a)) end\n"
+    "local fl = tonumber(ARGV[5])\n"
+    "if fl % 2 == 1 then\n"
     "  redis.call('DEL', KEYS[2])\n"
-    "else\n"
+    "elseif math.floor(fl / 2) % 2 == 1 then\n"
     "  redis.call('PEXPIRE', KEYS[2], ARGV[3])\n"
     "end\n"
+    "if math.floor(fl / 4) % 2 == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
     "i = 10 + 2 * nf\n"
     "for k = 1, ns do\n"
-    "  local key = KEYS[3 + k]\n"
+    "  local key = KEYS[2 + k]\n"
     "  local n = tonumber(ARGV[i + 2])\n"
-    "  for j = i + 5, i + 4 + 2 * n, 2 do\n"
-    "    redis.call('HSET', key, ARGV[j], ARGV[j + 1])\n"
-    "  end\n"
-    "  redis.call('HSET', key, '_seq', ARGV[i + 1])\n"
+    "  local b = {'_seq', ARGV[i + 1]}\n"
+    "  for j = i + 5, i + 4 + 2 * n do b[#b + 1] = ARGV[j] end\n"
+    "  redis.call('HSET', key, unpack(b))\n"
     "  redis.call('PEXPIRE', key, ARGV[2])\n"
     "  if ARGV[i + 3] == '1' then redis.call('PUBLISH', key .. ':ch', ARGV[i + 4]) end\n"
     "  i = i + 5 + 2 * n\n"
@@ -322,8 +328,13 @@ static void complete_load(rreq_t *q, const redisReply *rep)
             sw_log(SW_LOG_ERROR, "redis: %s: unexpected reply shape", what);
     } else if (q->kind == REQ_LOAD && rep && rep->type == REDIS_REPLY_ARRAY &&
                rep->elements >= 1 && rep->element[0]->type == REDIS_REPLY_INTEGER) {
-        if (rep->element[0]->integer == 0)
+        if (rep->element[0]->integer == 0) {
             res.status = SW_EBUSY;
+            if (rep->elements >= 2 && rep->element[1]->type == REDIS_REPLY_STRING) {
+                res.holder = rep->element[1]->str;
+                res.holder_len = (size_t)rep->element[1]->len;
+            }
+        }
         else if (rep->elements != 2 || fill_hash(&res, rep->element[1], &raw, &out) < 0)
             sw_log(SW_LOG_ERROR, "redis: %s: unexpected reply shape", what);
     } else if (rep && rep->type == REDIS_REPLY_ERROR) {
@@ -636,7 +647,7 @@ static int redis_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_comm
         sw_store_defer_commit(s, cb, udata, SW_EUNAVAIL);
         return 0;
     }
-    int nargs = 15 + 2 * (int)c->nfields;
+    int nargs = 14 + 2 * (int)c->nfields;
     for (size_t k = 0; k < c->nshared; k++)
         nargs += 6 + 2 * (int)c->shared[k].nfields;
     rreq_t *q = req_new(rs, REQ_COMMIT, SCRIPT_COMMIT, nargs);
@@ -644,18 +655,25 @@ static int redis_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_comm
     q->udata = udata;
     req_arg(q, "", 0);
     req_arg(q, "", 0);
-    req_argf(q, "%llu", 3 + (unsigned long long)c->nshared);
+    req_argf(q, "%llu", 2 + (unsigned long long)c->nshared);
     req_arg_key(q, c->token, "");
     req_arg_key(q, c->token, ":lease");
-    req_arg_key(q, c->token, ":log");
     for (size_t k = 0; k < c->nshared; k++)
         req_arg_key(q, c->shared[k].token, "");
     req_arg(q, s->holder, s->holder_len);
     req_argf(q, "%llu", (unsigned long long)s->token_ttl_s * 1000ULL);
     req_argf(q, "%llu", s->lease_ms);
     req_argf(q, "%llu", (unsigned long long)c->seq);
-    req_arg(q, c->release ? "1" : "0", 1);
-    req_argf(q, "%llu", s->log_max);
+    req_argf(q, "%llu", (c->release ? 1ULL : 0ULL) | (c->renew ? 2ULL : 0ULL) |
+                            (c->refresh_ttl ? 4ULL : 0ULL));
+    if (c->log_entry && c->seq) {
+        char logf[32];
+        int ln = snprintf(logf, sizeof(logf), "_log:%llu",
+                          (unsigned long long)(c->seq % (s->log_max ? s->log_max : 256)));
+        req_arg(q, logf, (size_t)ln);
+    } else {
+        req_arg(q, "", 0);
+    }
     req_arg(q, c->log_entry, c->log_entry ? c->log_len : 0);
     req_argf(q, "%llu", (unsigned long long)c->nfields);
     req_argf(q, "%llu", (unsigned long long)c->nshared);
@@ -751,6 +769,20 @@ static int redis_presence(sw_store_t *s, const char *token, sw_presence_op_t op,
         req_free(q);
         sw_store_defer_count(s, cb, udata, SW_EUNAVAIL, 0);
     }
+    return 0;
+}
+
+static int redis_publish(sw_store_t *s, const char *name, const char *data, size_t len)
+{
+    redis_store_t *rs = rs_of(s);
+    if (!rs->ac)
+        return SW_EUNAVAIL;
+    char channel[SW_STORE_TOKEN_MAX + 16];
+    int n = snprintf(channel, sizeof(channel), "sw:{%s}:ch", name);
+    const char *argv[3] = {"PUBLISH", channel, data};
+    size_t argvlen[3] = {7, (size_t)n, len};
+    if (redisAsyncCommandArgv(rs->ac, NULL, NULL, 3, argv, argvlen) != REDIS_OK)
+        return SW_EUNAVAIL;
     return 0;
 }
 
@@ -958,6 +990,7 @@ static int redis_unsubscribe(sw_store_t *s, const char *token)
 
 static const sw_store_ops_t REDIS_OPS = {
     .kind = "redis",
+    .publish = redis_publish,
     .destroy = redis_destroy,
     .ready = redis_ready,
     .acquire_load = redis_acquire_load,

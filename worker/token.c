@@ -496,6 +496,7 @@ static void on_committed(void *udata, int status);
 
 static void start_load(sw_token_t *t)
 {
+    t->load_sent_ms = sw_now_ms();
     int rc = sw_store_acquire_load(t->w->store, t->token, on_loaded, t);
     if (rc) {
         SW_STAT_ADD(t->w->stats, redis_errors, 1);
@@ -510,17 +511,31 @@ static void start_load(sw_token_t *t)
  * without reaching the store are answered and the loop goes on. */
 static void kick(sw_token_t *t)
 {
+    if (t->in_kick) /* an event finished inside the loop below: it goes on */
+        return;
+    t->in_kick = 1;
     while (!t->current && !t->pending_store && !ev_is_active(&t->retry_w)) {
         sw_event_t *ev = TAILQ_FIRST(&t->queue);
         if (!ev)
-            return;
+            break;
         TAILQ_REMOVE(&t->queue, ev, link);
         t->qlen--;
         t->current = ev;
         t->busy_since_ms = 0;
         t->busy_delay_ms = 0;
-        start_load(t);
+        t->asked_holder = 0;
+        uint64_t now = sw_now_ms();
+        t->last_active_ms = now;
+        if (t->have_tree && t->lease_held &&
+            now + t->w->cfg->lease_ms / 4 < t->lease_until_ms) {
+            /* The oplock: the lease is ours and the state cached, so the
+             * event needs no load (one round trip: the commit). */
+            prepare(t);
+        } else {
+            start_load(t);
+        }
     }
+    t->in_kick = 0;
 }
 
 static void release_lease(sw_token_t *t)
@@ -529,6 +544,40 @@ static void release_lease(sw_token_t *t)
         sw_store_release(t->w->store, t->token);
         t->lease_held = 0;
     }
+    t->release_asked = 0;
+}
+
+/* Keep the lease between events (the oplock) unless someone asked for it,
+ * the worker drains, or nothing is cached to use it with. */
+static int keep_lease(const sw_token_t *t)
+{
+    return t->have_tree && !t->release_asked && !t->w->draining;
+}
+
+void sw_token_sweep_leases(sw_worker_t *w, uint64_t idle_ms)
+{
+    uint64_t now = sw_now_ms();
+    sw_token_t *t, *tmp;
+    HASH_ITER(hh, w->tokens, t, tmp)
+    {
+        if (!t->lease_held || t->current || t->pending_store)
+            continue;
+        if (now - t->last_active_ms >= idle_ms || now + w->cfg->lease_ms / 4 >= t->lease_until_ms ||
+            !keep_lease(t))
+            release_lease(t);
+    }
+}
+
+void sw_token_lease_wanted(sw_worker_t *w, const char *token)
+{
+    sw_token_t *t = NULL;
+    HASH_FIND_STR(w->tokens, token, t);
+    if (!t || !t->lease_held)
+        return;
+    if (t->current || t->pending_store)
+        t->release_asked = 1; /* released when the event in flight is done */
+    else
+        release_lease(t);
 }
 
 /* The current event is done (answered or failed): free it, give back the
@@ -537,12 +586,14 @@ static void release_lease(sw_token_t *t)
  * view while the token has clients. */
 static void finish_current(sw_token_t *t)
 {
-    release_lease(t);
     release_slots(t);
     clear_step(t);
     t->waiting = WAIT_NONE;
     if (t->nsessions == 0 || (t->current && t->current->kind == SW_EV_HELLO))
         drop_tree(t);
+    if (!keep_lease(t))
+        release_lease(t);
+    t->last_active_ms = sw_now_ms();
     sw_event_free(t->current);
     t->current = NULL;
     if (t->catchup_pending)
@@ -595,6 +646,14 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
             finish_current(t);
             return;
         }
+        if (!t->asked_holder && res->holder_len > 0 && res->holder_len < 64) {
+            /* Ask the holder (its inbox) to finish and hand the lease over;
+             * no keyspace notifications involved. */
+            char inbox[80];
+            snprintf(inbox, sizeof(inbox), "inbox:%.*s", (int)res->holder_len, res->holder);
+            sw_store_publish(w->store, inbox, t->token, strlen(t->token));
+            t->asked_holder = 1;
+        }
         t->busy_delay_ms =
             t->busy_delay_ms ? SW_MIN(t->busy_delay_ms * 2, SW_BUSY_MAX_MS) : SW_BUSY_FIRST_MS;
         ev_timer_set(&t->retry_w, t->busy_delay_ms / 1000., 0.);
@@ -608,6 +667,7 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
         return;
     }
     t->lease_held = 1;
+    t->lease_until_ms = t->load_sent_ms + w->cfg->lease_ms;
 
     /* The new tree: private states from the store. */
     sw_tree_t fresh;
@@ -773,12 +833,28 @@ static void shared_writes_destroy(shared_writes_t *ws)
 }
 
 /* Send the fenced commit. seq 0 keeps the seq (no delta of the stream);
- * log_entry NULL writes no log entry. Returns 0 when the commit is in
- * flight; otherwise the event has been answered and finished. */
+ * log_entry NULL writes no log entry. The lease is kept (the oplock)
+ * unless `release` or keep_lease() says otherwise. Returns 0 when the
+ * commit is in flight; otherwise the event has been answered and finished. */
 static int commit(sw_token_t *t, commit_fields_t *cf, shared_writes_t *ws, uint64_t seq,
                   const char *log_entry, size_t log_len, int release)
 {
+    const sw_config_t *cfg = t->w->cfg;
+    uint64_t now = sw_now_ms();
+    if (!release && !keep_lease(t))
+        release = 1;
+    /* Renew the lease once half of it is gone; refresh the hash TTL every
+     * quarter TTL (and on the first write): a steady-state commit is then
+     * EVALSHA + GET + HSET. */
+    int renew = !release && t->lease_until_ms < now + cfg->lease_ms / 2;
+    int refresh = !t->exists || t->ttl_refreshed_ms == 0 ||
+                  now - t->ttl_refreshed_ms > (uint64_t)cfg->token_ttl_s * 250u;
+    t->commit_renew = renew;
+    t->commit_refresh = refresh;
+    t->commit_sent_ms = now;
     sw_store_commit_t c = {
+        .renew = renew,
+        .refresh_ttl = refresh,
         .token = t->token,
         .seq = seq,
         .log_entry = log_entry,
@@ -857,7 +933,7 @@ static void run_hydrate(sw_token_t *t)
         finish_current(t);
         return;
     }
-    commit(t, &cf, NULL, 0, NULL, 0, 1);
+    commit(t, &cf, NULL, 0, NULL, 0, 0);
 }
 
 static void merge_delta(json_t *acc, json_t *delta)
@@ -1040,7 +1116,6 @@ static void run_step(sw_token_t *t)
             .message_len = strlen(ws.msg[k]),
         };
     }
-    int yield_inline = t->step.status == SW_YIELD && kind != SW_EVENT_TASK;
     t->commit_full = 0;
     if (!private_change && ws.n == 0) {
         commit_fields_destroy(&cf);
@@ -1050,14 +1125,14 @@ static void run_step(sw_token_t *t)
     if (!private_change) {
         /* Only shared state changed: no delta of the token's own stream,
          * but the write is still fenced by the token's lease. */
-        commit(t, &cf, &ws, 0, NULL, 0, !yield_inline);
+        commit(t, &cf, &ws, 0, NULL, 0, 0);
         return;
     }
     sw_buf_t log;
     sw_buf_init(&log, 0);
     uint64_t seq = t->seq + 1;
     sw_msg_encode_delta(&log, seq, -1, t->acc, t->step.actions, 0);
-    commit(t, &cf, &ws, seq, log.data, log.len, !yield_inline);
+    commit(t, &cf, &ws, seq, log.data, log.len, 0);
     sw_buf_destroy(&log);
 }
 
@@ -1199,8 +1274,14 @@ static void on_committed(void *udata, int status)
     if (via_store) {
         SW_STAT_ADD(w->stats, commits, 1);
         t->exists = 1;
-        if (t->commit_release)
+        if (t->commit_release) {
             t->lease_held = 0;
+            t->release_asked = 0;
+        }
+        if (t->commit_renew)
+            t->lease_until_ms = t->commit_sent_ms + w->cfg->lease_ms;
+        if (t->commit_refresh)
+            t->ttl_refreshed_ms = t->commit_sent_ms;
         if (t->commit_seq)
             t->seq = t->commit_seq;
     }

@@ -104,12 +104,22 @@ struct sw_token {
     uint32_t busy_delay_ms;
     int pending_store; /* a store callback is outstanding */
     int lease_held;    /* our lease is (believed) held */
+    uint64_t lease_until_ms; /* our estimate of the lease's end (monotonic) */
+    uint64_t last_active_ms; /* last event start or end: idle release */
+    uint64_t ttl_refreshed_ms; /* last commit that refreshed the hash TTL */
+    uint64_t load_sent_ms;   /* when the acquire was sent */
+    int release_asked;       /* another worker asked for the lease */
+    int asked_holder;        /* this busy streak already asked the holder */
+    int in_kick;
     /* The step being committed (owned while pending_store). */
     sw_step_t step;
     int have_step;
     json_t *acc; /* delta being committed: {state: {var: v}} */
     uint64_t commit_seq;
     int commit_release;
+    int commit_renew;
+    int commit_refresh;
+    uint64_t commit_sent_ms;
     int commit_full; /* hydrate: the answer is a full delta */
     /* Shared state. The tree, kept while the token has sessions, is the
      * client view: what its clients have been sent. */
@@ -164,6 +174,14 @@ void sw_token_resume(sw_token_t *t);
 
 /* Run the queued resumes (worker's resume step). */
 void sw_token_run_resumes(sw_worker_t *w);
+
+/* Oplock upkeep, called periodically: give up the leases of tokens idle
+ * for `idle_ms`, or whose lease would run out before the next call. */
+void sw_token_sweep_leases(sw_worker_t *w, uint64_t idle_ms);
+
+/* Another worker asks for this token's lease (inbox message): release it
+ * now if idle, else after the event in flight. */
+void sw_token_lease_wanted(sw_worker_t *w, const char *token);
 
 /* Free every token (worker exit). */
 void sw_token_free_all(sw_worker_t *w);

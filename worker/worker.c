@@ -46,6 +46,37 @@ static void resume_cb(struct ev_loop *loop, ev_idle *iw, int revents)
     sw_token_run_resumes(w);
 }
 
+static void resume_check_cb(struct ev_loop *loop, ev_check *cw, int revents)
+{
+    sw_worker_t *w = sw_container_of(cw, sw_worker_t, resume_check_w);
+    if (!TAILQ_EMPTY(&w->resumes))
+        sw_token_run_resumes(w);
+}
+
+/* Leases idle this long are given up (at most half the lease). */
+static uint64_t lease_idle_ms(const sw_worker_t *w)
+{
+    return SW_MIN(2000u, w->cfg->lease_ms / 2);
+}
+
+static void lease_sweep_cb(struct ev_loop *loop, ev_timer *tw, int revents)
+{
+    sw_worker_t *w = sw_container_of(tw, sw_worker_t, lease_sweep_w);
+    sw_token_sweep_leases(w, lease_idle_ms(w));
+}
+
+/* Another worker wants a lease this worker holds. */
+static void inbox_cb(void *udata, const char *data, size_t len)
+{
+    sw_worker_t *w = udata;
+    char token[SW_TOKEN_MAX + 1];
+    if (len == 0 || len > SW_TOKEN_MAX)
+        return;
+    memcpy(token, data, len);
+    token[len] = '\0';
+    sw_token_lease_wanted(w, token);
+}
+
 static void publish_cb(struct ev_loop *loop, ev_prepare *pw, int revents)
 {
     sw_worker_t *w = sw_container_of(pw, sw_worker_t, publish_w);
@@ -172,6 +203,8 @@ static void start_drain(sw_worker_t *w, const char *why)
     sw_log(SW_LOG_NOTICE, "draining (%s): %zu connections, timeout %u ms", why, w->conns.nconns,
            w->cfg->drain_timeout_ms);
     ev_io_stop(w->loop, &w->channel_w);
+    /* Hand back every idle lease now; busy ones go when their event ends. */
+    sw_token_sweep_leases(w, 0);
     ev_timer_init(&w->drain_w, drain_timeout_cb, w->cfg->drain_timeout_ms / 1000., 0.);
     ev_timer_start(w->loop, &w->drain_w);
     ev_timer_init(&w->drain_poll_w, drain_poll_cb, 0., SW_DRAIN_POLL_S);
@@ -242,6 +275,8 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
     w->conns.max_send_bytes = cfg->max_send_bytes;
     w->conns.max_header_bytes = SW_MAX_HEADER_BYTES;
     w->conns.max_body_bytes = cfg->max_message_bytes;
+    w->conns.ping_interval_ms = cfg->ping_interval_ms;
+    w->conns.ping_timeout_ms = cfg->ping_timeout_ms;
     w->conns.on_open = sw_session_on_open;
     w->conns.on_message = sw_session_on_message;
     w->conns.on_close = sw_session_on_close;
@@ -260,6 +295,14 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
     ev_prepare_init(&w->publish_w, publish_cb);
     ev_prepare_start(loop, &w->publish_w);
     ev_idle_init(&w->gc_w, gc_cb);
+    ev_check_init(&w->resume_check_w, resume_check_cb);
+    ev_check_start(loop, &w->resume_check_w);
+    ev_timer_init(&w->lease_sweep_w, lease_sweep_cb, 0.25, 0.25);
+    ev_timer_start(loop, &w->lease_sweep_w);
+    snprintf(w->inbox, sizeof(w->inbox), "inbox:%s", w->holder_id);
+    if (sw_store_subscribe(w->store, w->inbox, inbox_cb, NULL, w) != 0)
+        sw_log(SW_LOG_WARN, "cannot subscribe to %s: lease hand-off falls back to expiry",
+               w->inbox);
 
     sw_log(SW_LOG_INFO, "worker %d started (store %s, lease holder %s)", slot,
            sw_store_kind(w->store), w->holder_id);

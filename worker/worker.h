@@ -39,6 +39,9 @@ typedef struct sw_worker {
     struct sw_shared *shared; /* uthash: shared token -> sw_shared_t */
     TAILQ_HEAD(sw_resume_list, sw_token) resumes; /* tokens to continue */
     ev_idle resume_w;
+    ev_check resume_check_w; /* resumes also run every iteration under load */
+    ev_timer lease_sweep_w;  /* oplock upkeep: idle leases are given up */
+    char inbox[48];          /* "inbox:<holder_id>": lease hand-off requests */
     size_t ntokens;
     int draining; /* QUIT received or master gone */
     int stopping; /* leave the loop */
