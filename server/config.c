@@ -30,7 +30,14 @@ enum {
     OPT_MAX_CONNECTIONS,
     OPT_DRAIN_TIMEOUT,
     OPT_PRESENCE_TTL,
+    OPT_PING_INTERVAL,
+    OPT_PING_TIMEOUT,
 };
+
+/* Liveness bounds: below 10 ms a ping timer would fire every few loop
+ * iterations; a day is long enough for any deployment. */
+#define PING_MIN_MS 10
+#define PING_MAX_MS 86400000ULL
 
 /* One row per setting: its flag, its environment variable, its id. */
 static const struct setting {
@@ -54,6 +61,8 @@ static const struct setting {
     {"max-connections", "STATEWIRE_MAX_CONNECTIONS", OPT_MAX_CONNECTIONS},
     {"drain-timeout", "STATEWIRE_DRAIN_TIMEOUT", OPT_DRAIN_TIMEOUT},
     {"presence-ttl-ms", "STATEWIRE_PRESENCE_TTL_MS", OPT_PRESENCE_TTL},
+    {"ping-interval-ms", "STATEWIRE_PING_INTERVAL_MS", OPT_PING_INTERVAL},
+    {"ping-timeout-ms", "STATEWIRE_PING_TIMEOUT_MS", OPT_PING_TIMEOUT},
 };
 
 static int default_workers(void)
@@ -80,6 +89,8 @@ void sw_config_defaults(sw_config_t *cfg)
     cfg->max_connections = 100000;
     cfg->drain_timeout_ms = 10000;
     cfg->presence_ttl_ms = 15000;
+    cfg->ping_interval_ms = 25000;
+    cfg->ping_timeout_ms = 20000;
 }
 
 void sw_config_usage(const char *argv0)
@@ -107,10 +118,14 @@ void sw_config_usage(const char *argv0)
            "  --max-queue N            events queued per token [STATEWIRE_MAX_QUEUE] (256)\n"
            "  --max-connections N      connections per worker [STATEWIRE_MAX_CONNECTIONS]\n"
            "                           (100000)\n"
-           "  --drain-timeout MS       graceful stop deadline [STATEWIRE_DRAIN_TIMEOUT]\n"
-           "  --presence-ttl-ms MS     presence entry lifetime; refreshed every third\n"
-           "                           [STATEWIRE_PRESENCE_TTL_MS]\n"
-           "                           (10000)\n"
+           "  --drain-timeout MS       graceful stop (QUIT) and reload (HUP) deadline\n"
+           "                           [STATEWIRE_DRAIN_TIMEOUT] (10000)\n"
+           "  --presence-ttl-ms MS     presence entry lifetime (>= 300); refreshed every\n"
+           "                           third [STATEWIRE_PRESENCE_TTL_MS] (15000)\n"
+           "  --ping-interval-ms MS    ping a WebSocket client silent this long; 0 = never,\n"
+           "                           else >= 10 [STATEWIRE_PING_INTERVAL_MS] (25000)\n"
+           "  --ping-timeout-ms MS     close a pinged client that sends nothing for this\n"
+           "                           long (>= 10) [STATEWIRE_PING_TIMEOUT_MS] (20000)\n"
            "  -h, --help               show this help\n"
            "  -V, --version            show the version\n",
            argv0, WORKERS_MAX);
@@ -250,6 +265,23 @@ static int apply(sw_config_t *cfg, int id, const char *name, const char *val)
         if (parse_uint(name, val, 300, UINT32_MAX, &v) != 0)
             return SW_EINVAL;
         cfg->presence_ttl_ms = (uint32_t)v;
+        return 0;
+    case OPT_PING_INTERVAL:
+        if (parse_uint(name, val, 0, PING_MAX_MS, &v) != 0)
+            return SW_EINVAL;
+        if (v != 0 && v < PING_MIN_MS) {
+            fprintf(stderr,
+                    "statewire: invalid value '%s' for %s (expected 0 to turn pings off, or "
+                    "%d..%llu)\n",
+                    val, name, PING_MIN_MS, PING_MAX_MS);
+            return SW_EINVAL;
+        }
+        cfg->ping_interval_ms = (uint32_t)v;
+        return 0;
+    case OPT_PING_TIMEOUT:
+        if (parse_uint(name, val, PING_MIN_MS, PING_MAX_MS, &v) != 0)
+            return SW_EINVAL;
+        cfg->ping_timeout_ms = (uint32_t)v;
         return 0;
     default:
         return SW_EINVAL;

@@ -17,6 +17,8 @@
  *   --max-connections N      STATEWIRE_MAX_CONNECTIONS   100000 (per worker)
  *   --drain-timeout MS       STATEWIRE_DRAIN_TIMEOUT     10000
  *   --presence-ttl-ms MS     STATEWIRE_PRESENCE_TTL_MS   15000 (>= 300)
+ *   --ping-interval-ms MS    STATEWIRE_PING_INTERVAL_MS  25000 (0 = no pings, else >= 10)
+ *   --ping-timeout-ms MS     STATEWIRE_PING_TIMEOUT_MS   20000 (>= 10)
  *   --help, --version
  */
 #ifndef SW_SERVER_CONFIG_H
@@ -42,6 +44,11 @@ typedef struct sw_config {
     uint32_t max_connections;
     uint32_t drain_timeout_ms;
     uint32_t presence_ttl_ms; /* presence entries expire after this; refreshed every ttl/3 */
+    /* WebSocket liveness (worker/conn.h): a client silent for
+     * ping_interval_ms gets a ping; nothing received within
+     * ping_timeout_ms after it closes the connection. 0 interval: off. */
+    uint32_t ping_interval_ms;
+    uint32_t ping_timeout_ms;
 } sw_config_t;
 
 /* Fill cfg with built-in defaults. */

@@ -30,17 +30,25 @@
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 5000
 #define FAST_STOP_KILL_S 5.0 /* TERM/INT: SIGKILL after this */
-#define DRAIN_GRACE_MS 2000  /* QUIT: SIGKILL after drain + this */
+#define DRAIN_GRACE_MS 2000  /* QUIT, HUP: SIGKILL after drain + this */
+#define GENERATIONS 2        /* slot halves: a reload overlaps two generations */
+/* HUP: the old generation gets QUIT this long after the switch, so that it
+ * first takes the sockets already passed to it (a draining worker reads its
+ * channel no more). */
+#define RELOAD_QUIT_DELAY_MS 100
 
 typedef struct master master_t;
 
-/* One worker slot: the process living in it and its channel. */
+/* One worker slot: the process living in it and its channel. Slots
+ * [0, N) and [N, 2N) are the two halves; the current generation lives in
+ * one half, a draining previous generation in the other. */
 typedef struct wslot {
     master_t *m;
     int idx;
-    pid_t pid;   /* 0 when no process is running */
-    int chan;    /* master end of the fd channel, -1 when none */
-    int chan_ok; /* 0 once a send saw the worker's end closed */
+    unsigned gen; /* generation of the process (last) spawned here */
+    pid_t pid;    /* 0 when no process is running */
+    int chan;     /* master end of the fd channel, -1 when none */
+    int chan_ok;  /* 0 once a send saw the worker's end closed */
     ev_child child_w;
     ev_timer respawn_w;
     uint64_t deaths[RESPAWN_FAST_DEATHS + 1]; /* ring: recent death times (mono ms) */
@@ -56,7 +64,14 @@ struct master {
     const sw_appdef_t *app;
     sw_stats_t *stats;
     wslot_t *slots;
-    int nslots;
+    int nslots;             /* GENERATIONS * nworkers */
+    int nworkers;           /* workers per generation (cfg->workers) */
+    int cur;                /* half of the current generation: 0 or 1 */
+    unsigned gen;           /* current generation number, 1 at start */
+    int reloading;          /* the other half still runs the previous generation */
+    int reload_queued;      /* a HUP arrived while reloading: reload again after */
+    ev_timer reload_quit_w; /* QUIT the old generation */
+    ev_timer reload_kill_w; /* reload deadline: SIGKILL the old generation */
     int lfd;
     int paused; /* accepting paused after EMFILE/ENFILE */
     ev_io accept_w;
@@ -64,7 +79,7 @@ struct master {
     ev_signal sigs[5]; /* TERM INT QUIT USR1 HUP; data = master */
     ev_timer kill_w;   /* stop deadline: SIGKILL what is left */
     int stop;          /* RUNNING, STOP_GRACEFUL, STOP_FAST */
-    unsigned rr;       /* round-robin start for ties */
+    unsigned rr;       /* round-robin start for ties, within the current half */
     uint64_t emfile_log_ms;
     uint64_t drop_log_ms;
 };
@@ -78,6 +93,16 @@ static int slot_live(const wslot_t *w)
     return w->pid > 0 && w->chan >= 0 && w->chan_ok;
 }
 
+static int half_of(const master_t *m, const wslot_t *w)
+{
+    return w->idx / m->nworkers;
+}
+
+static int is_current(const master_t *m, const wslot_t *w)
+{
+    return half_of(m, w) == m->cur;
+}
+
 static int count_running(const master_t *m)
 {
     int n = 0;
@@ -86,10 +111,19 @@ static int count_running(const master_t *m)
     return n;
 }
 
+static int count_running_half(const master_t *m, int half)
+{
+    int n = 0;
+    for (int i = half * m->nworkers; i < (half + 1) * m->nworkers; i++)
+        n += m->slots[i].pid > 0;
+    return n;
+}
+
+/* Live workers of the current generation (the only ones given sockets). */
 static int count_live(const master_t *m)
 {
     int n = 0;
-    for (int i = 0; i < m->nslots; i++)
+    for (int i = m->cur * m->nworkers; i < (m->cur + 1) * m->nworkers; i++)
         n += slot_live(&m->slots[i]);
     return n;
 }
@@ -105,13 +139,24 @@ static void update_accept(master_t *m)
         ev_io_stop(m->loop, &m->accept_w);
 }
 
-static void signal_workers(master_t *m, int sig)
+static void signal_slots(master_t *m, int from, int to, int sig)
 {
-    for (int i = 0; i < m->nslots; i++) {
+    for (int i = from; i < to; i++) {
         wslot_t *w = &m->slots[i];
         if (w->pid > 0 && kill(w->pid, sig) != 0 && errno != ESRCH)
             sw_log(SW_LOG_ERROR, "kill(%d, %s): %s", (int)w->pid, strsignal(sig), strerror(errno));
     }
+}
+
+/* Every worker of both generations. */
+static void signal_workers(master_t *m, int sig)
+{
+    signal_slots(m, 0, m->nslots, sig);
+}
+
+static void signal_half(master_t *m, int half, int sig)
+{
+    signal_slots(m, half * m->nworkers, (half + 1) * m->nworkers, sig);
 }
 
 static void signal_name(int sig, char *out, size_t cap)
@@ -207,6 +252,8 @@ static void child_detach(master_t *m)
     ev_io_stop(m->loop, &m->accept_w);
     ev_timer_stop(m->loop, &m->pause_w);
     ev_timer_stop(m->loop, &m->kill_w);
+    ev_timer_stop(m->loop, &m->reload_quit_w);
+    ev_timer_stop(m->loop, &m->reload_kill_w);
     for (size_t i = 0; i < SW_ARRAY_SIZE(m->sigs); i++)
         ev_signal_stop(m->loop, &m->sigs[i]);
     for (int i = 0; i < m->nslots; i++) {
@@ -252,13 +299,14 @@ static int spawn(wslot_t *w)
 
     close(sv[1]);
     w->pid = pid;
+    w->gen = m->gen;
     w->chan = sv[0];
     w->chan_ok = 1;
     /* Also set here so the slot reads as taken before the child runs. */
     atomic_store_explicit(&m->stats->slot[w->idx].pid, (int32_t)pid, memory_order_relaxed);
     ev_child_set(&w->child_w, pid, 0);
     ev_child_start(m->loop, &w->child_w);
-    sw_log(SW_LOG_INFO, "worker %d started (pid %d)", w->idx, (int)pid);
+    sw_log(SW_LOG_INFO, "worker %d started (pid %d, generation %u)", w->idx, (int)pid, m->gen);
     update_accept(m);
     return 0;
 }
@@ -287,27 +335,32 @@ static void spawn_or_retry(wslot_t *w)
 static void on_respawn(struct ev_loop *loop, ev_timer *t, int revents)
 {
     wslot_t *w = sw_container_of(t, wslot_t, respawn_w);
-    if (w->m->stop != RUNNING || w->pid > 0)
+    if (w->m->stop != RUNNING || w->pid > 0 || !is_current(w->m, w))
         return;
     spawn_or_retry(w);
 }
 
-static void log_death(const master_t *m, const wslot_t *w, pid_t pid, int status)
+/* `expected`: the master stopped it (stop, or an old generation). */
+static void log_death(const wslot_t *w, int expected, pid_t pid, int status)
 {
     if (WIFEXITED(status)) {
         int code = WEXITSTATUS(status);
-        sw_log(m->stop ? SW_LOG_INFO : SW_LOG_WARN, "worker %d (pid %d) exited with code %d%s",
-               w->idx, (int)pid, code, m->stop ? "" : " unexpectedly");
+        sw_log(expected ? SW_LOG_INFO : SW_LOG_WARN,
+               "worker %d (pid %d, generation %u) exited with code %d%s", w->idx, (int)pid, w->gen,
+               code, expected ? "" : " unexpectedly");
     } else if (WIFSIGNALED(status)) {
         char name[32];
         signal_name(WTERMSIG(status), name, sizeof(name));
-        sw_log(m->stop ? SW_LOG_WARN : SW_LOG_ERROR, "worker %d (pid %d) killed by %s%s", w->idx,
-               (int)pid, name, WCOREDUMP(status) ? " (core dumped)" : "");
+        sw_log(expected ? SW_LOG_WARN : SW_LOG_ERROR,
+               "worker %d (pid %d, generation %u) killed by %s%s", w->idx, (int)pid, w->gen, name,
+               WCOREDUMP(status) ? " (core dumped)" : "");
     } else {
-        sw_log(SW_LOG_WARN, "worker %d (pid %d) ended with status 0x%x", w->idx, (int)pid,
-               (unsigned)status);
+        sw_log(SW_LOG_WARN, "worker %d (pid %d, generation %u) ended with status 0x%x", w->idx,
+               (int)pid, w->gen, (unsigned)status);
     }
 }
+
+static void reload_finished(master_t *m);
 
 static void on_child(struct ev_loop *loop, ev_child *cw, int revents)
 {
@@ -324,13 +377,20 @@ static void on_child(struct ev_loop *loop, ev_child *cw, int revents)
     w->chan = -1;
     w->pid = 0;
     atomic_store_explicit(&m->stats->slot[w->idx].pid, 0, memory_order_relaxed);
-    log_death(m, w, pid, status);
+    int current = is_current(m, w);
+    log_death(w, m->stop != RUNNING || !current, pid, status);
 
     if (m->stop != RUNNING) {
         if (count_running(m) == 0) {
             sw_log(SW_LOG_INFO, "all workers exited");
             ev_break(loop, EVBREAK_ALL);
         }
+        return;
+    }
+    if (!current) {
+        /* A replaced generation: no respawn. */
+        if (m->reloading && count_running_half(m, half_of(m, w)) == 0)
+            reload_finished(m);
         return;
     }
     update_accept(m);
@@ -352,14 +412,16 @@ static void on_child(struct ev_loop *loop, ev_child *cw, int revents)
 
 /* ---- Accept loop --------------------------------------------------------- */
 
-/* The live worker with the fewest connections that has not been tried yet;
- * scanning from the round-robin cursor breaks ties in turn. -1 if none. */
+/* The live worker of the current generation with the fewest connections
+ * that has not been tried yet; scanning from the round-robin cursor breaks
+ * ties in turn. -1 if none. */
 static int pick_worker(const master_t *m, const unsigned char *tried)
 {
     int best = -1;
     uint64_t best_conns = 0;
-    for (int k = 0; k < m->nslots; k++) {
-        int i = (int)((m->rr + (unsigned)k) % (unsigned)m->nslots);
+    int base = m->cur * m->nworkers;
+    for (int k = 0; k < m->nworkers; k++) {
+        int i = base + (int)((m->rr + (unsigned)k) % (unsigned)m->nworkers);
         const wslot_t *w = &m->slots[i];
         if (!slot_live(w) || tried[i])
             continue;
@@ -375,9 +437,9 @@ static int pick_worker(const master_t *m, const unsigned char *tried)
 /* Hand fd to a worker; the caller closes its copy either way. */
 static int dispatch(master_t *m, int fd)
 {
-    unsigned char tried[256];
+    unsigned char tried[GENERATIONS * 256];
     memset(tried, 0, sizeof(tried));
-    for (int attempt = 0; attempt < m->nslots; attempt++) {
+    for (int attempt = 0; attempt < m->nworkers; attempt++) {
         int i = pick_worker(m, tried);
         if (i < 0)
             break;
@@ -385,7 +447,7 @@ static int dispatch(master_t *m, int fd)
         wslot_t *w = &m->slots[i];
         int rc = sw_fdpass_send(w->chan, fd);
         if (rc == 0) {
-            m->rr = (unsigned)(i + 1) % (unsigned)m->nslots;
+            m->rr = (unsigned)(i - m->cur * m->nworkers + 1) % (unsigned)m->nworkers;
             return 0;
         }
         if (rc == SW_ECLOSED) {
@@ -466,7 +528,7 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
     }
 }
 
-/* ---- Signals and stopping ------------------------------------------------ */
+/* ---- Stop deadline ----------------------------------------------------- */
 
 static void on_kill_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -475,6 +537,104 @@ static void on_kill_deadline(struct ev_loop *loop, ev_timer *t, int revents)
            count_running(m));
     signal_workers(m, SIGKILL);
 }
+
+/* ---- Reload (HUP) ------------------------------------------------------- */
+
+static void begin_reload(master_t *m);
+
+static void on_reload_deadline(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    master_t *m = sw_container_of(t, master_t, reload_kill_w);
+    int old = 1 - m->cur;
+    sw_log(SW_LOG_WARN,
+           "reload: %d worker(s) of generation %u still running at the drain deadline; "
+           "sending SIGKILL",
+           count_running_half(m, old), m->gen - 1);
+    signal_half(m, old, SIGKILL);
+}
+
+static void on_reload_quit(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    master_t *m = sw_container_of(t, master_t, reload_quit_w);
+    int old = 1 - m->cur;
+    sw_log(SW_LOG_NOTICE,
+           "reload: draining generation %u (%d worker(s), SIGQUIT), SIGKILL after %u ms",
+           m->gen - 1, count_running_half(m, old),
+           (unsigned)(m->cfg->drain_timeout_ms + DRAIN_GRACE_MS));
+    signal_half(m, old, SIGQUIT);
+    ev_timer_set(&m->reload_kill_w, ((double)m->cfg->drain_timeout_ms + DRAIN_GRACE_MS) / 1000.0,
+                 0.);
+    ev_timer_start(m->loop, &m->reload_kill_w);
+}
+
+/* The previous generation has exited: the reload is over. */
+static void reload_finished(master_t *m)
+{
+    ev_timer_stop(m->loop, &m->reload_quit_w);
+    ev_timer_stop(m->loop, &m->reload_kill_w);
+    m->reloading = 0;
+    sw_log(SW_LOG_NOTICE, "reload complete: generation %u has exited, generation %u serves",
+           m->gen - 1, m->gen);
+    if (m->reload_queued) {
+        m->reload_queued = 0;
+        sw_log(SW_LOG_NOTICE, "reload: starting the reload requested meanwhile");
+        begin_reload(m);
+    }
+}
+
+/* Start a new generation in the other half of the slots, hand it every new
+ * connection from now on, and drain the old generation (QUIT after
+ * RELOAD_QUIT_DELAY_MS), SIGKILL after drain_timeout_ms + DRAIN_GRACE_MS
+ * more. One reload at a time: a HUP
+ * during a reload is remembered (once) and starts the next reload when the
+ * old generation has exited. */
+static void begin_reload(master_t *m)
+{
+    if (m->stop != RUNNING) {
+        sw_log(SW_LOG_NOTICE, "reload (HUP) ignored: the server is stopping");
+        return;
+    }
+    if (m->reloading) {
+        m->reload_queued = 1;
+        sw_log(SW_LOG_NOTICE,
+               "reload (HUP): generation %u is still draining; the next reload starts once it "
+               "has exited",
+               m->gen - 1);
+        return;
+    }
+    int old = m->cur;
+    int neu = 1 - old;
+    m->gen++;
+    sw_log(SW_LOG_NOTICE, "reload (HUP): starting generation %u (%d worker(s)) to replace %u",
+           m->gen, m->nworkers, m->gen - 1);
+
+    /* The old half respawns nothing from now on. */
+    for (int i = old * m->nworkers; i < (old + 1) * m->nworkers; i++)
+        ev_timer_stop(m->loop, &m->slots[i].respawn_w);
+
+    m->cur = neu;
+    m->rr = 0;
+    for (int i = neu * m->nworkers; i < (neu + 1) * m->nworkers; i++) {
+        wslot_t *w = &m->slots[i];
+        w->ndeaths = 0;
+        w->backoff_ms = 0;
+        memset(w->deaths, 0, sizeof(w->deaths));
+        spawn_or_retry(w);
+    }
+    update_accept(m);
+    sw_log(SW_LOG_NOTICE, "reload: new connections go to generation %u", m->gen);
+
+    int nold = count_running_half(m, old);
+    if (nold == 0) {
+        sw_log(SW_LOG_NOTICE, "reload complete: generation %u had no running worker", m->gen - 1);
+        return;
+    }
+    m->reloading = 1;
+    ev_timer_set(&m->reload_quit_w, RELOAD_QUIT_DELAY_MS / 1000.0, 0.);
+    ev_timer_start(m->loop, &m->reload_quit_w);
+}
+
+/* ---- Stopping ------------------------------------------------------------ */
 
 static void begin_stop(master_t *m, int mode, int signum)
 {
@@ -492,6 +652,8 @@ static void begin_stop(master_t *m, int mode, int signum)
                (unsigned)m->cfg->drain_timeout_ms);
     }
     m->stop = mode;
+    m->reload_queued = 0;
+    ev_timer_stop(m->loop, &m->reload_quit_w); /* every worker gets the stop signal */
 
     ev_io_stop(m->loop, &m->accept_w);
     ev_timer_stop(m->loop, &m->pause_w);
@@ -531,7 +693,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
         signal_workers(m, SIGUSR1);
         break;
     case SIGHUP:
-        sw_log(SW_LOG_NOTICE, "reload (HUP) is not implemented yet; ignoring");
+        begin_reload(m);
         break;
     default:
         break;
@@ -547,7 +709,9 @@ int sw_master_run(const sw_config_t *cfg, const sw_appdef_t *app)
     m->cfg = cfg;
     m->app = app;
     m->lfd = -1;
-    m->nslots = cfg->workers;
+    m->nworkers = cfg->workers;
+    m->nslots = GENERATIONS * cfg->workers;
+    m->gen = 1;
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -558,8 +722,8 @@ int sw_master_run(const sw_config_t *cfg, const sw_appdef_t *app)
         goto out;
     }
 
-    if (m->nslots < 1 || m->nslots > 256) {
-        sw_log(SW_LOG_ERROR, "workers must be 1..256 (got %d)", m->nslots);
+    if (m->nworkers < 1 || m->nworkers > 256) {
+        sw_log(SW_LOG_ERROR, "workers must be 1..256 (got %d)", m->nworkers);
         goto out;
     }
     m->loop = ev_default_loop(0);
@@ -577,6 +741,8 @@ int sw_master_run(const sw_config_t *cfg, const sw_appdef_t *app)
     ev_io_init(&m->accept_w, on_accept, m->lfd, EV_READ);
     ev_timer_init(&m->pause_w, on_accept_resume, 0., 0.);
     ev_timer_init(&m->kill_w, on_kill_deadline, 0., 0.);
+    ev_timer_init(&m->reload_quit_w, on_reload_quit, 0., 0.);
+    ev_timer_init(&m->reload_kill_w, on_reload_deadline, 0., 0.);
     for (size_t i = 0; i < SW_ARRAY_SIZE(m->sigs); i++) {
         ev_signal_init(&m->sigs[i], on_signal, master_signals[i]);
         m->sigs[i].data = m;
@@ -592,8 +758,8 @@ int sw_master_run(const sw_config_t *cfg, const sw_appdef_t *app)
         ev_child_init(&w->child_w, on_child, 0, 0);
         ev_timer_init(&w->respawn_w, on_respawn, 0., 0.);
     }
-    sw_log(SW_LOG_INFO, "master pid %d starting %d worker(s)", (int)getpid(), m->nslots);
-    for (int i = 0; i < m->nslots; i++)
+    sw_log(SW_LOG_INFO, "master pid %d starting %d worker(s)", (int)getpid(), m->nworkers);
+    for (int i = 0; i < m->nworkers; i++)
         spawn_or_retry(&m->slots[i]);
 
     ev_run(m->loop, 0);
@@ -605,6 +771,8 @@ out:
         ev_io_stop(m->loop, &m->accept_w);
         ev_timer_stop(m->loop, &m->pause_w);
         ev_timer_stop(m->loop, &m->kill_w);
+        ev_timer_stop(m->loop, &m->reload_quit_w);
+        ev_timer_stop(m->loop, &m->reload_kill_w);
         for (size_t i = 0; i < SW_ARRAY_SIZE(m->sigs); i++)
             ev_signal_stop(m->loop, &m->sigs[i]);
     }

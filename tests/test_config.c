@@ -28,6 +28,9 @@ static const char *const all_env[] = {
     "STATEWIRE_MAX_QUEUE",
     "STATEWIRE_MAX_CONNECTIONS",
     "STATEWIRE_DRAIN_TIMEOUT",
+    "STATEWIRE_PRESENCE_TTL_MS",
+    "STATEWIRE_PING_INTERVAL_MS",
+    "STATEWIRE_PING_TIMEOUT_MS",
 };
 
 static void clean_env(void)
@@ -89,6 +92,8 @@ Test(config, defaults)
     cr_assert_eq(c.max_queue, 256);
     cr_assert_eq(c.max_connections, 100000);
     cr_assert_eq(c.drain_timeout_ms, 10000);
+    cr_assert_eq(c.ping_interval_ms, 25000);
+    cr_assert_eq(c.ping_timeout_ms, 20000);
 }
 
 Test(config, no_args_keeps_defaults)
@@ -328,4 +333,57 @@ Test(config, help, .init = cr_redirect_stdout)
     buf[n] = '\0';
     cr_assert(strstr(buf, "--drain-timeout") != NULL);
     cr_assert(strstr(buf, "STATEWIRE_REDIS") != NULL);
+    cr_assert(strstr(buf, "--ping-interval-ms") != NULL);
+    cr_assert(strstr(buf, "STATEWIRE_PING_INTERVAL_MS") != NULL);
+    cr_assert(strstr(buf, "--ping-timeout-ms") != NULL);
+    cr_assert(strstr(buf, "STATEWIRE_PING_TIMEOUT_MS") != NULL);
+}
+
+Test(config, ping_flags_and_env)
+{
+    clean_env();
+    sw_config_t c;
+    cr_assert_eq(parse(&c, "--ping-interval-ms", "100", "--ping-timeout-ms", "250", NULL), 0);
+    cr_assert_eq(c.ping_interval_ms, 100);
+    cr_assert_eq(c.ping_timeout_ms, 250);
+    cr_assert_eq(parse(&c, "--ping-interval-ms", "0", NULL), 0, "0 turns pings off");
+    cr_assert_eq(c.ping_interval_ms, 0);
+    cr_assert_eq(c.ping_timeout_ms, 20000);
+    cr_assert_eq(parse(&c, "--ping-interval-ms", "10", "--ping-timeout-ms", "10", NULL), 0);
+    cr_assert_eq(c.ping_interval_ms, 10);
+    cr_assert_eq(c.ping_timeout_ms, 10);
+    cr_assert_eq(parse(&c, "--ping-interval-ms", "86400000", "--ping-timeout-ms", "86400000", NULL),
+                 0);
+    cr_assert_eq(c.ping_interval_ms, 86400000);
+
+    setenv("STATEWIRE_PING_INTERVAL_MS", "3000", 1);
+    setenv("STATEWIRE_PING_TIMEOUT_MS", "4000", 1);
+    cr_assert_eq(parse(&c, NULL), 0);
+    cr_assert_eq(c.ping_interval_ms, 3000);
+    cr_assert_eq(c.ping_timeout_ms, 4000);
+    cr_assert_eq(parse(&c, "--ping-timeout-ms", "5000", NULL), 0);
+    cr_assert_eq(c.ping_interval_ms, 3000, "env");
+    cr_assert_eq(c.ping_timeout_ms, 5000, "flag over env");
+    clean_env();
+}
+
+Test(config, bad_ping_values, .init = cr_redirect_stderr)
+{
+    clean_env();
+    assert_rejected("--ping-interval-ms", "9");
+    assert_rejected("--ping-interval-ms", "1");
+    assert_rejected("--ping-interval-ms", "86400001");
+    assert_rejected("--ping-interval-ms", "-1");
+    assert_rejected("--ping-interval-ms", "soon");
+    assert_rejected("--ping-timeout-ms", "0");
+    assert_rejected("--ping-timeout-ms", "9");
+    assert_rejected("--ping-timeout-ms", "86400001");
+    const char *err = stderr_text();
+    cr_assert(strstr(err, "--ping-interval-ms") != NULL, "message names the flag: %s", err);
+    cr_assert(strstr(err, "--ping-timeout-ms") != NULL, "%s", err);
+    setenv("STATEWIRE_PING_TIMEOUT_MS", "5", 1);
+    sw_config_t c;
+    cr_assert_eq(parse(&c, NULL), SW_EINVAL);
+    cr_assert(strstr(stderr_text(), "STATEWIRE_PING_TIMEOUT_MS") != NULL);
+    clean_env();
 }

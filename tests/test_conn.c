@@ -151,7 +151,7 @@ static void *server_main(void *arg)
     return NULL;
 }
 
-static void setup(void)
+static void setup_env(uint32_t ping_interval_ms, uint32_t ping_timeout_ms)
 {
     memset(&srv, 0, sizeof(srv));
     srv.loop = ev_loop_new(EVFLAG_AUTO);
@@ -178,6 +178,8 @@ static void setup(void)
     srv.env.on_message = on_message;
     srv.env.on_close = on_close;
     srv.env.on_http = on_http;
+    srv.env.ping_interval_ms = ping_interval_ms;
+    srv.env.ping_timeout_ms = ping_timeout_ms;
 
     ev_io_init(&srv.accept_w, accept_cb, srv.lfd, EV_READ);
     ev_io_start(srv.loop, &srv.accept_w);
@@ -187,6 +189,20 @@ static void setup(void)
     ev_timer_start(srv.loop, &srv.stat_w);
     ev_timer_init(&srv.async_w, async_cb, 0.02, 0.);
     cr_assert_eq(pthread_create(&srv.thread, NULL, server_main, NULL), 0);
+}
+
+static void setup(void)
+{
+    setup_env(0, 0); /* no liveness pings */
+}
+
+/* Liveness suite: tiny intervals. */
+#define PING_INTERVAL_MS 100
+#define PING_TIMEOUT_MS 300
+
+static void setup_ping(void)
+{
+    setup_env(PING_INTERVAL_MS, PING_TIMEOUT_MS);
 }
 
 static void teardown(void)
@@ -832,6 +848,153 @@ Test(conn, body_too_large_413)
     cli_write(fd, chunk, (size_t)n + MAX_BODY + 1);
     free(chunk);
     cr_assert_eq(read_response(fd, &r), 413);
+    close(fd);
+    expect_idle(0);
+}
+
+/* ---- liveness (ping / pong) -------------------------------------------- */
+
+TestSuite(conn_ping, .init = setup_ping, .fini = teardown, .timeout = 30);
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* 1 when fd has input within ms. */
+static int readable_within(int fd, int ms)
+{
+    fd_set rs;
+    FD_ZERO(&rs);
+    FD_SET(fd, &rs);
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    return select(fd + 1, &rs, NULL, NULL, &tv) > 0;
+}
+
+static void expect_ping(int fd)
+{
+    frame_t fr;
+    cr_assert_eq(ws_read_frame(fd, &fr), 0, "a ping arrives");
+    cr_assert_eq(fr.opcode, 0x9, "ping, got opcode %d", fr.opcode);
+    cr_assert_eq(fr.fin, 1);
+    cr_assert_leq(fr.len, 125, "control payload bound (RFC 6455 §5.5)");
+    cr_assert_str_eq((char *)fr.data, "sw");
+    free(fr.data);
+}
+
+Test(conn, no_pings_when_disabled)
+{
+    int fd = ws_connect();
+    cr_assert_not(readable_within(fd, 300), "nothing is sent to a silent client");
+    ws_close_clean(fd);
+    expect_idle(1);
+}
+
+Test(conn_ping, ping_after_silence)
+{
+    int fd = ws_connect();
+    uint64_t t0 = mono_ms();
+    expect_ping(fd);
+    uint64_t waited = mono_ms() - t0;
+    cr_assert_geq(waited, PING_INTERVAL_MS - 20, "not before the interval (%llu ms)",
+                  (unsigned long long)waited);
+    ws_send_frame(fd, 1, 0xA, "sw", 2, 1); /* pong */
+    ws_close_clean(fd);
+    expect_idle(1);
+}
+
+Test(conn_ping, answering_client_stays)
+{
+    int fd = ws_connect();
+    uint64_t t0 = mono_ms();
+    int pings = 0;
+    /* 10 intervals, each ping answered with a pong echoing its payload. */
+    while (mono_ms() - t0 < 10 * PING_INTERVAL_MS) {
+        frame_t fr;
+        cr_assert_eq(ws_read_frame(fd, &fr), 0, "the connection stays open");
+        cr_assert_eq(fr.opcode, 0x9, "only pings, got opcode %d", fr.opcode);
+        ws_send_frame(fd, 1, 0xA, fr.data, fr.len, 1);
+        free(fr.data);
+        pings++;
+    }
+    cr_assert_geq(pings, 3, "pinged on every silent interval (%d)", pings);
+    cr_assert_eq(atomic_load(&g_closes), 0);
+    /* Still a working connection. */
+    ws_send_text(fd, "alive");
+    for (;;) {
+        frame_t fr;
+        cr_assert_eq(ws_read_frame(fd, &fr), 0);
+        if (fr.opcode == 0x9) {
+            ws_send_frame(fd, 1, 0xA, fr.data, fr.len, 1);
+            free(fr.data);
+            continue;
+        }
+        cr_assert_eq(fr.opcode, 0x1);
+        cr_assert_str_eq((char *)fr.data, "alive");
+        free(fr.data);
+        break;
+    }
+    ws_close_clean(fd);
+    expect_idle(1);
+}
+
+Test(conn_ping, any_message_counts_as_an_answer)
+{
+    int fd = ws_connect();
+    /* Never a pong: a text message after each ping keeps the conn alive. */
+    for (int i = 0; i < 4; i++) {
+        expect_ping(fd);
+        ws_send_text(fd, "here");
+        expect_text(fd, "here");
+    }
+    cr_assert_eq(atomic_load(&g_closes), 0);
+    ws_close_clean(fd);
+    expect_idle(1);
+}
+
+Test(conn_ping, silent_client_is_closed)
+{
+    int fd = ws_connect();
+    uint64_t t0 = mono_ms();
+    expect_ping(fd);
+    char reason[64];
+    cr_assert_eq(ws_expect_close(fd, reason, sizeof(reason), NULL), 1001);
+    cr_assert_str_eq(reason, "ping timeout");
+    /* No closing handshake with a dead peer: EOF follows at once, well
+     * before the 2 s close timeout. */
+    cr_assert(read_eof(fd), "socket closed");
+    uint64_t took = mono_ms() - t0;
+    cr_assert_geq(took, PING_INTERVAL_MS + PING_TIMEOUT_MS - 40, "not before the timeout (%llu ms)",
+                  (unsigned long long)took);
+    cr_assert_lt(took, PING_INTERVAL_MS + PING_TIMEOUT_MS + 1500,
+                 "closed within interval + timeout (+ slack): %llu ms", (unsigned long long)took);
+    close(fd);
+    expect_idle(1); /* on_close exactly once */
+}
+
+Test(conn_ping, several_silent_clients_all_closed)
+{
+    int fds[4];
+    for (int i = 0; i < 4; i++)
+        fds[i] = ws_connect();
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(ws_expect_close(fds[i], NULL, 0, NULL), 1001);
+        cr_assert(read_eof(fds[i]));
+        close(fds[i]);
+    }
+    expect_idle(4);
+}
+
+Test(conn_ping, http_conns_are_not_pinged)
+{
+    int fd = cli_connect();
+    http_resp_t r;
+    cli_write_str(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 200);
+    cr_assert_not(readable_within(fd, PING_INTERVAL_MS + PING_TIMEOUT_MS + 100),
+                  "a keep-alive HTTP conn gets no frames and is not closed by liveness");
     close(fd);
     expect_idle(0);
 }

@@ -12,7 +12,13 @@
  * then (HTTP, or WebSocket once both close frames are exchanged) shuts
  * down its write side and drains input until the peer's EOF, so the peer
  * reads everything before the socket goes (no RST on unread input). The
- * whole closing phase is bounded by CLOSE_TIMEOUT. */
+ * whole closing phase is bounded by CLOSE_TIMEOUT.
+ *
+ * Liveness: the conn's one timer also watches an open WebSocket. Input
+ * only stamps `last_rx`; the timer callback works out what is due from
+ * that stamp and re-arms itself (libev's "Be smart about timeouts",
+ * method 2), so busy conns never touch the timer heap. The first input
+ * after a ping (the pong) re-arms the timer once for the next interval. */
 #include "worker/conn.h"
 
 #include <errno.h>
@@ -40,6 +46,8 @@
 #define DEFAULT_MAX_HEADER 8192
 #define DEFAULT_MAX_BODY (1024 * 1024)
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define PING_PAYLOAD "sw"
+#define TIMER_SLACK 0.0005 /* seconds: a deadline this close counts as reached */
 
 enum { MODE_HTTP = 0, MODE_WS = 1 };
 enum { LAST_NONE, LAST_URL, LAST_FIELD, LAST_VALUE };
@@ -71,7 +79,8 @@ struct sw_conn {
     int fd;
     ev_io rio;
     ev_io wio;
-    ev_timer timer; /* bounds the closing phase */
+    ev_timer timer;    /* bounds the closing phase; before it, WebSocket liveness */
+    ev_tstamp last_rx; /* ev_now() of the last WebSocket input */
     unsigned mode : 1;
     unsigned in_pending : 1;
     unsigned closing : 1;        /* input ignored, output flushing */
@@ -84,6 +93,8 @@ struct sw_conn {
     unsigned close_after_reply : 1;
     unsigned need_parse : 1; /* pipelined input to parse after a reply */
     unsigned in_input : 1;   /* inside http_input() */
+    unsigned ping_out : 1;   /* a ping went out and no input came since */
+    unsigned abandon : 1;    /* peer presumed dead: close once the output is tried */
     sw_buf_t in;             /* unparsed input: pipelined HTTP, first WebSocket bytes */
     sw_buf_t out;            /* bytes for the socket */
     http_state_t *hs;
@@ -183,6 +194,7 @@ static void start_closing(sw_conn_t *c)
     if (c->closing || c->dead)
         return;
     c->closing = 1;
+    ev_timer_stop(c->env->loop, &c->timer); /* may be the liveness timer */
     ev_timer_set(&c->timer, CLOSE_TIMEOUT, 0.);
     ev_timer_start(c->env->loop, &c->timer);
     mark_pending(c);
@@ -204,11 +216,73 @@ static void shutdown_write(sw_conn_t *c)
         ev_io_start(c->env->loop, &c->rio);
 }
 
+static void ws_close(sw_conn_t *c, uint16_t code, const char *reason);
+
+static void liveness_arm(sw_conn_t *c, ev_tstamp after)
+{
+    ev_timer_set(&c->timer, after > 0. ? after : 0., 0.);
+    ev_timer_start(c->env->loop, &c->timer);
+}
+
+/* Start watching a freshly opened WebSocket conn (if pings are on). */
+static void liveness_start(sw_conn_t *c)
+{
+    const sw_conn_env_t *env = c->env;
+    if (!env->ping_interval_ms)
+        return;
+    c->last_rx = ev_now(env->loop);
+    c->ping_out = 0;
+    liveness_arm(c, env->ping_interval_ms / 1000.);
+}
+
+/* The liveness timer fired: it was armed for the end of the silence
+ * interval, or (ping_out) for the end of the ping timeout. Input since
+ * then moved last_rx; input after a ping cleared ping_out and re-armed
+ * the timer (rio_cb). */
+static void liveness_check(sw_conn_t *c)
+{
+    sw_conn_env_t *env = c->env;
+    ev_tstamp now = ev_now(env->loop);
+    if (c->ping_out && env->ping_timeout_ms) {
+        sw_log(SW_LOG_INFO, "conn %llu: nothing received within %u ms of a ping, closing",
+               (unsigned long long)c->id, (unsigned)env->ping_timeout_ms);
+        c->abandon = 1;
+        ws_close(c, 1001, "ping timeout");
+        return;
+    }
+    ev_tstamp due = c->last_rx + env->ping_interval_ms / 1000.;
+    if (!c->ping_out && due - now > TIMER_SLACK) {
+        liveness_arm(c, due - now);
+        return;
+    }
+    /* Silent for the whole interval (or, without a timeout, still silent
+     * since the last ping): ping (RFC 6455 §5.5.2). */
+    struct wslay_event_msg msg = {
+        .opcode = WSLAY_PING,
+        .msg = (const uint8_t *)PING_PAYLOAD,
+        .msg_length = sizeof(PING_PAYLOAD) - 1,
+    };
+    int rv = wslay_event_queue_msg(c->ws, &msg);
+    if (rv != 0 && rv != WSLAY_ERR_NO_MORE_MSG) {
+        sw_log(SW_LOG_DEBUG, "conn %llu: wslay_event_queue_msg(ping): %d",
+               (unsigned long long)c->id, rv);
+        conn_finish(c);
+        return;
+    }
+    c->ping_out = 1;
+    mark_pending(c);
+    liveness_arm(c, (env->ping_timeout_ms ? env->ping_timeout_ms : env->ping_interval_ms) / 1000.);
+}
+
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
     sw_conn_t *c = sw_container_of(w, sw_conn_t, timer);
+    if (!c->closing && !c->dead && c->mode == MODE_WS) {
+        liveness_check(c);
+        return;
+    }
     sw_log(SW_LOG_DEBUG, "conn %llu: close timeout", (unsigned long long)c->id);
     conn_finish(c);
 }
@@ -228,7 +302,10 @@ static void conn_flush(sw_conn_t *c)
         ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-                ev_io_start(env->loop, &c->wio);
+                if (c->abandon)
+                    conn_finish(c); /* a dead peer's full socket never drains */
+                else
+                    ev_io_start(env->loop, &c->wio);
                 return;
             }
             sw_log(SW_LOG_DEBUG, "conn %llu: send: %s", (unsigned long long)c->id, strerror(errno));
@@ -237,12 +314,19 @@ static void conn_flush(sw_conn_t *c)
         }
         sw_buf_consume(&c->out, (size_t)n);
         if (c->out.len) {
-            ev_io_start(env->loop, &c->wio);
+            if (c->abandon)
+                conn_finish(c);
+            else
+                ev_io_start(env->loop, &c->wio);
             return;
         }
     }
     ev_io_stop(env->loop, &c->wio);
     sw_buf_destroy(&c->out); /* idle conns hold no output storage */
+    if (c->closing && c->abandon) {
+        conn_finish(c); /* no closing handshake with a dead peer */
+        return;
+    }
     if (c->closing && !c->shut_wr) {
         if (c->mode == MODE_HTTP)
             shutdown_write(c);
@@ -611,6 +695,7 @@ static void ws_handshake(sw_conn_t *c, const sw_http_request_t *req)
     mark_pending(c);
     if (!ev_is_active(&c->rio))
         ev_io_start(env->loop, &c->rio);
+    liveness_start(c);
     if (env->on_open)
         env->on_open(c);
 }
@@ -772,7 +857,6 @@ static void http_resume(sw_conn_t *c)
 
 static void rio_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    (void)loop;
     (void)revents;
     static _Thread_local char scratch[READ_CHUNK];
     sw_conn_t *c = sw_container_of(w, sw_conn_t, rio);
@@ -787,6 +871,17 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents)
     if (n == 0) {
         conn_finish(c);
         return;
+    }
+    if (c->mode == MODE_WS) { /* a sign of life: see liveness_check */
+        c->last_rx = ev_now(loop);
+        if (c->ping_out && !c->closing) {
+            /* The answer to a ping (once per ping, not per read): the
+             * timer still waits for the ping timeout; re-arm it for the
+             * next silence interval instead. */
+            c->ping_out = 0;
+            ev_timer_stop(loop, &c->timer);
+            liveness_arm(c, c->env->ping_interval_ms / 1000.);
+        }
     }
     if (c->shut_wr || (c->closing && c->mode == MODE_HTTP))
         return; /* draining */

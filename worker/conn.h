@@ -16,6 +16,17 @@
  *  - Output queued for the client over max_send_bytes (a slow reader):
  *    close 1013 "backpressure", the client is expected to resume.
  *  - Binary frames: close 1003 (unsupported data). Invalid UTF-8 text: 1007.
+ *  - Liveness (RFC 6455 §5.5.2/§5.5.3): a WebSocket client that sent
+ *    nothing for ping_interval_ms gets a ping (payload "sw"); when nothing
+ *    at all (a pong or any other byte) arrives within ping_timeout_ms after
+ *    that ping, the conn is closed: a close frame 1001 "ping timeout" is
+ *    written if the socket takes it, then the socket is closed at once
+ *    without waiting for the closing handshake (the peer is presumed
+ *    dead), and on_close follows as for any close. Any input from the
+ *    client counts as a sign of life, including a frame still arriving.
+ *    Cost per conn: one timestamp and one bit; the conn's one ev_timer
+ *    serves both this and the closing phase, rescheduled lazily from its
+ *    own callback (libev "Be smart about timeouts", method 2).
  *
  * Lifetime: the conn is freed by conn.c, never by a callback. env->on_close
  * is called exactly once for every conn that had on_open, when it closes
@@ -50,11 +61,13 @@ typedef struct sw_http_request {
 
 typedef struct sw_conn_env {
     struct ev_loop *loop;
-    const char *ws_path;      /* "/_event" */
-    size_t max_message_bytes; /* WebSocket message bound */
-    size_t max_send_bytes;    /* per-connection output bound */
-    size_t max_header_bytes;  /* HTTP request head bound (431 above) */
-    size_t max_body_bytes;    /* HTTP body bound (413 above) */
+    const char *ws_path;       /* "/_event" */
+    size_t max_message_bytes;  /* WebSocket message bound */
+    size_t max_send_bytes;     /* per-connection output bound */
+    size_t max_header_bytes;   /* HTTP request head bound (431 above) */
+    size_t max_body_bytes;     /* HTTP body bound (413 above) */
+    uint32_t ping_interval_ms; /* WebSocket silence before a ping; 0: no pings, no timeout */
+    uint32_t ping_timeout_ms;  /* after a ping, silence before the close; 0: never close */
     void (*on_open)(sw_conn_t *c);
     void (*on_message)(sw_conn_t *c, const char *data, size_t len);
     void (*on_close)(sw_conn_t *c);

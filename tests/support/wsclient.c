@@ -46,6 +46,7 @@ struct sw_wsc {
     int closed;     /* peer close frame, EOF or socket error */
     int close_code; /* peer's close status code */
     int close_sent;
+    int auto_pong; /* flush wslay's automatic pongs while reading */
 };
 
 /* ---- time and socket helpers -------------------------------------------- */
@@ -389,8 +390,10 @@ static int pump(sw_wsc_t *c, uint64_t deadline)
     int r = wslay_event_recv(c->ws);
     if (r < 0 || !wslay_event_want_read(c->ws))
         c->closed = 1;
-    /* pongs, the reply to a close, or wslay's 1002 on a protocol error */
-    if (wslay_event_want_write(c->ws) && wslay_event_get_write_enabled(c->ws))
+    /* pongs, the reply to a close, or wslay's 1002 on a protocol error;
+     * without auto_pong only the closing frames (pongs stay queued) */
+    if (wslay_event_want_write(c->ws) && wslay_event_get_write_enabled(c->ws) &&
+        (c->auto_pong || c->closed || !wslay_event_get_read_enabled(c->ws)))
         (void)flush(c, sw_now_ms() + 1000);
     return 0;
 }
@@ -486,6 +489,7 @@ sw_wsc_t *sw_wsc_connect(const char *host, int port, const char *path, int timeo
 
     c = sw_xcalloc(1, sizeof(*c));
     c->fd = fd;
+    c->auto_pong = 1;
     if (head.len > head_len) {
         c->pre_len = head.len - head_len;
         c->pre = sw_xmalloc(c->pre_len);
@@ -695,6 +699,11 @@ void sw_wsc_free(sw_wsc_t *c)
     close(c->fd);
     free(c->pre);
     free(c);
+}
+
+void sw_wsc_set_auto_pong(sw_wsc_t *c, int on)
+{
+    c->auto_pong = on ? 1 : 0;
 }
 
 int sw_wsc_fd(const sw_wsc_t *c)

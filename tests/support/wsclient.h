@@ -14,7 +14,8 @@
  * calls. Nothing is lost. Bound: at most SW_WSC_MAX_QUEUED messages are
  * queued; past it the oldest is dropped with a warning. Messages over
  * SW_WSC_MAX_MESSAGE bytes fail the connection (close 1009, wslay).
- * Pings are answered with pongs (wslay); binary messages are ignored. */
+ * Pings are answered with pongs (wslay) while reading, unless turned off
+ * with sw_wsc_set_auto_pong(); binary messages are ignored. */
 #ifndef SW_TESTS_WSCLIENT_H
 #define SW_TESTS_WSCLIENT_H
 
@@ -96,6 +97,13 @@ void sw_wsc_close(sw_wsc_t *c, int code);
  * a no-op. Sends no close frame (call sw_wsc_close first for a clean
  * close). */
 void sw_wsc_free(sw_wsc_t *c);
+
+/* on = 0: stop answering pings (a peer that looks dead to the server's
+ * liveness check). wslay still queues a pong for each ping read; they stay
+ * queued (unbounded, a few bytes each) and go out with the next message
+ * sent or the reply to the server's close. on = 1 (the default): pongs go
+ * out as pings are read. */
+void sw_wsc_set_auto_pong(sw_wsc_t *c, int on);
 
 /* The socket fd (for poll or shutdown in tests); owned by c. */
 int sw_wsc_fd(const sw_wsc_t *c);
