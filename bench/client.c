@@ -25,13 +25,17 @@
 #include "worker/conn.h"
 
 #define HEAD_MAX 16384
-#define LOG_FAILURES_MAX 5 /* connection failures logged one by one */
+#define LOG_FAILURES_MAX 5                 /* connection failures logged one by one */
+#define SIO_EVENT_HEAD "42[\"event\","     /* client message M -> 42["event",M] */
+#define SIO_MESSAGE_HEAD "42[\"message\"," /* 42["message",M] -> server message M */
 
 enum {
     ST_IDLE,
     ST_CONNECTING,
     ST_UPGRADE_SEND,
     ST_UPGRADE_RECV,
+    ST_EIO_OPEN,    /* socketio: waiting for the Engine.IO open packet */
+    ST_SIO_CONNECT, /* socketio: CONNECT sent, waiting for its answer */
     ST_WELCOME,
     ST_HYDRATE,
     ST_ONLOAD, /* fanout: hydrate answered, waiting for the on_load delta */
@@ -197,13 +201,32 @@ static void set_io(bconn_t *c, int events)
 
 /* ---- messages ---------------------------------------------------------------- */
 
-static void queue_text(bconn_t *c, const char *text, size_t len)
+/* One text frame as it is (wslay copies it). */
+static void queue_frame(bconn_t *c, const char *text, size_t len)
 {
     struct wslay_event_msg m = {
         .opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)text, .msg_length = len};
     int r = wslay_event_queue_msg(c->ws, &m);
     if (r != 0)
         conn_fail(c, "wslay_event_queue_msg", r == WSLAY_ERR_NO_MORE_MSG ? "closing" : "error");
+}
+
+/* One client message: as it is, or as 42["event",M] for socketio. */
+static void queue_text(bconn_t *c, const char *text, size_t len)
+{
+    if (!c->b->o->socketio) {
+        queue_frame(c, text, len);
+        return;
+    }
+    size_t hl = sizeof(SIO_EVENT_HEAD) - 1, total = hl + len + 1;
+    char stackbuf[1024];
+    char *f = total <= sizeof(stackbuf) ? stackbuf : sw_xmalloc(total);
+    memcpy(f, SIO_EVENT_HEAD, hl);
+    memcpy(f + hl, text, len);
+    f[hl + len] = ']';
+    queue_frame(c, f, total);
+    if (f != stackbuf)
+        free(f);
 }
 
 static void send_event(bconn_t *c)
@@ -241,6 +264,8 @@ static void queue_hydrate(bconn_t *c, long long id)
                      "{\"type\":\"event\",\"id\":%lld,\"name\":\"hydrate\","
                      "\"router\":{\"path\":\"%s\"}}",
                      id, c->room ? c->room->path : c->b->path);
+    if (n >= (int)sizeof(msg))
+        n = (int)sizeof(msg) - 1; /* routes are bounded by the options check */
     queue_text(c, msg, (size_t)n);
 }
 
@@ -514,7 +539,7 @@ static void on_text(bconn_t *c, const char *data, size_t len)
             }
         }
     }
-    if (b->phase < PH_DRAIN && !c->dead_pending)
+    if (b->phase < PH_DRAIN && !c->dead_pending && b->o->scenario != SW_BENCH_IDLE)
         send_event(c);
 done:
     json_decref(msg);
@@ -572,6 +597,58 @@ static int ws_genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, 
     return 0;
 }
 
+static void queue_hello(bconn_t *c)
+{
+    char hello[96];
+    int n = snprintf(hello, sizeof(hello), "{\"type\":\"hello\",\"token\":\"%s\"}", c->token);
+    c->state = ST_WELCOME;
+    queue_text(c, hello, (size_t)n);
+}
+
+/* socketio: one Engine.IO packet (type digit first, then for a MESSAGE a
+ * Socket.IO packet). Engine.IO v4: 0 open, 1 close, 2 ping, 3 pong,
+ * 4 message; Socket.IO v5: 0 CONNECT, 1 DISCONNECT, 2 EVENT,
+ * 4 CONNECT_ERROR. */
+static void sio_text(bconn_t *c, const char *d, size_t len)
+{
+    static const char head[] = SIO_MESSAGE_HEAD;
+    if (len == 0)
+        return;
+    switch (d[0]) {
+    case '0':
+        if (c->state == ST_EIO_OPEN) {
+            c->state = ST_SIO_CONNECT;
+            queue_frame(c, "40", 2);
+        }
+        return;
+    case '1':
+        conn_fail(c, "engine.io", "close packet from the server");
+        return;
+    case '2':
+        queue_frame(c, "3", 1); /* pong; payload-less pings only in v4 */
+        return;
+    case '4':
+        break;
+    default:
+        return; /* pong, noop, upgrade: nothing to do */
+    }
+    if (len < 2)
+        return;
+    if (d[1] == '0') {
+        if (c->state == ST_SIO_CONNECT)
+            queue_hello(c);
+    } else if (d[1] == '1') {
+        conn_fail(c, "socket.io", "DISCONNECT from the server");
+    } else if (d[1] == '4') {
+        char why[160];
+        snprintf(why, sizeof(why), "CONNECT_ERROR %.*s", (int)SW_MIN(len - 2, (size_t)120), d + 2);
+        conn_fail(c, "socket.io", why);
+    } else if (d[1] == '2' && len > sizeof(head) && memcmp(d, head, sizeof(head) - 1) == 0 &&
+               d[len - 1] == ']') {
+        on_text(c, d + sizeof(head) - 1, len - (sizeof(head) - 1) - 1);
+    }
+}
+
 static void ws_on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
                          void *user_data)
 {
@@ -582,7 +659,11 @@ static void ws_on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_o
         conn_fail(c, "websocket", why);
         return;
     }
-    if (arg->opcode == WSLAY_TEXT_FRAME && !c->dead_pending)
+    if (arg->opcode != WSLAY_TEXT_FRAME || c->dead_pending)
+        return;
+    if (c->b->o->socketio)
+        sio_text(c, (const char *)arg->msg, arg->msg_length);
+    else
         on_text(c, (const char *)arg->msg, arg->msg_length);
 }
 
@@ -682,10 +763,10 @@ static void ws_open(bconn_t *c, size_t head_len)
         return;
     }
     wslay_event_config_set_max_recv_msg_length(c->ws, SW_BENCH_MAX_MESSAGE);
-    c->state = ST_WELCOME;
-    char hello[96];
-    int n = snprintf(hello, sizeof(hello), "{\"type\":\"hello\",\"token\":\"%s\"}", c->token);
-    queue_text(c, hello, (size_t)n);
+    if (c->b->o->socketio)
+        c->state = ST_EIO_OPEN; /* the server speaks first */
+    else
+        queue_hello(c);
 }
 
 /* ---- I/O -------------------------------------------------------------------- */
@@ -1053,7 +1134,7 @@ static void phase_next(bench_t *b)
         ev_timer_start(b->loop, &b->phase_timer);
         return;
     case PH_MEASURE:
-        if (b->o->scenario == SW_BENCH_EVENTS) {
+        if (b->o->scenario == SW_BENCH_EVENTS || b->o->scenario == SW_BENCH_IDLE) {
             end_window(b);
             return;
         }
@@ -1151,6 +1232,11 @@ int sw_bench_run(const sw_bench_opts_t *o, sw_bench_hook_fn on_start, sw_bench_h
                              "connections = rooms * room_size");
         return SW_EINVAL;
     }
+    if (o->route && (strlen(o->route) > 47 || o->route[0] != '/' || strpbrk(o->route, "\"\\"))) {
+        sw_log(SW_LOG_ERROR, "bench: route must start with / and have at most 47 bytes, "
+                             "no quote or backslash");
+        return SW_EINVAL;
+    }
     if (o->connections < 1 || resolve(&b) != 0)
         return SW_EINVAL;
     b.ev_suffix = make_suffix(o);
@@ -1167,8 +1253,10 @@ int sw_bench_run(const sw_bench_opts_t *o, sw_bench_hook_fn on_start, sw_bench_h
         char hex[17];
         sw_random_hex(hex, 8);
         snprintf(b.path, sizeof(b.path), "/room/hot-%s", hex);
+    } else if (o->route) {
+        snprintf(b.path, sizeof(b.path), "%s", o->route);
     } else {
-        snprintf(b.path, sizeof(b.path), "/room/bench");
+        snprintf(b.path, sizeof(b.path), "%s", "/");
     }
     snprintf(res->room, sizeof(res->room), "%s", b.path);
     if (o->scenario == SW_BENCH_FANOUT) {

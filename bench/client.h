@@ -4,7 +4,7 @@
  * Scenario "events":
  * Each connection: TCP connect -> HTTP upgrade (RFC 6455 §4.1) -> hello
  * with a random token -> welcome -> hydrate (event id 1, router
- * /room/bench) -> the delta or error with id 1 -> then, in a closed loop,
+ * `route`, /room/bench by default) -> the delta or error with id 1 -> then, in a closed loop,
  * one event {"type":"event","id":k,"name":EVENT,"payload":PAYLOAD} at a
  * time: the next is sent as soon as the delta or error with id k arrives.
  * Messages without id (fan-out deltas) and with other ids are ignored.
@@ -40,7 +40,24 @@
  * /room/hot-<random>. After the window no event is sent any more; up to
  * SW_BENCH_DRAIN_S for the answers in flight, then one fresh client
  * hydrates on the room twice (the second full delta holds what the
- * first's on_load linked) and reads counter.count. */
+ * first's on_load linked) and reads counter.count.
+ *
+ * Scenario "idle": every client sends hello and hydrate (route `route`,
+ * "/" by default), then sends nothing; the window (duration_s, no
+ * warm-up) holds the connections open. The report reads the server's
+ * memory before the first connect and at the end of the window.
+ *
+ * Protocol socketio (opts.socketio): the same messages inside Engine.IO v4
+ * / Socket.IO v5 framing over the WebSocket, for a Socket.IO server
+ * (https://socket.io/docs/v4/socket-io-protocol/,
+ * https://socket.io/docs/v4/engine-io-protocol/): the path is
+ * /socket.io/?EIO=4&transport=websocket; after the upgrade the client waits
+ * for the Engine.IO open packet `0{...}`, sends `40` (CONNECT to the main
+ * namespace), waits for `40{"sid":..}`, then sends each client message M
+ * as `42["event",M]` and takes each server message from
+ * `42["message",M]`. Engine.IO pings `2` are answered `3` at once; `41`
+ * (DISCONNECT), `44` (CONNECT_ERROR) and `1` (close) fail the
+ * connection. */
 #ifndef SW_BENCH_CLIENT_H
 #define SW_BENCH_CLIENT_H
 
@@ -61,7 +78,8 @@
 typedef enum sw_bench_scenario {
     SW_BENCH_EVENTS,
     SW_BENCH_FANOUT,
-    SW_BENCH_HOTROOM
+    SW_BENCH_HOTROOM,
+    SW_BENCH_IDLE
 } sw_bench_scenario_t;
 
 typedef struct sw_bench_opts {
@@ -74,9 +92,13 @@ typedef struct sw_bench_opts {
     const char *event;   /* event name, "counter.increment" */
     const char *payload; /* JSON object text, "{}" */
     sw_bench_scenario_t scenario;
-    int rooms;     /* fanout: number of rooms */
-    int room_size; /* fanout: clients per room (connections = rooms * room_size) */
-    double rate;   /* fanout: increments per second per room */
+    int rooms;         /* fanout: number of rooms */
+    int room_size;     /* fanout: clients per room (connections = rooms * room_size) */
+    double rate;       /* fanout: increments per second per room */
+    const char *route; /* events, idle: hydrate route path (NULL: events
+                        * /room/bench, idle /); at most 47 bytes, no '"'
+                        * or '\\' (checked: SW_EINVAL) */
+    int socketio;      /* 1: Engine.IO / Socket.IO framing (see above) */
 } sw_bench_opts_t;
 
 typedef struct sw_bench_result {

@@ -1,6 +1,7 @@
 /* main.c — statewire-bench: flags, CPU accounting around the measure
  * window, and the report (a table, then JSON). See bench/README.md. */
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,38 @@ typedef struct run {
     int proc_ok;
     sw_redis_snap_t redis0, redis1;
     int redis_ok;
+    int measure_rss;               /* idle: read VmRSS at the window's end */
+    uint64_t rss0, rss1;           /* bytes: before the first connect, at the end */
+    size_t rss0_procs, rss1_procs; /* processes summed */
+    int rss0_ok, rss1_ok;
 } run_t;
+
+/* Sum of VmRSS (proc(5), /proc/PID/status, kB) over the master `pid` and
+ * its children, in bytes. Returns 0, or -1 when the master is gone. */
+static int read_rss(int pid, sw_proc_snap_t *tmp, uint64_t *bytes, size_t *procs)
+{
+    *bytes = 0;
+    *procs = 0;
+    if (sw_sysstat_procs(pid, tmp) != 0)
+        return -1;
+    for (size_t i = 0; i < tmp->n; i++) {
+        char path[64], line[256];
+        snprintf(path, sizeof(path), "/proc/%d/status", tmp->p[i].pid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue; /* exited meanwhile */
+        while (fgets(line, sizeof(line), f)) {
+            unsigned long long kb;
+            if (sscanf(line, "VmRSS: %llu kB", &kb) == 1) {
+                *bytes += (uint64_t)kb * 1024;
+                (*procs)++;
+                break;
+            }
+        }
+        fclose(f);
+    }
+    return 0;
+}
 
 static void on_start(void *udata)
 {
@@ -36,6 +68,11 @@ static void on_start(void *udata)
 static void on_end(void *udata)
 {
     run_t *r = udata;
+    if (r->pid && r->measure_rss) {
+        sw_proc_snap_t *tmp = sw_xcalloc(1, sizeof(*tmp));
+        r->rss1_ok = read_rss(r->pid, tmp, &r->rss1, &r->rss1_procs) == 0;
+        free(tmp);
+    }
     if (r->pid && r->proc_ok)
         r->proc_ok = sw_sysstat_procs(r->pid, r->proc1) == 0;
     if (r->rc && r->redis_ok)
@@ -45,14 +82,18 @@ static void on_end(void *udata)
 static void usage(const char *argv0)
 {
     printf("usage: %s [options]\n"
-           "  --scenario NAME    events | fanout | hotroom (events)\n"
+           "  --scenario NAME    events | fanout | hotroom | idle (events)\n"
            "  --rooms R          fanout: rooms (1)\n"
            "  --room-size N      fanout: clients per room, the first one sends (100)\n"
            "  --rate E           fanout: increments per second per room (10)\n"
            "  --host ADDR        server address (127.0.0.1)\n"
            "  --port N           server port (8000)\n"
            "  --path PATH        WebSocket path (/_event)\n"
-           "  --connections N    concurrent clients, events and hotroom (100)\n"
+           "  --connections N    concurrent clients, events, hotroom and idle (100)\n"
+           "  --hold S           idle: seconds to hold the connections open (10)\n"
+           "  --route PATH       events, idle: hydrate route (events /room/bench, idle /)\n"
+           "  --protocol P       statewire | socketio: Engine.IO/Socket.IO framing, path\n"
+           "                     /socket.io/?EIO=4&transport=websocket (statewire)\n"
            "  --duration S       measure window, seconds (10)\n"
            "  --warmup S         warm-up before measuring, seconds (1)\n"
            "  --event NAME       events: event sent in the closed loop (counter.increment)\n"
@@ -160,7 +201,10 @@ int main(int argc, char **argv)
         O_SCENARIO,
         O_ROOMS,
         O_ROOM_SIZE,
-        O_RATE
+        O_RATE,
+        O_HOLD,
+        O_ROUTE,
+        O_PROTOCOL
     };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, O_HOST},
@@ -180,9 +224,13 @@ int main(int argc, char **argv)
         {"rooms", required_argument, NULL, O_ROOMS},
         {"room-size", required_argument, NULL, O_ROOM_SIZE},
         {"rate", required_argument, NULL, O_RATE},
+        {"hold", required_argument, NULL, O_HOLD},
+        {"route", required_argument, NULL, O_ROUTE},
+        {"protocol", required_argument, NULL, O_PROTOCOL},
         {NULL, 0, NULL, 0},
     };
-    int smoke = 0, opt;
+    int smoke = 0, opt, path_set = 0;
+    double hold_s = 10;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         int bad = 0;
         switch (opt) {
@@ -194,6 +242,7 @@ int main(int argc, char **argv)
             break;
         case O_PATH:
             o.path = optarg;
+            path_set = 1;
             break;
         case O_CONN:
             bad = parse_int(optarg, 1, 1000000, &o.connections);
@@ -232,6 +281,8 @@ int main(int argc, char **argv)
                 o.scenario = SW_BENCH_FANOUT;
             else if (strcmp(optarg, "hotroom") == 0)
                 o.scenario = SW_BENCH_HOTROOM;
+            else if (strcmp(optarg, "idle") == 0)
+                o.scenario = SW_BENCH_IDLE;
             else
                 bad = 1;
             break;
@@ -243,6 +294,19 @@ int main(int argc, char **argv)
             break;
         case O_RATE:
             bad = parse_double(optarg, &o.rate) || o.rate <= 0;
+            break;
+        case O_HOLD:
+            bad = parse_double(optarg, &hold_s) || hold_s <= 0;
+            break;
+        case O_ROUTE:
+            o.route = optarg;
+            bad = optarg[0] != '/' || strlen(optarg) > 47 || strpbrk(optarg, "\"\\") != NULL;
+            break;
+        case O_PROTOCOL:
+            if (strcmp(optarg, "socketio") == 0)
+                o.socketio = 1;
+            else
+                bad = strcmp(optarg, "statewire") != 0;
             break;
         default:
             usage(argv[0]);
@@ -265,9 +329,16 @@ int main(int argc, char **argv)
         o.rooms = 1;
         o.room_size = 2;
     }
+    if (o.socketio && !path_set)
+        o.path = "/socket.io/?EIO=4&transport=websocket";
     if (o.scenario != SW_BENCH_EVENTS) {
         o.event = "counter.increment";
         o.payload = "{}";
+    }
+    if (o.scenario == SW_BENCH_IDLE) {
+        o.duration_s = smoke ? 1 : hold_s; /* the window is the hold */
+        o.warmup_s = 0;
+        r.measure_rss = 1;
     }
     if (o.scenario == SW_BENCH_FANOUT) {
         if ((long long)o.rooms * o.room_size > 1000000) {
@@ -286,14 +357,21 @@ int main(int argc, char **argv)
             goto out_free;
     }
 
+    if (r.measure_rss && r.pid) {
+        /* before the first connect: the server's baseline */
+        r.rss0_ok = read_rss(r.pid, r.proc0, &r.rss0, &r.rss0_procs) == 0;
+        if (!r.rss0_ok)
+            sw_log(SW_LOG_WARN, "bench: server pid %d not found for its RSS", r.pid);
+    }
     if (sw_bench_run(&o, on_start, on_end, &r, &res) != 0) {
         sw_bench_result_destroy(&res);
         goto out_free;
     }
 
-    static const char *scen_names[] = {"events", "fanout", "hotroom"};
+    static const char *scen_names[] = {"events", "fanout", "hotroom", "idle"};
     const char *scen = scen_names[o.scenario];
     int fanout = o.scenario == SW_BENCH_FANOUT, hotroom = o.scenario == SW_BENCH_HOTROOM;
+    int idle = o.scenario == SW_BENCH_IDLE;
     uint64_t answered = res.events + res.errors;
     double secs = res.measured_s > 0 ? res.measured_s : 1e-9;
 
@@ -302,17 +380,20 @@ int main(int argc, char **argv)
         printf("statewire-bench: scenario fanout, %s:%d%s, %d rooms x %d clients, %g "
                "increments/s per room\n",
                o.host, o.port, o.path, o.rooms, o.room_size, o.rate);
+    else if (idle)
+        printf("statewire-bench: scenario idle, %s:%d%s, route %s\n", o.host, o.port, o.path,
+               res.room);
     else
         printf("statewire-bench: scenario %s, %s:%d%s, event %s%s%s\n", scen, o.host, o.port,
                o.path, o.event, hotroom ? ", room " : "", hotroom ? res.room : "");
     printf("  %-28s %d ok, %d failed, %d dropped (of %d)\n", "connections", res.conn_ok,
            res.conn_failed, res.conn_dropped, o.connections);
     printf("  %-28s %.3f s (after %.3f s warm-up)\n", "measured", res.measured_s, o.warmup_s);
-    json_t *rep =
-        json_pack("{s:s, s:{s:i, s:i, s:i, s:i}, s:f, s:f, s:I}", "scenario", scen, "connections",
-                  "requested", o.connections, "ok", res.conn_ok, "failed", res.conn_failed,
-                  "dropped", res.conn_dropped, "warmup_s", o.warmup_s, "duration_s", res.measured_s,
-                  "setup_errors", (json_int_t)res.setup_errors);
+    json_t *rep = json_pack(
+        "{s:s, s:s, s:{s:i, s:i, s:i, s:i}, s:f, s:f, s:I}", "scenario", scen, "protocol",
+        o.socketio ? "socketio" : "statewire", "connections", "requested", o.connections, "ok",
+        res.conn_ok, "failed", res.conn_failed, "dropped", res.conn_dropped, "warmup_s", o.warmup_s,
+        "duration_s", res.measured_s, "setup_errors", (json_int_t)res.setup_errors);
     if (fanout) {
         printf("  %-28s %d of %d\n", "rooms sending", res.rooms_active, o.rooms);
         printf("  %-28s %llu sent, %llu acked; %llu errors (whole run)\n", "changes (window)",
@@ -343,6 +424,22 @@ int main(int argc, char **argv)
             (json_int_t)res.onload_missing);
         json_object_update(rep, f);
         json_decref(f);
+    } else if (idle) {
+        json_object_set_new(rep, "route", json_string(res.room));
+        if (r.pid && r.rss0_ok && r.rss1_ok) {
+            double per =
+                res.conn_ok > 0 ? ((double)r.rss1 - (double)r.rss0) / (double)res.conn_ok : 0;
+            printf("  %-28s %.1f MiB (%zu processes)\n", "server RSS before",
+                   (double)r.rss0 / 1048576.0, r.rss0_procs);
+            printf("  %-28s %.1f MiB (%zu processes)\n", "server RSS held",
+                   (double)r.rss1 / 1048576.0, r.rss1_procs);
+            printf("  %-28s %.0f\n", "server RSS bytes/connection", per);
+            json_object_set_new(rep, "rss_before_bytes", json_integer((json_int_t)r.rss0));
+            json_object_set_new(rep, "rss_held_bytes", json_integer((json_int_t)r.rss1));
+            json_object_set_new(rep, "rss_bytes_per_conn", json_real(per));
+        } else if (r.pid) {
+            printf("  %-28s unavailable (pid %d)\n", "server RSS", r.pid);
+        }
     } else {
         printf("  %-28s %llu ok, %llu errors\n", "events", (unsigned long long)res.events,
                (unsigned long long)res.errors);
@@ -444,12 +541,14 @@ int main(int argc, char **argv)
         fail = "no delta delivered";
     else if (fanout && res.missing > 0)
         fail = "missing deliveries";
-    else if (!fanout && res.events == 0)
+    else if (!fanout && !idle && res.events == 0)
         fail = "no event completed";
     else if (hotroom && !check_ok)
         fail = "final count does not match the acked increments";
     else if (!fanout && answered && (double)res.errors > 0.01 * (double)answered)
         fail = "more than 1% of events failed";
+    else if (idle && res.conn_ok == 0)
+        fail = "no connection set up";
     else if ((double)(res.conn_failed + res.conn_dropped) > 0.01 * o.connections)
         fail = "more than 1% of connections failed";
     status = fail ? 1 : 0;

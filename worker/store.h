@@ -94,6 +94,9 @@ typedef struct sw_store_shared_write {
                                        write, in the same script (so messages
                                        follow commit order); NULL = none */
     size_t message_len;
+    int claim; /* the writer lost before: if it loses again, it claims
+                  priority (sw:{R}:prio, 200 ms) and other writers get
+                  SW_EAGAIN until it commits */
 } sw_store_shared_write_t;
 
 /* A fenced commit. */
@@ -116,7 +119,8 @@ typedef struct sw_store_commit {
 
 /* status: 0 committed; SW_ELEASE lease not ours (nothing written);
  * SW_ECONFLICT a shared token's "_seq" was not expect_seq (nothing written:
- * reload it and compute again); SW_EUNAVAIL Redis out of reach (outcome
+ * reload it and compute again); SW_EAGAIN another writer claimed priority
+ * on a shared token (nothing written: retry in a moment); SW_EUNAVAIL Redis out of reach (outcome
  * unknown). The lease is checked first. */
 typedef void (*sw_store_commit_cb)(void *udata, int status);
 

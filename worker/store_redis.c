@@ -72,9 +72,17 @@ static const char COMMIT_LUA[] =
     "local ns = tonumber(ARGV[9])\n"
     "local i = 10 + 2 * nf\n"
     "for k = 1, ns do\n"
-    "  local cur = redis.call('HGET', KEYS[2 + k], '_seq')\n"
+    "  local key = KEYS[2 + k]\n"
+    "  local p = redis.call('GET', key .. ':prio')\n"
+    "  if p and p ~= ARGV[1] then return 3 end\n"
+    "  local cur = redis.call('HGET', key, '_seq')\n"
     "  if not cur then cur = '0' end\n"
-    "  if cur ~= ARGV[i] then return 2 end\n"
+    "  if cur ~= ARGV[i] then\n"
+    "    if ARGV[i + 3] == '2' or ARGV[i + 3] == '3' then\n"
+    "      redis.call('SET', key .. ':prio', ARGV[1], 'NX', 'PX', 200)\n"
+    "    end\n"
+    "    return 2\n"
+    "  end\n"
     "  i = i + 5 + 2 * tonumber(ARGV[i + 2])\n"
     "end\n"
     "local a = {}\n"
@@ -97,7 +105,10 @@ static const char COMMIT_LUA[] =
     "  for j = i + 5, i + 4 + 2 * n do b[#b + 1] = ARGV[j] end\n"
     "  redis.call('HSET', key, unpack(b))\n"
     "  redis.call('PEXPIRE', key, ARGV[2])\n"
-    "  if ARGV[i + 3] == '1' then redis.call('PUBLISH', key .. ':ch', ARGV[i + 4]) end\n"
+    "  if ARGV[i + 3] == '1' or ARGV[i + 3] == '3' then\n"
+    "    redis.call('PUBLISH', key .. ':ch', ARGV[i + 4])\n"
+    "  end\n"
+    "  if ARGV[i + 3] == '2' or ARGV[i + 3] == '3' then redis.call('DEL', key .. ':prio') end\n"
     "  i = i + 5 + 2 * n\n"
     "end\n"
     "return 1\n";
@@ -366,7 +377,10 @@ static void complete_commit(rreq_t *q, const redisReply *rep)
 {
     int status = SW_EUNAVAIL;
     if (rep && rep->type == REDIS_REPLY_INTEGER)
-        status = rep->integer == 1 ? 0 : rep->integer == 2 ? SW_ECONFLICT : SW_ELEASE;
+        status = rep->integer == 1   ? 0
+                 : rep->integer == 2 ? SW_ECONFLICT
+                 : rep->integer == 3 ? SW_EAGAIN
+                                     : SW_ELEASE;
     else if (rep && rep->type == REDIS_REPLY_ERROR)
         sw_log(SW_LOG_WARN, "redis: commit script: %s", rep->str);
     else if (rep)
@@ -686,7 +700,10 @@ static int redis_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_comm
         req_argf(q, "%llu", (unsigned long long)w->expect_seq);
         req_argf(q, "%llu", (unsigned long long)w->expect_seq + 1);
         req_argf(q, "%llu", (unsigned long long)w->nfields);
-        req_arg(q, w->message ? "1" : "0", 1);
+        /* bit 1: publish the message; bit 2: claim priority (a writer
+         * that keeps losing the compare-and-set makes the others step
+         * aside until it has committed) */
+        req_argf(q, "%llu", (w->message ? 1ULL : 0ULL) | (w->claim ? 2ULL : 0ULL));
         req_arg(q, w->message, w->message ? w->message_len : 0);
         for (size_t i = 0; i < w->nfields; i++) {
             req_arg(q, w->fields[i].name, w->fields[i].name_len);

@@ -1114,6 +1114,7 @@ static void run_step(sw_token_t *t)
             .nfields = ws.cf[k].n,
             .message = ws.msg[k],
             .message_len = strlen(ws.msg[k]),
+            .claim = ev->conflicts >= 2,
         };
     }
     t->commit_full = 0;
@@ -1228,16 +1229,22 @@ static void on_committed(void *udata, int status)
                 l->applied_seq = t->writes[i]->seq;
         }
     }
-    if (status == SW_ECONFLICT) {
-        /* Another worker changed the shared copy first: reread it and run
-         * the event again from fresh state (the slots stay ours). */
+    if (status == SW_ECONFLICT || status == SW_EAGAIN) {
+        /* Another worker changed the shared copy first (reread it), or one
+         * that kept losing claimed priority (step aside a moment): run the
+         * event again from fresh state; the slots stay ours. */
         drop_tree(t);
         clear_step(t);
-        t->lease_held = 1; /* a conflict writes nothing but keeps the lease */
+        t->lease_held = 1; /* nothing was written; the lease is still ours */
         if (++ev->conflicts > SW_MAX_CONFLICTS) {
             sw_log(SW_LOG_WARN, "token %.8s…: %s lost %u compare-and-set rounds; giving up",
                    t->token, ev->name, ev->conflicts - 1);
             fail_current(t, SW_ERRC_STATE_UNAVAILABLE, "shared state too contended; retry");
+            return;
+        }
+        if (status == SW_EAGAIN) {
+            ev_timer_set(&t->retry_w, 0.002, 0.);
+            ev_timer_start(w->loop, &t->retry_w);
             return;
         }
         start_load(t);
