@@ -21,6 +21,14 @@ int sw_fdpass_pair(int sv[2])
         sv[0] = sv[1] = -1;
         return SW_ERR;
     }
+    /* Room for a burst of accepted sockets in flight to the worker (each
+     * message costs a few hundred bytes of buffer); the kernel caps it at
+     * net.core.wmem_max. */
+    int size = SW_FDPASS_SNDBUF;
+    if (setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)) != 0)
+        sw_log(SW_LOG_DEBUG, "setsockopt(SO_SNDBUF): %s", strerror(errno));
+    if (setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)) != 0)
+        sw_log(SW_LOG_DEBUG, "setsockopt(SO_RCVBUF): %s", strerror(errno));
     return 0;
 }
 

@@ -3,8 +3,12 @@
 #ifndef SW_SERVER_FDPASS_H
 #define SW_SERVER_FDPASS_H
 
+/* Send buffer asked for the master's end (bytes). */
+#define SW_FDPASS_SNDBUF (1 << 20)
+
 /* Make the pair: sv[0] stays in the master, sv[1] goes to the worker.
- * Both CLOEXEC; the master's end non-blocking. 0 or SW_ERR (logged). */
+ * Both CLOEXEC; the master's end non-blocking, its send buffer (and the
+ * worker end's receive buffer) SW_FDPASS_SNDBUF. 0 or SW_ERR (logged). */
 int sw_fdpass_pair(int sv[2]);
 
 /* Send fd over sock. 0; SW_EAGAIN when the channel is full (the caller

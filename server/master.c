@@ -82,6 +82,9 @@ struct master {
     unsigned rr;       /* round-robin start for ties, within the current half */
     uint64_t emfile_log_ms;
     uint64_t drop_log_ms;
+    int held_fd;        /* accepted socket no channel could take yet, or -1 */
+    ev_tstamp held_since;
+    ev_timer held_w;    /* retries held_fd; accepting pauses meanwhile */
 };
 
 static const int master_signals[5] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP};
@@ -132,7 +135,8 @@ static int count_live(const master_t *m)
  * take connections; otherwise clients wait in the backlog. */
 static void update_accept(master_t *m)
 {
-    int want = m->stop == RUNNING && m->lfd >= 0 && !m->paused && count_live(m) > 0;
+    int want = m->stop == RUNNING && m->lfd >= 0 && !m->paused && m->held_fd < 0 &&
+               count_live(m) > 0;
     if (want && !ev_is_active(&m->accept_w))
         ev_io_start(m->loop, &m->accept_w);
     else if (!want && ev_is_active(&m->accept_w))
@@ -268,6 +272,11 @@ static void child_detach(master_t *m)
     if (m->lfd >= 0) {
         close(m->lfd);
         m->lfd = -1;
+    }
+    ev_timer_stop(m->loop, &m->held_w);
+    if (m->held_fd >= 0) {
+        close(m->held_fd);
+        m->held_fd = -1;
     }
     ev_loop_fork(m->loop);
 }
@@ -456,10 +465,41 @@ static int dispatch(master_t *m, int fd)
             update_accept(m);
         }
     }
-    if (rate_ok(&m->drop_log_ms))
-        sw_log(SW_LOG_WARN, "no worker could take a connection (channels full or closed); "
-                            "closing it");
     return SW_EAGAIN;
+}
+
+/* Every channel is full (a burst of connections): hold the socket, stop
+ * accepting — new clients wait in the kernel's listen backlog — and retry
+ * every HELD_RETRY_S until a worker takes it. A socket held longer than
+ * HELD_MAX_MS (no worker reads its channel) is closed. */
+#define HELD_RETRY_S 0.002
+#define HELD_MAX_MS 5000
+
+static void on_held_retry(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    master_t *m = sw_container_of(t, master_t, held_w);
+    if (m->held_fd < 0)
+        return;
+    if (dispatch(m, m->held_fd) == 0 || m->stop != RUNNING || count_live(m) == 0 ||
+        (ev_now(loop) - m->held_since) * 1000 > HELD_MAX_MS) {
+        close(m->held_fd);
+        m->held_fd = -1;
+        ev_timer_stop(loop, t);
+        update_accept(m);
+        return;
+    }
+}
+
+static void hold(master_t *m, int fd)
+{
+    if (rate_ok(&m->drop_log_ms))
+        sw_log(SW_LOG_NOTICE, "every worker's channel is full; pausing accept until one "
+                              "takes the connection");
+    m->held_fd = fd;
+    m->held_since = ev_now(m->loop);
+    ev_timer_set(&m->held_w, HELD_RETRY_S, HELD_RETRY_S);
+    ev_timer_start(m->loop, &m->held_w);
+    update_accept(m);
 }
 
 static void on_accept_resume(struct ev_loop *loop, ev_timer *t, int revents)
@@ -521,7 +561,10 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
         int one = 1;
         if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
             sw_log(SW_LOG_DEBUG, "setsockopt(TCP_NODELAY): %s", strerror(errno));
-        dispatch(m, fd);
+        if (dispatch(m, fd) == SW_EAGAIN && count_live(m) > 0) {
+            hold(m, fd); /* accepting pauses until a worker takes it */
+            return;
+        }
         close(fd);
         if (!ev_is_active(&m->accept_w))
             return; /* no live worker left */
@@ -661,6 +704,11 @@ static void begin_stop(master_t *m, int mode, int signum)
         close(m->lfd);
         m->lfd = -1;
     }
+    ev_timer_stop(m->loop, &m->held_w);
+    if (m->held_fd >= 0) {
+        close(m->held_fd);
+        m->held_fd = -1;
+    }
     for (int i = 0; i < m->nslots; i++)
         ev_timer_stop(m->loop, &m->slots[i].respawn_w);
 
@@ -740,6 +788,8 @@ int sw_master_run(const sw_config_t *cfg, const sw_appdef_t *app)
 
     ev_io_init(&m->accept_w, on_accept, m->lfd, EV_READ);
     ev_timer_init(&m->pause_w, on_accept_resume, 0., 0.);
+    ev_timer_init(&m->held_w, on_held_retry, 0., 0.);
+    m->held_fd = -1;
     ev_timer_init(&m->kill_w, on_kill_deadline, 0., 0.);
     ev_timer_init(&m->reload_quit_w, on_reload_quit, 0., 0.);
     ev_timer_init(&m->reload_kill_w, on_reload_deadline, 0., 0.);

@@ -563,8 +563,15 @@ void sw_token_sweep_leases(sw_worker_t *w, uint64_t idle_ms)
         if (!t->lease_held || t->current || t->pending_store)
             continue;
         if (now - t->last_active_ms >= idle_ms || now + w->cfg->lease_ms / 4 >= t->lease_until_ms ||
-            !keep_lease(t))
+            !keep_lease(t)) {
             release_lease(t);
+            /* Without the lease the cached state may go stale, and a token
+             * linked to nothing gets no fan-out: its tree is only memory
+             * now (the next event reloads). Linked tokens keep the client
+             * view that fan-out deltas are computed against. */
+            if (t->ntl == 0)
+                drop_tree(t);
+        }
     }
 }
 
