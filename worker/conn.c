@@ -14,14 +14,26 @@
  * reads everything before the socket goes (no RST on unread input). The
  * whole closing phase is bounded by CLOSE_TIMEOUT.
  *
- * Liveness: the conn's one timer also watches an open WebSocket. Input
- * only stamps `last_rx`; the timer callback works out what is due from
- * that stamp and re-arms itself (libev's "Be smart about timeouts",
- * method 2), so busy conns never touch the timer heap. The first input
- * after a ping (the pong) re-arms the timer once for the next interval. */
+ * Liveness and hibernation: the conn's one timer also watches an open
+ * WebSocket. Input only stamps `last_rx` and `last_act`, output only
+ * `last_act`; the timer callback works out what is due from those stamps
+ * and re-arms itself for the earliest deadline (libev's "Be smart about
+ * timeouts", method 2), so busy conns touch the timer heap at most once per
+ * SW_CONN_HIBERNATE_MS. The first input after a ping (the pong) and a
+ * wake-up from hibernation re-arm the timer once.
+ *
+ * Hibernation frees the wslay context (about 8.8 KB: the frame context
+ * alone has a 4 KB input buffer, the event context a 4 KB output buffer)
+ * of an idle conn at a clean message boundary and creates a fresh one on
+ * the next input, send, close or ping. A fresh context equals the old one
+ * at such a boundary: wslay keeps no state across complete frames except
+ * its configuration, which ws_ctx_new() applies again. */
 #include "worker/conn.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -48,6 +60,12 @@
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define PING_PAYLOAD "sw"
 #define TIMER_SLACK 0.0005 /* seconds: a deadline this close counts as reached */
+#define HIBERNATE_AFTER (SW_CONN_HIBERNATE_MS / 1000.)
+/* Returning freed heap to the OS: at most every TRIM_INTERVAL seconds, and
+ * only once TRIM_MIN_HIB conns hibernated since the last time (about
+ * 0.5 MB freed). */
+#define TRIM_INTERVAL 2.0
+#define TRIM_MIN_HIB 64
 
 enum { MODE_HTTP = 0, MODE_WS = 1 };
 enum { LAST_NONE, LAST_URL, LAST_FIELD, LAST_VALUE };
@@ -79,8 +97,16 @@ struct sw_conn {
     int fd;
     ev_io rio;
     ev_io wio;
-    ev_timer timer;    /* bounds the closing phase; before it, WebSocket liveness */
-    ev_tstamp last_rx; /* ev_now() of the last WebSocket input */
+    ev_timer timer; /* bounds the closing phase; before it, liveness and hibernation */
+    /* ev_now() of the last WebSocket input; while ping_out, of the ping. */
+    ev_tstamp last_rx;
+    /* ev_now() of the last WebSocket input or output (or failed attempt
+     * to hibernate): hibernation waits for SW_CONN_HIBERNATE_MS after it. */
+    ev_tstamp last_act;
+    /* Bytes handed to wslay minus the full size (header + payload) of
+     * every frame wslay has started: 0 exactly at a frame boundary with no
+     * byte of the next frame read (see ws_frame_start_cb). */
+    int64_t ws_unframed;
     unsigned mode : 1;
     unsigned in_pending : 1;
     unsigned closing : 1;        /* input ignored, output flushing */
@@ -95,6 +121,8 @@ struct sw_conn {
     unsigned in_input : 1;   /* inside http_input() */
     unsigned ping_out : 1;   /* a ping went out and no input came since */
     unsigned abandon : 1;    /* peer presumed dead: close once the output is tried */
+    unsigned ws_frag : 1;    /* the last data frame started had no FIN */
+    unsigned hibernating : 1; /* WebSocket conn without a wslay context */
     sw_buf_t in;             /* unparsed input: pipelined HTTP, first WebSocket bytes */
     sw_buf_t out;            /* bytes for the socket */
     http_state_t *hs;
@@ -163,6 +191,10 @@ static void conn_finish(sw_conn_t *c)
     c->dead = 1;
     c->closing = 1;
     sw_buf_reset(&c->out);
+    if (c->hibernating) {
+        c->hibernating = 0;
+        env->nhib--;
+    }
     env->nconns--;
     if (c->opened)
         env->nws--;
@@ -218,45 +250,49 @@ static void shutdown_write(sw_conn_t *c)
 
 static void ws_close(sw_conn_t *c, uint16_t code, const char *reason);
 
-static void liveness_arm(sw_conn_t *c, ev_tstamp after)
-{
-    ev_timer_set(&c->timer, after > 0. ? after : 0., 0.);
-    ev_timer_start(c->env->loop, &c->timer);
-}
+static int ws_wake(sw_conn_t *c);
+static int ws_can_hibernate(const sw_conn_t *c);
+static void ws_hibernate(sw_conn_t *c);
 
-/* Start watching a freshly opened WebSocket conn (if pings are on). */
-static void liveness_start(sw_conn_t *c)
+/* Re-arm the timer of an open WebSocket conn for its earliest deadline:
+ * the ping (or, with a ping out, the ping timeout) and, unless it already
+ * hibernates, hibernation. Stops it when nothing is due. */
+static void ws_timer_arm(sw_conn_t *c)
 {
     const sw_conn_env_t *env = c->env;
-    if (!env->ping_interval_ms)
+    ev_tstamp next = -1.;
+    if (env->ping_interval_ms) {
+        uint32_t ms = c->ping_out && env->ping_timeout_ms ? env->ping_timeout_ms
+                                                          : env->ping_interval_ms;
+        next = c->last_rx + ms / 1000.;
+    }
+    if (!c->hibernating) {
+        ev_tstamp h = c->last_act + HIBERNATE_AFTER;
+        if (next < 0. || h < next)
+            next = h;
+    }
+    ev_timer_stop(env->loop, &c->timer);
+    if (next < 0.)
         return;
-    c->last_rx = ev_now(env->loop);
-    c->ping_out = 0;
-    liveness_arm(c, env->ping_interval_ms / 1000.);
+    ev_tstamp after = next - ev_now(env->loop);
+    ev_timer_set(&c->timer, after > 0. ? after : 0., 0.);
+    ev_timer_start(env->loop, &c->timer);
 }
 
-/* The liveness timer fired: it was armed for the end of the silence
- * interval, or (ping_out) for the end of the ping timeout. Input since
- * then moved last_rx; input after a ping cleared ping_out and re-armed
- * the timer (rio_cb). */
-static void liveness_check(sw_conn_t *c)
+/* Start watching a freshly opened WebSocket conn. */
+static void ws_timer_start(sw_conn_t *c)
 {
-    sw_conn_env_t *env = c->env;
-    ev_tstamp now = ev_now(env->loop);
-    if (c->ping_out && env->ping_timeout_ms) {
-        sw_log(SW_LOG_INFO, "conn %llu: nothing received within %u ms of a ping, closing",
-               (unsigned long long)c->id, (unsigned)env->ping_timeout_ms);
-        c->abandon = 1;
-        ws_close(c, 1001, "ping timeout");
+    c->last_rx = c->last_act = ev_now(c->env->loop);
+    c->ping_out = 0;
+    ws_timer_arm(c);
+}
+
+/* Ping a silent client (RFC 6455 §5.5.2); a hibernating conn gets its
+ * wslay context back for it. */
+static void ws_ping(sw_conn_t *c)
+{
+    if (ws_wake(c) != 0)
         return;
-    }
-    ev_tstamp due = c->last_rx + env->ping_interval_ms / 1000.;
-    if (!c->ping_out && due - now > TIMER_SLACK) {
-        liveness_arm(c, due - now);
-        return;
-    }
-    /* Silent for the whole interval (or, without a timeout, still silent
-     * since the last ping): ping (RFC 6455 §5.5.2). */
     struct wslay_event_msg msg = {
         .opcode = WSLAY_PING,
         .msg = (const uint8_t *)PING_PAYLOAD,
@@ -270,8 +306,41 @@ static void liveness_check(sw_conn_t *c)
         return;
     }
     c->ping_out = 1;
+    c->last_rx = c->last_act = ev_now(c->env->loop);
     mark_pending(c);
-    liveness_arm(c, (env->ping_timeout_ms ? env->ping_timeout_ms : env->ping_interval_ms) / 1000.);
+}
+
+/* The timer of an open WebSocket conn fired: work out from the stamps
+ * what is due. Liveness: last_rx + interval without a ping out: ping;
+ * with a ping out, last_rx (the ping) + timeout: close, or without a
+ * timeout, + interval: ping again. Input after a ping cleared ping_out
+ * (rio_cb). Hibernation: last_act + SW_CONN_HIBERNATE_MS. */
+static void ws_timer(sw_conn_t *c)
+{
+    sw_conn_env_t *env = c->env;
+    ev_tstamp now = ev_now(env->loop);
+    if (env->ping_interval_ms) {
+        if (c->ping_out && env->ping_timeout_ms) {
+            if (now >= c->last_rx + env->ping_timeout_ms / 1000. - TIMER_SLACK) {
+                sw_log(SW_LOG_INFO, "conn %llu: nothing received within %u ms of a ping, closing",
+                       (unsigned long long)c->id, (unsigned)env->ping_timeout_ms);
+                c->abandon = 1;
+                ws_close(c, 1001, "ping timeout");
+                return;
+            }
+        } else if (now >= c->last_rx + env->ping_interval_ms / 1000. - TIMER_SLACK) {
+            ws_ping(c);
+            if (c->dead)
+                return;
+        }
+    }
+    if (!c->hibernating && now >= c->last_act + HIBERNATE_AFTER - TIMER_SLACK) {
+        if (ws_can_hibernate(c))
+            ws_hibernate(c);
+        else
+            c->last_act = now; /* mid-message or output waiting: look again later */
+    }
+    ws_timer_arm(c);
 }
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -280,7 +349,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     sw_conn_t *c = sw_container_of(w, sw_conn_t, timer);
     if (!c->closing && !c->dead && c->mode == MODE_WS) {
-        liveness_check(c);
+        ws_timer(c);
         return;
     }
     sw_log(SW_LOG_DEBUG, "conn %llu: close timeout", (unsigned long long)c->id);
@@ -379,7 +448,33 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
     memcpy(buf, c->feed, n);
     c->feed += n;
     c->feed_len -= n;
+    c->ws_unframed += (int64_t)n;
     return (ssize_t)n;
+}
+
+/* wslay has parsed a frame header (RFC 6455 §5.2). Its full size is known
+ * now: 2 bytes, + 2 or 8 bytes of extended length for payloads over 125 or
+ * 65535 bytes (wslay rejects longer encodings with 1002), + 4 bytes of
+ * masking key (client frames are always masked, wslay closes with 1002
+ * otherwise), + the payload. Subtracting it from ws_unframed, which counts
+ * the bytes handed to wslay, leaves 0 exactly when every byte read so far
+ * belongs to frames wslay has started and each of them has been read to
+ * its end: below 0 the last frame is incomplete, above 0 bytes of the next
+ * one are buffered in wslay. As ws_feed() lets wslay consume everything
+ * handed to it, 0 after a feed means those frames are also processed.
+ * Frames wslay rejects never reach here but close the conn. */
+static void ws_frame_start_cb(wslay_event_context_ptr ctx,
+                              const struct wslay_event_on_frame_recv_start_arg *arg,
+                              void *user_data)
+{
+    (void)ctx;
+    sw_conn_t *c = user_data;
+    uint64_t hdr = 2 + 4 + (arg->payload_length > 65535 ? 8 : arg->payload_length > 125 ? 2 : 0);
+    /* payload_length <= max_recv_msg_length (checked before this call). */
+    c->ws_unframed -= (int64_t)(hdr + arg->payload_length);
+    if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME ||
+        arg->opcode == WSLAY_CONTINUATION_FRAME)
+        c->ws_frag = !arg->fin; /* control frames may come between fragments */
 }
 
 static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
@@ -399,7 +494,7 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size
 /* Queue a close frame behind everything already queued. */
 static void ws_close(sw_conn_t *c, uint16_t code, const char *reason)
 {
-    if (c->dead || c->closing)
+    if (c->dead || c->closing || ws_wake(c) != 0)
         return;
     /* Move queued messages into `out` first: wslay sends control frames
      * ahead of queued data otherwise. */
@@ -458,6 +553,96 @@ static void ws_feed(sw_conn_t *c, const char *data, size_t len)
     }
     if (wslay_event_want_write(c->ws))
         mark_pending(c);
+}
+
+/* A fresh wslay server context for c: same callbacks and configuration
+ * for the upgrade and for every wake-up. 0 or SW_ERR (logged). */
+static int ws_ctx_new(sw_conn_t *c)
+{
+    static const struct wslay_event_callbacks cbs = {
+        .recv_callback = ws_recv_cb,
+        .send_callback = ws_send_cb,
+        .on_frame_recv_start_callback = ws_frame_start_cb,
+        .on_msg_recv_callback = ws_msg_cb,
+    };
+    if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0) {
+        sw_log(SW_LOG_ERROR, "conn %llu: wslay_event_context_server_init failed",
+               (unsigned long long)c->id);
+        c->ws = NULL;
+        return SW_ERR;
+    }
+    if (c->env->max_message_bytes)
+        wslay_event_config_set_max_recv_msg_length(c->ws, c->env->max_message_bytes);
+    c->ws_unframed = 0;
+    c->ws_frag = 0;
+    return 0;
+}
+
+/* Give a hibernating conn its wslay context back (no-op otherwise) and
+ * re-arm its timer for the next hibernation. 0, or SW_ERR with the conn
+ * closed. */
+static int ws_wake(sw_conn_t *c)
+{
+    if (!c->hibernating)
+        return 0;
+    c->hibernating = 0;
+    c->env->nhib--;
+    if (ws_ctx_new(c) != 0) {
+        conn_finish(c);
+        return SW_ERR;
+    }
+    c->last_act = ev_now(c->env->loop);
+    ws_timer_arm(c);
+    return 0;
+}
+
+/* At a clean message boundary with nothing in flight? (See
+ * ws_frame_start_cb for the byte count.) */
+static int ws_can_hibernate(const sw_conn_t *c)
+{
+    return c->ws && c->mode == MODE_WS && !c->closing && !c->dead && !c->in_pending &&
+           c->ws_unframed == 0 && !c->ws_frag && c->out.len == 0 && c->in.len == 0 &&
+           !ev_is_active(&c->wio) && wslay_event_get_queued_msg_count(c->ws) == 0 &&
+           !wslay_event_want_write(c->ws) && wslay_event_get_read_enabled(c->ws) &&
+           !wslay_event_get_close_sent(c->ws) && !wslay_event_get_close_received(c->ws);
+}
+
+/* Heap freed by hibernation stays in the process: glibc returns memory
+ * only from the top of the heap, and the freed contexts sit between live
+ * objects. malloc_trim(0) hands the free pages inside the heap back
+ * (madvise); it walks the free lists, so it runs at most every
+ * TRIM_INTERVAL seconds and only after TRIM_MIN_HIB hibernations, from
+ * this timer rather than from each conn's hibernation. */
+static void trim_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    sw_conn_env_t *env = sw_container_of(w, sw_conn_env_t, trim);
+    ev_ref(loop); /* the expired timer was stopped by libev after ev_unref */
+    env->trim_pending = 0;
+    env->last_trim = ev_now(loop);
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
+/* Drop the wslay context and empty buffers of an idle conn at a message
+ * boundary (ws_can_hibernate). It stays registered for reads. */
+static void ws_hibernate(sw_conn_t *c)
+{
+    sw_conn_env_t *env = c->env;
+    wslay_event_context_free(c->ws);
+    c->ws = NULL;
+    sw_buf_destroy(&c->out);
+    sw_buf_destroy(&c->in);
+    hs_free(c);
+    c->hibernating = 1;
+    env->nhib++;
+    if (++env->trim_pending >= TRIM_MIN_HIB && !ev_is_active(&env->trim)) {
+        ev_tstamp after = env->last_trim + TRIM_INTERVAL - ev_now(env->loop);
+        ev_timer_set(&env->trim, after > 0. ? after : 0., 0.);
+        ev_timer_start(env->loop, &env->trim);
+        ev_unref(env->loop); /* trimming alone keeps no loop alive */
+    }
 }
 
 /* ---- HTTP ------------------------------------------------------------- */
@@ -668,20 +853,10 @@ static void ws_handshake(sw_conn_t *c, const sw_http_request_t *req)
         http_simple(c, 400, NULL, 0);
         return;
     }
-    struct wslay_event_callbacks cbs = {
-        .recv_callback = ws_recv_cb,
-        .send_callback = ws_send_cb,
-        .on_msg_recv_callback = ws_msg_cb,
-    };
-    if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0) {
-        sw_log(SW_LOG_ERROR, "conn %llu: wslay_event_context_server_init failed",
-               (unsigned long long)c->id);
-        c->ws = NULL;
+    if (ws_ctx_new(c) != 0) {
         conn_finish(c);
         return;
     }
-    if (env->max_message_bytes)
-        wslay_event_config_set_max_recv_msg_length(c->ws, env->max_message_bytes);
     sw_buf_printf(&c->out,
                   "HTTP/1.1 101 Switching Protocols\r\n"
                   "Upgrade: websocket\r\n"
@@ -695,7 +870,7 @@ static void ws_handshake(sw_conn_t *c, const sw_http_request_t *req)
     mark_pending(c);
     if (!ev_is_active(&c->rio))
         ev_io_start(env->loop, &c->rio);
-    liveness_start(c);
+    ws_timer_start(c);
     if (env->on_open)
         env->on_open(c);
 }
@@ -872,15 +1047,16 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents)
         conn_finish(c);
         return;
     }
-    if (c->mode == MODE_WS) { /* a sign of life: see liveness_check */
-        c->last_rx = ev_now(loop);
+    if (c->mode == MODE_WS) { /* a sign of life: see ws_timer */
+        c->last_rx = c->last_act = ev_now(loop);
+        if (ws_wake(c) != 0)
+            return;
         if (c->ping_out && !c->closing) {
             /* The answer to a ping (once per ping, not per read): the
              * timer still waits for the ping timeout; re-arm it for the
              * next silence interval instead. */
             c->ping_out = 0;
-            ev_timer_stop(loop, &c->timer);
-            liveness_arm(c, c->env->ping_interval_ms / 1000.);
+            ws_timer_arm(c);
         }
     }
     if (c->shut_wr || (c->closing && c->mode == MODE_HTTP))
@@ -901,6 +1077,10 @@ void sw_conn_env_init(sw_conn_env_t *env)
     TAILQ_INIT(&env->pending);
     env->next_id = 1;
     ev_prepare_init(&env->flush, flush_cb);
+    env->nhib = 0;
+    env->trim_pending = 0;
+    env->last_trim = 0.;
+    ev_timer_init(&env->trim, trim_cb, 0., 0.);
 }
 
 void sw_conn_env_destroy(sw_conn_env_t *env)
@@ -916,6 +1096,11 @@ void sw_conn_env_destroy(sw_conn_env_t *env)
         ev_ref(env->loop);
         ev_prepare_stop(env->loop, &env->flush);
     }
+    if (ev_is_active(&env->trim)) {
+        ev_ref(env->loop);
+        ev_timer_stop(env->loop, &env->trim);
+    }
+    env->trim_pending = 0;
 }
 
 sw_conn_t *sw_conn_new(sw_conn_env_t *env, int fd)
@@ -993,6 +1178,9 @@ int sw_conn_send(sw_conn_t *c, const char *data, size_t len)
 {
     if (c->dead || c->closing || c->mode != MODE_WS)
         return SW_ECLOSED;
+    if (ws_wake(c) != 0)
+        return SW_ERR; /* the conn is closed, on_close follows */
+    c->last_act = ev_now(c->env->loop);
     size_t queued = c->out.len + wslay_event_get_queued_msg_length(c->ws);
     size_t bound = c->env->max_send_bytes;
     if (bound && (len > bound || queued > bound - len)) {
@@ -1066,6 +1254,11 @@ void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
 size_t sw_conn_pending_bytes(const sw_conn_t *c)
 {
     return c->out.len + (c->ws ? wslay_event_get_queued_msg_length(c->ws) : 0);
+}
+
+size_t sw_conn_env_hibernating(const sw_conn_env_t *env)
+{
+    return env->nhib;
 }
 
 int sw_ws_accept_key(const char *key, size_t key_len, char out[29])

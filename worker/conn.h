@@ -24,9 +24,20 @@
  *    without waiting for the closing handshake (the peer is presumed
  *    dead), and on_close follows as for any close. Any input from the
  *    client counts as a sign of life, including a frame still arriving.
- *    Cost per conn: one timestamp and one bit; the conn's one ev_timer
- *    serves both this and the closing phase, rescheduled lazily from its
- *    own callback (libev "Be smart about timeouts", method 2).
+ *    The conn's one ev_timer serves this, hibernation (below) and the
+ *    closing phase, rescheduled lazily from its own callback (libev "Be
+ *    smart about timeouts", method 2).
+ *
+ * Hibernation: an open WebSocket conn that has had no input and no output
+ * for SW_CONN_HIBERNATE_MS, and sits at a clean message boundary (every
+ * byte read belongs to complete frames, no fragmented message in
+ * progress, nothing queued for output, no close sent or received), drops
+ * its wslay context and its empty buffers (about 9 KB), keeping only the
+ * conn itself. Input, sw_conn_send, sw_conn_close and a due ping create a
+ * fresh context first, so hibernation is invisible to the peer and to the
+ * callbacks. Heap freed this way is handed back to the OS (glibc
+ * malloc_trim) at most every couple of seconds per worker, and only after
+ * many conns hibernated.
  *
  * Lifetime: the conn is freed by conn.c, never by a callback. env->on_close
  * is called exactly once for every conn that had on_open, when it closes
@@ -45,6 +56,10 @@
 #include <ev.h>
 
 typedef struct sw_conn sw_conn_t;
+
+/* Silence (no input, no output) after which an open WebSocket conn at a
+ * message boundary frees its wslay context; see "Hibernation" above. */
+#define SW_CONN_HIBERNATE_MS 1000
 
 /* A parsed non-upgrade HTTP request; every pointer borrowed for the
  * duration of env->on_http. */
@@ -85,6 +100,12 @@ typedef struct sw_conn_env {
      * alive by itself. */
     ev_prepare flush;
     TAILQ_HEAD(sw_conn_pending, sw_conn) pending; /* conns with work for flush */
+    size_t nhib; /* WebSocket conns hibernating (no wslay context) */
+    /* Returns heap freed by hibernation to the OS (malloc_trim), at most
+     * once per couple of seconds; not keeping the loop alive. */
+    ev_timer trim;
+    size_t trim_pending; /* hibernations since the last trim */
+    ev_tstamp last_trim;
 } sw_conn_env_t;
 
 /* Initialise env's managed fields (list, counters, the flush watcher);
@@ -112,8 +133,10 @@ void *sw_conn_udata(const sw_conn_t *c);
 
 /* Queue one WebSocket text message (copied). Returns 0; SW_ECLOSED when
  * the conn is closing; SW_ETOOLARGE when the output bound is reached (the
- * conn is then closed with 1013 and on_close follows). Writes are batched:
- * everything queued during one loop iteration goes out in one writev. */
+ * conn is then closed with 1013 and on_close follows); SW_ERR when a
+ * hibernating conn cannot get a wslay context back (out of memory: the
+ * conn is closed, on_close follows). Writes are batched: everything
+ * queued during one loop iteration goes out in one writev. */
 int sw_conn_send(sw_conn_t *c, const char *data, size_t len);
 
 /* Start the WebSocket closing handshake with `code` and `reason` (RFC 6455
@@ -131,6 +154,10 @@ void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
 
 /* Bytes queued for output and not yet written. */
 size_t sw_conn_pending_bytes(const sw_conn_t *c);
+
+/* Number of WebSocket conns of env hibernating right now (env->nhib; for
+ * stats and tests). */
+size_t sw_conn_env_hibernating(const sw_conn_env_t *env);
 
 /* Compute Sec-WebSocket-Accept for a client key (RFC 6455 §4.2.2: base64
  * of SHA-1 of key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"). out must

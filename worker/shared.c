@@ -45,6 +45,7 @@ static void list_del(sw_token_t **v, size_t *n, sw_token_t *t)
 /* ---- records ---------------------------------------------------------------- */
 
 static void heartbeat_cb(struct ev_loop *loop, ev_timer *tw, int revents);
+static void presence_due_cb(struct ev_loop *loop, ev_timer *tw, int revents);
 
 sw_shared_t *sw_shared_get(sw_worker_t *w, const char *name)
 {
@@ -58,6 +59,7 @@ sw_shared_t *sw_shared_get(sw_worker_t *w, const char *name)
     r->presence = -1;
     double period = w->cfg->presence_ttl_ms / 3000.0;
     ev_timer_init(&r->heartbeat_w, heartbeat_cb, period, period);
+    ev_timer_init(&r->presence_w, presence_due_cb, 0., 0.);
     HASH_ADD_STR(w->shared, token, r);
     return r;
 }
@@ -66,6 +68,9 @@ static void shared_free(sw_shared_t *r)
 {
     sw_worker_t *w = r->w;
     ev_timer_stop(w->loop, &r->heartbeat_w);
+    ev_timer_stop(w->loop, &r->presence_w);
+    if (r->catchup_queued)
+        LIST_REMOVE(r, catchup_link);
     if (r->subscribed)
         sw_store_unsubscribe(w->store, r->token);
     HASH_DEL(w->shared, r);
@@ -96,6 +101,30 @@ void sw_shared_free_all(sw_worker_t *w)
 
 /* ---- catching linked tokens up ----------------------------------------------- */
 
+static void schedule_catchup(sw_shared_t *r)
+{
+    if (r->catchup_queued)
+        return;
+    r->catchup_queued = 1;
+    LIST_INSERT_HEAD(&r->w->catchups, r, catchup_link);
+    ev_idle_start(r->w->loop, &r->w->resume_w); /* keeps the loop from blocking */
+}
+
+static void presence_due_cb(struct ev_loop *loop, ev_timer *tw, int revents)
+{
+    sw_shared_t *r = sw_container_of(tw, sw_shared_t, presence_w);
+    schedule_catchup(r);
+}
+
+/* The presence count changed: deliver it within SW_PRESENCE_COALESCE_MS. */
+static void presence_changed(sw_shared_t *r)
+{
+    if (!ev_is_active(&r->presence_w)) {
+        ev_timer_set(&r->presence_w, SW_PRESENCE_COALESCE_MS / 1000.0, 0.);
+        ev_timer_start(r->w->loop, &r->presence_w);
+    }
+}
+
 static void catchup_all(sw_shared_t *r)
 {
     /* Tokens may unlink while catching up (never: catch-up runs no
@@ -121,6 +150,16 @@ static void resume_syncwait(sw_shared_t *r)
     for (size_t i = 0; i < n; i++)
         sw_token_resume(copy[i]);
     free(copy);
+}
+
+void sw_shared_run_catchups(sw_worker_t *w)
+{
+    sw_shared_t *r;
+    while ((r = LIST_FIRST(&w->catchups))) {
+        LIST_REMOVE(r, catchup_link);
+        r->catchup_queued = 0;
+        catchup_all(r);
+    }
 }
 
 /* ---- applying messages in seq order ------------------------------------------ */
@@ -161,7 +200,8 @@ static int handle_message(sw_shared_t *r, json_t *msg)
         if (n == r->presence)
             return 0;
         r->presence = n;
-        return 1;
+        presence_changed(r);
+        return 0;
     }
     json_t *jseq = json_object_get(msg, "seq");
     json_t *vars = json_object_get(msg, "vars");
@@ -205,7 +245,7 @@ static void drain_buffered(sw_shared_t *r)
     }
     json_decref(buf);
     if (catchup)
-        catchup_all(r);
+        schedule_catchup(r);
 }
 
 static void on_message(void *udata, const char *data, size_t len)
@@ -229,7 +269,7 @@ static void on_message(void *udata, const char *data, size_t len)
         return;
     }
     if (handle_message(r, msg))
-        catchup_all(r);
+        schedule_catchup(r);
     json_decref(msg);
 }
 
@@ -282,7 +322,7 @@ static void on_read(void *udata, const sw_store_loaded_t *res)
     r->synced = 1;
     drain_buffered(r);
     resume_syncwait(r);
-    catchup_all(r);
+    schedule_catchup(r);
     sw_worker_schedule_gc(r->w);
 }
 
@@ -377,8 +417,8 @@ void sw_shared_commit_end(sw_shared_t *r, int status, const json_t *changed, uin
         apply_vars(r, changed);
         r->seq = seq;
         /* Our own message will be skipped as already applied: the other
-         * local linked tokens catch up now. */
-        catchup_all(r);
+         * local linked tokens catch up (this iteration). */
+        schedule_catchup(r);
     } else {
         mark_stale(r);
         if (status == 0 && r->ntokens)
@@ -412,7 +452,7 @@ static void on_presence(void *udata, int status, int64_t count)
            (long long)count, status, r ? "yes" : "no");
     if (r && status == 0 && count != r->presence) {
         r->presence = count;
-        catchup_all(r);
+        presence_changed(r);
     }
     free(pc);
 }

@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/queue.h>
+
 #include <ev.h>
 #include <jansson.h>
 #include <uthash.h>
@@ -54,7 +56,16 @@ typedef struct sw_shared {
     sw_token_t **syncwait; /* tokens waiting for vars to be current */
     size_t nsyncwait, capsyncwait;
     ev_timer heartbeat_w;
+    ev_timer presence_w;     /* coalesces presence changes (SW_PRESENCE_COALESCE_MS) */
+    int catchup_queued;      /* in w->catchups: linked tokens catch up this iteration */
+    LIST_ENTRY(sw_shared) catchup_link;
 } sw_shared_t;
+
+/* Presence changes reach clients at most this often per shared token: a
+ * wave of joins (N clients entering a room) costs O(N) deltas per window
+ * instead of O(N^2). Shared-var changes are not delayed; they are only
+ * coalesced within one loop iteration. */
+#define SW_PRESENCE_COALESCE_MS 100
 
 /* Find or create the worker's record of shared token `name`. */
 sw_shared_t *sw_shared_get(sw_worker_t *w, const char *name);
@@ -95,6 +106,10 @@ json_t *sw_shared_message(uint64_t seq, const json_t *changed);
 
 /* Presence op for one token (cb-less; the count comes back by message). */
 void sw_shared_presence(sw_shared_t *r, sw_token_t *t, sw_presence_op_t op);
+
+/* Let the linked tokens of every shared token changed during this loop
+ * iteration catch up (worker's per-iteration step). */
+void sw_shared_run_catchups(sw_worker_t *w);
 
 /* Free every record (worker exit). */
 void sw_shared_free_all(sw_worker_t *w);

@@ -116,7 +116,8 @@ static const char COMMIT_LUA[] =
 /* KEYS[1] sw:{R}:presence (zset member -> expiry ms), KEYS[2]
  * sw:{R}:members (set), KEYS[3] sw:{R} (hash); ARGV[1] op
  * (sw_presence_op_t), ARGV[2] presence ttl_ms, ARGV[3] token ttl_ms,
- * ARGV[4..] members. "before" is the count including expired entries:
+ * ARGV[4..] members (applied in calls of up to 1000 members). "before" is
+ * the count including expired entries:
  * that is the count last published, so a reap that drops entries
  * publishes too. Returns the live count. */
 static const char PRESENCE_LUA[] =
@@ -126,18 +127,22 @@ static const char PRESENCE_LUA[] =
     "local before = redis.call('ZCARD', KEYS[1])\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now))\n"
     "local op = ARGV[1]\n"
-    "for i = 4, #ARGV do\n"
-    "  local m = ARGV[i]\n"
+    "for c = 4, #ARGV, 1000 do\n"
+    "  local last = math.min(#ARGV, c + 999)\n"
+    "  local z, m = {}, {}\n"
+    "  for i = c, last do\n"
+    "    z[#z + 1] = exp; z[#z + 1] = ARGV[i]; m[#m + 1] = ARGV[i]\n"
+    "  end\n"
     "  if op == '1' then\n"
-    "    redis.call('ZADD', KEYS[1], exp, m)\n"
-    "    redis.call('SADD', KEYS[2], m)\n"
+    "    redis.call('ZADD', KEYS[1], unpack(z))\n"
+    "    redis.call('SADD', KEYS[2], unpack(m))\n"
     "  elseif op == '2' then\n"
-    "    redis.call('ZREM', KEYS[1], m)\n"
+    "    redis.call('ZREM', KEYS[1], unpack(m))\n"
     "  elseif op == '3' then\n"
-    "    redis.call('ZREM', KEYS[1], m)\n"
-    "    redis.call('SREM', KEYS[2], m)\n"
+    "    redis.call('ZREM', KEYS[1], unpack(m))\n"
+    "    redis.call('SREM', KEYS[2], unpack(m))\n"
     "  elseif op == '4' then\n"
-    "    redis.call('ZADD', KEYS[1], 'XX', exp, m)\n"
+    "    redis.call('ZADD', KEYS[1], 'XX', unpack(z))\n"
     "  end\n"
     "end\n"
     "local after = redis.call('ZCARD', KEYS[1])\n"

@@ -486,7 +486,6 @@ void sw_token_run_resumes(sw_worker_t *w)
         else if (link_phase(t))
             after_commit(t);
     }
-    ev_idle_stop(w->loop, &w->resume_w);
 }
 
 /* ---- the pipeline ------------------------------------------------------------ */

@@ -11,6 +11,7 @@
 #include "common/util.h"
 #include "server/fdpass.h"
 #include "worker/session.h"
+#include "worker/shared.h"
 #include "worker/token.h"
 
 /* Replay log length kept per token in the store. */
@@ -40,17 +41,29 @@ static void gc_cb(struct ev_loop *loop, ev_idle *iw, int revents)
     sw_token_gc(w);
 }
 
+/* Per-iteration step: continue waiting tokens, then let tokens linked to
+ * shared state changed in this iteration catch up (one pass per shared
+ * token however many messages came). Runs from an ev_check every
+ * iteration; the ev_idle, started when work is queued, keeps the loop from
+ * blocking meanwhile. */
+static void run_queued(sw_worker_t *w)
+{
+    if (!TAILQ_EMPTY(&w->resumes))
+        sw_token_run_resumes(w);
+    if (!LIST_EMPTY(&w->catchups))
+        sw_shared_run_catchups(w);
+    if (TAILQ_EMPTY(&w->resumes) && LIST_EMPTY(&w->catchups))
+        ev_idle_stop(w->loop, &w->resume_w);
+}
+
 static void resume_cb(struct ev_loop *loop, ev_idle *iw, int revents)
 {
-    sw_worker_t *w = sw_container_of(iw, sw_worker_t, resume_w);
-    sw_token_run_resumes(w);
+    run_queued(sw_container_of(iw, sw_worker_t, resume_w));
 }
 
 static void resume_check_cb(struct ev_loop *loop, ev_check *cw, int revents)
 {
-    sw_worker_t *w = sw_container_of(cw, sw_worker_t, resume_check_w);
-    if (!TAILQ_EMPTY(&w->resumes))
-        sw_token_run_resumes(w);
+    run_queued(sw_container_of(cw, sw_worker_t, resume_check_w));
 }
 
 /* Leases idle this long are given up (at most half the lease). */
@@ -252,6 +265,7 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
     w->stats = &stats->slot[slot];
     LIST_INIT(&w->sessions);
     TAILQ_INIT(&w->resumes);
+    LIST_INIT(&w->catchups);
     ev_idle_init(&w->resume_w, resume_cb);
     char rnd[13];
     sw_random_hex(rnd, 6);
