@@ -48,17 +48,43 @@ static struct {
 
 static atomic_int g_opens, g_closes, g_double_close, g_nconns, g_nws;
 static atomic_int g_flood_done, g_flood_rc, g_flood_sent;
+static atomic_int g_nhib; /* hibernating conns, copied by stat_cb */
+
+/* Open WebSocket conns, for messages that act on the others (server
+ * thread only). */
+#define MAX_OPEN 32
+static sw_conn_t *g_open[MAX_OPEN];
+
+static void open_add(sw_conn_t *c)
+{
+    for (int i = 0; i < MAX_OPEN; i++) {
+        if (!g_open[i]) {
+            g_open[i] = c;
+            return;
+        }
+    }
+}
+
+static void open_del(sw_conn_t *c)
+{
+    for (int i = 0; i < MAX_OPEN; i++) {
+        if (g_open[i] == c)
+            g_open[i] = NULL;
+    }
+}
 
 static void on_open(sw_conn_t *c)
 {
     int *count = calloc(1, sizeof(int)); /* on_close count of this conn */
     sw_conn_set_udata(c, count);
+    open_add(c);
     atomic_fetch_add(&g_opens, 1);
 }
 
 static void on_close(sw_conn_t *c)
 {
     int *count = sw_conn_udata(c);
+    open_del(c);
     if (++*count > 1)
         atomic_fetch_add(&g_double_close, 1);
     if (sw_conn_send(c, "late", 4) != SW_ECLOSED) /* no Criterion asserts off the main thread */
@@ -71,6 +97,20 @@ static void on_message(sw_conn_t *c, const char *data, size_t len)
 {
     if (len == 5 && memcmp(data, "close", 5) == 0) {
         sw_conn_close(c, 1000, "bye");
+        return;
+    }
+    if (len == 4 && memcmp(data, "tell", 4) == 0) { /* "told" to every other conn */
+        for (int i = 0; i < MAX_OPEN; i++) {
+            if (g_open[i] && g_open[i] != c && sw_conn_send(g_open[i], "told", 4) != 0)
+                atomic_fetch_add(&g_double_close, 1); /* fails expect_idle */
+        }
+        return;
+    }
+    if (len == 8 && memcmp(data, "closeall", 8) == 0) { /* close every other conn */
+        for (int i = 0; i < MAX_OPEN; i++) {
+            if (g_open[i] && g_open[i] != c)
+                sw_conn_close(g_open[i], 1000, "bye");
+        }
         return;
     }
     if (len == 5 && memcmp(data, "flood", 5) == 0) {
@@ -142,6 +182,7 @@ static void stat_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     atomic_store(&g_nconns, (int)srv.env.nconns);
     atomic_store(&g_nws, (int)srv.env.nws);
+    atomic_store(&g_nhib, (int)sw_conn_env_hibernating(&srv.env));
 }
 
 static void *server_main(void *arg)
@@ -997,4 +1038,154 @@ Test(conn_ping, http_conns_are_not_pinged)
                   "a keep-alive HTTP conn gets no frames and is not closed by liveness");
     close(fd);
     expect_idle(0);
+}
+
+/* ---- hibernation ------------------------------------------------------- */
+
+/* Wait (bounded by ms) until `n` conns hibernate; returns the last count. */
+static int wait_hibernating(int n, int ms)
+{
+    int v = -1;
+    for (int i = 0; i < ms / 2; i++) {
+        v = atomic_load(&g_nhib);
+        if (v == n)
+            break;
+        usleep(2000);
+    }
+    return v;
+}
+
+static void expect_frame(int fd, int opcode, const void *payload, size_t len)
+{
+    frame_t fr;
+    cr_assert_eq(ws_read_frame(fd, &fr), 0);
+    cr_assert_eq(fr.opcode, opcode, "opcode %d, want %d", fr.opcode, opcode);
+    cr_assert_eq(fr.fin, 1);
+    cr_assert_eq(fr.len, len);
+    cr_assert_eq(memcmp(fr.data, payload, len), 0);
+    free(fr.data);
+}
+
+#define HIB_WAIT_MS (SW_CONN_HIBERNATE_MS * 3)
+
+Test(conn, hibernate_at_message_boundaries_only)
+{
+    int a = ws_connect(); /* idle, echoes */
+    int b = ws_connect(); /* a fragmented message across the delay */
+    int c = ws_connect(); /* a frame header split across the delay */
+    int d = ws_connect(); /* idle, gets sends from the server */
+    ws_send_text(a, "a0");
+    expect_text(a, "a0");
+
+    ws_send_frame(b, 0, 0x1, "hel", 3, 1);
+    ws_send_frame(b, 1, 0x9, "p", 1, 1); /* a ping between the fragments */
+    expect_frame(b, 0xA, "p", 1);
+
+    char big[128 + 1];
+    memset(big, 'c', 128);
+    big[128] = 0;
+    uint8_t cf[2 + 2 + 4 + 128];
+    const uint8_t key[4] = {1, 2, 3, 4};
+    cf[0] = 0x81;
+    cf[1] = 0x80 | 126; /* 126: 16-bit extended length */
+    cf[2] = 0;
+    cf[3] = 128;
+    memcpy(cf + 4, key, 4);
+    for (int i = 0; i < 128; i++)
+        cf[8 + i] = (uint8_t)(big[i] ^ key[i % 4]);
+    cli_write(c, cf, 3); /* first byte of the extended length only */
+
+    cr_assert_eq(wait_hibernating(2, HIB_WAIT_MS), 2, "a and d hibernate");
+    /* b and c are mid-message: they must stay awake through more checks. */
+    usleep((SW_CONN_HIBERNATE_MS + 300) * 1000);
+    cr_assert_eq(atomic_load(&g_nhib), 2, "no hibernation inside a message or frame");
+
+    /* Server sends to hibernating d (and to b, c). */
+    ws_send_text(a, "tell");
+    expect_text(b, "told");
+    expect_text(c, "told");
+    expect_text(d, "told");
+
+    ws_send_frame(b, 1, 0x0, "lo", 2, 1);
+    expect_text(b, "hello");
+    cli_write(c, cf + 3, sizeof(cf) - 3);
+    expect_text(c, big);
+
+    /* Several idle rounds: every conn hibernates, then still echoes. */
+    int fds[4] = {a, b, c, d};
+    for (int round = 0; round < 3; round++) {
+        cr_assert_eq(wait_hibernating(4, HIB_WAIT_MS), 4, "round %d: all hibernate", round);
+        for (int i = 0; i < 4; i++) {
+            char msg[32];
+            snprintf(msg, sizeof(msg), "r%d-c%d", round, i);
+            ws_send_text(fds[i], msg);
+            expect_text(fds[i], msg);
+        }
+        /* A message split into fragments at the boundary of a round. */
+        ws_send_frame(fds[round], 0, 0x1, "frag", 4, 1);
+        ws_send_frame(fds[round], 1, 0x0, "ment", 4, 1);
+        expect_text(fds[round], "fragment");
+    }
+    cr_assert_eq(atomic_load(&g_closes), 0);
+
+    /* Close from hibernation: by the server (b, c, d) and by the peer (a). */
+    cr_assert_eq(wait_hibernating(4, HIB_WAIT_MS), 4);
+    ws_send_text(a, "closeall");
+    for (int i = 1; i < 4; i++) {
+        char reason[16];
+        cr_assert_eq(ws_expect_close(fds[i], reason, sizeof(reason), NULL), 1000);
+        cr_assert_str_eq(reason, "bye");
+        ws_send_close(fds[i], 1000);
+        cr_assert(read_eof(fds[i]));
+        close(fds[i]);
+    }
+    cr_assert_eq(wait_hibernating(1, HIB_WAIT_MS), 1, "a hibernates again");
+    ws_close_clean(a);
+    expect_idle(4);
+    cr_assert_eq(atomic_load(&g_nhib), 0);
+}
+
+/* Pings and the ping timeout of hibernating conns: the interval is longer
+ * than the hibernation delay, the timeout too. */
+#define HIB_PING_INTERVAL_MS (SW_CONN_HIBERNATE_MS + 500)
+#define HIB_PING_TIMEOUT_MS (SW_CONN_HIBERNATE_MS + 500)
+
+static void setup_hib_ping(void)
+{
+    setup_env(HIB_PING_INTERVAL_MS, HIB_PING_TIMEOUT_MS);
+}
+
+TestSuite(conn_hib_ping, .init = setup_hib_ping, .fini = teardown, .timeout = 30);
+
+Test(conn_hib_ping, pings_and_timeout_from_hibernation)
+{
+    int e = ws_connect(); /* answers pings */
+    int f = ws_connect(); /* silent */
+    uint64_t t0 = mono_ms();
+    cr_assert_eq(wait_hibernating(2, HIB_WAIT_MS), 2, "both hibernate before the first ping");
+    cr_assert_lt(mono_ms() - t0, HIB_PING_INTERVAL_MS);
+
+    expect_ping(e); /* sent from hibernation */
+    ws_send_frame(e, 1, 0xA, "sw", 2, 1);
+    expect_ping(f);
+
+    /* Both hibernate again: e after its pong, f while its ping is out. */
+    cr_assert_eq(wait_hibernating(2, HIB_WAIT_MS), 2, "hibernate again after the ping");
+
+    char reason[64];
+    cr_assert_eq(ws_expect_close(f, reason, sizeof(reason), NULL), 1001);
+    cr_assert_str_eq(reason, "ping timeout");
+    cr_assert(read_eof(f), "socket closed");
+    close(f);
+    uint64_t took = mono_ms() - t0;
+    cr_assert_geq(took, HIB_PING_INTERVAL_MS + HIB_PING_TIMEOUT_MS - 40, "%llu ms",
+                  (unsigned long long)took);
+
+    expect_ping(e); /* the next interval, again from hibernation */
+    ws_send_frame(e, 1, 0xA, "sw", 2, 1);
+    ws_send_text(e, "still here");
+    expect_text(e, "still here");
+    cr_assert_eq(atomic_load(&g_closes), 1);
+    ws_close_clean(e);
+    expect_idle(2);
 }

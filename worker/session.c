@@ -58,15 +58,15 @@ static void on_hello(sw_session_t *s, sw_msg_t *m)
         snprintf(token, sizeof(token), "%s", m->token);
     else
         sw_random_hex(token, 16);
-    if (m->has_resume) {
-        /* This server keeps no resume credentials: every resume is unknown,
-         * so the connection goes on as a fresh one (PROTOCOL-CORE). */
-        sw_session_send_error(s, -1, SW_ERRC_BAD_RESUME,
-                              "unknown conn_id or conn_token; continuing as a new connection");
-    }
+    /* A resume is checked against the token's stored credentials when the
+     * HELLO runs in the token's queue (it needs the token's state). */
+    json_t *payload = NULL;
+    if (m->has_resume)
+        payload = json_pack("{s:{s:s,s:s,s:I}}", "resume", "conn_id", m->conn_id, "conn_token",
+                            m->conn_token, "last_seq", (json_int_t)m->last_seq);
     sw_token_t *t = sw_token_get(w, token);
     sw_token_attach(t, s);
-    sw_token_enqueue(t, sw_event_new(SW_EV_HELLO, -1, s, "hello", NULL, NULL));
+    sw_token_enqueue(t, sw_event_new(SW_EV_HELLO, -1, s, "hello", payload, NULL));
 }
 
 static void on_event(sw_session_t *s, sw_msg_t *m)
@@ -84,6 +84,10 @@ static void on_event(sw_session_t *s, sw_msg_t *m)
     int hydrate = strcmp(m->name, "hydrate") == 0;
     json_t *payload = m->payload;
     json_t *router = m->router;
+    if (router) { /* the page the client is on: used to rehydrate expired state */
+        json_decref(s->router);
+        s->router = json_incref(router);
+    }
     m->payload = NULL;
     m->router = NULL;
     sw_event_t *ev =
@@ -124,5 +128,6 @@ void sw_session_on_close(sw_conn_t *c)
     LIST_REMOVE(s, w_link);
     SW_STAT_SUB(s->w->stats, ws_open, 1);
     sw_conn_set_udata(c, NULL);
+    json_decref(s->router);
     free(s);
 }

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include <jansson.h>
+
 #include "proto/msg.h"
 #include "worker/conn.h"
 
@@ -29,6 +31,8 @@ typedef struct sw_session {
     char conn_token[SW_CONN_ID_MAX + 1];
     uint64_t client_seq; /* the last seq this client holds */
     int welcomed;        /* welcome sent */
+    int hydrated;        /* holds a state (a full delta reached it) */
+    json_t *router;      /* the last router it sent (owned), or NULL */
     int closing;
 } sw_session_t;
 

@@ -395,6 +395,17 @@ int sw_store_release(sw_store_t *s, const char *token)
     return s->ops->release(s, token);
 }
 
+int sw_store_read_log(sw_store_t *s, const char *token, uint64_t first, uint64_t last,
+                      sw_store_log_cb cb, void *udata)
+{
+    if (!s || !cb || !token_ok(token) || first == 0 || last < first ||
+        last - first + 1 > (s->log_max ? s->log_max : 256))
+        return SW_EINVAL;
+    if (s->inflight >= SW_STORE_MAX_INFLIGHT)
+        return SW_ENOMEM;
+    return s->ops->read_log(s, token, first, last, cb, udata);
+}
+
 int sw_store_publish(sw_store_t *s, const char *name, const char *data, size_t len)
 {
     if (!s || !data || !token_ok(name))

@@ -206,6 +206,19 @@ int sw_store_subscribe(sw_store_t *s, const char *shared_token, sw_store_message
  * SW_ENOTFOUND. */
 int sw_store_unsubscribe(sw_store_t *s, const char *shared_token);
 
+/* Entries of a token's replay log for seq first..last (inclusive):
+ * entries[i] / lens[i] is the delta message of seq first + i, or NULL when
+ * the ring no longer holds it (the caller also checks the seq inside, and
+ * sends a full state instead of a gap). Borrowed during the callback.
+ * status 0 or SW_EUNAVAIL. */
+typedef void (*sw_store_log_cb)(void *udata, int status, const char *const *entries,
+                                const size_t *lens, size_t n);
+
+/* Read the replay log (HMGET of the "_log:" ring fields). last - first + 1
+ * must be at most log_max (SW_EINVAL otherwise). */
+int sw_store_read_log(sw_store_t *s, const char *token, uint64_t first, uint64_t last,
+                      sw_store_log_cb cb, void *udata);
+
 /* PUBLISH data on the channel sw:{name}:ch (fire and forget): a message
  * to another worker's inbox ("inbox:<holder id>") or a shared token's
  * subscribers. 0, SW_EINVAL, SW_EUNAVAIL. */

@@ -51,6 +51,8 @@ typedef struct sw_store_ops {
                      sw_store_resync_cb on_resync, void *udata);
     int (*unsubscribe)(sw_store_t *s, const char *token);
     int (*publish)(sw_store_t *s, const char *name, const char *data, size_t len);
+    int (*read_log)(sw_store_t *s, const char *token, uint64_t first, uint64_t last,
+                    sw_store_log_cb cb, void *udata);
 } sw_store_ops_t;
 
 /* A completion waiting to be delivered from the loop (ev_idle). At most
@@ -68,6 +70,7 @@ typedef struct sw_store_done {
     sw_store_load_cb load_cb;
     sw_store_commit_cb commit_cb;
     sw_store_count_cb count_cb;
+    sw_store_log_cb log_cb; /* run items of read_log */
     void *udata;
     sw_store_loaded_t loaded; /* load result (loaded.status is the status) */
     int status;               /* commit / count status */

@@ -593,6 +593,59 @@ static int mem_unsubscribe(sw_store_t *s, const char *token)
     return 0;
 }
 
+/* The seq inside a logged delta message ({"type":"delta","seq":N,...}). */
+static uint64_t entry_seq_of(const char *e, size_t len)
+{
+    const char *p = memmem(e, len, "\"seq\":", 6);
+    return p ? strtoull(p + 6, NULL, 10) : 0;
+}
+
+static void run_log(sw_store_t *s, sw_store_done_t *d, int cancelled)
+{
+    if (cancelled)
+        return;
+    /* blob holds the entries back to back, fields[i] their views */
+    size_t n = (size_t)d->count;
+    const char **entries = sw_xcalloc(n ? n : 1, sizeof(*entries));
+    size_t *lens = sw_xcalloc(n ? n : 1, sizeof(*lens));
+    for (size_t i = 0; i < n; i++) {
+        entries[i] = d->fields[i].data;
+        lens[i] = d->fields[i].len;
+    }
+    d->log_cb(d->udata, 0, entries, lens, n);
+    free(entries);
+    free(lens);
+}
+
+static int mem_read_log(sw_store_t *s, const char *token, uint64_t first, uint64_t last,
+                        sw_store_log_cb cb, void *udata)
+{
+    mem_entry_t *e = entry_find(token, sw_now_ms());
+    size_t n = (size_t)(last - first + 1), bytes = 0;
+    sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
+    d->run = run_log;
+    d->log_cb = cb;
+    d->udata = udata;
+    d->count = (int64_t)n;
+    d->fields = sw_xcalloc(n, sizeof(*d->fields));
+    for (size_t i = 0; e && i < e->log_len; i++)
+        bytes += e->log_lens[(e->log_start + i) % e->log_cap];
+    d->blob = sw_xmalloc(bytes ? bytes : 1);
+    size_t off = 0;
+    for (size_t i = 0; e && i < e->log_len; i++) {
+        size_t at = (e->log_start + i) % e->log_cap;
+        uint64_t seq = entry_seq_of(e->log[at], e->log_lens[at]);
+        if (seq < first || seq > last)
+            continue;
+        memcpy(d->blob + off, e->log[at], e->log_lens[at]);
+        d->fields[seq - first].data = d->blob + off;
+        d->fields[seq - first].len = e->log_lens[at];
+        off += e->log_lens[at];
+    }
+    sw_store_defer(s, d);
+    return 0;
+}
+
 static int mem_publish(sw_store_t *s, const char *name, const char *data, size_t len)
 {
     (void)s;
@@ -602,6 +655,7 @@ static int mem_publish(sw_store_t *s, const char *name, const char *data, size_t
 
 static const sw_store_ops_t MEM_OPS = {
     .publish = mem_publish,
+    .read_log = mem_read_log,
     .kind = "memory",
     .destroy = mem_destroy,
     .ready = mem_ready,

@@ -206,7 +206,7 @@ typedef struct redis_store {
     size_t nlive; /* live subscriptions */
 } redis_store_t;
 
-enum { REQ_LOAD, REQ_COMMIT, REQ_RELEASE, REQ_READ, REQ_PRESENCE };
+enum { REQ_LOAD, REQ_COMMIT, REQ_RELEASE, REQ_READ, REQ_PRESENCE, REQ_LOG };
 
 /* One script request; kept until its reply so it can be resent as EVAL. */
 typedef struct rreq {
@@ -216,6 +216,7 @@ typedef struct rreq {
     int evaled; /* already resent with the full script text */
     sw_store_load_cb load_cb;
     sw_store_commit_cb commit_cb;
+    sw_store_log_cb log_cb;
     sw_store_count_cb count_cb;
     void *udata;
     int argc;
@@ -393,6 +394,31 @@ static void complete_commit(rreq_t *q, const redisReply *rep)
     sw_store_complete_commit(&q->rs->base, q->commit_cb, q->udata, status);
 }
 
+static void complete_log(rreq_t *q, const redisReply *rep)
+{
+    sw_store_t *s = &q->rs->base;
+    if (s->inflight > 0)
+        s->inflight--;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+        if (rep && rep->type == REDIS_REPLY_ERROR)
+            sw_log(SW_LOG_WARN, "redis: HMGET log: %s", rep->str);
+        q->log_cb(q->udata, SW_EUNAVAIL, NULL, NULL, 0);
+        return;
+    }
+    size_t n = rep->elements;
+    const char **entries = sw_xcalloc(n ? n : 1, sizeof(*entries));
+    size_t *lens = sw_xcalloc(n ? n : 1, sizeof(*lens));
+    for (size_t i = 0; i < n; i++) {
+        if (rep->element[i]->type == REDIS_REPLY_STRING) {
+            entries[i] = rep->element[i]->str;
+            lens[i] = (size_t)rep->element[i]->len;
+        }
+    }
+    q->log_cb(q->udata, 0, entries, lens, n);
+    free(entries);
+    free(lens);
+}
+
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     rreq_t *q = priv;
@@ -422,6 +448,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         break;
     case REQ_COMMIT:
         complete_commit(q, rep);
+        break;
+    case REQ_LOG:
+        complete_log(q, rep);
         break;
     default:
         if (rep && rep->type == REDIS_REPLY_ERROR)
@@ -794,6 +823,46 @@ static int redis_presence(sw_store_t *s, const char *token, sw_presence_op_t op,
     return 0;
 }
 
+static void run_log_unavail(sw_store_t *s, sw_store_done_t *d, int cancelled)
+{
+    if (!cancelled)
+        d->log_cb(d->udata, SW_EUNAVAIL, NULL, NULL, 0);
+}
+
+static int redis_read_log(sw_store_t *s, const char *token, uint64_t first, uint64_t last,
+                          sw_store_log_cb cb, void *udata)
+{
+    redis_store_t *rs = rs_of(s);
+    uint64_t max = s->log_max ? s->log_max : 256;
+    if (!rs->ac) {
+        sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
+        d->run = run_log_unavail;
+        d->log_cb = cb;
+        d->udata = udata;
+        sw_store_defer(s, d);
+        return 0;
+    }
+    rreq_t *q = req_new(rs, REQ_LOG, -1, (int)(last - first + 3));
+    q->log_cb = cb;
+    q->udata = udata;
+    req_arg(q, "HMGET", 5);
+    req_arg_key(q, token, "");
+    for (uint64_t seq = first; seq <= last; seq++)
+        req_argf(q, "_log:%llu", (unsigned long long)(seq % max));
+    req_seal(q);
+    if (req_send(rs->ac, q) < 0) {
+        req_free(q);
+        sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
+        d->run = run_log_unavail;
+        d->log_cb = cb;
+        d->udata = udata;
+        sw_store_defer(s, d);
+        return 0;
+    }
+    s->inflight++;
+    return 0;
+}
+
 static int redis_publish(sw_store_t *s, const char *name, const char *data, size_t len)
 {
     redis_store_t *rs = rs_of(s);
@@ -1013,6 +1082,7 @@ static int redis_unsubscribe(sw_store_t *s, const char *token)
 static const sw_store_ops_t REDIS_OPS = {
     .kind = "redis",
     .publish = redis_publish,
+    .read_log = redis_read_log,
     .destroy = redis_destroy,
     .ready = redis_ready,
     .acquire_load = redis_acquire_load,

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/mpjson.h"
@@ -218,6 +220,7 @@ static void token_free(sw_token_t *t)
     clear_step(t);
     drop_tree(t);
     json_decref(t->private_copies);
+    json_decref(t->conn_rec);
     HASH_DEL(w->tokens, t);
     w->ntokens--;
     free(t);
@@ -356,6 +359,8 @@ static void deliver(sw_token_t *t, sw_session_t *origin, int64_t id, uint64_t se
         }
         if (seq > s->client_seq || full)
             s->client_seq = seq;
+        if (full)
+            s->hydrated = 1;
         if (sw_session_send(s, b->data, b->len) == 0)
             SW_STAT_ADD(t->w->stats, deltas_sent, 1);
     }
@@ -676,6 +681,8 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
     t->lease_until_ms = t->load_sent_ms + w->cfg->lease_ms;
 
     /* The new tree: private states from the store. */
+    json_decref(t->conn_rec);
+    t->conn_rec = NULL;
     sw_tree_t fresh;
     sw_tree_init(&fresh, w->app);
     for (size_t i = 0; i < res->nfields; i++) {
@@ -685,6 +692,11 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
             continue;
         memcpy(name, f->name, f->name_len);
         name[f->name_len] = '\0';
+        if (strcmp(name, "_conn") == 0) {
+            json_decref(t->conn_rec);
+            t->conn_rec = json_loadb(f->data, f->len, 0, NULL);
+            continue;
+        }
         int rc = sw_tree_load_state(&fresh, name, f->data, f->len);
         if (rc == SW_EINVAL)
             sw_log(SW_LOG_WARN, "token %.8s…: state %s unreadable, using defaults", t->token,
@@ -735,10 +747,87 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
 /* Before a hydrate or a handler step: take the write slot of every linked
  * shared token (in name order) with a current copy, then fold the copies
  * in. Waits (resumed later) when a slot is busy or a copy is being read. */
+/* Hex SHA-256 of a conn_token: what the store keeps (never the token). */
+static void conn_token_hash(const char *tok, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(tok, strlen(tok), md, &n, EVP_sha256(), NULL);
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned i = 0; i < 32 && i < n; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+/* Does the HELLO's resume match the stored connection record? Compared in
+ * constant time; the conn_token itself is never stored or logged. */
+static int resume_valid(const sw_token_t *t, const json_t *resume)
+{
+    const char *cid = json_string_value(json_object_get(resume, "conn_id"));
+    const char *ctok = json_string_value(json_object_get(resume, "conn_token"));
+    const char *rid = json_string_value(json_object_get(t->conn_rec, "id"));
+    const char *rkh = json_string_value(json_object_get(t->conn_rec, "kh"));
+    if (!cid || !ctok || !rid || !rkh || strlen(rkh) != 64)
+        return 0;
+    char kh[65];
+    conn_token_hash(ctok, kh);
+    int id_ok = sw_secure_equal(cid, strlen(cid), rid, strlen(rid));
+    int kh_ok = sw_secure_equal(kh, 64, rkh, 64);
+    return id_ok & kh_ok;
+}
+
+/* A session that holds state (it got a full delta) of a token whose state
+ * is gone from the store (expired): the server rehydrates first. */
+static int clients_hold_state(const sw_token_t *t)
+{
+    const sw_session_t *s;
+    LIST_FOREACH(s, &t->sessions, tok_link)
+    {
+        if (s->hydrated)
+            return 1;
+    }
+    return 0;
+}
+
 static void prepare(sw_token_t *t)
 {
     sw_event_t *ev = t->current;
-    if (ev->kind != SW_EV_HELLO) {
+    if (ev->kind == SW_EV_HELLO) {
+        json_t *resume = json_object_get(ev->payload, "resume");
+        t->hello_resume = 0;
+        if (resume)
+            t->hello_resume = resume_valid(t, resume) ? 1 : -1;
+        if (t->hello_resume == 1 && t->ntl) {
+            /* a resumed client of shared state gets it current: the copies */
+            for (size_t i = 0; i < t->ntl; i++) {
+                int rc = sw_shared_want_sync(t->tl[i].r, t);
+                if (rc == 0) {
+                    t->waiting = WAIT_PREPARE;
+                    return;
+                }
+            }
+            fold_shared(t, NULL, 1);
+        }
+    } else {
+        if (!t->exists && ev->kind != SW_EV_HYDRATE && clients_hold_state(t)) {
+            /* The state expired in the store while clients hold it: run a
+             * hydrate first (defaults + on_load, a full delta to every
+             * client), then this event. */
+            sw_session_t *s = ev->origin ? ev->origin : LIST_FIRST(&t->sessions);
+            json_t *router = ev->router ? ev->router : (s ? s->router : NULL);
+            sw_event_t *h = sw_event_new(SW_EV_HYDRATE, -1, NULL, "hydrate", NULL,
+                                         router ? json_incref(router) : NULL);
+            sw_log(SW_LOG_INFO, "token %.8s…: state expired in the store; rehydrating",
+                   t->token);
+            TAILQ_INSERT_HEAD(&t->queue, ev, link);
+            TAILQ_INSERT_HEAD(&t->queue, h, link);
+            t->qlen += 2;
+            t->current = NULL;
+            kick(t);
+            return;
+        }
         for (size_t i = 0; i < t->ntl; i++) {
             int rc = sw_shared_want_slot(t->tl[i].r, t);
             if (rc == 0) {
@@ -760,15 +849,61 @@ static void prepare(sw_token_t *t)
     run_current(t);
 }
 
-static void send_welcome(sw_token_t *t, sw_session_t *s)
+static void send_welcome(sw_token_t *t, sw_session_t *s, int resumed)
 {
     sw_buf_t b;
     sw_buf_init(&b, 0);
-    sw_msg_encode_welcome(&b, t->token, s->conn_id, s->conn_token, 0, t->seq);
+    sw_msg_encode_welcome(&b, t->token, s->conn_id, s->conn_token, resumed, t->seq);
     s->welcomed = 1;
     s->client_seq = t->seq;
     sw_session_send(s, b.data, b.len);
     sw_buf_destroy(&b);
+}
+
+static void send_full(sw_token_t *t, sw_session_t *s)
+{
+    json_t *full = sw_tree_full(&t->tree);
+    sw_buf_t b;
+    sw_buf_init(&b, 0);
+    sw_msg_encode_delta(&b, t->seq, -1, full, NULL, 1);
+    sw_session_send(s, b.data, b.len);
+    sw_buf_destroy(&b);
+    json_decref(full);
+    s->client_seq = t->seq;
+    s->hydrated = 1;
+    t->old_view = 1;
+}
+
+/* Replay of the missed deltas for a resumed session: every entry must be
+ * there with the right seq, else the client gets one full delta. */
+static void on_replay(void *udata, int status, const char *const *entries, const size_t *lens,
+                      size_t n)
+{
+    sw_token_t *t = udata;
+    t->pending_store = 0;
+    sw_event_t *ev = t->current;
+    if (!ev)
+        return;
+    sw_session_t *s = ev->origin;
+    uint64_t first = (uint64_t)json_integer_value(
+                         json_object_get(json_object_get(ev->payload, "resume"), "last_seq")) +
+                     1;
+    int whole = status == 0 && n == t->seq - first + 1;
+    for (size_t i = 0; whole && i < n; i++) {
+        const char *p = entries[i] ? memmem(entries[i], lens[i], "\"seq\":", 6) : NULL;
+        if (!p || strtoull(p + 6, NULL, 10) != first + i)
+            whole = 0;
+    }
+    if (s && whole) {
+        for (size_t i = 0; i < n; i++)
+            sw_session_send(s, entries[i], lens[i]);
+        s->client_seq = t->seq;
+        s->hydrated = 1;
+    } else if (s) {
+        send_full(t, s);
+    }
+    SW_STAT_ADD(t->w->stats, events_ok, 1);
+    finish_current(t);
 }
 
 /* Encoded fields of a commit, kept until the store has copied them, which
@@ -811,6 +946,19 @@ static int add_meta_field(sw_token_t *t, commit_fields_t *cf, const json_t *link
         return rc;
     }
     cf->f[cf->n] = (sw_store_field_t){"_meta", 5, b->data, b->len};
+    cf->n++;
+    return 0;
+}
+
+/* The "_conn" field: the connection record a resume is checked against. */
+static int add_conn_field(commit_fields_t *cf, const sw_session_t *s)
+{
+    char kh[65];
+    conn_token_hash(s->conn_token, kh);
+    sw_buf_t *b = &cf->bufs[cf->n];
+    sw_buf_init(b, 0);
+    sw_buf_printf(b, "{\"id\":\"%s\",\"kh\":\"%s\"}", s->conn_id, kh);
+    cf->f[cf->n] = (sw_store_field_t){"_conn", 5, b->data, b->len};
     cf->n++;
     return 0;
 }
@@ -1298,9 +1446,16 @@ static void on_committed(void *udata, int status)
         if (t->commit_seq)
             t->seq = t->commit_seq;
     }
+    if (ev->kind == SW_EV_HELLO) {
+        if (ev->origin)
+            send_welcome(t, ev->origin, 0);
+        finish_current(t);
+        return;
+    }
     if (t->commit_full) {
         json_t *full = sw_tree_full(&t->tree);
-        deliver(t, ev->origin, ev->id, t->seq, full, NULL, 1, 1);
+        /* a rehydrate (no origin) replaces every client's state */
+        deliver(t, ev->origin, ev->id, t->seq, full, NULL, 1, ev->origin != NULL);
         json_decref(full);
         t->old_view = 1;
         SW_STAT_ADD(w->stats, events_ok, 1);
@@ -1357,14 +1512,60 @@ static void after_commit(sw_token_t *t)
     finish_current(t);
 }
 
+/* hello: a valid resume is the same connection coming back: welcome with
+ * "resumed", then before anything else the missed deltas of the token's
+ * own stream (from the replay log) or one full delta (the log no longer
+ * reaches back, or shared state is linked); on_load does not run. A fresh
+ * connection (no resume, or a refused one: bad_resume) stores its
+ * credentials, then gets its welcome. */
+static void run_hello(sw_token_t *t)
+{
+    sw_event_t *ev = t->current;
+    sw_session_t *s = ev->origin;
+    if (!s) {
+        finish_current(t);
+        return;
+    }
+    json_t *resume = json_object_get(ev->payload, "resume");
+    if (t->hello_resume == 1) {
+        snprintf(s->conn_id, sizeof(s->conn_id), "%s",
+                 json_string_value(json_object_get(resume, "conn_id")));
+        snprintf(s->conn_token, sizeof(s->conn_token), "%s",
+                 json_string_value(json_object_get(resume, "conn_token")));
+        uint64_t last = (uint64_t)json_integer_value(json_object_get(resume, "last_seq"));
+        send_welcome(t, s, 1);
+        uint32_t log_max = 256;
+        if (t->ntl || last > t->seq || t->seq - last > log_max) {
+            send_full(t, s);
+        } else if (last < t->seq) {
+            if (sw_store_read_log(t->w->store, t->token, last + 1, t->seq, on_replay, t) == 0) {
+                t->pending_store = 1;
+                return;
+            }
+            send_full(t, s);
+        } else {
+            s->hydrated = 1; /* up to date: its state is the token's */
+            t->old_view = 1;
+        }
+        SW_STAT_ADD(t->w->stats, events_ok, 1);
+        finish_current(t);
+        return;
+    }
+    if (t->hello_resume == -1)
+        sw_session_send_error(s, -1, SW_ERRC_BAD_RESUME,
+                              "unknown conn_id or conn_token; continuing as a new connection");
+    commit_fields_t cf;
+    cf.n = 0;
+    add_conn_field(&cf, s);
+    commit(t, &cf, NULL, 0, NULL, 0, 0); /* welcome once the credentials are stored */
+}
+
 static void run_current(sw_token_t *t)
 {
     sw_event_t *ev = t->current;
     switch (ev->kind) {
     case SW_EV_HELLO:
-        if (ev->origin)
-            send_welcome(t, ev->origin);
-        finish_current(t);
+        run_hello(t);
         return;
     case SW_EV_HYDRATE:
         resync_stale(t, ev->origin);

@@ -126,6 +126,8 @@ struct sw_token {
     sw_tlink_t tl[SW_MAX_TOKEN_SHARED]; /* sorted by shared token name */
     size_t ntl;
     json_t *private_copies; /* {state: vars}: private copies of linked states */
+    json_t *conn_rec;       /* the stored connection record {"id","kh"} (_conn), or NULL */
+    int hello_resume;       /* HELLO: 0 fresh, 1 valid resume, -1 refused */
     json_t *new_links;      /* links after this step's link ops, or NULL */
     size_t link_idx;        /* progress through the step's link ops */
     int waiting;            /* 0, or what the current event waits for */

@@ -617,7 +617,7 @@ static int msg_matches(wsc_msg_t *m, const char *type, int64_t id)
     if (!json_is_object(j))
         return 0;
     const char *t = json_string_value(json_object_get(j, "type"));
-    if (!t || strcmp(t, type) != 0)
+    if (type && (!t || strcmp(t, type) != 0))
         return 0;
     if (id < 0)
         return 1;

@@ -67,7 +67,8 @@ char *sw_wsc_recv_text(sw_wsc_t *c, size_t *len, int timeout_ms);
 json_t *sw_wsc_recv_json(sw_wsc_t *c, int timeout_ms);
 
 /* The first message (queued or new) that is a JSON object whose "type"
- * equals `type` and, when id >= 0, whose integer "id" equals id. Other
+ * equals `type` (any type when NULL) and, when id >= 0, whose integer
+ * "id" equals id. Other
  * messages stay queued, in order. Returns a new reference, or NULL on
  * timeout or close. */
 json_t *sw_wsc_wait(sw_wsc_t *c, const char *type, int64_t id, int timeout_ms);

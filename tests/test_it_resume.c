@@ -1,0 +1,284 @@
+/* Integration: connections that come back — resume with conn_id /
+ * conn_token on another host, replay of missed deltas from the log ring,
+ * a full delta when the ring no longer reaches back, bad_resume, and
+ * expired state rehydrated by the server. Two server instances ("two
+ * hosts", 2 workers each) on one real redis-server. */
+#include <criterion/criterion.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+
+#include "support/redis_harness.h"
+#include "support/server_harness.h"
+#include "support/wsclient.h"
+
+#define T_MS 10000
+
+static sw_test_redis_t *redis;
+static sw_test_server_t *host[2];
+
+static void setup(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    redis = sw_test_redis_start(0);
+    cr_assert(redis);
+    const char *extra[] = {"--lease-ms", "3000", NULL};
+    for (int i = 0; i < 2; i++) {
+        host[i] = sw_test_server_start(0, sw_test_redis_url(redis), 2, extra);
+        cr_assert(host[i]);
+    }
+}
+
+static void teardown(void)
+{
+    for (int i = 0; i < 2; i++) {
+        if (host[i])
+            sw_test_server_stop(host[i], SIGTERM, 5000);
+        host[i] = NULL;
+    }
+    if (redis)
+        sw_test_redis_stop(redis);
+    redis = NULL;
+}
+
+TestSuite(resume, .init = setup, .fini = teardown, .timeout = 120);
+
+static sw_wsc_t *open_on(int hi)
+{
+    sw_wsc_t *c = sw_wsc_connect("127.0.0.1", host[hi]->port, "/_event", T_MS);
+    cr_assert(c);
+    return c;
+}
+
+static const char *str(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+static json_t *call(sw_wsc_t *c, int id, const char *name, const char *payload, const char *path)
+{
+    json_t *m = json_pack("{s:s,s:i,s:s}", "type", "event", "id", id, "name", name);
+    if (payload)
+        json_object_set_new(m, "payload", json_loads(payload, 0, NULL));
+    if (path)
+        json_object_set_new(m, "router", json_pack("{s:s}", "path", path));
+    cr_assert_eq(sw_wsc_send_json(c, m), 0);
+    json_decref(m);
+    return sw_wsc_wait(c, NULL, id, T_MS);
+}
+
+static json_int_t count_in(json_t *delta_msg)
+{
+    return json_integer_value(
+        json_object_get(json_object_get(json_object_get(delta_msg, "delta"), "counter"), "count"));
+}
+
+/* Read messages until one carries counter.count == want (returns its seq). */
+static json_int_t wait_count(sw_wsc_t *c, json_int_t want)
+{
+    for (;;) {
+        json_t *m = sw_wsc_recv_json(c, T_MS);
+        cr_assert(m, "count %lld never arrived", (long long)want);
+        json_int_t n = count_in(m);
+        json_int_t seq = json_integer_value(json_object_get(m, "seq"));
+        json_decref(m);
+        if (n == want)
+            return seq;
+    }
+}
+
+static json_t *resume_of(json_t *welcome, json_int_t last_seq, const char *override_token)
+{
+    return json_pack("{s:s,s:s,s:I}", "conn_id", str(welcome, "conn_id"), "conn_token",
+                     override_token ? override_token : str(welcome, "conn_token"), "last_seq",
+                     last_seq);
+}
+
+Test(resume, missed_deltas_are_replayed_before_anything_else_on_the_other_host)
+{
+    sw_wsc_t *a = open_on(0);
+    json_t *w = sw_wsc_hello(a, "tok-replay", NULL, T_MS);
+    cr_assert(w);
+    json_decref(call(a, 1, "hydrate", NULL, "/"));
+    json_t *d = call(a, 2, "counter.increment", NULL, NULL);
+    json_int_t last_seq = json_integer_value(json_object_get(d, "seq"));
+    json_decref(d);
+    /* A background task keeps changing the token's private state while
+     * the client is away: 5 deltas of its own stream. */
+    json_decref(call(a, 3, "counter.delayed_increment", "{\"amount\": 5, \"interval_ms\": 20}",
+                     NULL));
+    sw_wsc_free(a); /* abrupt disconnect */
+    usleep(600000); /* the 5 steps commit meanwhile */
+
+    sw_wsc_t *b = open_on(1);
+    json_t *resume = resume_of(w, last_seq, NULL);
+    json_t *w2 = sw_wsc_hello(b, "tok-replay", resume, T_MS);
+    cr_assert(w2);
+    cr_assert(json_is_true(json_object_get(w2, "resumed")), "welcome says resumed");
+    cr_assert_str_eq(str(w2, "conn_id"), str(w, "conn_id"), "same connection");
+    cr_assert_eq(json_integer_value(json_object_get(w2, "seq")), last_seq + 5);
+    for (int k = 1; k <= 5; k++) {
+        json_t *m = sw_wsc_recv_json(b, T_MS);
+        cr_assert(m, "replayed delta %d", k);
+        cr_assert_str_eq(str(m, "type"), "delta");
+        cr_assert_eq(json_integer_value(json_object_get(m, "seq")), last_seq + k,
+                     "each with its original seq");
+        cr_assert_eq(count_in(m), 1 + k);
+        json_decref(m);
+    }
+    /* on_load did not run again: loads is still 1 in the server's state */
+    json_t *h = call(b, 10, "room.set_name", "{\"value\": \"z\"}", NULL);
+    cr_assert_str_eq(str(h, "type"), "delta");
+    json_decref(h);
+    json_decref(resume);
+    json_decref(w);
+    json_decref(w2);
+    sw_wsc_free(b);
+}
+
+Test(resume, a_log_that_no_longer_reaches_back_gives_one_full_delta)
+{
+    sw_wsc_t *a = open_on(0);
+    json_t *w = sw_wsc_hello(a, "tok-trim", NULL, T_MS);
+    json_decref(call(a, 1, "hydrate", NULL, "/"));
+    json_t *d = call(a, 2, "counter.increment", NULL, NULL);
+    json_int_t last_seq = json_integer_value(json_object_get(d, "seq"));
+    json_decref(d);
+    /* 300 deltas: more than the 256-entry log ring */
+    json_decref(call(a, 3, "counter.delayed_increment", "{\"amount\": 300, \"interval_ms\": 10}",
+                     NULL));
+    wait_count(a, 301);
+    sw_wsc_free(a);
+
+    sw_wsc_t *b = open_on(1);
+    json_t *resume = resume_of(w, last_seq, NULL);
+    json_t *w2 = sw_wsc_hello(b, "tok-trim", resume, T_MS);
+    cr_assert(json_is_true(json_object_get(w2, "resumed")));
+    json_t *m = sw_wsc_recv_json(b, T_MS);
+    cr_assert(m);
+    cr_assert(json_is_true(json_object_get(m, "full")), "one full delta: %s",
+              json_dumps(m, JSON_COMPACT));
+    cr_assert_eq(count_in(m), 301);
+    json_decref(m);
+    json_decref(resume);
+    json_decref(w);
+    json_decref(w2);
+    sw_wsc_free(b);
+}
+
+Test(resume, wrong_conn_token_gets_bad_resume_and_a_fresh_connection)
+{
+    sw_wsc_t *a = open_on(0);
+    json_t *w = sw_wsc_hello(a, "tok-bad", NULL, T_MS);
+    json_decref(call(a, 1, "hydrate", NULL, "/"));
+    json_decref(call(a, 2, "counter.increment", NULL, NULL));
+    sw_wsc_free(a);
+
+    sw_wsc_t *b = open_on(1);
+    json_t *resume = resume_of(w, 0, "0000000000000000000000000000000000000000");
+    json_t *w2 = sw_wsc_hello(b, "tok-bad", resume, T_MS);
+    cr_assert(w2);
+    cr_assert(!json_is_true(json_object_get(w2, "resumed")), "not resumed");
+    cr_assert_str_neq(str(w2, "conn_id"), str(w, "conn_id"), "a new connection id");
+    cr_assert_str_neq(str(w2, "conn_token"), str(w, "conn_token"));
+    json_t *e = sw_wsc_recv_json(b, T_MS);
+    cr_assert(e);
+    cr_assert_str_eq(str(e, "type"), "error");
+    cr_assert_str_eq(str(e, "code"), "bad_resume");
+    json_decref(e);
+    /* Nothing was replayed to it. */
+    json_t *nothing = sw_wsc_recv_json(b, 300);
+    cr_assert_null(nothing, "no state sent to a refused resume");
+    /* The old credentials no longer resume either: the new connection
+     * replaced them. */
+    sw_wsc_t *c = open_on(0);
+    json_t *r2 = resume_of(w, 0, NULL);
+    json_t *w3 = sw_wsc_hello(c, "tok-bad", r2, T_MS);
+    cr_assert(!json_is_true(json_object_get(w3, "resumed")));
+    json_decref(r2);
+    json_decref(w3);
+    sw_wsc_free(c);
+    json_decref(resume);
+    json_decref(w);
+    json_decref(w2);
+    sw_wsc_free(b);
+}
+
+Test(resume, resumed_client_of_a_room_gets_the_current_shared_state)
+{
+    sw_wsc_t *a = open_on(0);
+    json_t *w = sw_wsc_hello(a, "tok-ra", NULL, T_MS);
+    json_decref(call(a, 1, "hydrate", NULL, "/room/r1"));
+    json_decref(call(a, 2, "room.set_name", "{\"value\": \"a\"}", NULL));
+    json_int_t last_seq = json_integer_value(json_object_get(w, "seq"));
+    /* the last seq the client saw */
+    json_t *probe = call(a, 3, "room.set_name", "{\"value\": \"a2\"}", NULL);
+    last_seq = json_integer_value(json_object_get(probe, "seq"));
+    json_decref(probe);
+    sw_wsc_free(a);
+
+    sw_wsc_t *other = open_on(1);
+    json_decref(sw_wsc_hello(other, "tok-rb", NULL, T_MS));
+    json_decref(call(other, 1, "hydrate", NULL, "/room/r1"));
+    for (int i = 0; i < 5; i++)
+        json_decref(call(other, 2 + i, "counter.increment", NULL, NULL));
+
+    sw_wsc_t *b = open_on(1);
+    json_t *resume = resume_of(w, last_seq, NULL);
+    json_t *w2 = sw_wsc_hello(b, "tok-ra", resume, T_MS);
+    cr_assert(json_is_true(json_object_get(w2, "resumed")));
+    json_t *m = sw_wsc_recv_json(b, T_MS);
+    cr_assert(m);
+    cr_assert_str_eq(str(m, "type"), "delta");
+    cr_assert(json_is_true(json_object_get(m, "full")));
+    cr_assert_eq(count_in(m), 5, "the room's 5 changes made while away");
+    cr_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(json_object_get(m, "delta"), "room"),
+                                          "name")),
+        "a2");
+    json_decref(m);
+    json_decref(resume);
+    json_decref(w);
+    json_decref(w2);
+    sw_wsc_free(b);
+    sw_wsc_free(other);
+}
+
+Test(resume, expired_state_is_rehydrated_before_the_event)
+{
+    sw_wsc_t *a = open_on(0);
+    json_decref(sw_wsc_hello(a, "tok-exp", NULL, T_MS));
+    json_decref(call(a, 1, "hydrate", NULL, "/"));
+    json_decref(call(a, 2, "counter.increment", NULL, NULL));
+    json_decref(call(a, 3, "counter.increment", NULL, NULL));
+    /* Wait for the worker to give the idle lease up, then expire the
+     * state the way a TTL would. */
+    sleep(2);
+    json_t *old;
+    while ((old = sw_wsc_recv_json(a, 200))) /* what is still queued (on_load) */
+        json_decref(old);
+    redisContext *rc = sw_test_redis_connect(redis);
+    freeReplyObject(redisCommand(rc, "DEL sw:{tok-exp}"));
+    redisFree(rc);
+    json_t *m = json_pack("{s:s,s:i,s:s}", "type", "event", "id", 4, "name", "counter.increment");
+    sw_wsc_send_json(a, m);
+    json_decref(m);
+    json_t *first = sw_wsc_recv_json(a, T_MS);
+    cr_assert(first);
+    cr_assert(json_is_true(json_object_get(first, "full")), "a full delta comes first: %s",
+              json_dumps(first, JSON_COMPACT));
+    cr_assert_null(json_object_get(first, "id"));
+    cr_assert_eq(count_in(first), 0, "defaults, never the stale state");
+    json_decref(first);
+    json_t *ans = sw_wsc_wait(a, "delta", 4, T_MS);
+    cr_assert(ans);
+    cr_assert_eq(count_in(ans), 1, "the event ran on the rehydrated state");
+    json_decref(ans);
+    sw_wsc_free(a);
+}
