@@ -282,3 +282,50 @@ Test(resume, expired_state_is_rehydrated_before_the_event)
     json_decref(ans);
     sw_wsc_free(a);
 }
+
+Test(resume, duplicate_tab_gets_a_new_token_quick_reconnect_keeps_it)
+{
+    sw_wsc_t *a = open_on(0);
+    json_t *w = sw_wsc_hello(a, "tok-tab", NULL, T_MS);
+    json_decref(call(a, 1, "hydrate", NULL, "/"));
+    json_decref(call(a, 2, "counter.increment", NULL, NULL));
+
+    /* A second live connection with the same token, no credentials: a
+     * duplicate tab. It gets a token and a state of its own. */
+    sw_wsc_t *dup = open_on(1);
+    json_t *wd = sw_wsc_hello(dup, "tok-tab", NULL, T_MS);
+    cr_assert(wd);
+    cr_assert_str_neq(str(wd, "token"), "tok-tab", "the duplicate gets a new token");
+    json_t *full = call(dup, 1, "hydrate", NULL, "/");
+    cr_assert_eq(count_in(full), 0, "and its own state");
+    json_decref(full);
+    json_decref(call(dup, 2, "counter.add", "{\"amount\": 10}", NULL));
+    json_t *d = call(a, 3, "counter.increment", NULL, NULL);
+    cr_assert_eq(count_in(d), 2, "the first tab's state is untouched");
+    json_decref(d);
+
+    /* A quick reconnect with valid credentials keeps the token, on any host,
+     * even while the old socket is still open. */
+    sw_wsc_t *back = open_on(1);
+    json_t *resume = resume_of(w, 0, NULL);
+    json_t *wb = sw_wsc_hello(back, "tok-tab", resume, T_MS);
+    cr_assert(json_is_true(json_object_get(wb, "resumed")));
+    cr_assert_str_eq(str(wb, "token"), "tok-tab");
+    json_t *r = call(back, 1, "counter.increment", NULL, NULL);
+    cr_assert(r);
+    cr_assert_eq(count_in(r), 3);
+    json_decref(r);
+    /* the stale socket was closed */
+    size_t len;
+    char *txt;
+    while ((txt = sw_wsc_recv_text(a, &len, 2000)))
+        free(txt);
+    cr_assert_eq(sw_wsc_close_code(a), 4001);
+    json_decref(resume);
+    json_decref(wb);
+    json_decref(wd);
+    json_decref(w);
+    sw_wsc_free(a);
+    sw_wsc_free(dup);
+    sw_wsc_free(back);
+}

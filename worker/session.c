@@ -15,6 +15,8 @@ void sw_session_on_open(sw_conn_t *c)
     sw_session_t *s = sw_xcalloc(1, sizeof(*s));
     s->w = sw_conn_udata(c);
     s->conn = c;
+    snprintf(s->sockid, sizeof(s->sockid), "%s.%llu", s->w->holder_id,
+             (unsigned long long)sw_conn_id(c));
     LIST_INSERT_HEAD(&s->w->sessions, s, w_link);
     SW_STAT_ADD(s->w->stats, ws_open, 1);
     sw_random_hex(s->conn_id, 8);

@@ -29,6 +29,7 @@ typedef struct sw_session {
     LIST_ENTRY(sw_session) w_link;   /* in w->sessions */
     char conn_id[SW_CONN_ID_MAX + 1];
     char conn_token[SW_CONN_ID_MAX + 1];
+    char sockid[64];                /* "<worker holder id>.<conn id>": this socket */
     uint64_t client_seq; /* the last seq this client holds */
     int welcomed;        /* welcome sent */
     int hydrated;        /* holds a state (a full delta reached it) */

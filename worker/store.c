@@ -406,6 +406,19 @@ int sw_store_read_log(sw_store_t *s, const char *token, uint64_t first, uint64_t
     return s->ops->read_log(s, token, first, last, cb, udata);
 }
 
+int sw_store_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
+                  const char *const *sockids, size_t n, uint32_t ttl_ms)
+{
+    if (!s || (n && (!tokens || !sockids)) || op < SW_LIVE_SET || op > SW_LIVE_DROP)
+        return SW_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!token_ok(tokens[i]) || !sockids[i])
+            return SW_EINVAL;
+    if (n == 0)
+        return 0;
+    return s->ops->live(s, op, tokens, sockids, n, ttl_ms ? ttl_ms : 15000);
+}
+
 int sw_store_publish(sw_store_t *s, const char *name, const char *data, size_t len)
 {
     if (!s || !data || !token_ok(name))

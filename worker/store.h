@@ -11,6 +11,9 @@
  *                     fields. TTL = token TTL, refreshed when a commit asks
  *                     (refresh_ttl: the holder does it every ttl/4).
  *   sw:{TOKEN}:lease  string: the lease holder id (SET NX PX).
+ *   sw:{TOKEN}:live   string: the socket id of the token's live connection,
+ *                     PX = presence TTL, refreshed by its worker; tells a
+ *                     duplicate tab from the first one.
  *
  * Every write is fenced: one Lua script checks that the lease key still
  * holds our id, then writes fields, seq and the log entry with one HSET
@@ -78,6 +81,8 @@ typedef struct sw_store_loaded {
     size_t meta_len;
     const char *holder; /* SW_EBUSY: the id of the lease holder ("" unknown) */
     size_t holder_len;
+    const char *live; /* acquire: the socket id in sw:{T}:live ("" none) */
+    size_t live_len;
 } sw_store_loaded_t;
 
 typedef void (*sw_store_load_cb)(void *udata, const sw_store_loaded_t *res);
@@ -162,7 +167,9 @@ int sw_store_read(sw_store_t *s, const char *token, sw_store_load_cb cb, void *u
  * every client token linked to R, connected or not. */
 typedef enum {
     SW_PRESENCE_ADD = 1, /* ZADD members (score now + ttl), SADD to members */
-    SW_PRESENCE_REMOVE,  /* ZREM members (still linked: members unchanged) */
+    SW_PRESENCE_REMOVE,  /* ZREM members (still linked: members unchanged), except
+                            those whose sw:{T}:live key exists: a newer connection
+                            of that token (a resume elsewhere) is still there */
     SW_PRESENCE_UNLINK,  /* ZREM members and SREM them from members */
     SW_PRESENCE_REFRESH, /* ZADD XX members (score now + ttl): only entries
                             still present; an entry that expired and was
@@ -218,6 +225,14 @@ typedef void (*sw_store_log_cb)(void *udata, int status, const char *const *entr
  * must be at most log_max (SW_EINVAL otherwise). */
 int sw_store_read_log(sw_store_t *s, const char *token, uint64_t first, uint64_t last,
                       sw_store_log_cb cb, void *udata);
+
+/* The live-connection key sw:{T}:live (fire and forget, one script call
+ * for n tokens): SET writes sockid with PX ttl_ms; REFRESH extends it and
+ * DROP deletes it, each only while it still holds that sockid (a newer
+ * connection's key is left alone). 0, SW_EINVAL, SW_EUNAVAIL. */
+typedef enum { SW_LIVE_SET = 1, SW_LIVE_REFRESH, SW_LIVE_DROP } sw_live_op_t;
+int sw_store_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
+                  const char *const *sockids, size_t n, uint32_t ttl_ms);
 
 /* PUBLISH data on the channel sw:{name}:ch (fire and forget): a message
  * to another worker's inbox ("inbox:<holder id>") or a shared token's

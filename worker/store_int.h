@@ -53,6 +53,8 @@ typedef struct sw_store_ops {
     int (*publish)(sw_store_t *s, const char *name, const char *data, size_t len);
     int (*read_log)(sw_store_t *s, const char *token, uint64_t first, uint64_t last,
                     sw_store_log_cb cb, void *udata);
+    int (*live)(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
+                const char *const *sockids, size_t n, uint32_t ttl_ms);
 } sw_store_ops_t;
 
 /* A completion waiting to be delivered from the loop (ev_idle). At most

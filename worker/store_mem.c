@@ -56,6 +56,8 @@ typedef struct mem_entry {
     size_t *log_lens;
     size_t log_cap, log_start, log_len;
     uint64_t log_expiry;
+    char *live;            /* sw:{T}:live: the live connection's socket id, or NULL */
+    uint64_t live_expiry;  /* monotonic ms */
 } mem_entry_t;
 
 typedef struct mem_sub {
@@ -129,6 +131,7 @@ static void entry_free(mem_entry_t *e)
     members_clear(&e->presence);
     members_clear(&e->members);
     free(e->holder);
+    free(e->live);
     free(e->token);
     free(e);
 }
@@ -149,7 +152,11 @@ static mem_entry_t *entry_expire(mem_entry_t *e, uint64_t now)
         members_clear(&e->members);
         e->presence_expiry = 0;
     }
-    if (!e->fields && !e->holder && !e->log_len && !e->presence && !e->members) {
+    if (e->live && now >= e->live_expiry) {
+        free(e->live);
+        e->live = NULL;
+    }
+    if (!e->fields && !e->holder && !e->log_len && !e->presence && !e->members && !e->live) {
         entry_free(e);
         return NULL;
     }
@@ -283,6 +290,11 @@ static void snapshot_defer(sw_store_t *s, const mem_entry_t *e, sw_store_load_cb
     }
     sw_store_loaded_fill(&d->loaded, raw, n, d->fields);
     free(raw);
+    if (e && e->live && e->live_expiry > sw_now_ms()) {
+        d->name = sw_xstrdup(e->live); /* owned by d, freed with it */
+        d->loaded.live = d->name;
+        d->loaded.live_len = strlen(d->name);
+    }
     sw_store_defer(s, d);
 }
 
@@ -646,6 +658,34 @@ static int mem_read_log(sw_store_t *s, const char *token, uint64_t first, uint64
     return 0;
 }
 
+static int mem_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
+                    const char *const *sockids, size_t n, uint32_t ttl_ms)
+{
+    uint64_t now = sw_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        mem_entry_t *e = op == SW_LIVE_SET ? entry_get(tokens[i], now) : entry_find(tokens[i], now);
+        if (!e)
+            continue;
+        if (e->live && e->live_expiry <= now) {
+            free(e->live);
+            e->live = NULL;
+        }
+        if (op == SW_LIVE_SET) {
+            free(e->live);
+            e->live = sw_xstrdup(sockids[i]);
+            e->live_expiry = now + ttl_ms;
+        } else if (e->live && strcmp(e->live, sockids[i]) == 0) {
+            if (op == SW_LIVE_REFRESH) {
+                e->live_expiry = now + ttl_ms;
+            } else {
+                free(e->live);
+                e->live = NULL;
+            }
+        }
+    }
+    return 0;
+}
+
 static int mem_publish(sw_store_t *s, const char *name, const char *data, size_t len)
 {
     (void)s;
@@ -656,6 +696,7 @@ static int mem_publish(sw_store_t *s, const char *name, const char *data, size_t
 static const sw_store_ops_t MEM_OPS = {
     .publish = mem_publish,
     .read_log = mem_read_log,
+    .live = mem_live,
     .kind = "memory",
     .destroy = mem_destroy,
     .ready = mem_ready,

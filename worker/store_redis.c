@@ -36,9 +36,10 @@
 #define REPLY_TIMEOUT_MS 5000
 #define WATCHDOG_PERIOD_S 0.5
 
-/* KEYS[1] hash, KEYS[2] lease; ARGV[1] holder, ARGV[2] lease_ms.
- * {0, holder}: busy; {1, {field, value, ...}}: lease ours, hash read
- * without the replay log's "_log:" fields. */
+/* KEYS[1] hash, KEYS[2] lease, KEYS[3] live key; ARGV[1] holder,
+ * ARGV[2] lease_ms. {0, holder}: busy; {1, {field, value, ...}, live}:
+ * lease ours, hash read without the replay log's "_log:" fields, and the
+ * live connection's socket id ("" none). */
 static const char ACQUIRE_LUA[] =
     "local cur = redis.call('GET', KEYS[2])\n"
     "if cur == ARGV[1] then\n"
@@ -46,6 +47,7 @@ static const char ACQUIRE_LUA[] =
     "elseif not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
     "  return {0, cur or ''}\n"
     "end\n"
+    "local live = redis.call('GET', KEYS[3]) or ''\n"
     "local h = redis.call('HGETALL', KEYS[1])\n"
     "local out = {}\n"
     "for i = 1, #h, 2 do\n"
@@ -54,7 +56,7 @@ static const char ACQUIRE_LUA[] =
     "    out[#out + 1] = h[i + 1]\n"
     "  end\n"
     "end\n"
-    "return {1, out}\n";
+    "return {1, out, live}\n";
 
 /* KEYS[1] hash, KEYS[2] lease, KEYS[2 + k] shared hash sw:{R} of shared
  * write k (k = 1..ARGV[9]); ARGV[1] holder, ARGV[2] ttl_ms, ARGV[3]
@@ -137,7 +139,11 @@ static const char PRESENCE_LUA[] =
     "    redis.call('ZADD', KEYS[1], unpack(z))\n"
     "    redis.call('SADD', KEYS[2], unpack(m))\n"
     "  elseif op == '2' then\n"
-    "    redis.call('ZREM', KEYS[1], unpack(m))\n"
+    "    local gone = {}\n"
+    "    for _, t in ipairs(m) do\n"
+    "      if redis.call('EXISTS', 'sw:{' .. t .. '}:live') == 0 then gone[#gone + 1] = t end\n"
+    "    end\n"
+    "    if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) end\n"
     "  elseif op == '3' then\n"
     "    redis.call('ZREM', KEYS[1], unpack(m))\n"
     "    redis.call('SREM', KEYS[2], unpack(m))\n"
@@ -160,10 +166,25 @@ static const char RELEASE_LUA[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then
                                   "end\n"
                                   "return 0\n";
 
-enum { SCRIPT_ACQUIRE, SCRIPT_COMMIT, SCRIPT_RELEASE, SCRIPT_PRESENCE, SCRIPT__COUNT };
+/* KEYS[i] sw:{T}:live; ARGV[1] op (1 set, 2 refresh, 3 drop), ARGV[2]
+ * ttl_ms, ARGV[2 + i] the socket id for KEYS[i]. Refresh and drop touch a
+ * key only while it holds that socket id. */
+static const char LIVE_LUA[] = "local op = ARGV[1]\n"
+                               "for i = 1, #KEYS do\n"
+                               "  local sock = ARGV[2 + i]\n"
+                               "  if op == '1' then\n"
+                               "    redis.call('SET', KEYS[i], sock, 'PX', ARGV[2])\n"
+                               "  elseif redis.call('GET', KEYS[i]) == sock then\n"
+                               "    if op == '2' then redis.call('PEXPIRE', KEYS[i], ARGV[2])\n"
+                               "    else redis.call('DEL', KEYS[i]) end\n"
+                               "  end\n"
+                               "end\n"
+                               "return 1\n";
+
+enum { SCRIPT_ACQUIRE, SCRIPT_COMMIT, SCRIPT_RELEASE, SCRIPT_PRESENCE, SCRIPT_LIVE, SCRIPT__COUNT };
 
 static const char *const SCRIPTS[SCRIPT__COUNT] = {ACQUIRE_LUA, COMMIT_LUA, RELEASE_LUA,
-                                                   PRESENCE_LUA};
+                                                   PRESENCE_LUA, LIVE_LUA};
 
 /* A subscription (channel sw:{R}:ch). A subscription dropped locally while
  * its UNSUBSCRIBE is unconfirmed stays in the table as `live == 0` (no
@@ -352,8 +373,12 @@ static void complete_load(rreq_t *q, const redisReply *rep)
                 res.holder_len = (size_t)rep->element[1]->len;
             }
         }
-        else if (rep->elements != 2 || fill_hash(&res, rep->element[1], &raw, &out) < 0)
+        else if (rep->elements != 3 || fill_hash(&res, rep->element[1], &raw, &out) < 0)
             sw_log(SW_LOG_ERROR, "redis: %s: unexpected reply shape", what);
+        else if (rep->element[2]->type == REDIS_REPLY_STRING) {
+            res.live = rep->element[2]->str;
+            res.live_len = (size_t)rep->element[2]->len;
+        }
     } else if (rep && rep->type == REDIS_REPLY_ERROR) {
         sw_log(SW_LOG_WARN, "redis: %s: %s", what, rep->str);
     } else if (rep) {
@@ -669,14 +694,15 @@ static int redis_acquire_load(sw_store_t *s, const char *token, sw_store_load_cb
         sw_store_defer_load(s, cb, udata, SW_EUNAVAIL);
         return 0;
     }
-    rreq_t *q = req_new(rs, REQ_LOAD, SCRIPT_ACQUIRE, 7);
+    rreq_t *q = req_new(rs, REQ_LOAD, SCRIPT_ACQUIRE, 8);
     q->load_cb = cb;
     q->udata = udata;
     req_arg(q, "", 0); /* EVALSHA */
     req_arg(q, "", 0); /* sha */
-    req_arg(q, "2", 1);
+    req_arg(q, "3", 1);
     req_arg_key(q, token, "");
     req_arg_key(q, token, ":lease");
+    req_arg_key(q, token, ":live");
     req_arg(q, s->holder, s->holder_len);
     req_argf(q, "%llu", s->lease_ms);
     req_seal(q);
@@ -860,6 +886,34 @@ static int redis_read_log(sw_store_t *s, const char *token, uint64_t first, uint
         return 0;
     }
     s->inflight++;
+    return 0;
+}
+
+static int redis_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
+                      const char *const *sockids, size_t n, uint32_t ttl_ms)
+{
+    redis_store_t *rs = rs_of(s);
+    if (!rs->ac)
+        return SW_EUNAVAIL;
+    for (size_t off = 0; off < n; off += 1000) { /* bounded script calls */
+        size_t k = SW_MIN(n - off, 1000);
+        rreq_t *q = req_new(rs, REQ_RELEASE, SCRIPT_LIVE, (int)(5 + 2 * k));
+        req_arg(q, "", 0);
+        req_arg(q, "", 0);
+        req_argf(q, "%llu", (unsigned long long)k);
+        for (size_t i = 0; i < k; i++)
+            req_arg_key(q, tokens[off + i], ":live");
+        req_argf(q, "%llu", (unsigned long long)op);
+        req_argf(q, "%llu", (unsigned long long)ttl_ms);
+        for (size_t i = 0; i < k; i++)
+            req_arg(q, sockids[off + i], strlen(sockids[off + i]));
+        req_seal(q);
+        if (req_send(rs->ac, q) < 0) {
+            req_free(q);
+            return SW_EUNAVAIL;
+        }
+        s->inflight++;
+    }
     return 0;
 }
 
@@ -1083,6 +1137,7 @@ static const sw_store_ops_t REDIS_OPS = {
     .kind = "redis",
     .publish = redis_publish,
     .read_log = redis_read_log,
+    .live = redis_live,
     .destroy = redis_destroy,
     .ready = redis_ready,
     .acquire_load = redis_acquire_load,

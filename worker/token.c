@@ -265,6 +265,13 @@ void sw_token_attach(sw_token_t *t, sw_session_t *s)
 
 void sw_token_detach(sw_token_t *t, sw_session_t *s)
 {
+    if (s->welcomed) {
+        /* Before any presence removal, on the same connection: a newer
+         * connection of this token (a resume elsewhere) keeps its key, and
+         * presence removal then leaves the token counted. */
+        const char *tok[1] = {t->token}, *sock[1] = {s->sockid};
+        sw_store_live(t->w->store, SW_LIVE_DROP, tok, sock, 1, t->w->cfg->presence_ttl_ms);
+    }
     LIST_REMOVE(s, tok_link);
     t->nsessions--;
     s->tok = NULL;
@@ -558,6 +565,46 @@ static int keep_lease(const sw_token_t *t)
     return t->have_tree && !t->release_asked && !t->w->draining;
 }
 
+void sw_token_close_socket(sw_worker_t *w, const char *token, const char *sockid)
+{
+    sw_token_t *t = NULL;
+    HASH_FIND_STR(w->tokens, token, t);
+    if (!t)
+        return;
+    sw_session_t *s;
+    LIST_FOREACH(s, &t->sessions, tok_link)
+    {
+        if (strcmp(s->sockid, sockid) == 0) {
+            sw_log(SW_LOG_INFO, "token %.8s…: closing a socket replaced by a resume", t->token);
+            sw_session_close(s, 4001, "replaced by a resumed connection");
+            return;
+        }
+    }
+}
+
+void sw_token_live_all(sw_worker_t *w, sw_live_op_t op)
+{
+    size_t n = 0, cap = 0;
+    const char **toks = NULL, **socks = NULL;
+    sw_session_t *s;
+    LIST_FOREACH(s, &w->sessions, w_link)
+    {
+        if (!s->welcomed || !s->tok || s->closing)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            toks = sw_xrealloc(toks, cap * sizeof(*toks));
+            socks = sw_xrealloc(socks, cap * sizeof(*socks));
+        }
+        toks[n] = s->tok->token;
+        socks[n] = s->sockid;
+        n++;
+    }
+    sw_store_live(w->store, op, toks, socks, n, w->cfg->presence_ttl_ms);
+    free(toks);
+    free(socks);
+}
+
 void sw_token_sweep_leases(sw_worker_t *w, uint64_t idle_ms)
 {
     uint64_t now = sw_now_ms();
@@ -679,6 +726,8 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
     }
     t->lease_held = 1;
     t->lease_until_ms = t->load_sent_ms + w->cfg->lease_ms;
+    snprintf(t->live_seen, sizeof(t->live_seen), "%.*s", (int)SW_MIN(res->live_len, 63),
+             res->live ? res->live : "");
 
     /* The new tree: private states from the store. */
     json_decref(t->conn_rec);
@@ -1512,6 +1561,25 @@ static void after_commit(sw_token_t *t)
     finish_current(t);
 }
 
+/* The token's previous socket `sockid` ("<holder>.<n>") is stale: close
+ * it here, or ask its worker through its inbox. */
+static void close_elsewhere(sw_token_t *t, const char *sockid)
+{
+    sw_worker_t *w = t->w;
+    const char *dot = strrchr(sockid, '.');
+    size_t hl = dot ? (size_t)(dot - sockid) : 0;
+    if (!dot || hl >= 48)
+        return;
+    if (hl == strlen(w->holder_id) && strncmp(sockid, w->holder_id, hl) == 0) {
+        sw_token_close_socket(w, t->token, sockid);
+        return;
+    }
+    char inbox[64], msg[160];
+    snprintf(inbox, sizeof(inbox), "inbox:%.*s", (int)hl, sockid);
+    int n = snprintf(msg, sizeof(msg), "C:%s:%s", t->token, sockid);
+    sw_store_publish(w->store, inbox, msg, (size_t)n);
+}
+
 /* hello: a valid resume is the same connection coming back: welcome with
  * "resumed", then before anything else the missed deltas of the token's
  * own stream (from the replay log) or one full delta (the log no longer
@@ -1527,7 +1595,41 @@ static void run_hello(sw_token_t *t)
         return;
     }
     json_t *resume = json_object_get(ev->payload, "resume");
+    sw_worker_t *w = t->w;
+    const char *tok1[1] = {t->token}, *sock1[1] = {s->sockid};
+    int other_live = t->live_seen[0] && strcmp(t->live_seen, s->sockid) != 0;
+    if (t->hello_resume != 1 && other_live) {
+        /* A second live connection without valid credentials: a duplicate
+         * tab. It gets a token of its own (and its events with it). */
+        char fresh[SW_TOKEN_MAX + 1];
+        sw_random_hex(fresh, 16);
+        sw_log(SW_LOG_INFO, "token %.8s…: duplicate tab gets a new token", t->token);
+        sw_token_t *t2 = sw_token_get(w, fresh);
+        /* events it sent after hello belong to the new token */
+        sw_event_t *moved[64];
+        size_t nmoved = 0;
+        sw_event_t *e, *next;
+        for (e = TAILQ_FIRST(&t->queue); e; e = next) {
+            next = TAILQ_NEXT(e, link);
+            if (e->origin == s && nmoved < SW_ARRAY_SIZE(moved)) {
+                TAILQ_REMOVE(&t->queue, e, link);
+                t->qlen--;
+                moved[nmoved++] = e;
+            }
+        }
+        s->welcomed = 0;
+        sw_token_detach(t, s);
+        sw_token_attach(t2, s);
+        sw_token_enqueue(t2, sw_event_new(SW_EV_HELLO, -1, s, "hello", NULL, NULL));
+        for (size_t i = 0; i < nmoved; i++)
+            sw_token_enqueue(t2, moved[i]);
+        finish_current(t);
+        return;
+    }
     if (t->hello_resume == 1) {
+        if (other_live) /* the stale socket, if still open, is closed */
+            close_elsewhere(t, t->live_seen);
+        sw_store_live(w->store, SW_LIVE_SET, tok1, sock1, 1, w->cfg->presence_ttl_ms);
         snprintf(s->conn_id, sizeof(s->conn_id), "%s",
                  json_string_value(json_object_get(resume, "conn_id")));
         snprintf(s->conn_token, sizeof(s->conn_token), "%s",
@@ -1554,6 +1656,7 @@ static void run_hello(sw_token_t *t)
     if (t->hello_resume == -1)
         sw_session_send_error(s, -1, SW_ERRC_BAD_RESUME,
                               "unknown conn_id or conn_token; continuing as a new connection");
+    sw_store_live(w->store, SW_LIVE_SET, tok1, sock1, 1, w->cfg->presence_ttl_ms);
     commit_fields_t cf;
     cf.n = 0;
     add_conn_field(&cf, s);

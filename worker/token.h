@@ -35,6 +35,7 @@
 #include "proto/msg.h"
 #include "worker/runtime.h"
 #include "worker/session.h"
+#include "worker/store.h"
 
 typedef enum {
     SW_EV_HELLO = 1, /* read the seq, answer welcome */
@@ -128,6 +129,7 @@ struct sw_token {
     json_t *private_copies; /* {state: vars}: private copies of linked states */
     json_t *conn_rec;       /* the stored connection record {"id","kh"} (_conn), or NULL */
     int hello_resume;       /* HELLO: 0 fresh, 1 valid resume, -1 refused */
+    char live_seen[64];     /* sw:{T}:live as of the last load ("" none) */
     json_t *new_links;      /* links after this step's link ops, or NULL */
     size_t link_idx;        /* progress through the step's link ops */
     int waiting;            /* 0, or what the current event waits for */
@@ -184,6 +186,14 @@ void sw_token_sweep_leases(sw_worker_t *w, uint64_t idle_ms);
 /* Another worker asks for this token's lease (inbox message): release it
  * now if idle, else after the event in flight. */
 void sw_token_lease_wanted(sw_worker_t *w, const char *token);
+
+/* Close the local session `sockid` of `token` (a resumed connection
+ * replaced it elsewhere); no-op when it is not here. */
+void sw_token_close_socket(sw_worker_t *w, const char *token, const char *sockid);
+
+/* Refresh (or drop, at exit) the live keys of every welcomed session of
+ * this worker, in batched script calls. */
+void sw_token_live_all(sw_worker_t *w, sw_live_op_t op);
 
 /* Free every token (worker exit). */
 void sw_token_free_all(sw_worker_t *w);

@@ -78,16 +78,35 @@ static void lease_sweep_cb(struct ev_loop *loop, ev_timer *tw, int revents)
     sw_token_sweep_leases(w, lease_idle_ms(w));
 }
 
-/* Another worker wants a lease this worker holds. */
+/* The inbox: another worker wants a lease this worker holds ("<token>"),
+ * or a resumed connection replaced one of this worker's sockets
+ * ("C:<token>:<sockid>"). */
 static void inbox_cb(void *udata, const char *data, size_t len)
 {
     sw_worker_t *w = udata;
-    char token[SW_TOKEN_MAX + 1];
-    if (len == 0 || len > SW_TOKEN_MAX)
+    char buf[160];
+    if (len == 0 || len >= sizeof(buf))
         return;
-    memcpy(token, data, len);
-    token[len] = '\0';
-    sw_token_lease_wanted(w, token);
+    memcpy(buf, data, len);
+    buf[len] = '\0';
+    if (strncmp(buf, "C:", 2) == 0) {
+        char *token = buf + 2, *sock = strchr(token, ':');
+        if (!sock)
+            return;
+        *sock++ = '\0';
+        sw_token_close_socket(w, token, sock);
+        return;
+    }
+    if (len > SW_TOKEN_MAX)
+        return;
+    sw_token_lease_wanted(w, buf);
+}
+
+/* Live keys of this worker's connections are refreshed every ttl/3. */
+static void live_refresh_cb(struct ev_loop *loop, ev_timer *tw, int revents)
+{
+    sw_worker_t *w = sw_container_of(tw, sw_worker_t, live_w);
+    sw_token_live_all(w, SW_LIVE_REFRESH);
 }
 
 static void publish_cb(struct ev_loop *loop, ev_prepare *pw, int revents)
@@ -232,7 +251,13 @@ static void signal_cb(struct ev_loop *loop, ev_signal *sw, int revents)
     case SIGINT:
         sw_log(SW_LOG_INFO, "stopping (signal %d)", sw->signum);
         w->stopping = 1;
-        ev_break(loop, EVBREAK_ALL);
+        /* Fast stop: the connections go, so do their live keys (a client
+         * reconnecting without resume credentials is then no duplicate). */
+        sw_token_live_all(w, SW_LIVE_DROP);
+        ev_timer_stop(loop, &w->drain_w);
+        ev_timer_stop(loop, &w->drain_poll_w);
+        ev_timer_init(&w->drain_w, exit_grace_cb, SW_EXIT_GRACE_S, 0.);
+        ev_timer_start(loop, &w->drain_w);
         break;
     case SIGQUIT:
         start_drain(w, "QUIT");
@@ -313,6 +338,9 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
     ev_check_start(loop, &w->resume_check_w);
     ev_timer_init(&w->lease_sweep_w, lease_sweep_cb, 0.25, 0.25);
     ev_timer_start(loop, &w->lease_sweep_w);
+    double live_period = cfg->presence_ttl_ms / 3000.0;
+    ev_timer_init(&w->live_w, live_refresh_cb, live_period, live_period);
+    ev_timer_start(loop, &w->live_w);
     snprintf(w->inbox, sizeof(w->inbox), "inbox:%s", w->holder_id);
     if (sw_store_subscribe(w->store, w->inbox, inbox_cb, NULL, w) != 0)
         sw_log(SW_LOG_WARN, "cannot subscribe to %s: lease hand-off falls back to expiry",

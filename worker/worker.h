@@ -42,6 +42,7 @@ typedef struct sw_worker {
     ev_idle resume_w;
     ev_check resume_check_w; /* resumes also run every iteration under load */
     ev_timer lease_sweep_w;  /* oplock upkeep: idle leases are given up */
+    ev_timer live_w;         /* refreshes the live keys of local connections */
     char inbox[48];          /* "inbox:<holder_id>": lease hand-off requests */
     size_t ntokens;
     int draining; /* QUIT received or master gone */
