@@ -152,6 +152,30 @@ void sw_conn_abort(sw_conn_t *c);
 void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
                         const char *extra_headers, const char *body, size_t len);
 
+/* ---- Server-Sent Events (WHATWG HTML "Server-sent events") -------------
+ * From env->on_http, instead of sw_conn_http_reply(): answer the current
+ * request with 200 and Content-Type: text/event-stream (Cache-Control:
+ * no-cache, X-Accel-Buffering: no, Connection: keep-alive) and turn the
+ * connection into an event stream. No further HTTP requests are parsed on
+ * it (bytes the client sends are read and discarded; EOF closes it). From
+ * then on it counts like a WebSocket for env->nws, and env->on_close is
+ * called exactly once when it ends (peer gone, write error, output bound
+ * reached, sw_conn_close). Liveness: a comment line ":\n" is written after
+ * ping_interval_ms without other output (proxies and browsers keep the
+ * stream open; a dead peer shows up as a write error). Returns 0 or
+ * SW_ECLOSED. */
+int sw_conn_sse_start(sw_conn_t *c);
+
+/* 1 when the conn is an event stream. */
+int sw_conn_is_sse(const sw_conn_t *c);
+
+/* Queue one event: "event: <event>\n", "id: <id>\n" (when id is not NULL),
+ * "data: <data>\n\n". data must be one line (compact JSON). Batched and
+ * bounded like sw_conn_send (max_send_bytes: the stream is closed).
+ * Returns 0, SW_ECLOSED, SW_ETOOLARGE or SW_EINVAL (newline in data). */
+int sw_conn_sse_send(sw_conn_t *c, const char *event, const char *id, const char *data,
+                     size_t len);
+
 /* Bytes queued for output and not yet written. */
 size_t sw_conn_pending_bytes(const sw_conn_t *c);
 
