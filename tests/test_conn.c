@@ -132,9 +132,66 @@ static void on_message(sw_conn_t *c, const char *data, size_t len)
     sw_conn_send(c, data, len);
 }
 
+/* Event streams (GET /sse...). Each counts as an open (on_close owed),
+ * with the same per-conn on_close counter as a WebSocket. Checks made on
+ * the server thread end up in g_sse_bad (asserted 0 by the tests). */
+static atomic_int g_sse_bad, g_sse_flood_done, g_sse_flood_rc, g_sse_flood_sent;
+#define SSE_FLOOD_DATA (64 * 1024)
+
+static void sse_http(sw_conn_t *c, const sw_http_request_t *req)
+{
+    if (sw_conn_is_sse(c))
+        atomic_fetch_add(&g_sse_bad, 1);
+    if (sw_conn_sse_start(c) != 0) {
+        atomic_fetch_add(&g_sse_bad, 1);
+        return;
+    }
+    sw_conn_set_udata(c, calloc(1, sizeof(int)));
+    atomic_fetch_add(&g_opens, 1);
+    if (!sw_conn_is_sse(c) || sw_conn_sse_start(c) != SW_EINVAL ||
+        sw_conn_send(c, "ws", 2) != SW_ECLOSED)
+        atomic_fetch_add(&g_sse_bad, 1);
+    if (strcmp(req->path, "/sse") == 0 || strcmp(req->path, "/sse-close") == 0) {
+        if (sw_conn_sse_send(c, "state", NULL, "{\"a\":1}", 7) != 0 ||
+            sw_conn_sse_send(c, "delta", "7", "{\"b\":2}", 7) != 0 ||
+            sw_conn_sse_send(c, "bye", NULL, "x", 1) != 0)
+            atomic_fetch_add(&g_sse_bad, 1);
+        /* CR / LF would end a field early: rejected, nothing queued. */
+        if (sw_conn_sse_send(c, "state", NULL, "{\"a\":\n1}", 8) != SW_EINVAL ||
+            sw_conn_sse_send(c, "state", NULL, "{\"a\":\r1}", 8) != SW_EINVAL ||
+            sw_conn_sse_send(c, "st\nate", NULL, "{}", 2) != SW_EINVAL ||
+            sw_conn_sse_send(c, "state", "1\r", "{}", 2) != SW_EINVAL)
+            atomic_fetch_add(&g_sse_bad, 1);
+    }
+    if (strcmp(req->path, "/sse-close") == 0) {
+        sw_conn_close(c, 1000, "bye");
+        if (sw_conn_sse_send(c, "late", NULL, "x", 1) != SW_ECLOSED)
+            atomic_fetch_add(&g_sse_bad, 1);
+    }
+    if (strcmp(req->path, "/sse-flood") == 0) {
+        char *chunk = malloc(SSE_FLOOD_DATA);
+        memset(chunk, 'x', SSE_FLOOD_DATA);
+        int rc = 0, sent = 0;
+        for (size_t total = 0; total < FLOOD_TOTAL; total += SSE_FLOOD_DATA) {
+            rc = sw_conn_sse_send(c, "big", NULL, chunk, SSE_FLOOD_DATA);
+            if (rc != 0)
+                break;
+            sent++;
+        }
+        free(chunk);
+        if (sw_conn_sse_send(c, "after", NULL, "x", 1) != SW_ECLOSED)
+            atomic_fetch_add(&g_sse_bad, 1);
+        atomic_store(&g_sse_flood_sent, sent);
+        atomic_store(&g_sse_flood_rc, rc);
+        atomic_store(&g_sse_flood_done, 1);
+    }
+}
+
 static void on_http(sw_conn_t *c, const sw_http_request_t *req)
 {
-    if (strcmp(req->method, "GET") == 0 && strcmp(req->path, "/healthz") == 0)
+    if (strncmp(req->path, "/sse", 4) == 0)
+        sse_http(c, req);
+    else if (strcmp(req->method, "GET") == 0 && strcmp(req->path, "/healthz") == 0)
         sw_conn_http_reply(c, 200, "text/plain", NULL, "ok", 2);
     else if (strcmp(req->path, "/async") == 0) {
         srv.async_conn = c;
@@ -785,12 +842,14 @@ Test(conn, unknown_path_404)
     expect_idle(0);
 }
 
-Test(conn, post_ws_path_405)
+Test(conn, post_ws_path_goes_to_on_http)
 {
+    /* Only GET on the WebSocket path is a handshake; a POST there (the
+     * messages of an event stream) is an ordinary request for on_http. */
     http_resp_t r;
     cr_assert_eq(http_once("POST /_event HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", &r),
-                 405);
-    cr_assert(has_header(&r, "\r\nAllow: GET\r\n"));
+                 404);
+    cr_assert_str_eq(r.body, "not found", "answered by on_http");
     expect_idle(0);
 }
 
@@ -1188,4 +1247,143 @@ Test(conn_hib_ping, pings_and_timeout_from_hibernation)
     cr_assert_eq(atomic_load(&g_closes), 1);
     ws_close_clean(e);
     expect_idle(2);
+}
+
+/* ---- Server-Sent Events ----------------------------------------------- */
+
+#define SSE_HEAD                                                                                   \
+    "HTTP/1.1 200 OK\r\n"                                                                          \
+    "Content-Type: text/event-stream\r\n"                                                          \
+    "Cache-Control: no-cache\r\n"                                                                  \
+    "X-Accel-Buffering: no\r\n"                                                                    \
+    "Connection: keep-alive\r\n\r\n"
+#define SSE_EVENTS                                                                                 \
+    "event: state\ndata: {\"a\":1}\n\n"                                                           \
+    "event: delta\nid: 7\ndata: {\"b\":2}\n\n"                                                    \
+    "event: bye\ndata: x\n\n"
+
+/* Connect, send `request` and expect exactly `want` back (no more bytes
+ * within a short wait is checked by the caller). Returns the socket. */
+static int sse_open(const char *request, const char *want)
+{
+    int fd = cli_connect();
+    cli_write_str(fd, request);
+    size_t n = strlen(want);
+    char *got = calloc(1, n + 1);
+    cr_assert_eq(read_exact(fd, got, n), 0, "the stream head and events arrive");
+    cr_assert_str_eq(got, want);
+    free(got);
+    return fd;
+}
+
+Test(conn, sse_head_and_events_exact_bytes)
+{
+    int fd = sse_open("GET /sse HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n",
+                      SSE_HEAD SSE_EVENTS);
+    cr_assert_not(readable_within(fd, 200), "nothing more: no keep-alive without an interval");
+    cr_assert_eq(atomic_load(&g_sse_bad), 0, "server-side checks (EINVAL on CR/LF, is_sse)");
+    cr_assert_eq(atomic_load(&g_nws), 1, "an event stream counts in nws");
+    cr_assert_eq(atomic_load(&g_closes), 0);
+    close(fd);
+    expect_idle(1);
+}
+
+Test(conn, sse_client_close_calls_on_close_once)
+{
+    int fds[3];
+    for (int i = 0; i < 3; i++)
+        fds[i] = sse_open("GET /sse-quiet HTTP/1.1\r\nHost: x\r\n\r\n", SSE_HEAD);
+    for (int i = 0; i < 200 && atomic_load(&g_nws) != 3; i++)
+        usleep(2000);
+    cr_assert_eq(atomic_load(&g_nws), 3);
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
+    expect_idle(3);
+    cr_assert_eq(atomic_load(&g_sse_bad), 0);
+}
+
+Test(conn, sse_server_close_after_queued_events)
+{
+    int fd = sse_open("GET /sse-close HTTP/1.1\r\nHost: x\r\n\r\n", SSE_HEAD SSE_EVENTS);
+    cr_assert(read_eof(fd), "EOF right after the queued events");
+    close(fd);
+    expect_idle(1);
+    cr_assert_eq(atomic_load(&g_sse_bad), 0);
+}
+
+Test(conn, sse_ignores_input_after_the_switch)
+{
+    /* A pipelined request behind the stream request, and more later: no
+     * HTTP answer, only the stream. */
+    int fd = sse_open("GET /sse-quiet HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                      SSE_HEAD);
+    cr_assert_not(readable_within(fd, 200), "the pipelined request gets no answer");
+    cli_write_str(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nnot http at all\r\n\r\n");
+    cr_assert_not(readable_within(fd, 200), "later input is discarded, not answered (400)");
+    cr_assert_eq(atomic_load(&g_nconns), 1, "the stream stays open");
+    cr_assert_eq(atomic_load(&g_closes), 0);
+    close(fd);
+    expect_idle(1);
+}
+
+Test(conn, sse_output_bound_closes_stream)
+{
+    int fd = cli_connect();
+    cli_write_str(fd, "GET /sse-flood HTTP/1.1\r\nHost: x\r\n\r\n");
+    /* Do not read until the server has queued all it could. */
+    for (int i = 0; i < 2500 && !atomic_load(&g_sse_flood_done); i++)
+        usleep(2000);
+    cr_assert(atomic_load(&g_sse_flood_done));
+    cr_assert_eq(atomic_load(&g_sse_flood_rc), SW_ETOOLARGE);
+    size_t ev = strlen("event: big\ndata: \n\n") + SSE_FLOOD_DATA;
+    size_t sent = (size_t)atomic_load(&g_sse_flood_sent);
+    cr_assert_gt(sent, 0);
+    cr_assert_leq(strlen(SSE_HEAD) + sent * ev, (size_t)MAX_SEND);
+    cr_assert_gt(strlen(SSE_HEAD) + (sent + 1) * ev, (size_t)MAX_SEND, "stopped at the bound");
+    /* Events queued before the bound arrive, then EOF. */
+    size_t total = 0;
+    char buf[65536];
+    ssize_t r;
+    while ((r = read(fd, buf, sizeof(buf))) > 0)
+        total += (size_t)r;
+    cr_assert_eq(r, 0, "EOF after the queued events");
+    cr_assert_eq(total, strlen(SSE_HEAD) + sent * ev);
+    close(fd);
+    expect_idle(1);
+    cr_assert_eq(atomic_load(&g_sse_bad), 0);
+}
+
+Test(conn_ping, sse_keepalive_comment_no_timeout)
+{
+    int fd = sse_open("GET /sse-quiet HTTP/1.1\r\nHost: x\r\n\r\n", SSE_HEAD);
+    uint64_t t0 = mono_ms();
+    int comments = 0;
+    /* Well past interval + timeout: an event stream is never closed for
+     * silence, it gets ":\n" on every silent interval. */
+    while (mono_ms() - t0 < 2 * (PING_INTERVAL_MS + PING_TIMEOUT_MS)) {
+        char got[3] = {0};
+        uint64_t t1 = mono_ms();
+        cr_assert_eq(read_exact(fd, got, 2), 0, "the stream stays open");
+        cr_assert_str_eq(got, ":\n");
+        cr_assert_geq(mono_ms() - t1, PING_INTERVAL_MS - 40, "not before the interval");
+        comments++;
+    }
+    cr_assert_geq(comments, 4, "a comment per silent interval (%d)", comments);
+    cr_assert_eq(atomic_load(&g_closes), 0);
+    close(fd);
+    expect_idle(1);
+}
+
+Test(conn, sse_output_bound_client_never_reads)
+{
+    int fd = cli_connect();
+    cli_write_str(fd, "GET /sse-flood HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (int i = 0; i < 2500 && !atomic_load(&g_sse_flood_done); i++)
+        usleep(2000);
+    cr_assert_eq(atomic_load(&g_sse_flood_rc), SW_ETOOLARGE);
+    /* Never read: the closing phase is bounded, on_close follows once. */
+    expect_idle(1);
+    close(fd);
+    cr_assert_eq(atomic_load(&g_sse_bad), 0);
 }

@@ -27,7 +27,15 @@
  * of an idle conn at a clean message boundary and creates a fresh one on
  * the next input, send, close or ping. A fresh context equals the old one
  * at such a boundary: wslay keeps no state across complete frames except
- * its configuration, which ws_ctx_new() applies again. */
+ * its configuration, which ws_ctx_new() applies again.
+ *
+ * Server-Sent Events: sw_conn_sse_start() answers the pending request with
+ * the event-stream head and switches the conn to MODE_SSE: parser state
+ * and pipelined input are dropped, later input is read and discarded (only
+ * EOF and read errors matter), events are appended to `out` and flushed
+ * with everything else. The conn owes on_close like an opened WebSocket
+ * (`opened`). Its timer writes the keep-alive comment after
+ * ping_interval_ms without output (`last_act` stamps the last output). */
 #include "worker/conn.h"
 
 #include <errno.h>
@@ -67,7 +75,7 @@
 #define TRIM_INTERVAL 2.0
 #define TRIM_MIN_HIB 64
 
-enum { MODE_HTTP = 0, MODE_WS = 1 };
+enum { MODE_HTTP = 0, MODE_WS = 1, MODE_SSE = 2 };
 enum { LAST_NONE, LAST_URL, LAST_FIELD, LAST_VALUE };
 
 /* Parser state of the request being read; allocated while a request is in
@@ -101,18 +109,19 @@ struct sw_conn {
     /* ev_now() of the last WebSocket input; while ping_out, of the ping. */
     ev_tstamp last_rx;
     /* ev_now() of the last WebSocket input or output (or failed attempt
-     * to hibernate): hibernation waits for SW_CONN_HIBERNATE_MS after it. */
+     * to hibernate): hibernation waits for SW_CONN_HIBERNATE_MS after it.
+     * Event stream: of the last output (event or keep-alive comment). */
     ev_tstamp last_act;
     /* Bytes handed to wslay minus the full size (header + payload) of
      * every frame wslay has started: 0 exactly at a frame boundary with no
      * byte of the next frame read (see ws_frame_start_cb). */
     int64_t ws_unframed;
-    unsigned mode : 1;
+    unsigned mode : 2; /* MODE_* */
     unsigned in_pending : 1;
     unsigned closing : 1;        /* input ignored, output flushing */
     unsigned shut_wr : 1;        /* SHUT_WR done, draining until EOF */
     unsigned dead : 1;           /* socket closed, waiting for the reap */
-    unsigned opened : 1;         /* on_open called: on_close owed */
+    unsigned opened : 1;         /* on_open called or event stream: on_close owed */
     unsigned awaiting_reply : 1; /* an HTTP request waits for its reply */
     unsigned keep_alive : 1;     /* of the request being answered */
     unsigned head_req : 1;       /* the request being answered is HEAD */
@@ -343,6 +352,37 @@ static void ws_timer(sw_conn_t *c)
     ws_timer_arm(c);
 }
 
+/* Re-arm the timer of an event stream for its next keep-alive (last
+ * output + ping_interval_ms); no timer without an interval. */
+static void sse_timer_arm(sw_conn_t *c)
+{
+    const sw_conn_env_t *env = c->env;
+    ev_timer_stop(env->loop, &c->timer);
+    if (!env->ping_interval_ms)
+        return;
+    ev_tstamp after = c->last_act + env->ping_interval_ms / 1000. - ev_now(env->loop);
+    ev_timer_set(&c->timer, after > 0. ? after : 0., 0.);
+    ev_timer_start(env->loop, &c->timer);
+}
+
+/* The timer of an event stream fired: after ping_interval_ms without
+ * output, queue the comment line ":" (WHATWG HTML §9.2.5: lines starting
+ * with a colon are ignored by the client). Nothing is added while earlier
+ * output still waits for the socket; a dead peer shows up as a write
+ * error, there is no timeout (the client cannot answer). */
+static void sse_timer(sw_conn_t *c)
+{
+    ev_tstamp now = ev_now(c->env->loop);
+    if (now >= c->last_act + c->env->ping_interval_ms / 1000. - TIMER_SLACK) {
+        if (c->out.len == 0) {
+            sw_buf_append(&c->out, ":\n", 2);
+            mark_pending(c);
+        }
+        c->last_act = now;
+    }
+    sse_timer_arm(c);
+}
+
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
@@ -350,6 +390,10 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     sw_conn_t *c = sw_container_of(w, sw_conn_t, timer);
     if (!c->closing && !c->dead && c->mode == MODE_WS) {
         ws_timer(c);
+        return;
+    }
+    if (!c->closing && !c->dead && c->mode == MODE_SSE) {
+        sse_timer(c);
         return;
     }
     sw_log(SW_LOG_DEBUG, "conn %llu: close timeout", (unsigned long long)c->id);
@@ -397,8 +441,8 @@ static void conn_flush(sw_conn_t *c)
         return;
     }
     if (c->closing && !c->shut_wr) {
-        if (c->mode == MODE_HTTP)
-            shutdown_write(c);
+        if (c->mode != MODE_WS)
+            shutdown_write(c); /* HTTP reply or event stream written */
         else if (wslay_event_get_close_sent(c->ws) &&
                  (wslay_event_get_close_received(c->ws) || !wslay_event_get_read_enabled(c->ws)))
             shutdown_write(c); /* handshake done, or wslay failed the conn */
@@ -916,7 +960,10 @@ static void http_dispatch(sw_conn_t *c)
     };
     /* No more input until the reply (requests are answered in order). */
     ev_io_stop(env->loop, &c->rio);
-    if (env->ws_path && strcmp(req.path, env->ws_path) == 0)
+    /* GET on ws_path is the WebSocket handshake; other methods there (the
+     * POST of messages for an event stream) go to on_http like any route. */
+    if (env->ws_path && strcmp(req.path, env->ws_path) == 0 &&
+        (strcmp(req.method, "GET") == 0 || !env->on_http))
         ws_handshake(c, &req);
     else if (env->on_http)
         env->on_http(c, &req);
@@ -970,8 +1017,8 @@ static size_t http_input(sw_conn_t *c, const char *data, size_t len)
             hs->complete = 0;
             http_parser_pause(&hs->parser, 0);
             http_dispatch(c);
-            if (c->mode == MODE_WS)
-                hs_free(c);
+            if (c->mode != MODE_HTTP)
+                hs_free(c); /* upgraded or event stream: no more requests */
         } else if (n == 0) {
             break;
         }
@@ -981,11 +1028,17 @@ static size_t http_input(sw_conn_t *c, const char *data, size_t len)
 }
 
 /* After input was parsed: hand leftover bytes of an upgraded conn to
- * wslay, drop input of a closing conn, free idle parser state. */
+ * wslay, drop input of a closing conn or an event stream, free idle
+ * parser state. */
 static void after_input(sw_conn_t *c)
 {
     if (c->dead)
         return;
+    if (c->mode == MODE_SSE) {
+        sw_buf_destroy(&c->in);
+        hs_free(c);
+        return;
+    }
     if (c->mode == MODE_WS && c->in.len) {
         ws_feed(c, c->in.data, c->in.len);
         sw_buf_destroy(&c->in);
@@ -1047,6 +1100,8 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents)
         conn_finish(c);
         return;
     }
+    if (c->mode == MODE_SSE)
+        return; /* an event stream ignores its input */
     if (c->mode == MODE_WS) { /* a sign of life: see ws_timer */
         c->last_rx = c->last_act = ev_now(loop);
         if (ws_wake(c) != 0)
@@ -1205,7 +1260,9 @@ void sw_conn_close(sw_conn_t *c, uint16_t code, const char *reason)
 {
     if (c->dead || c->closing)
         return;
-    if (c->mode == MODE_WS)
+    if (c->mode == MODE_SSE)
+        start_closing(c); /* flush the queued events, then FIN */
+    else if (c->mode == MODE_WS)
         ws_close(c, code, reason);
     else if (c->awaiting_reply)
         c->close_after_reply = 1;
@@ -1249,6 +1306,97 @@ void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
         ev_io_start(c->env->loop, &c->rio);
     if (!c->in_input && c->in.len)
         c->need_parse = 1;
+}
+
+#define SSE_HEAD                                                                                   \
+    "HTTP/1.1 200 OK\r\n"                                                                          \
+    "Content-Type: text/event-stream\r\n"                                                          \
+    "Cache-Control: no-cache\r\n"                                                                  \
+    "X-Accel-Buffering: no\r\n"                                                                    \
+    "Connection: keep-alive\r\n\r\n"
+
+int sw_conn_sse_start(sw_conn_t *c)
+{
+    sw_conn_env_t *env = c->env;
+    if (c->dead || c->closing)
+        return SW_ECLOSED;
+    if (c->mode != MODE_HTTP || !c->awaiting_reply) {
+        sw_log(SW_LOG_WARN, "conn %llu: event stream without a pending request",
+               (unsigned long long)c->id);
+        return SW_EINVAL;
+    }
+    c->awaiting_reply = 0;
+    if (c->close_after_reply) { /* sw_conn_close came first: no answer */
+        start_closing(c);
+        return SW_ECLOSED;
+    }
+    /* No Content-Length and no chunked coding: the body ends with the
+     * connection (RFC 7230 §3.3.3 item 7). */
+    sw_buf_append(&c->out, SSE_HEAD, sizeof(SSE_HEAD) - 1);
+    c->mode = MODE_SSE;
+    c->opened = 1;
+    c->need_parse = 0;
+    env->nws++;
+    if (!c->in_input) { /* answered outside on_http: drop the parser now */
+        hs_free(c);
+        sw_buf_destroy(&c->in);
+    } /* else http_input() frees it once on_http returned (req borrows it) */
+    mark_pending(c);
+    if (!ev_is_active(&c->rio))
+        ev_io_start(env->loop, &c->rio); /* EOF detection; input discarded */
+    c->last_act = ev_now(env->loop);
+    sse_timer_arm(c);
+    return 0;
+}
+
+int sw_conn_is_sse(const sw_conn_t *c)
+{
+    return c->mode == MODE_SSE;
+}
+
+/* 1 when s[0..len) holds a CR or LF (they end an SSE field). */
+static int has_eol(const char *s, size_t len)
+{
+    return memchr(s, '\n', len) || memchr(s, '\r', len);
+}
+
+int sw_conn_sse_send(sw_conn_t *c, const char *event, const char *id, const char *data,
+                     size_t len)
+{
+    if (c->dead || c->closing || c->mode != MODE_SSE)
+        return SW_ECLOSED;
+    size_t elen = event ? strlen(event) : 0;
+    size_t ilen = id ? strlen(id) : 0;
+    if ((data == NULL && len) || has_eol(event ? event : "", elen) ||
+        has_eol(id ? id : "", ilen) || (len && has_eol(data, len)))
+        return SW_EINVAL;
+    /* "event: " e "\n" "id: " i "\n" "data: " d "\n\n" */
+    size_t n = (event ? 8 + elen : 0) + (id ? 5 + ilen : 0) + 6 + len + 2;
+    size_t bound = c->env->max_send_bytes;
+    if (bound && (n > bound || c->out.len > bound - n)) {
+        sw_log(SW_LOG_INFO, "conn %llu: event stream output over %zu bytes, closing (backpressure)",
+               (unsigned long long)c->id, bound);
+        start_closing(c); /* what is queued still goes out, then FIN */
+        return SW_ETOOLARGE;
+    }
+    sw_buf_reserve(&c->out, n);
+    if (event) {
+        sw_buf_append(&c->out, "event: ", 7);
+        sw_buf_append(&c->out, event, elen);
+        sw_buf_append(&c->out, "\n", 1);
+    }
+    if (id) {
+        sw_buf_append(&c->out, "id: ", 4);
+        sw_buf_append(&c->out, id, ilen);
+        sw_buf_append(&c->out, "\n", 1);
+    }
+    sw_buf_append(&c->out, "data: ", 6);
+    if (len)
+        sw_buf_append(&c->out, data, len);
+    sw_buf_append(&c->out, "\n\n", 2);
+    c->last_act = ev_now(c->env->loop); /* the keep-alive timer re-arms lazily */
+    mark_pending(c);
+    return 0;
 }
 
 size_t sw_conn_pending_bytes(const sw_conn_t *c)

@@ -8,7 +8,7 @@
  * goes to env->on_message. Other requests go to env->on_http, which must
  * answer each with sw_conn_http_reply() (keep-alive is honoured; requests
  * are answered in order). Bad HTTP gets 400, an oversized request head
- * 431, an oversized body 413, a wrong method on ws_path 405, a failed
+ * 431, an oversized body 413, a failed
  * upgrade 400 / 426.
  *
  * Bounds and what happens at them:
@@ -40,8 +40,9 @@
  * many conns hibernated.
  *
  * Lifetime: the conn is freed by conn.c, never by a callback. env->on_close
- * is called exactly once for every conn that had on_open, when it closes
- * for whatever reason (peer, error, sw_conn_close); it runs from the loop
+ * is called for conns that had on_open or became SSE streams
+ * (sw_conn_sse_start), exactly once, when they close for whatever reason
+ * (peer, error, sw_conn_close); it runs from the loop
  * (the env's flush step), never inside sw_conn_send/close/abort. The conn
  * is freed right after on_close returns, so callers may keep using the
  * pointer until then and must drop it in on_close. A closing conn gets
@@ -90,7 +91,7 @@ typedef struct sw_conn_env {
     void *udata; /* the worker */
     /* Managed by conn.c: */
     size_t nconns; /* live connections (HTTP and WebSocket) */
-    size_t nws;    /* live WebSocket connections */
+    size_t nws;    /* live WebSocket connections and SSE streams */
     TAILQ_HEAD(sw_conn_list, sw_conn) conns;
     uint64_t next_id;
     /* Runs once per loop iteration before the loop blocks: writes each
@@ -112,9 +113,9 @@ typedef struct sw_conn_env {
  * the caller fills the rest, before or after. Does not touch env->loop. */
 void sw_conn_env_init(sw_conn_env_t *env);
 
-/* Tear down: close every conn now (on_close for those that had on_open),
- * free them and stop the flush watcher. For shutdown and tests; env can
- * be initialised again afterwards. */
+/* Tear down: close every conn now (on_close for those that had on_open or
+ * are SSE streams), free them and stop the flush watcher. For shutdown
+ * and tests; env can be initialised again afterwards. */
 void sw_conn_env_destroy(sw_conn_env_t *env);
 
 /* Take ownership of an accepted socket fd (made non-blocking here) and
@@ -141,7 +142,9 @@ int sw_conn_send(sw_conn_t *c, const char *data, size_t len);
 
 /* Start the WebSocket closing handshake with `code` and `reason` (RFC 6455
  * §5.5.1), flush what is queued, then close the socket (forcibly after 2 s).
- * For an HTTP conn: close after the pending reply. Idempotent. */
+ * For an HTTP conn: close after the pending reply. For an SSE stream:
+ * flush the queued events, then close the socket (no close frame; code
+ * and reason unused). Idempotent. */
 void sw_conn_close(sw_conn_t *c, uint16_t code, const char *reason);
 
 /* Close the socket now, dropping queued output. Idempotent. */
@@ -162,17 +165,28 @@ void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
  * called exactly once when it ends (peer gone, write error, output bound
  * reached, sw_conn_close). Liveness: a comment line ":\n" is written after
  * ping_interval_ms without other output (proxies and browsers keep the
- * stream open; a dead peer shows up as a write error). Returns 0 or
- * SW_ECLOSED. */
+ * stream open; a dead peer shows up as a write error); never closed for
+ * silence, never hibernated (no wslay context; parser state and pipelined
+ * input are dropped at the switch). No Content-Length, no chunked coding:
+ * the body ends when the connection closes. env->on_open is not called
+ * (the caller sets up its session in on_http). Returns 0; SW_ECLOSED when
+ * the conn is closing (after sw_conn_close during the request: the conn
+ * then closes without an answer); SW_EINVAL when no request waits for an
+ * answer (logged). */
 int sw_conn_sse_start(sw_conn_t *c);
 
 /* 1 when the conn is an event stream. */
 int sw_conn_is_sse(const sw_conn_t *c);
 
-/* Queue one event: "event: <event>\n", "id: <id>\n" (when id is not NULL),
- * "data: <data>\n\n". data must be one line (compact JSON). Batched and
- * bounded like sw_conn_send (max_send_bytes: the stream is closed).
- * Returns 0, SW_ECLOSED, SW_ETOOLARGE or SW_EINVAL (newline in data). */
+/* Queue one event (copied): "event: <event>\n" (when event is not NULL),
+ * "id: <id>\n" (when id is not NULL), "data: <data>\n\n". data (len
+ * bytes) must be one line (compact JSON). Batched like sw_conn_send (one
+ * write per loop iteration, together with the conn's other output) and
+ * bounded by max_send_bytes: at the bound the event is not queued, the
+ * events queued before it are flushed and the stream is closed (on_close
+ * follows). Returns 0; SW_ECLOSED when the conn is closing or not an
+ * event stream; SW_ETOOLARGE at the bound; SW_EINVAL when event, id or
+ * data contains CR or LF (nothing queued). */
 int sw_conn_sse_send(sw_conn_t *c, const char *event, const char *id, const char *data,
                      size_t len);
 

@@ -35,12 +35,30 @@ typedef struct sw_session {
     int hydrated;        /* holds a state (a full delta reached it) */
     json_t *router;      /* the last router it sent (owned), or NULL */
     int closing;
+    int sse;                        /* an event stream (GET /_sse), not a WebSocket */
 } sw_session_t;
 
 /* conn callbacks (installed in the worker's sw_conn_env_t). */
 void sw_session_on_open(sw_conn_t *c);
 void sw_session_on_message(sw_conn_t *c, const char *data, size_t len);
 void sw_session_on_close(sw_conn_t *c);
+
+/* GET /_sse?token=T[&conn_id=C&conn_token=K][&last_seq=N]: turn the
+ * request's conn into an event stream and start it like a hello (a resume
+ * when credentials, or a Last-Event-ID header after an earlier stream of
+ * the token, come with it). Called from the worker's HTTP routing; answers
+ * 400 for bad parameters. */
+void sw_session_sse_open(sw_conn_t *c, const sw_http_request_t *req);
+
+/* POST /_event {"conn_id","conn_token","messages":[...]}: the client
+ * messages of an event stream. When the stream lives in this worker they
+ * are queued at once; otherwise they are forwarded to its worker's inbox
+ * (the conn_id names it) and answered once Redis has taken them, so
+ * successive POSTs keep their order on any host. 202 {"accepted": n}. */
+void sw_session_sse_post(sw_conn_t *c, const sw_http_request_t *req);
+
+/* A POST body forwarded by another worker (inbox "E:" message). */
+void sw_session_sse_forwarded(sw_worker_t *w, const char *body, size_t len);
 
 /* Send a pre-encoded message. Returns 0 or the sw_conn_send error (the
  * conn closes itself at its output bound). */

@@ -419,6 +419,14 @@ int sw_store_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
     return s->ops->live(s, op, tokens, sockids, n, ttl_ms ? ttl_ms : 15000);
 }
 
+int sw_store_publish_acked(sw_store_t *s, const char *name, const char *data, size_t len,
+                           sw_store_commit_cb cb, void *udata)
+{
+    if (!s || !data || !cb || !token_ok(name))
+        return SW_EINVAL;
+    return s->ops->publish_acked(s, name, data, len, cb, udata);
+}
+
 int sw_store_publish(sw_store_t *s, const char *name, const char *data, size_t len)
 {
     if (!s || !data || !token_ok(name))

@@ -234,6 +234,12 @@ typedef enum { SW_LIVE_SET = 1, SW_LIVE_REFRESH, SW_LIVE_DROP } sw_live_op_t;
 int sw_store_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
                   const char *const *sockids, size_t n, uint32_t ttl_ms);
 
+/* PUBLISH with a completion: cb(udata, status) once Redis has taken the
+ * message (status 0) or failed (SW_EUNAVAIL), so that a caller can answer
+ * only after the message is ordered. 0 or SW_EINVAL. */
+int sw_store_publish_acked(sw_store_t *s, const char *name, const char *data, size_t len,
+                           sw_store_commit_cb cb, void *udata);
+
 /* PUBLISH data on the channel sw:{name}:ch (fire and forget): a message
  * to another worker's inbox ("inbox:<holder id>") or a shared token's
  * subscribers. 0, SW_EINVAL, SW_EUNAVAIL. */

@@ -55,6 +55,8 @@ typedef struct sw_store_ops {
                     sw_store_log_cb cb, void *udata);
     int (*live)(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
                 const char *const *sockids, size_t n, uint32_t ttl_ms);
+    int (*publish_acked)(sw_store_t *s, const char *name, const char *data, size_t len,
+                         sw_store_commit_cb cb, void *udata);
 } sw_store_ops_t;
 
 /* A completion waiting to be delivered from the loop (ev_idle). At most

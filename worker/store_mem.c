@@ -686,6 +686,14 @@ static int mem_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
     return 0;
 }
 
+static int mem_publish_acked(sw_store_t *s, const char *name, const char *data, size_t len,
+                             sw_store_commit_cb cb, void *udata)
+{
+    publish(name, data, len);
+    sw_store_defer_commit(s, cb, udata, 0);
+    return 0;
+}
+
 static int mem_publish(sw_store_t *s, const char *name, const char *data, size_t len)
 {
     (void)s;
@@ -697,6 +705,7 @@ static const sw_store_ops_t MEM_OPS = {
     .publish = mem_publish,
     .read_log = mem_read_log,
     .live = mem_live,
+    .publish_acked = mem_publish_acked,
     .kind = "memory",
     .destroy = mem_destroy,
     .ready = mem_ready,

@@ -227,7 +227,7 @@ typedef struct redis_store {
     size_t nlive; /* live subscriptions */
 } redis_store_t;
 
-enum { REQ_LOAD, REQ_COMMIT, REQ_RELEASE, REQ_READ, REQ_PRESENCE, REQ_LOG };
+enum { REQ_LOAD, REQ_COMMIT, REQ_RELEASE, REQ_READ, REQ_PRESENCE, REQ_LOG, REQ_PUBLISH };
 
 /* One script request; kept until its reply so it can be resent as EVAL. */
 typedef struct rreq {
@@ -476,6 +476,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         break;
     case REQ_LOG:
         complete_log(q, rep);
+        break;
+    case REQ_PUBLISH:
+        sw_store_complete_commit(&q->rs->base, q->commit_cb, q->udata,
+                                 rep && rep->type == REDIS_REPLY_INTEGER ? 0 : SW_EUNAVAIL);
         break;
     default:
         if (rep && rep->type == REDIS_REPLY_ERROR)
@@ -917,6 +921,30 @@ static int redis_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
     return 0;
 }
 
+static int redis_publish_acked(sw_store_t *s, const char *name, const char *data, size_t len,
+                               sw_store_commit_cb cb, void *udata)
+{
+    redis_store_t *rs = rs_of(s);
+    if (!rs->ac) {
+        sw_store_defer_commit(s, cb, udata, SW_EUNAVAIL);
+        return 0;
+    }
+    rreq_t *q = req_new(rs, REQ_PUBLISH, -1, 3);
+    q->commit_cb = cb;
+    q->udata = udata;
+    req_arg(q, "PUBLISH", 7);
+    req_arg_key(q, name, ":ch");
+    req_arg(q, data, len);
+    req_seal(q);
+    if (req_send(rs->ac, q) < 0) {
+        req_free(q);
+        sw_store_defer_commit(s, cb, udata, SW_EUNAVAIL);
+        return 0;
+    }
+    s->inflight++;
+    return 0;
+}
+
 static int redis_publish(sw_store_t *s, const char *name, const char *data, size_t len)
 {
     redis_store_t *rs = rs_of(s);
@@ -1138,6 +1166,7 @@ static const sw_store_ops_t REDIS_OPS = {
     .publish = redis_publish,
     .read_log = redis_read_log,
     .live = redis_live,
+    .publish_acked = redis_publish_acked,
     .destroy = redis_destroy,
     .ready = redis_ready,
     .acquire_load = redis_acquire_load,

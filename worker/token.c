@@ -31,6 +31,7 @@ static void run_step(sw_token_t *t);
 static void finish_current(sw_token_t *t);
 static void prepare(sw_token_t *t);
 static void after_commit(sw_token_t *t);
+static void hello_sync(sw_token_t *t, sw_session_t *s);
 static int link_phase(sw_token_t *t);
 
 /* ---- events -------------------------------------------------------------- */
@@ -846,7 +847,11 @@ static void prepare(sw_token_t *t)
     if (ev->kind == SW_EV_HELLO) {
         json_t *resume = json_object_get(ev->payload, "resume");
         t->hello_resume = 0;
-        if (resume)
+        if (json_is_true(json_object_get(resume, "sse")))
+            /* an EventSource reconnecting by itself (Last-Event-ID, same
+             * URL): a resume when the token's last connection was a stream */
+            t->hello_resume = json_is_true(json_object_get(t->conn_rec, "sse")) ? 1 : 0;
+        else if (resume)
             t->hello_resume = resume_valid(t, resume) ? 1 : -1;
         if (t->hello_resume == 1 && t->ntl) {
             /* a resumed client of shared state gets it current: the copies */
@@ -1006,7 +1011,8 @@ static int add_conn_field(commit_fields_t *cf, const sw_session_t *s)
     conn_token_hash(s->conn_token, kh);
     sw_buf_t *b = &cf->bufs[cf->n];
     sw_buf_init(b, 0);
-    sw_buf_printf(b, "{\"id\":\"%s\",\"kh\":\"%s\"}", s->conn_id, kh);
+    sw_buf_printf(b, "{\"id\":\"%s\",\"kh\":\"%s\"%s}", s->conn_id, kh,
+                  s->sse ? ",\"sse\":true" : "");
     cf->f[cf->n] = (sw_store_field_t){"_conn", 5, b->data, b->len};
     cf->n++;
     return 0;
@@ -1496,8 +1502,13 @@ static void on_committed(void *udata, int status)
             t->seq = t->commit_seq;
     }
     if (ev->kind == SW_EV_HELLO) {
-        if (ev->origin)
-            send_welcome(t, ev->origin, 0);
+        if (ev->origin) {
+            send_welcome(t, ev->origin, t->hello_resume == 1);
+            if (t->hello_resume == 1) {
+                hello_sync(t, ev->origin);
+                return;
+            }
+        }
         finish_current(t);
         return;
     }
@@ -1580,12 +1591,37 @@ static void close_elsewhere(sw_token_t *t, const char *sockid)
     sw_store_publish(w->store, inbox, msg, (size_t)n);
 }
 
-/* hello: a valid resume is the same connection coming back: welcome with
- * "resumed", then before anything else the missed deltas of the token's
- * own stream (from the replay log) or one full delta (the log no longer
- * reaches back, or shared state is linked); on_load does not run. A fresh
- * connection (no resume, or a refused one: bad_resume) stores its
- * credentials, then gets its welcome. */
+/* After the welcome of a resumed session: before anything else, the
+ * missed deltas of the token's own stream (from the replay log) or one full
+ * delta (the log no longer reaches back, or shared state is linked). */
+static void hello_sync(sw_token_t *t, sw_session_t *s)
+{
+    json_t *resume = json_object_get(t->current->payload, "resume");
+    uint64_t last = (uint64_t)json_integer_value(json_object_get(resume, "last_seq"));
+    uint32_t log_max = 256;
+    if (t->ntl || last > t->seq || t->seq - last > log_max) {
+        send_full(t, s);
+    } else if (last < t->seq) {
+        if (sw_store_read_log(t->w->store, t->token, last + 1, t->seq, on_replay, t) == 0) {
+            t->pending_store = 1;
+            return;
+        }
+        send_full(t, s);
+    } else {
+        s->hydrated = 1; /* up to date: its state is the token's */
+        t->old_view = 1;
+    }
+    SW_STAT_ADD(t->w->stats, events_ok, 1);
+    finish_current(t);
+}
+
+/* hello: a valid resume is the same connection coming back, on any worker
+ * or host; on_load does not run. A WebSocket keeps its credentials and is
+ * welcomed at once; an event stream gets new ones (its conn_id routes POSTs
+ * to its worker), stored before its welcome. A fresh connection (no
+ * resume, or a refused one: bad_resume) stores its credentials, then gets
+ * its welcome. A second live connection without valid credentials is a
+ * duplicate tab: it moves to a new token. */
 static void run_hello(sw_token_t *t)
 {
     sw_event_t *ev = t->current;
@@ -1599,8 +1635,6 @@ static void run_hello(sw_token_t *t)
     const char *tok1[1] = {t->token}, *sock1[1] = {s->sockid};
     int other_live = t->live_seen[0] && strcmp(t->live_seen, s->sockid) != 0;
     if (t->hello_resume != 1 && other_live) {
-        /* A second live connection without valid credentials: a duplicate
-         * tab. It gets a token of its own (and its events with it). */
         char fresh[SW_TOKEN_MAX + 1];
         sw_random_hex(fresh, 16);
         sw_log(SW_LOG_INFO, "token %.8s…: duplicate tab gets a new token", t->token);
@@ -1626,37 +1660,21 @@ static void run_hello(sw_token_t *t)
         finish_current(t);
         return;
     }
-    if (t->hello_resume == 1) {
-        if (other_live) /* the stale socket, if still open, is closed */
-            close_elsewhere(t, t->live_seen);
-        sw_store_live(w->store, SW_LIVE_SET, tok1, sock1, 1, w->cfg->presence_ttl_ms);
+    if (t->hello_resume == 1 && other_live) /* the stale socket, if still open */
+        close_elsewhere(t, t->live_seen);
+    sw_store_live(w->store, SW_LIVE_SET, tok1, sock1, 1, w->cfg->presence_ttl_ms);
+    if (t->hello_resume == 1 && !s->sse) {
         snprintf(s->conn_id, sizeof(s->conn_id), "%s",
                  json_string_value(json_object_get(resume, "conn_id")));
         snprintf(s->conn_token, sizeof(s->conn_token), "%s",
                  json_string_value(json_object_get(resume, "conn_token")));
-        uint64_t last = (uint64_t)json_integer_value(json_object_get(resume, "last_seq"));
         send_welcome(t, s, 1);
-        uint32_t log_max = 256;
-        if (t->ntl || last > t->seq || t->seq - last > log_max) {
-            send_full(t, s);
-        } else if (last < t->seq) {
-            if (sw_store_read_log(t->w->store, t->token, last + 1, t->seq, on_replay, t) == 0) {
-                t->pending_store = 1;
-                return;
-            }
-            send_full(t, s);
-        } else {
-            s->hydrated = 1; /* up to date: its state is the token's */
-            t->old_view = 1;
-        }
-        SW_STAT_ADD(t->w->stats, events_ok, 1);
-        finish_current(t);
+        hello_sync(t, s);
         return;
     }
     if (t->hello_resume == -1)
         sw_session_send_error(s, -1, SW_ERRC_BAD_RESUME,
                               "unknown conn_id or conn_token; continuing as a new connection");
-    sw_store_live(w->store, SW_LIVE_SET, tok1, sock1, 1, w->cfg->presence_ttl_ms);
     commit_fields_t cf;
     cf.n = 0;
     add_conn_field(&cf, s);

@@ -85,6 +85,10 @@ static void inbox_cb(void *udata, const char *data, size_t len)
 {
     sw_worker_t *w = udata;
     char buf[160];
+    if (len >= 2 && strncmp(data, "E:", 2) == 0) {
+        sw_session_sse_forwarded(w, data + 2, len - 2);
+        return;
+    }
     if (len == 0 || len >= sizeof(buf))
         return;
     memcpy(buf, data, len);
@@ -156,6 +160,19 @@ static void on_http(sw_conn_t *c, const sw_http_request_t *req)
 {
     sw_worker_t *w = sw_conn_udata(c);
     char body[512];
+    if (strcmp(req->path, "/_sse") == 0) {
+        if (strcmp(req->method, "GET") != 0) {
+            const char *b = "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"use GET\"}}";
+            sw_conn_http_reply(c, 405, "application/json", "Allow: GET\r\n", b, strlen(b));
+            return;
+        }
+        sw_session_sse_open(c, req);
+        return;
+    }
+    if (strcmp(req->path, "/_event") == 0 && strcmp(req->method, "POST") == 0) {
+        sw_session_sse_post(c, req);
+        return;
+    }
     if (strcmp(req->path, "/healthz") == 0) {
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
             const char *b = "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"use GET\"}}";
