@@ -22,6 +22,7 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "sysstat.h"
 #include "worker/conn.h"
 
 #define HEAD_MAX 16384
@@ -47,6 +48,15 @@ enum {
 enum { PH_SETUP, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_DONE };
 
 enum { ROLE_CLIENT, ROLE_SENDER, ROLE_READER };
+
+/* resume: where a client stands after the kill */
+enum {
+    RS_NONE,      /* not dropped (or its last drop is settled: RS_DONE/RS_FAILED) */
+    RS_RECONNECT, /* dropped: reconnecting, waiting for the welcome */
+    RS_SYNC,      /* resumed welcome: waiting for the answer to the increment */
+    RS_DONE,      /* answered: working again */
+    RS_FAILED     /* welcome without resumed:true */
+};
 
 typedef struct bench bench_t;
 typedef struct room room_t;
@@ -75,7 +85,16 @@ typedef struct bconn {
     uint64_t missed;    /* fanout: counts skipped */
     uint64_t onload_ns; /* fanout: when the hydrate was answered */
     int member;         /* fanout: set up when sending started */
-    char token[33];
+    char token[65];
+    /* resume */
+    char conn_id[65], conn_token[65]; /* from the last welcome */
+    int64_t last_seq;                 /* highest seq seen (welcome or delta) */
+    int setup_left;                   /* increments left before set up */
+    int rstate;                       /* RS_* */
+    int ep_welcomed;                  /* this drop got its resumed welcome */
+    int dropped_once;
+    uint64_t drop_ns; /* when this drop was noticed */
+    ev_timer retry;   /* next reconnect attempt */
 } bconn_t;
 
 /* fanout: one room, its sender and the send time of every increment */
@@ -113,6 +132,8 @@ struct bench {
     room_t *rooms; /* fanout */
     int nrooms;
     bconn_t *reader; /* hotroom: reads the final count */
+    uint64_t open_drops;   /* resume: drops not settled yet */
+    uint64_t last_drop_ns; /* resume: when the last drop was noticed */
     int reader_started;
     char *ev_suffix; /* ,"name":...,"payload":...} */
     sw_bench_result_t *res;
@@ -123,6 +144,8 @@ struct bench {
 static void conn_flush(bconn_t *c);
 static void phase_next(bench_t *b);
 static void end_window(bench_t *b);
+static void resume_dropped(bconn_t *c, const char *what, const char *why);
+static void conn_start(bench_t *b, bconn_t *c);
 
 /* ---- settling and teardown ------------------------------------------------ */
 
@@ -180,6 +203,8 @@ static void conn_fail(bconn_t *c, const char *what, const char *why)
             sw_log(SW_LOG_WARN, "bench: more connection failures, not logged");
         b->failures_logged++;
         settle(c, 0);
+    } else if (b->o->scenario == SW_BENCH_RESUME && b->phase == PH_MEASURE) {
+        resume_dropped(c, what, why);
     } else if (b->phase != PH_DONE) {
         b->res->conn_dropped++;
         if (b->res->conn_dropped <= LOG_FAILURES_MAX)
@@ -472,9 +497,218 @@ done:
     json_decref(msg);
 }
 
+/* ---- scenario resume ------------------------------------------------------- */
+
+/* Copy a credential of [A-Za-z0-9_-]{1,64} (PROTOCOL.md), else leave dst
+ * empty: it goes into the hello's JSON as it is. */
+static void copy_cred(char *dst, size_t cap, const char *v)
+{
+    size_t n = v ? strlen(v) : 0;
+    dst[0] = '\0';
+    if (n == 0 || n >= cap || strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                        "0123456789_-") != n)
+        return;
+    memcpy(dst, v, n + 1);
+}
+
+/* One drop is settled (answered, or a welcome without resumed). */
+static void drop_settled(bconn_t *c, int rstate)
+{
+    c->rstate = rstate;
+    if (c->b->open_drops > 0)
+        c->b->open_drops--;
+}
+
+/* A connection of a set-up client ended inside the window: a new drop,
+ * or a failed attempt of the current one. Reconnects through c->retry
+ * (the teardown runs first, after the current callback). */
+static void resume_dropped(bconn_t *c, const char *what, const char *why)
+{
+    bench_t *b = c->b;
+    double delay = 0.;
+    if (c->rstate == RS_RECONNECT || c->rstate == RS_SYNC) {
+        b->res->reconnect_errors++;
+        if (b->res->reconnect_errors <= LOG_FAILURES_MAX)
+            sw_log(SW_LOG_WARN, "bench: connection %d: reconnect failed: %s: %s",
+                   (int)(c - b->conns), what, why);
+        delay = SW_BENCH_RETRY_S;
+    } else {
+        c->drop_ns = sw_now_ns();
+        b->last_drop_ns = c->drop_ns;
+        b->res->drops++;
+        b->open_drops++;
+        c->ep_welcomed = 0;
+        if (!c->dropped_once)
+            b->res->clients_dropped++;
+        c->dropped_once = 1;
+    }
+    c->rstate = RS_RECONNECT;
+    ev_timer_stop(b->loop, &c->retry);
+    ev_timer_set(&c->retry, delay, 0.);
+    ev_timer_start(b->loop, &c->retry);
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    bconn_t *c = sw_container_of(w, bconn_t, retry);
+    if (c->b->phase != PH_MEASURE || c->rstate != RS_RECONNECT)
+        return;
+    conn_teardown(c); /* normally done already, after the failing callback */
+    conn_start(c->b, c);
+    if (c->dead_pending)
+        conn_teardown(c);
+}
+
+/* SIGKILL the first worker of the master o->kill_pid (it needs 2 or more,
+ * so a live one takes the reconnects). */
+static void resume_kill(bench_t *b)
+{
+    int first = 0, count = 0;
+    if (sw_sysstat_children(b->o->kill_pid, &first, &count) != 0 || count < 2) {
+        if (count < 2)
+            sw_log(SW_LOG_ERROR, "bench: master %d has %d worker(s), resume needs 2 or more",
+                   b->o->kill_pid, count);
+        b->res->kill_failed = 1;
+        end_window(b);
+        return;
+    }
+    b->res->workers = count;
+    if (kill(first, SIGKILL) != 0) {
+        sw_log(SW_LOG_ERROR, "bench: kill %d SIGKILL: %s", first, strerror(errno));
+        b->res->kill_failed = 1;
+        end_window(b);
+        return;
+    }
+    b->res->killed_pid = first;
+    sw_log(SW_LOG_NOTICE, "bench: worker %d of master %d killed (SIGKILL)", first,
+           b->o->kill_pid);
+}
+
+static void resume_text(bconn_t *c, const char *data, size_t len)
+{
+    bench_t *b = c->b;
+    uint64_t now = sw_now_ns();
+    json_t *msg = json_loadb(data, len, 0, NULL);
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    if (!type) {
+        conn_fail(c, "message", "not a JSON object with a type");
+        goto done;
+    }
+    json_t *jseq = json_object_get(msg, "seq");
+    if (json_is_integer(jseq) && json_integer_value(jseq) > c->last_seq)
+        c->last_seq = json_integer_value(jseq);
+    json_t *jid = json_object_get(msg, "id");
+    int64_t id = json_is_integer(jid) ? json_integer_value(jid) : -1;
+    int is_delta = strcmp(type, "delta") == 0, is_error = strcmp(type, "error") == 0;
+
+    if (c->state == ST_WELCOME) {
+        if (is_error) {
+            const char *code = json_string_value(json_object_get(msg, "code"));
+            if (c->rstate == RS_RECONNECT && code && strcmp(code, "bad_resume") == 0) {
+                b->res->bad_resume++; /* the welcome follows, without resumed */
+                count_error(b, msg);
+                goto done;
+            }
+            conn_fail(c, "hello answered with error", code ? code : "?");
+            goto done;
+        }
+        if (strcmp(type, "welcome") != 0)
+            goto done;
+        copy_cred(c->conn_id, sizeof(c->conn_id),
+                  json_string_value(json_object_get(msg, "conn_id")));
+        copy_cred(c->conn_token, sizeof(c->conn_token),
+                  json_string_value(json_object_get(msg, "conn_token")));
+        char tok[sizeof(c->token)];
+        copy_cred(tok, sizeof(tok), json_string_value(json_object_get(msg, "token")));
+        if (tok[0])
+            memcpy(c->token, tok, sizeof(tok));
+        c->state = ST_RUNNING;
+        if (c->rstate == RS_NONE) { /* first connection: hydrate */
+            c->state = ST_HYDRATE;
+            c->wait_id = 1;
+            c->next_id = 2;
+            queue_hydrate(c, 1);
+            goto done;
+        }
+        if (c->rstate != RS_RECONNECT)
+            goto done;
+        if (!json_is_true(json_object_get(msg, "resumed"))) {
+            b->res->not_resumed++;
+            if (b->res->not_resumed <= LOG_FAILURES_MAX)
+                sw_log(SW_LOG_WARN, "bench: connection %d: welcome without resumed: %.200s",
+                       (int)(c - b->conns), data);
+            drop_settled(c, RS_FAILED);
+            goto done;
+        }
+        if (!c->ep_welcomed) {
+            c->ep_welcomed = 1;
+            b->res->resumed++;
+            sw_hist_record(&b->res->resume_welcome, now - c->drop_ns);
+        }
+        c->rstate = RS_SYNC;
+        send_event(c); /* answered after the resume sync */
+        goto done;
+    }
+    if (c->state == ST_HYDRATE) {
+        if (id != 1 || (!is_delta && !is_error))
+            goto done;
+        if (is_error) {
+            b->res->setup_errors++;
+            if (b->res->setup_errors <= LOG_FAILURES_MAX)
+                sw_log(SW_LOG_WARN, "bench: hydrate answered with error %.200s", data);
+        }
+        c->state = ST_RUNNING;
+        c->setup_left = 2;
+        send_event(c);
+        goto done;
+    }
+    if (c->state != ST_RUNNING || (!is_delta && !is_error))
+        goto done;
+    if (c->in_flight && id == c->wait_id) {
+        c->in_flight = 0;
+        if (c->rstate == RS_SYNC) {
+            b->res->synced++;
+            if (is_delta) {
+                b->res->events++;
+                sw_hist_record(&b->res->resume_working, now - c->drop_ns);
+            } else {
+                b->res->errors++;
+                count_error(b, msg);
+            }
+            drop_settled(c, RS_DONE);
+            goto done;
+        }
+        if (is_error) {
+            b->res->setup_errors++;
+            count_error(b, msg);
+        }
+        if (--c->setup_left > 0)
+            send_event(c);
+        else
+            settle(c, 1);
+        goto done;
+    }
+    if (!is_delta)
+        goto done;
+    if (c->rstate == RS_SYNC) {
+        if (json_is_true(json_object_get(msg, "full")))
+            b->res->full_deltas++;
+        else
+            b->res->replayed_deltas++;
+    } else if (c->rstate == RS_DONE) {
+        b->res->late_deltas++;
+    }
+done:
+    json_decref(msg);
+}
+
 static void on_text(bconn_t *c, const char *data, size_t len)
 {
     bench_t *b = c->b;
+    if (b->o->scenario == SW_BENCH_RESUME) {
+        resume_text(c, data, len);
+        return;
+    }
     if (c->role == ROLE_READER) {
         reader_text(c, data, len);
         return;
@@ -597,10 +831,18 @@ static int ws_genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, 
     return 0;
 }
 
+/* hello; after a drop (resume) with the credentials of the last welcome. */
 static void queue_hello(bconn_t *c)
 {
-    char hello[96];
-    int n = snprintf(hello, sizeof(hello), "{\"type\":\"hello\",\"token\":\"%s\"}", c->token);
+    char hello[320];
+    int n;
+    if (c->rstate == RS_RECONNECT && c->conn_id[0] && c->conn_token[0])
+        n = snprintf(hello, sizeof(hello),
+                     "{\"type\":\"hello\",\"token\":\"%s\",\"resume\":{\"conn_id\":\"%s\","
+                     "\"conn_token\":\"%s\",\"last_seq\":%lld}}",
+                     c->token, c->conn_id, c->conn_token, (long long)c->last_seq);
+    else
+        n = snprintf(hello, sizeof(hello), "{\"type\":\"hello\",\"token\":\"%s\"}", c->token);
     c->state = ST_WELCOME;
     queue_text(c, hello, (size_t)n);
 }
@@ -878,8 +1120,16 @@ static void conn_start(bench_t *b, bconn_t *c)
 
     c->b = b;
     c->fd = -1;
+    c->state = ST_IDLE;
+    c->dead_pending = 0;
+    c->in_flight = 0;
+    c->ws = NULL;
+    c->hs_off = 0;
+    c->pre = NULL;
+    c->pre_len = c->pre_off = 0;
     sw_buf_init(&c->hs, HEAD_MAX);
-    sw_random_hex(c->token, 16);
+    if (!c->token[0]) /* a reconnect keeps its token */
+        sw_random_hex(c->token, 16);
     c->fd = socket(b->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
         conn_fail(c, "socket", strerror(errno));
@@ -1082,6 +1332,13 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
         }
         return;
     }
+    if (b->phase == PH_MEASURE && b->o->scenario == SW_BENCH_RESUME) {
+        /* every drop settled, and no new one for a while */
+        if (b->res->drops > 0 && b->open_drops == 0 &&
+            sw_now_ns() - b->last_drop_ns >= (uint64_t)(SW_BENCH_RESUME_QUIET_S * 1e9))
+            end_window(b);
+        return;
+    }
     if (b->phase != PH_DRAIN)
         return;
     if (b->o->scenario == SW_BENCH_FANOUT) {
@@ -1132,9 +1389,16 @@ static void phase_next(bench_t *b)
         b->measure_start_ns = sw_now_ns();
         ev_timer_set(&b->phase_timer, b->o->duration_s, 0.);
         ev_timer_start(b->loop, &b->phase_timer);
+        if (b->o->scenario == SW_BENCH_RESUME) {
+            ev_timer_set(&b->sweep, 0.02, 0.02);
+            ev_timer_start(b->loop, &b->sweep);
+            if (b->o->kill_pid)
+                resume_kill(b);
+        }
         return;
     case PH_MEASURE:
-        if (b->o->scenario == SW_BENCH_EVENTS || b->o->scenario == SW_BENCH_IDLE) {
+        if (b->o->scenario == SW_BENCH_EVENTS || b->o->scenario == SW_BENCH_IDLE ||
+            b->o->scenario == SW_BENCH_RESUME) {
             end_window(b);
             return;
         }
@@ -1226,6 +1490,8 @@ int sw_bench_run(const sw_bench_opts_t *o, sw_bench_hook_fn on_start, sw_bench_h
     res->errors_by_code = json_object();
     sw_hist_init(&res->rtt, SW_BENCH_RTT_MAX_NS, 3);
     sw_hist_init(&res->delivery, SW_BENCH_RTT_MAX_NS, 3);
+    sw_hist_init(&res->resume_welcome, SW_BENCH_RTT_MAX_NS, 3);
+    sw_hist_init(&res->resume_working, SW_BENCH_RTT_MAX_NS, 3);
     if (o->scenario == SW_BENCH_FANOUT && (o->rooms < 1 || o->room_size < 1 || !(o->rate > 0) ||
                                            (long long)o->rooms * o->room_size != o->connections)) {
         sw_log(SW_LOG_ERROR, "bench: fanout needs rooms, room_size >= 1, rate > 0 and "
@@ -1235,6 +1501,10 @@ int sw_bench_run(const sw_bench_opts_t *o, sw_bench_hook_fn on_start, sw_bench_h
     if (o->route && (strlen(o->route) > 47 || o->route[0] != '/' || strpbrk(o->route, "\"\\"))) {
         sw_log(SW_LOG_ERROR, "bench: route must start with / and have at most 47 bytes, "
                              "no quote or backslash");
+        return SW_EINVAL;
+    }
+    if (o->scenario == SW_BENCH_RESUME && o->socketio) {
+        sw_log(SW_LOG_ERROR, "bench: scenario resume speaks the statewire protocol only");
         return SW_EINVAL;
     }
     if (o->connections < 1 || resolve(&b) != 0)
@@ -1248,6 +1518,8 @@ int sw_bench_run(const sw_bench_opts_t *o, sw_bench_hook_fn on_start, sw_bench_h
     /* one more for the hotroom reader, never opened by the ramp */
     b.conns = sw_xcalloc((size_t)b.n + 1, sizeof(bconn_t));
     b.reader = &b.conns[b.n];
+    for (int i = 0; i <= b.n; i++)
+        ev_timer_init(&b.conns[i].retry, retry_cb, 0., 0.);
     b.phase = PH_SETUP;
     if (o->scenario == SW_BENCH_HOTROOM) {
         char hex[17];
@@ -1294,8 +1566,15 @@ int sw_bench_run(const sw_bench_opts_t *o, sw_bench_hook_fn on_start, sw_bench_h
 
     if (o->scenario == SW_BENCH_FANOUT)
         fanout_tally(&b);
-    for (int i = 0; i <= b.n; i++)
-        conn_teardown(&b.conns[i]);
+    for (int i = 0; i <= b.n; i++) {
+        bconn_t *c = &b.conns[i];
+        if (c->rstate == RS_RECONNECT)
+            res->never_back++;
+        else if (c->rstate == RS_SYNC)
+            res->not_working++;
+        ev_timer_stop(b.loop, &c->retry);
+        conn_teardown(c);
+    }
     for (int k = 0; k < b.nrooms; k++) {
         ev_timer_stop(b.loop, &b.rooms[k].timer);
         free(b.rooms[k].send_ns);
@@ -1320,4 +1599,6 @@ void sw_bench_result_destroy(sw_bench_result_t *res)
     res->errors_by_code = NULL;
     sw_hist_destroy(&res->rtt);
     sw_hist_destroy(&res->delivery);
+    sw_hist_destroy(&res->resume_welcome);
+    sw_hist_destroy(&res->resume_working);
 }

@@ -47,6 +47,23 @@
  * warm-up) holds the connections open. The report reads the server's
  * memory before the first connect and at the end of the window.
  *
+ * Scenario "resume" (statewire protocol only): every client sends hello,
+ * hydrate (route `route`, "/" by default) and two increments in a closed
+ * loop, keeping the welcome's conn_id / conn_token and the highest seq
+ * seen (welcome or delta). Once all are set up the window opens (no
+ * warm-up) and, with kill_pid, the first child of that master
+ * (/proc/PID/task/PID/children; it must have 2 or more) gets SIGKILL. A
+ * client whose connection then ends (EOF, close, error) reconnects at
+ * once (new TCP connection, upgrade, hello with resume {conn_id,
+ * conn_token, last_seq}); a failed attempt counts as a reconnect error
+ * and is retried after SW_BENCH_RETRY_S. Per drop: "welcome" time = drop
+ * noticed -> welcome with resumed:true; then one increment is sent and
+ * "working" time = drop -> its answer; deltas in between are the resume
+ * sync (full or replayed). A welcome without resumed:true ends the
+ * client's episode as a failed resume. The window ends after duration_s,
+ * or earlier once at least one drop happened, every drop is settled and
+ * SW_BENCH_RESUME_QUIET_S passed since the last drop.
+ *
  * Protocol socketio (opts.socketio): the same messages inside Engine.IO v4
  * / Socket.IO v5 framing over the WebSocket, for a Socket.IO server
  * (https://socket.io/docs/v4/socket-io-protocol/,
@@ -74,12 +91,15 @@
 #define SW_BENCH_ONLOAD_WAIT_S 2.0 /* fanout: wait for the on_load delta at most */
 #define SW_BENCH_GRACE_S 2.0       /* fanout: wait for the last counts after the window */
 #define SW_BENCH_DRAIN_S 10.0      /* hotroom: wait for answers in flight, then for the reader */
+#define SW_BENCH_RETRY_S 0.05      /* resume: pause before another reconnect attempt */
+#define SW_BENCH_RESUME_QUIET_S 1.0 /* resume: end early this long after the last drop */
 
 typedef enum sw_bench_scenario {
     SW_BENCH_EVENTS,
     SW_BENCH_FANOUT,
     SW_BENCH_HOTROOM,
-    SW_BENCH_IDLE
+    SW_BENCH_IDLE,
+    SW_BENCH_RESUME
 } sw_bench_scenario_t;
 
 typedef struct sw_bench_opts {
@@ -99,6 +119,8 @@ typedef struct sw_bench_opts {
                         * /room/bench, idle /); at most 47 bytes, no '"'
                         * or '\\' (checked: SW_EINVAL) */
     int socketio;      /* 1: Engine.IO / Socket.IO framing (see above) */
+    int kill_pid;      /* resume: SIGKILL the first worker of this master when
+                        * the window opens; 0: no kill (drops from outside) */
 } sw_bench_opts_t;
 
 typedef struct sw_bench_result {
@@ -133,6 +155,26 @@ typedef struct sw_bench_result {
     uint64_t unknown;      /* in flight when dropped or when the drain timed out */
     int reader_ok;         /* the final read succeeded */
     long long final_count; /* counter.count the fresh client read */
+
+    /* resume (events / errors above: answers to the increment sent after
+     * a resumed welcome) */
+    int killed_pid;             /* worker killed, 0 = none */
+    int workers;                /* children of the master before the kill */
+    int kill_failed;            /* kill_pid set but no worker could be killed */
+    int clients_dropped;        /* clients whose connection ended in the window */
+    uint64_t drops;             /* connection ends in the window (a client may drop twice) */
+    uint64_t resumed;           /* welcomes with resumed:true after a drop */
+    uint64_t not_resumed;       /* welcomes without it (bad_resume included) */
+    uint64_t bad_resume;        /* errors bad_resume answering the hello */
+    uint64_t synced;            /* drops answered (delta or error) after a resumed welcome */
+    uint64_t never_back;        /* drops with no resumed welcome by the end */
+    uint64_t not_working;       /* resumed welcome, but no answer by the end */
+    uint64_t reconnect_errors;  /* failed attempts (connect, upgrade, close before welcome) */
+    uint64_t full_deltas;       /* sync: deltas with "full":true before the answer */
+    uint64_t replayed_deltas;   /* sync: other deltas before the answer */
+    uint64_t late_deltas;       /* unsolicited deltas after the answer */
+    sw_hist_t resume_welcome;   /* ns, drop -> resumed welcome */
+    sw_hist_t resume_working;   /* ns, drop -> answer of the first increment */
 } sw_bench_result_t;
 
 /* Called (blocking is fine) right before the window opens and right after

@@ -82,23 +82,28 @@ static void on_end(void *udata)
 static void usage(const char *argv0)
 {
     printf("usage: %s [options]\n"
-           "  --scenario NAME    events | fanout | hotroom | idle (events)\n"
+           "  --scenario NAME    events | fanout | hotroom | idle | resume (events)\n"
            "  --rooms R          fanout: rooms (1)\n"
            "  --room-size N      fanout: clients per room, the first one sends (100)\n"
            "  --rate E           fanout: increments per second per room (10)\n"
            "  --host ADDR        server address (127.0.0.1)\n"
            "  --port N           server port (8000)\n"
            "  --path PATH        WebSocket path (/_event)\n"
-           "  --connections N    concurrent clients, events, hotroom and idle (100)\n"
+           "  --connections N    concurrent clients, events, hotroom, idle (100), resume "
+           "(1000)\n"
            "  --hold S           idle: seconds to hold the connections open (10)\n"
            "  --route PATH       events, idle: hydrate route (events /room/bench, idle /)\n"
            "  --protocol P       statewire | socketio: Engine.IO/Socket.IO framing, path\n"
            "                     /socket.io/?EIO=4&transport=websocket (statewire)\n"
-           "  --duration S       measure window, seconds (10)\n"
+           "  --duration S       measure window, seconds (10; resume: 30, the bound for\n"
+           "                     every dropped client to be back)\n"
+           "  --kill-worker      resume: SIGKILL the master's first worker (default)\n"
+           "  --no-kill-worker   resume: kill nothing; connections ended by someone else\n"
            "  --warmup S         warm-up before measuring, seconds (1)\n"
            "  --event NAME       events: event sent in the closed loop (counter.increment)\n"
            "  --payload JSON     events: its payload, a JSON object ({})\n"
-           "  --pid PID          server master pid: report server CPU (master + children)\n"
+           "  --pid PID          server master pid: report server CPU (master + children);\n"
+           "                     resume: the master whose worker is killed (required)\n"
            "  --redis URL        redis://host:port or unix:///path: report Redis CPU and "
            "commands\n"
            "  --json FILE        also write the JSON report to FILE (- = stdout)\n"
@@ -204,7 +209,9 @@ int main(int argc, char **argv)
         O_RATE,
         O_HOLD,
         O_ROUTE,
-        O_PROTOCOL
+        O_PROTOCOL,
+        O_KILL,
+        O_NO_KILL
     };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, O_HOST},
@@ -227,9 +234,11 @@ int main(int argc, char **argv)
         {"hold", required_argument, NULL, O_HOLD},
         {"route", required_argument, NULL, O_ROUTE},
         {"protocol", required_argument, NULL, O_PROTOCOL},
+        {"kill-worker", no_argument, NULL, O_KILL},
+        {"no-kill-worker", no_argument, NULL, O_NO_KILL},
         {NULL, 0, NULL, 0},
     };
-    int smoke = 0, opt, path_set = 0;
+    int smoke = 0, opt, path_set = 0, conn_set = 0, dur_set = 0, kill_worker = 1;
     double hold_s = 10;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         int bad = 0;
@@ -246,9 +255,11 @@ int main(int argc, char **argv)
             break;
         case O_CONN:
             bad = parse_int(optarg, 1, 1000000, &o.connections);
+            conn_set = 1;
             break;
         case O_DUR:
             bad = parse_double(optarg, &o.duration_s) || o.duration_s <= 0;
+            dur_set = 1;
             break;
         case O_WARM:
             bad = parse_double(optarg, &o.warmup_s);
@@ -283,6 +294,8 @@ int main(int argc, char **argv)
                 o.scenario = SW_BENCH_HOTROOM;
             else if (strcmp(optarg, "idle") == 0)
                 o.scenario = SW_BENCH_IDLE;
+            else if (strcmp(optarg, "resume") == 0)
+                o.scenario = SW_BENCH_RESUME;
             else
                 bad = 1;
             break;
@@ -308,6 +321,12 @@ int main(int argc, char **argv)
             else
                 bad = strcmp(optarg, "statewire") != 0;
             break;
+        case O_KILL:
+            kill_worker = 1;
+            break;
+        case O_NO_KILL:
+            kill_worker = 0;
+            break;
         default:
             usage(argv[0]);
             return 2;
@@ -321,6 +340,23 @@ int main(int argc, char **argv)
     if (optind < argc) {
         fprintf(stderr, "%s: unexpected argument %s\n", argv[0], argv[optind]);
         return 2;
+    }
+    if (o.scenario == SW_BENCH_RESUME) {
+        if (o.socketio) {
+            fprintf(stderr, "%s: --scenario resume speaks the statewire protocol only\n", argv[0]);
+            return 2;
+        }
+        if (kill_worker && !r.pid) {
+            fprintf(stderr, "%s: --scenario resume needs --pid MASTER (or --no-kill-worker)\n",
+                    argv[0]);
+            return 2;
+        }
+        if (!conn_set)
+            o.connections = 1000;
+        if (!dur_set)
+            o.duration_s = 30;
+        o.warmup_s = 0;
+        o.kill_pid = kill_worker ? r.pid : 0;
     }
     if (smoke) {
         o.connections = 2;
@@ -368,10 +404,10 @@ int main(int argc, char **argv)
         goto out_free;
     }
 
-    static const char *scen_names[] = {"events", "fanout", "hotroom", "idle"};
+    static const char *scen_names[] = {"events", "fanout", "hotroom", "idle", "resume"};
     const char *scen = scen_names[o.scenario];
     int fanout = o.scenario == SW_BENCH_FANOUT, hotroom = o.scenario == SW_BENCH_HOTROOM;
-    int idle = o.scenario == SW_BENCH_IDLE;
+    int idle = o.scenario == SW_BENCH_IDLE, resume = o.scenario == SW_BENCH_RESUME;
     uint64_t answered = res.events + res.errors;
     double secs = res.measured_s > 0 ? res.measured_s : 1e-9;
 
@@ -380,8 +416,8 @@ int main(int argc, char **argv)
         printf("statewire-bench: scenario fanout, %s:%d%s, %d rooms x %d clients, %g "
                "increments/s per room\n",
                o.host, o.port, o.path, o.rooms, o.room_size, o.rate);
-    else if (idle)
-        printf("statewire-bench: scenario idle, %s:%d%s, route %s\n", o.host, o.port, o.path,
+    else if (idle || resume)
+        printf("statewire-bench: scenario %s, %s:%d%s, route %s\n", scen, o.host, o.port, o.path,
                res.room);
     else
         printf("statewire-bench: scenario %s, %s:%d%s, event %s%s%s\n", scen, o.host, o.port,
@@ -424,6 +460,42 @@ int main(int argc, char **argv)
             (json_int_t)res.onload_missing);
         json_object_update(rep, f);
         json_decref(f);
+    } else if (resume) {
+        json_object_set_new(rep, "route", json_string(res.room));
+        if (o.kill_pid && res.killed_pid)
+            printf("  %-28s pid %d (1 of %d workers of master %d)\n", "killed worker",
+                   res.killed_pid, res.workers, o.kill_pid);
+        else if (o.kill_pid)
+            printf("  %-28s none (see the log)\n", "killed worker");
+        printf("  %-28s %d clients, %llu drops\n", "dropped", res.clients_dropped,
+               (unsigned long long)res.drops);
+        printf("  %-28s %llu resumed, %llu not resumed (%llu bad_resume)\n", "welcome",
+               (unsigned long long)res.resumed, (unsigned long long)res.not_resumed,
+               (unsigned long long)res.bad_resume);
+        printf("  %-28s %llu full, %llu replayed; %llu after the answer\n", "sync deltas",
+               (unsigned long long)res.full_deltas, (unsigned long long)res.replayed_deltas,
+               (unsigned long long)res.late_deltas);
+        printf("  %-28s %llu answered (%llu delta, %llu error)\n", "first increment",
+               (unsigned long long)res.synced, (unsigned long long)res.events,
+               (unsigned long long)res.errors);
+        printf("  %-28s %llu no welcome, %llu no answer\n", "never came back",
+               (unsigned long long)res.never_back, (unsigned long long)res.not_working);
+        printf("  %-28s %llu\n", "reconnect errors", (unsigned long long)res.reconnect_errors);
+        print_hist(rep, "welcome time us", "welcome_us", &res.resume_welcome);
+        print_hist(rep, "working time us", "working_us", &res.resume_working);
+        json_t *rj = json_pack(
+            "{s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+            "killed_pid", res.killed_pid, "workers", res.workers, "clients_dropped",
+            res.clients_dropped, "drops", (json_int_t)res.drops, "resumed",
+            (json_int_t)res.resumed, "not_resumed", (json_int_t)res.not_resumed, "bad_resume",
+            (json_int_t)res.bad_resume, "full_deltas", (json_int_t)res.full_deltas,
+            "replayed_deltas", (json_int_t)res.replayed_deltas, "late_deltas",
+            (json_int_t)res.late_deltas, "synced", (json_int_t)res.synced, "events",
+            (json_int_t)res.events, "errors", (json_int_t)res.errors, "never_back",
+            (json_int_t)res.never_back, "not_working", (json_int_t)res.not_working,
+            "reconnect_errors", (json_int_t)res.reconnect_errors);
+        json_object_update(rep, rj);
+        json_decref(rj);
     } else if (idle) {
         json_object_set_new(rep, "route", json_string(res.room));
         if (r.pid && r.rss0_ok && r.rss1_ok) {
@@ -484,7 +556,7 @@ int main(int argc, char **argv)
 
     /* CPU and Redis per answered event, or per delivered delta and per
      * change sent (fanout) */
-    double per1 = fanout ? (double)res.deliveries : (double)answered;
+    double per1 = fanout ? (double)res.deliveries : resume ? 0 : (double)answered;
     double per2 = fanout ? (double)res.changes_sent : 0;
     const char *unit1 = fanout ? "delta" : "event";
     char label[64], key[64];
@@ -537,7 +609,19 @@ int main(int argc, char **argv)
 
     /* Exit status: see bench/README.md. */
     const char *fail = NULL;
-    if (fanout && res.deliveries == 0)
+    if (resume && o.kill_pid && (res.kill_failed || !res.killed_pid))
+        fail = "no worker killed";
+    else if (resume && res.drops == 0)
+        fail = "no connection dropped";
+    else if (resume && res.not_resumed > 0)
+        fail = "a dropped client was not resumed";
+    else if (resume && res.never_back + res.not_working > 0)
+        fail = "a dropped client never came back";
+    else if (resume && (double)res.conn_failed > 0.01 * o.connections)
+        fail = "more than 1% of connections failed";
+    else if (resume)
+        fail = NULL;
+    else if (fanout && res.deliveries == 0)
         fail = "no delta delivered";
     else if (fanout && res.missing > 0)
         fail = "missing deliveries";

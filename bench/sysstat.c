@@ -86,6 +86,27 @@ int sw_sysstat_procs(int master_pid, sw_proc_snap_t *out)
     return 0;
 }
 
+int sw_sysstat_children(int master_pid, int *first, int *count)
+{
+    char path[96];
+    int pid;
+    *first = 0;
+    *count = 0;
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", master_pid, master_pid);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        sw_log(SW_LOG_WARN, "bench: fopen %s: %s", path, strerror(errno));
+        return SW_ENOTFOUND;
+    }
+    while (*count < SW_SYSSTAT_MAX_PROCS && fscanf(f, "%d", &pid) == 1) {
+        if (*count == 0)
+            *first = pid;
+        (*count)++;
+    }
+    fclose(f);
+    return 0;
+}
+
 double sw_sysstat_procs_delta_s(const sw_proc_snap_t *start, const sw_proc_snap_t *end)
 {
     uint64_t ticks = 0;

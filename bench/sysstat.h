@@ -32,6 +32,14 @@ int sw_sysstat_procs(int master_pid, sw_proc_snap_t *out);
  * Processes that died in between are not counted. */
 double sw_sysstat_procs_delta_s(const sw_proc_snap_t *start, const sw_proc_snap_t *end);
 
+/* The children of `master_pid` as listed in
+ * /proc/PID/task/PID/children (proc(5); the main thread's children, in
+ * the kernel's order): *first = the first one, *count = how many (at
+ * most SW_SYSSTAT_MAX_PROCS are counted). Returns 0, or SW_ENOTFOUND
+ * when the file cannot be read (the master is gone; logged). With no
+ * child, *first = 0 and *count = 0. */
+int sw_sysstat_children(int master_pid, int *first, int *count);
+
 /* Redis counters at one moment. */
 typedef struct sw_redis_snap {
     double cpu_s;   /* used_cpu_sys + used_cpu_user, seconds */
