@@ -174,3 +174,33 @@ Test(modes, command_line)
                             "--port",           "1",     NULL};
     cr_assert_neq(run_cli(badapp, out, sizeof(out)), 0, "a missing app refuses to start");
 }
+
+Test(modes, usr1_reopens_the_log_file)
+{
+    char dir[] = "/tmp/sw-logs-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char log[128], rotated[128];
+    snprintf(log, sizeof(log), "%s/statewire.log", dir);
+    snprintf(rotated, sizeof(rotated), "%s/statewire.log.1", dir);
+    const char *extra[] = {"--log-file", log, NULL};
+    sw_test_server_t *s = sw_test_server_start(0, NULL, 1, extra);
+    cr_assert(s);
+    cr_assert_eq(access(log, F_OK), 0, "the log file is written");
+    cr_assert_eq(rename(log, rotated), 0); /* logrotate moves it away */
+    cr_assert_eq(kill(s->pid, SIGUSR1), 0);
+    usleep(300000);
+    cr_assert_eq(access(log, F_OK), 0, "USR1 made a new log file");
+    /* later lines (the graceful stop) go to the new file */
+    sw_test_server_stop(s, SIGQUIT, 5000);
+    FILE *f = fopen(log, "r");
+    cr_assert(f);
+    char line[512];
+    int draining = 0;
+    while (fgets(line, sizeof(line), f))
+        draining |= strstr(line, "drain") != NULL || strstr(line, "stopping") != NULL;
+    fclose(f);
+    cr_assert(draining, "the stop was logged in the reopened file");
+    unlink(log);
+    unlink(rotated);
+    rmdir(dir);
+}
