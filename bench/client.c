@@ -690,13 +690,14 @@ static void resume_text(bconn_t *c, const char *data, size_t len)
     }
     if (!is_delta)
         goto done;
+    int full = json_is_true(json_object_get(msg, "full"));
     if (c->rstate == RS_SYNC) {
-        if (json_is_true(json_object_get(msg, "full")))
+        if (full)
             b->res->full_deltas++;
         else
-            b->res->replayed_deltas++;
-    } else if (c->rstate == RS_DONE) {
-        b->res->late_deltas++;
+            b->res->replayed_deltas++; /* on a shared route fan-out deltas too */
+    } else if (c->rstate == RS_DONE && full) {
+        b->res->late_deltas++; /* a resume sync after the answer: out of order */
     }
 done:
     json_decref(msg);

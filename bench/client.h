@@ -115,7 +115,7 @@ typedef struct sw_bench_opts {
     int rooms;         /* fanout: number of rooms */
     int room_size;     /* fanout: clients per room (connections = rooms * room_size) */
     double rate;       /* fanout: increments per second per room */
-    const char *route; /* events, idle: hydrate route path (NULL: events
+    const char *route; /* events, idle, resume: hydrate route path (NULL: events
                         * /room/bench, idle /); at most 47 bytes, no '"'
                         * or '\\' (checked: SW_EINVAL) */
     int socketio;      /* 1: Engine.IO / Socket.IO framing (see above) */
@@ -171,8 +171,9 @@ typedef struct sw_bench_result {
     uint64_t not_working;       /* resumed welcome, but no answer by the end */
     uint64_t reconnect_errors;  /* failed attempts (connect, upgrade, close before welcome) */
     uint64_t full_deltas;       /* sync: deltas with "full":true before the answer */
-    uint64_t replayed_deltas;   /* sync: other deltas before the answer */
-    uint64_t late_deltas;       /* unsolicited deltas after the answer */
+    uint64_t replayed_deltas;   /* sync: other deltas before the answer (on a shared
+                                 * route fan-out deltas count here too) */
+    uint64_t late_deltas;       /* full deltas after the answer (out of order) */
     sw_hist_t resume_welcome;   /* ns, drop -> resumed welcome */
     sw_hist_t resume_working;   /* ns, drop -> answer of the first increment */
 } sw_bench_result_t;

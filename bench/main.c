@@ -472,7 +472,7 @@ int main(int argc, char **argv)
         printf("  %-28s %llu resumed, %llu not resumed (%llu bad_resume)\n", "welcome",
                (unsigned long long)res.resumed, (unsigned long long)res.not_resumed,
                (unsigned long long)res.bad_resume);
-        printf("  %-28s %llu full, %llu replayed; %llu after the answer\n", "sync deltas",
+        printf("  %-28s %llu full, %llu replayed; %llu full after the answer\n", "sync deltas",
                (unsigned long long)res.full_deltas, (unsigned long long)res.replayed_deltas,
                (unsigned long long)res.late_deltas);
         printf("  %-28s %llu answered (%llu delta, %llu error)\n", "first increment",

@@ -133,6 +133,20 @@ static int count_live(const master_t *m)
 
 /* Accept while running, not paused, the socket is open and some worker can
  * take connections; otherwise clients wait in the backlog. */
+/* Close the listen socket and a socket held back for a full channel. */
+static void close_listener(master_t *m)
+{
+    if (m->lfd >= 0) {
+        close(m->lfd);
+        m->lfd = -1;
+    }
+    ev_timer_stop(m->loop, &m->held_w);
+    if (m->held_fd >= 0) {
+        close(m->held_fd);
+        m->held_fd = -1;
+    }
+}
+
 static void update_accept(master_t *m)
 {
     int want = m->stop == RUNNING && m->lfd >= 0 && !m->paused && m->held_fd < 0 &&
@@ -269,15 +283,7 @@ static void child_detach(master_t *m)
             w->chan = -1;
         }
     }
-    if (m->lfd >= 0) {
-        close(m->lfd);
-        m->lfd = -1;
-    }
-    ev_timer_stop(m->loop, &m->held_w);
-    if (m->held_fd >= 0) {
-        close(m->held_fd);
-        m->held_fd = -1;
-    }
+    close_listener(m);
     ev_loop_fork(m->loop);
 }
 
@@ -700,15 +706,7 @@ static void begin_stop(master_t *m, int mode, int signum)
 
     ev_io_stop(m->loop, &m->accept_w);
     ev_timer_stop(m->loop, &m->pause_w);
-    if (m->lfd >= 0) {
-        close(m->lfd);
-        m->lfd = -1;
-    }
-    ev_timer_stop(m->loop, &m->held_w);
-    if (m->held_fd >= 0) {
-        close(m->held_fd);
-        m->held_fd = -1;
-    }
+    close_listener(m);
     for (int i = 0; i < m->nslots; i++)
         ev_timer_stop(m->loop, &m->slots[i].respawn_w);
 

@@ -581,25 +581,37 @@ static void on_script_load(redisAsyncContext *ac, void *reply, void *priv)
         sw_log(SW_LOG_ERROR, "redis: SCRIPT LOAD: %s", rep->str);
 }
 
-static void start_connect(redis_store_t *rs)
+/* Start an async connection to the store's Redis (TCP or unix socket),
+ * attached to the loop. NULL with the reason in why when it cannot even
+ * start (the caller marks the connection down). */
+static redisAsyncContext *open_async(redis_store_t *rs, char *why, size_t whylen)
 {
     redisAsyncContext *ac =
         rs->port ? redisAsyncConnect(rs->host, rs->port) : redisAsyncConnectUnix(rs->host);
     if (!ac) {
-        went_down(rs, "out of memory");
-        return;
+        snprintf(why, whylen, "out of memory");
+        return NULL;
     }
     if (ac->err) {
-        char why[128];
-        snprintf(why, sizeof(why), "%s", ac->errstr);
+        snprintf(why, whylen, "%s", ac->errstr);
         redisAsyncFree(ac);
+        return NULL;
+    }
+    ac->data = rs;
+    redisLibevAttach(rs->base.loop, ac);
+    return ac;
+}
+
+static void start_connect(redis_store_t *rs)
+{
+    char why[128];
+    redisAsyncContext *ac = open_async(rs, why, sizeof(why));
+    if (!ac) {
         went_down(rs, why);
         return;
     }
-    ac->data = rs;
     rs->ac = ac;
     rs->connected = 0;
-    redisLibevAttach(rs->base.loop, ac);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     /* Always send a first command: it arms the write watcher (so the
@@ -1079,22 +1091,13 @@ static void on_sub_retry(struct ev_loop *loop, ev_timer *w, int revents)
 static void sub_connect(redis_store_t *rs)
 {
     ev_timer_stop(rs->base.loop, &rs->sub_retry_w);
-    redisAsyncContext *ac =
-        rs->port ? redisAsyncConnect(rs->host, rs->port) : redisAsyncConnectUnix(rs->host);
+    char why[128];
+    redisAsyncContext *ac = open_async(rs, why, sizeof(why));
     if (!ac) {
-        sub_went_down(rs, "out of memory");
-        return;
-    }
-    if (ac->err) {
-        char why[128];
-        snprintf(why, sizeof(why), "%s", ac->errstr);
-        redisAsyncFree(ac);
         sub_went_down(rs, why);
         return;
     }
-    ac->data = rs;
     rs->sac = ac;
-    redisLibevAttach(rs->base.loop, ac);
     redisAsyncSetConnectCallback(ac, on_sub_connect);
     redisAsyncSetDisconnectCallback(ac, on_sub_disconnect);
     rsub_t *sub, *tmp;
