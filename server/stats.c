@@ -44,6 +44,10 @@ void sw_stats_reset_slot(sw_stats_t *st, uint32_t slot)
     if (!st || slot >= st->nslots)
         return;
     sw_worker_stats_t *s = &st->slot[slot];
+    if (s->holder_id[0]) {
+        memcpy(s->prev_holder, s->holder_id, sizeof(s->prev_holder));
+        s->holder_id[0] = '\0';
+    }
     atomic_store_explicit(&s->pid, 0, memory_order_relaxed);
     atomic_store_explicit(&s->started_ms, 0, memory_order_relaxed);
     atomic_store_explicit(&s->connections, 0, memory_order_relaxed);

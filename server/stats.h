@@ -26,6 +26,9 @@ typedef struct sw_worker_stats {
     _Atomic uint64_t commits;           /* successful fenced commits */
     _Atomic uint64_t commit_lease_lost; /* commits refused: lease not ours */
     _Atomic uint64_t redis_errors;      /* requests failed: Redis out of reach */
+    char holder_id[48];   /* the worker's lease holder id (written by the worker) */
+    char prev_holder[48]; /* the id of the previous worker in this slot, kept by
+                             sw_stats_reset_slot: its leases are reaped */
     char pad[64];
 } sw_worker_stats_t;
 
@@ -38,7 +41,9 @@ typedef struct sw_stats {
  * mmap failure (logged). */
 sw_stats_t *sw_stats_new(uint32_t nslots);
 void sw_stats_free(sw_stats_t *st);
-/* Zero one slot (before a worker is (re)spawned into it). */
+/* Zero one slot (before a worker is (re)spawned into it); the previous
+ * worker's holder id moves to prev_holder so the new one can reap the
+ * leases a killed predecessor left behind. */
 void sw_stats_reset_slot(sw_stats_t *st, uint32_t slot);
 
 #define SW_STAT_ADD(s, field, n) atomic_fetch_add_explicit(&(s)->field, (n), memory_order_relaxed)

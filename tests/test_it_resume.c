@@ -14,6 +14,7 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "common/util.h"
 #include "support/redis_harness.h"
 #include "support/server_harness.h"
 #include "support/wsclient.h"
@@ -328,4 +329,60 @@ Test(resume, duplicate_tab_gets_a_new_token_quick_reconnect_keeps_it)
     sw_wsc_free(a);
     sw_wsc_free(dup);
     sw_wsc_free(back);
+}
+
+Test(resume, after_a_worker_is_killed_clients_resume_without_waiting_out_its_leases)
+{
+    /* The default lease is 10 s; the respawned worker reaps the dead one's
+     * leases, so a resumed client is back well before that. */
+    teardown();
+    redis = sw_test_redis_start(0);
+    cr_assert(redis);
+    host[0] = sw_test_server_start(0, sw_test_redis_url(redis), 2, NULL); /* lease 10 s */
+    cr_assert(host[0]);
+    enum { K = 6 };
+    sw_wsc_t *c[K];
+    json_t *w[K];
+    char tok[K][32];
+    for (int i = 0; i < K; i++) {
+        snprintf(tok[i], sizeof(tok[i]), "tok-reap-%d", i);
+        c[i] = open_on(0);
+        w[i] = sw_wsc_hello(c[i], tok[i], NULL, T_MS);
+        json_decref(call(c[i], 1, "hydrate", NULL, "/"));
+        json_decref(call(c[i], 2, "counter.increment", NULL, NULL)); /* lease now held */
+    }
+    pid_t pids[8];
+    cr_assert_eq(sw_test_server_workers(host[0], pids, 8), 2);
+    cr_assert_eq(kill(pids[0], SIGKILL), 0);
+    int dropped = 0;
+    for (int i = 0; i < K; i++) {
+        json_t *m = json_pack("{s:s,s:i,s:s}", "type", "event", "id", 3, "name",
+                              "counter.increment");
+        int ok = sw_wsc_send_json(c[i], m) == 0;
+        json_decref(m);
+        json_t *r = ok ? sw_wsc_wait(c[i], NULL, 3, 1500) : NULL;
+        if (r) {
+            json_decref(r);
+            continue;
+        }
+        dropped++;
+        sw_wsc_free(c[i]);
+        uint64_t t0 = sw_now_ms();
+        c[i] = open_on(0);
+        json_t *resume = resume_of(w[i], 0, NULL);
+        json_t *w2 = sw_wsc_hello(c[i], tok[i], resume, T_MS);
+        json_t *d = call(c[i], 4, "counter.increment", NULL, NULL);
+        uint64_t took = sw_now_ms() - t0;
+        cr_assert(w2 && json_is_true(json_object_get(w2, "resumed")));
+        cr_assert(d && count_in(d) == 2, "committed state found");
+        cr_assert_lt(took, 5000, "back in %llu ms, not after the 10 s lease", (unsigned long long)took);
+        json_decref(d);
+        json_decref(w2);
+        json_decref(resume);
+    }
+    cr_assert_gt(dropped, 0, "the killed worker had clients");
+    for (int i = 0; i < K; i++) {
+        sw_wsc_free(c[i]);
+        json_decref(w[i]);
+    }
 }

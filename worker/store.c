@@ -419,6 +419,13 @@ int sw_store_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
     return s->ops->live(s, op, tokens, sockids, n, ttl_ms ? ttl_ms : 15000);
 }
 
+int sw_store_reap(sw_store_t *s, const char *holder)
+{
+    if (!s || !holder || !token_ok(holder))
+        return SW_EINVAL;
+    return s->ops->reap(s, holder);
+}
+
 int sw_store_publish_acked(sw_store_t *s, const char *name, const char *data, size_t len,
                            sw_store_commit_cb cb, void *udata)
 {

@@ -234,6 +234,13 @@ typedef enum { SW_LIVE_SET = 1, SW_LIVE_REFRESH, SW_LIVE_DROP } sw_live_op_t;
 int sw_store_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
                   const char *const *sockids, size_t n, uint32_t ttl_ms);
 
+/* Every lease a holder takes is also recorded in the set sw:holder:{id}
+ * (on acquire and release only: a steady-state commit does not touch it).
+ * Reap: delete every lease still held by `holder` — a worker that was
+ * killed — so its tokens are free at once instead of after lease_ms.
+ * Fire and forget; the count reaped is logged. */
+int sw_store_reap(sw_store_t *s, const char *holder);
+
 /* PUBLISH with a completion: cb(udata, status) once Redis has taken the
  * message (status 0) or failed (SW_EUNAVAIL), so that a caller can answer
  * only after the message is ordered. 0 or SW_EINVAL. */

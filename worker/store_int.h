@@ -57,6 +57,7 @@ typedef struct sw_store_ops {
                 const char *const *sockids, size_t n, uint32_t ttl_ms);
     int (*publish_acked)(sw_store_t *s, const char *name, const char *data, size_t len,
                          sw_store_commit_cb cb, void *udata);
+    int (*reap)(sw_store_t *s, const char *holder);
 } sw_store_ops_t;
 
 /* A completion waiting to be delivered from the loop (ev_idle). At most

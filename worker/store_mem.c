@@ -686,6 +686,15 @@ static int mem_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
     return 0;
 }
 
+static int mem_reap(sw_store_t *s, const char *holder)
+{
+    /* Development mode keeps state in the worker's memory: a dead worker
+     * took it along, leases included. */
+    (void)s;
+    (void)holder;
+    return 0;
+}
+
 static int mem_publish_acked(sw_store_t *s, const char *name, const char *data, size_t len,
                              sw_store_commit_cb cb, void *udata)
 {
@@ -706,6 +715,7 @@ static const sw_store_ops_t MEM_OPS = {
     .read_log = mem_read_log,
     .live = mem_live,
     .publish_acked = mem_publish_acked,
+    .reap = mem_reap,
     .kind = "memory",
     .destroy = mem_destroy,
     .ready = mem_ready,

@@ -46,6 +46,10 @@ static const char ACQUIRE_LUA[] =
     "  redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
     "elseif not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
     "  return {0, cur or ''}\n"
+    "else\n"
+    "  local hs = 'sw:holder:{' .. ARGV[1] .. '}'\n"
+    "  redis.call('SADD', hs, string.sub(KEYS[2], 5, -8))\n"
+    "  redis.call('PEXPIRE', hs, 100 * tonumber(ARGV[2]))\n"
     "end\n"
     "local live = redis.call('GET', KEYS[3]) or ''\n"
     "local h = redis.call('HGETALL', KEYS[1])\n"
@@ -95,6 +99,7 @@ static const char COMMIT_LUA[] =
     "local fl = tonumber(ARGV[5])\n"
     "if fl % 2 == 1 then\n"
     "  redis.call('DEL', KEYS[2])\n"
+    "  redis.call('SREM', 'sw:holder:{' .. ARGV[1] .. '}', string.sub(KEYS[2], 5, -8))\n"
     "elseif math.floor(fl / 2) % 2 == 1 then\n"
     "  redis.call('PEXPIRE', KEYS[2], ARGV[3])\n"
     "end\n"
@@ -161,10 +166,24 @@ static const char PRESENCE_LUA[] =
     "return after\n";
 
 /* KEYS[1] lease; ARGV[1] holder. Compare-and-delete. */
-static const char RELEASE_LUA[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-                                  "  return redis.call('DEL', KEYS[1])\n"
-                                  "end\n"
-                                  "return 0\n";
+static const char RELEASE_LUA[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  redis.call('SREM', 'sw:holder:{' .. ARGV[1] .. '}', string.sub(KEYS[1], 5, -8))\n"
+    "  return redis.call('DEL', KEYS[1])\n"
+    "end\n"
+    "return 0\n";
+
+/* ARGV[1] a holder id (a worker that died). Every lease it still holds
+ * is deleted; returns how many. */
+static const char REAP_LUA[] =
+    "local hs = 'sw:holder:{' .. ARGV[1] .. '}'\n"
+    "local n = 0\n"
+    "for _, t in ipairs(redis.call('SMEMBERS', hs)) do\n"
+    "  local k = 'sw:{' .. t .. '}:lease'\n"
+    "  if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k); n = n + 1 end\n"
+    "end\n"
+    "redis.call('DEL', hs)\n"
+    "return n\n";
 
 /* KEYS[i] sw:{T}:live; ARGV[1] op (1 set, 2 refresh, 3 drop), ARGV[2]
  * ttl_ms, ARGV[2 + i] the socket id for KEYS[i]. Refresh and drop touch a
@@ -181,10 +200,18 @@ static const char LIVE_LUA[] = "local op = ARGV[1]\n"
                                "end\n"
                                "return 1\n";
 
-enum { SCRIPT_ACQUIRE, SCRIPT_COMMIT, SCRIPT_RELEASE, SCRIPT_PRESENCE, SCRIPT_LIVE, SCRIPT__COUNT };
+enum {
+    SCRIPT_ACQUIRE,
+    SCRIPT_COMMIT,
+    SCRIPT_RELEASE,
+    SCRIPT_PRESENCE,
+    SCRIPT_LIVE,
+    SCRIPT_REAP,
+    SCRIPT__COUNT
+};
 
-static const char *const SCRIPTS[SCRIPT__COUNT] = {ACQUIRE_LUA, COMMIT_LUA, RELEASE_LUA,
-                                                   PRESENCE_LUA, LIVE_LUA};
+static const char *const SCRIPTS[SCRIPT__COUNT] = {ACQUIRE_LUA,  COMMIT_LUA, RELEASE_LUA,
+                                                   PRESENCE_LUA, LIVE_LUA,   REAP_LUA};
 
 /* A subscription (channel sw:{R}:ch). A subscription dropped locally while
  * its UNSUBSCRIBE is unconfirmed stays in the table as `live == 0` (no
@@ -933,6 +960,32 @@ static int redis_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
     return 0;
 }
 
+static void on_reaped(redisAsyncContext *ac, void *reply, void *priv)
+{
+    redisReply *rep = reply;
+    redis_store_t *rs = ac->data;
+    if (rs && rs->base.inflight > 0)
+        rs->base.inflight--;
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0)
+        sw_log(SW_LOG_NOTICE, "released %lld lease(s) left by the previous worker in this slot",
+               rep->integer);
+}
+
+static int redis_reap(sw_store_t *s, const char *holder)
+{
+    redis_store_t *rs = rs_of(s);
+    if (!rs->ac)
+        return SW_EUNAVAIL;
+    /* EVAL (not EVALSHA): it runs once per worker start, before the script
+     * cache may be loaded on a fresh Redis */
+    const char *argv[4] = {"EVAL", REAP_LUA, "0", holder};
+    size_t argvlen[4] = {4, strlen(REAP_LUA), 1, strlen(holder)};
+    if (redisAsyncCommandArgv(rs->ac, on_reaped, NULL, 4, argv, argvlen) != REDIS_OK)
+        return SW_EUNAVAIL;
+    s->inflight++;
+    return 0;
+}
+
 static int redis_publish_acked(sw_store_t *s, const char *name, const char *data, size_t len,
                                sw_store_commit_cb cb, void *udata)
 {
@@ -1170,6 +1223,7 @@ static const sw_store_ops_t REDIS_OPS = {
     .read_log = redis_read_log,
     .live = redis_live,
     .publish_acked = redis_publish_acked,
+    .reap = redis_reap,
     .destroy = redis_destroy,
     .ready = redis_ready,
     .acquire_load = redis_acquire_load,

@@ -323,6 +323,12 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
     w->store = sw_store_new(loop, &opts);
     if (!w->store)
         goto out;
+    snprintf(w->stats->holder_id, sizeof(w->stats->holder_id), "%s", w->holder_id);
+    if (w->stats->prev_holder[0]) {
+        /* A predecessor in this slot that was killed left its leases
+         * behind: free its tokens now rather than after --lease-ms. */
+        sw_store_reap(w->store, w->stats->prev_holder);
+    }
 
     sw_conn_env_init(&w->conns);
     w->conns.loop = loop;
