@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
+# Third-party protocol clients for tests/node (pinned in its lockfile).
+(cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 BUILD=${BUILD:-build-test}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Sanitize >/dev/null
 cmake --build "$BUILD" -j"$(nproc)"

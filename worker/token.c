@@ -202,10 +202,14 @@ static void release_slots(sw_token_t *t)
         sw_shared_release_slot(t->tl[i].r, t);
 }
 
+static void release_lease(sw_token_t *t);
+
 static void token_free(sw_token_t *t)
 {
     sw_worker_t *w = t->w;
     sw_event_t *ev;
+    if (!w->stopping)
+        release_lease(t); /* an oplock must not outlive its token */
     while ((ev = TAILQ_FIRST(&t->queue))) {
         TAILQ_REMOVE(&t->queue, ev, link);
         sw_event_free(ev);
@@ -1638,6 +1642,9 @@ static void run_hello(sw_token_t *t)
         char fresh[SW_TOKEN_MAX + 1];
         sw_random_hex(fresh, 16);
         sw_log(SW_LOG_INFO, "token %.8s…: duplicate tab gets a new token", t->token);
+        if (t->hello_resume == -1) /* refused credentials: said before the welcome */
+            sw_session_send_error(s, -1, SW_ERRC_BAD_RESUME,
+                                  "unknown conn_id or conn_token; continuing as a new connection");
         sw_token_t *t2 = sw_token_get(w, fresh);
         /* events it sent after hello belong to the new token */
         sw_event_t *moved[64];
