@@ -994,8 +994,11 @@ Test(conn, no_pings_when_disabled)
 
 Test(conn_ping, ping_after_silence)
 {
-    int fd = ws_connect();
+    /* The server's silence clock starts when it reads the upgrade request,
+     * which is after t0 here: the ping cannot come before t0 + interval
+     * (less a little timer slack). */
     uint64_t t0 = mono_ms();
+    int fd = ws_connect();
     expect_ping(fd);
     uint64_t waited = mono_ms() - t0;
     cr_assert_geq(waited, PING_INTERVAL_MS - 20, "not before the interval (%llu ms)",
