@@ -67,15 +67,52 @@ TestSuite(reload, .init = setup_reload, .fini = teardown, .timeout = 90);
 
 /* ---- helpers ---------------------------------------------------------- */
 
+/* The last welcome per token: a client that comes back resumes with its
+ * credentials, as a real client does (without them a reconnect racing the
+ * old socket's close could be taken for a duplicate tab). */
+static struct {
+    char token[32];
+    json_t *welcome;
+} seen[8];
+
+static json_t *last_welcome(const char *token)
+{
+    for (size_t i = 0; token && i < 8; i++)
+        if (seen[i].welcome && strcmp(seen[i].token, token) == 0)
+            return seen[i].welcome;
+    return NULL;
+}
+
+static void remember(const char *token, json_t *w)
+{
+    for (size_t i = 0; token && i < 8; i++) {
+        if (!seen[i].welcome || strcmp(seen[i].token, token) == 0) {
+            json_decref(seen[i].welcome);
+            snprintf(seen[i].token, sizeof(seen[i].token), "%s", token);
+            seen[i].welcome = json_incref(w);
+            return;
+        }
+    }
+}
+
 static sw_wsc_t *connect_client(const char *token)
 {
     sw_wsc_t *c = sw_wsc_connect("127.0.0.1", server->port, "/_event", T_MS);
     cr_assert(c, "WebSocket connect failed");
-    json_t *w = sw_wsc_hello(c, token, NULL, T_MS);
+    json_t *prev = last_welcome(token);
+    json_t *resume = prev ? json_pack("{s:O,s:O,s:i}", "conn_id", json_object_get(prev, "conn_id"),
+                                      "conn_token", json_object_get(prev, "conn_token"),
+                                      "last_seq", 0)
+                          : NULL;
+    json_t *w = sw_wsc_hello(c, token, resume, T_MS);
+    json_decref(resume);
     cr_assert(w, "no welcome");
     if (token)
         cr_assert_str_eq(json_string_value(json_object_get(w, "token")), token,
                          "the token is kept (not taken for a duplicate tab)");
+    if (prev)
+        cr_assert(json_is_true(json_object_get(w, "resumed")), "the client resumes");
+    remember(token, w);
     json_decref(w);
     return c;
 }
