@@ -409,6 +409,7 @@ static void on_child(struct ev_loop *loop, ev_child *cw, int revents)
         return;
     }
     update_accept(m);
+    SW_STAT_ADD(m->stats, worker_restarts, 1); /* respawned below, now or after a backoff */
 
     uint64_t now = sw_now_ms();
     w->deaths[w->ndeaths % SW_ARRAY_SIZE(w->deaths)] = now;

@@ -6,6 +6,11 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "proto/msg.h"
+
+_Static_assert(SW_ERRC__COUNT <= SW_STATS_ERRC_MAX, "SW_STATS_ERRC_MAX too small for sw_errc_t");
+
+static const uint64_t HIST_BOUNDS[SW_STATS_HIST_NBOUNDS] = SW_STATS_HIST_BOUNDS;
 
 static size_t stats_size(uint32_t nslots)
 {
@@ -59,4 +64,38 @@ void sw_stats_reset_slot(sw_stats_t *st, uint32_t slot)
     atomic_store_explicit(&s->commits, 0, memory_order_relaxed);
     atomic_store_explicit(&s->commit_lease_lost, 0, memory_order_relaxed);
     atomic_store_explicit(&s->redis_errors, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->sse_open, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->deltas_fanout, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->leases_held, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->lease_handoffs, 0, memory_order_relaxed);
+    for (size_t i = 0; i < SW_ARRAY_SIZE(s->resumes); i++)
+        atomic_store_explicit(&s->resumes[i], 0, memory_order_relaxed);
+    for (size_t i = 0; i < SW_ARRAY_SIZE(s->errors); i++)
+        atomic_store_explicit(&s->errors[i], 0, memory_order_relaxed);
+    for (size_t h = 0; h < SW_HIST__COUNT; h++) {
+        for (size_t i = 0; i < SW_ARRAY_SIZE(s->hist[h].bucket); i++)
+            atomic_store_explicit(&s->hist[h].bucket[i], 0, memory_order_relaxed);
+        atomic_store_explicit(&s->hist[h].sum_ns, 0, memory_order_relaxed);
+    }
+}
+
+uint64_t sw_stats_hist_bound(unsigned i)
+{
+    return i < SW_STATS_HIST_NBOUNDS ? HIST_BOUNDS[i] : UINT64_MAX;
+}
+
+void sw_stats_observe(sw_worker_stats_t *s, sw_stats_hist_id_t which, uint64_t ns)
+{
+    if (!s || (unsigned)which >= SW_HIST__COUNT)
+        return;
+    unsigned i = 0;
+    while (i < SW_STATS_HIST_NBOUNDS && ns > HIST_BOUNDS[i])
+        i++;
+    SW_STAT_ADD(&s->hist[which], bucket[i], 1);
+    SW_STAT_ADD(&s->hist[which], sum_ns, ns);
+}
+
+const sw_stats_t *sw_stats_block_of(const sw_worker_stats_t *s, int slot)
+{
+    return (const sw_stats_t *)((const char *)(s - slot) - offsetof(sw_stats_t, slot));
 }

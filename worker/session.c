@@ -18,6 +18,7 @@ static sw_session_t *session_new(sw_worker_t *w, sw_conn_t *c, int sse)
              (unsigned long long)sw_conn_id(c));
     LIST_INSERT_HEAD(&w->sessions, s, w_link);
     SW_STAT_ADD(w->stats, ws_open, 1);
+    SW_STAT_ADD(w->stats, sse_open, sse ? 1 : 0); /* metrics */
     if (sse) {
         /* An event stream's conn_id names its worker: POSTs from any host
          * are routed to it ("<holder id>_<n>"). */
@@ -74,6 +75,8 @@ int sw_session_send(sw_session_t *s, const char *data, size_t len)
 
 void sw_session_send_error(sw_session_t *s, int64_t id, sw_errc_t code, const char *message)
 {
+    if ((unsigned)code < SW_STATS_ERRC_MAX)
+        SW_STAT_ADD(s->w->stats, errors[code], 1); /* metrics */
     sw_buf_t b;
     sw_buf_init(&b, 0);
     sw_msg_encode_error(&b, id, code, message);
@@ -170,6 +173,7 @@ void sw_session_on_close(sw_conn_t *c)
         sw_token_detach(s->tok, s);
     LIST_REMOVE(s, w_link);
     SW_STAT_SUB(s->w->stats, ws_open, 1);
+    SW_STAT_SUB(s->w->stats, sse_open, s->sse ? 1 : 0); /* metrics */
     sw_conn_set_udata(c, NULL);
     json_decref(s->router);
     free(s);

@@ -57,6 +57,12 @@ typedef struct sw_store_opts {
     uint32_t token_ttl_s;  /* TTL of token keys, seconds (default 3600) */
     uint32_t lease_ms;     /* lease duration, ms (default 10000) */
     uint32_t log_max;      /* replay log length (default 256) */
+    /* Called on every reply to a request on the Redis command connection
+     * with its round trip in ns (send to reply; a request resent after
+     * NOSCRIPT counts twice); NULL = none. Never called by the in-memory
+     * store, nor for requests dropped with the connection. */
+    void (*on_rtt)(void *rtt_udata, uint64_t ns);
+    void *rtt_udata;
 } sw_store_opts_t;
 
 /* One hash field as read from the store: bytes are borrowed and valid only

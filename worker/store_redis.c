@@ -252,6 +252,8 @@ typedef struct redis_store {
     ev_timer sub_retry_w;
     rsub_t *subs; /* channel -> subscription */
     size_t nlive; /* live subscriptions */
+    void (*on_rtt)(void *, uint64_t); /* opts->on_rtt */
+    void *rtt_udata;
 } redis_store_t;
 
 enum { REQ_LOAD, REQ_COMMIT, REQ_RELEASE, REQ_READ, REQ_PRESENCE, REQ_LOG, REQ_PUBLISH };
@@ -262,6 +264,7 @@ typedef struct rreq {
     int kind;
     int script;
     int evaled; /* already resent with the full script text */
+    uint64_t sent_ns; /* sw_now_ns() at the last send */
     sw_store_load_cb load_cb;
     sw_store_commit_cb commit_cb;
     sw_store_log_cb log_cb;
@@ -354,6 +357,7 @@ static int req_send(redisAsyncContext *ac, rreq_t *q)
 {
     if (redisAsyncCommandArgv(ac, on_reply, q, q->argc, q->argv, q->argvlen) != REDIS_OK)
         return SW_EUNAVAIL;
+    q->sent_ns = sw_now_ns();
     if (q->rs->awaiting++ == 0)
         q->rs->progress_ms = sw_now_ms();
     return 0;
@@ -478,6 +482,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     if (q->rs->awaiting > 0)
         q->rs->awaiting--;
     q->rs->progress_ms = sw_now_ms();
+    if (rep && q->rs->on_rtt)
+        q->rs->on_rtt(q->rs->rtt_udata, sw_now_ns() - q->sent_ns);
     if (rep && rep->type == REDIS_REPLY_ERROR && q->script >= 0 && !q->evaled &&
         strncmp(rep->str, "NOSCRIPT", 8) == 0) {
         /* The script cache is empty (restart, SCRIPT FLUSH): send the text. */
@@ -681,6 +687,8 @@ sw_store_t *sw_store_redis_new(struct ev_loop *loop, const sw_store_opts_t *opts
     rs->host = sw_xstrdup(host);
     rs->port = port;
     rs->db = db;
+    rs->on_rtt = opts->on_rtt;
+    rs->rtt_udata = opts->rtt_udata;
     rs->backoff_ms = BACKOFF_MIN_MS;
     ev_timer_init(&rs->retry_w, on_retry, 0., 0.);
     ev_timer_init(&rs->sub_retry_w, on_sub_retry, 0., 0.);

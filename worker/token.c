@@ -31,6 +31,7 @@ static void run_step(sw_token_t *t);
 static void finish_current(sw_token_t *t);
 static void prepare(sw_token_t *t);
 static void after_commit(sw_token_t *t);
+static int clients_hold_state(const sw_token_t *t);
 static void hello_sync(sw_token_t *t, sw_session_t *s);
 static int link_phase(sw_token_t *t);
 
@@ -46,6 +47,7 @@ sw_event_t *sw_event_new(sw_event_src_t kind, int64_t id, sw_session_t *origin, 
     ev->name = sw_xstrdup(name ? name : "");
     ev->payload = payload ? payload : json_object();
     ev->router = router;
+    ev->t0_ns = sw_now_ns();
     return ev;
 }
 
@@ -373,8 +375,10 @@ static void deliver(sw_token_t *t, sw_session_t *origin, int64_t id, uint64_t se
             s->client_seq = seq;
         if (full)
             s->hydrated = 1;
-        if (sw_session_send(s, b->data, b->len) == 0)
+        if (sw_session_send(s, b->data, b->len) == 0) {
             SW_STAT_ADD(t->w->stats, deltas_sent, 1);
+            SW_STAT_ADD(t->w->stats, deltas_fanout, b == &plain); /* metrics: sent without id */
+        }
     }
     sw_buf_destroy(&plain);
     sw_buf_destroy(&with_id);
@@ -637,6 +641,7 @@ void sw_token_lease_wanted(sw_worker_t *w, const char *token)
     HASH_FIND_STR(w->tokens, token, t);
     if (!t || !t->lease_held)
         return;
+    SW_STAT_ADD(w->stats, lease_handoffs, 1); /* metrics: now or after the event in flight */
     if (t->current || t->pending_store)
         t->release_asked = 1; /* released when the event in flight is done */
     else
@@ -649,10 +654,15 @@ void sw_token_lease_wanted(sw_worker_t *w, const char *token)
  * view while the token has clients. */
 static void finish_current(sw_token_t *t)
 {
+    if (t->current && t->current->kind == SW_EV_CLIENT) /* metrics: arrival to answer */
+        sw_stats_observe(t->w->stats, SW_HIST_EVENT, sw_now_ns() - t->current->t0_ns);
     release_slots(t);
     clear_step(t);
     t->waiting = WAIT_NONE;
-    if (t->nsessions == 0 || (t->current && t->current->kind == SW_EV_HELLO))
+    /* A hello's tree is nobody's view, unless other clients of the token
+     * hold state: then it is theirs, and their catch-ups need it. */
+    if (t->nsessions == 0 ||
+        (t->current && t->current->kind == SW_EV_HELLO && !clients_hold_state(t)))
         drop_tree(t);
     if (!keep_lease(t))
         release_lease(t);
@@ -952,6 +962,7 @@ static void on_replay(void *udata, int status, const char *const *entries, const
         if (!p || strtoull(p + 6, NULL, 10) != first + i)
             whole = 0;
     }
+    SW_STAT_ADD(t->w->stats, resumes[whole ? SW_RESUME_REPLAYED : SW_RESUME_FULL], 1); /* metrics */
     if (s && whole) {
         for (size_t i = 0; i < n; i++)
             sw_session_send(s, entries[i], lens[i]);
@@ -1604,19 +1615,40 @@ static void hello_sync(sw_token_t *t, sw_session_t *s)
     uint64_t last = (uint64_t)json_integer_value(json_object_get(resume, "last_seq"));
     uint32_t log_max = 256;
     if (t->ntl || last > t->seq || t->seq - last > log_max) {
+        SW_STAT_ADD(t->w->stats, resumes[SW_RESUME_FULL], 1); /* metrics */
         send_full(t, s);
     } else if (last < t->seq) {
         if (sw_store_read_log(t->w->store, t->token, last + 1, t->seq, on_replay, t) == 0) {
             t->pending_store = 1;
             return;
         }
+        SW_STAT_ADD(t->w->stats, resumes[SW_RESUME_FULL], 1); /* metrics */
         send_full(t, s);
     } else {
+        SW_STAT_ADD(t->w->stats, resumes[SW_RESUME_NONE], 1); /* metrics */
         s->hydrated = 1; /* up to date: its state is the token's */
         t->old_view = 1;
     }
     SW_STAT_ADD(t->w->stats, events_ok, 1);
     finish_current(t);
+}
+
+/* Is `sockid` one of this worker's sockets that has closed already (its
+ * live key's drop may simply not have reached Redis yet)? Sockets of other
+ * workers count as live. */
+static int local_socket_gone(sw_worker_t *w, const char *sockid)
+{
+    const char *dot = strrchr(sockid, '.');
+    size_t hl = dot ? (size_t)(dot - sockid) : 0;
+    if (!dot || hl != strlen(w->holder_id) || strncmp(sockid, w->holder_id, hl) != 0)
+        return 0;
+    sw_session_t *x;
+    LIST_FOREACH(x, &w->sessions, w_link)
+    {
+        if (strcmp(x->sockid, sockid) == 0)
+            return x->closing;
+    }
+    return 1;
 }
 
 /* hello: a valid resume is the same connection coming back, on any worker
@@ -1637,7 +1669,8 @@ static void run_hello(sw_token_t *t)
     json_t *resume = json_object_get(ev->payload, "resume");
     sw_worker_t *w = t->w;
     const char *tok1[1] = {t->token}, *sock1[1] = {s->sockid};
-    int other_live = t->live_seen[0] && strcmp(t->live_seen, s->sockid) != 0;
+    int other_live = t->live_seen[0] && strcmp(t->live_seen, s->sockid) != 0 &&
+                     !local_socket_gone(w, t->live_seen);
     if (t->hello_resume != 1 && other_live) {
         char fresh[SW_TOKEN_MAX + 1];
         sw_random_hex(fresh, 16);

@@ -60,6 +60,7 @@ typedef struct sw_event {
     unsigned step;        /* handler step (yields so far) */
     int retried;          /* lease-lost retry done */
     unsigned conflicts; /* shared-state compare-and-set retries */
+    uint64_t t0_ns;     /* sw_now_ns() at arrival (event duration metric) */
 } sw_event_t;
 
 TAILQ_HEAD(sw_event_queue, sw_event);

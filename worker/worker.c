@@ -10,8 +10,10 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "server/fdpass.h"
+#include "worker/metrics.h"
 #include "worker/session.h"
 #include "worker/shared.h"
+#include "worker/static.h"
 #include "worker/token.h"
 
 /* Replay log length kept per token in the store. */
@@ -76,6 +78,10 @@ static void lease_sweep_cb(struct ev_loop *loop, ev_timer *tw, int revents)
 {
     sw_worker_t *w = sw_container_of(tw, sw_worker_t, lease_sweep_w);
     sw_token_sweep_leases(w, lease_idle_ms(w));
+    uint64_t held = 0; /* metrics: the leases_held gauge */
+    for (sw_token_t *t = w->tokens; t; t = t->hh.next)
+        held += t->lease_held ? 1 : 0;
+    atomic_store_explicit(&w->stats->leases_held, held, memory_order_relaxed);
 }
 
 /* The inbox: another worker wants a lease this worker holds ("<token>"),
@@ -156,10 +162,34 @@ static void channel_cb(struct ev_loop *loop, ev_io *iw, int revents)
 
 /* ---- HTTP routes other than the WebSocket endpoint ---------------------- */
 
+/* GET /metrics: every worker's slot of the shared stats block. */
+static void serve_metrics(sw_worker_t *w, sw_conn_t *c)
+{
+    sw_buf_t out;
+    sw_buf_init(&out, 1 << 20);
+    if (sw_metrics_render(sw_stats_block_of(w->stats, w->slot), &out) == 0)
+        sw_conn_http_reply(c, 200, SW_METRICS_CONTENT_TYPE, "Cache-Control: no-store\r\n", out.data,
+                           out.len);
+    else
+        sw_conn_http_reply(c, 500, "text/plain", NULL, "metrics too large\n", 18);
+    sw_buf_destroy(&out);
+}
+
+/* Redis round trips into this worker's histogram (sw_store_opts_t.on_rtt). */
+static void on_store_rtt(void *udata, uint64_t ns)
+{
+    sw_worker_t *w = udata;
+    sw_stats_observe(w->stats, SW_HIST_REDIS_RTT, ns);
+}
+
 static void on_http(sw_conn_t *c, const sw_http_request_t *req)
 {
     sw_worker_t *w = sw_conn_udata(c);
     char body[512];
+    if (strcmp(req->path, "/metrics") == 0 && strcmp(req->method, "GET") == 0) {
+        serve_metrics(w, c);
+        return;
+    }
     if (strcmp(req->path, "/_sse") == 0) {
         if (strcmp(req->method, "GET") != 0) {
             const char *b = "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"use GET\"}}";
@@ -191,6 +221,8 @@ static void on_http(sw_conn_t *c, const sw_http_request_t *req)
                            "Cache-Control: no-store\r\n", body, (size_t)n);
         return;
     }
+    if (sw_static_serve(c, req)) /* the demo page and /statewire.js */
+        return;
     int n = snprintf(body, sizeof(body),
                      "{\"error\":{\"code\":\"not_found\",\"message\":\"no route %s %.200s\"}}",
                      req->method, req->path);
@@ -319,6 +351,8 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
         .token_ttl_s = cfg->token_ttl_s,
         .lease_ms = cfg->lease_ms,
         .log_max = SW_LOG_MAX,
+        .on_rtt = on_store_rtt,
+        .rtt_udata = w,
     };
     w->store = sw_store_new(loop, &opts);
     if (!w->store)
