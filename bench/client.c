@@ -131,7 +131,7 @@ struct bench {
     char path[64]; /* events, hotroom: hydrate route */
     room_t *rooms; /* fanout */
     int nrooms;
-    bconn_t *reader; /* hotroom: reads the final count */
+    bconn_t *reader;       /* hotroom: reads the final count */
     uint64_t open_drops;   /* resume: drops not settled yet */
     uint64_t last_drop_ns; /* resume: when the last drop was noticed */
     int reader_started;
@@ -505,8 +505,9 @@ static void copy_cred(char *dst, size_t cap, const char *v)
 {
     size_t n = v ? strlen(v) : 0;
     dst[0] = '\0';
-    if (n == 0 || n >= cap || strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                        "0123456789_-") != n)
+    if (n == 0 || n >= cap ||
+        strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                  "0123456789_-") != n)
         return;
     memcpy(dst, v, n + 1);
 }
@@ -580,8 +581,7 @@ static void resume_kill(bench_t *b)
         return;
     }
     b->res->killed_pid = first;
-    sw_log(SW_LOG_NOTICE, "bench: worker %d of master %d killed (SIGKILL)", first,
-           b->o->kill_pid);
+    sw_log(SW_LOG_NOTICE, "bench: worker %d of master %d killed (SIGKILL)", first, b->o->kill_pid);
 }
 
 static void resume_text(bconn_t *c, const char *data, size_t len)

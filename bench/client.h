@@ -88,10 +88,10 @@
 #define SW_BENCH_SETUP_TIMEOUT_S 30.0
 #define SW_BENCH_MAX_MESSAGE (64u * 1024u * 1024u)
 #define SW_BENCH_RTT_MAX_NS (60ull * 1000 * 1000 * 1000) /* histogram bound: 60 s */
-#define SW_BENCH_ONLOAD_WAIT_S 2.0 /* fanout: wait for the on_load delta at most */
-#define SW_BENCH_GRACE_S 2.0       /* fanout: wait for the last counts after the window */
-#define SW_BENCH_DRAIN_S 10.0      /* hotroom: wait for answers in flight, then for the reader */
-#define SW_BENCH_RETRY_S 0.05      /* resume: pause before another reconnect attempt */
+#define SW_BENCH_ONLOAD_WAIT_S 2.0  /* fanout: wait for the on_load delta at most */
+#define SW_BENCH_GRACE_S 2.0        /* fanout: wait for the last counts after the window */
+#define SW_BENCH_DRAIN_S 10.0       /* hotroom: wait for answers in flight, then for the reader */
+#define SW_BENCH_RETRY_S 0.05       /* resume: pause before another reconnect attempt */
 #define SW_BENCH_RESUME_QUIET_S 1.0 /* resume: end early this long after the last drop */
 
 typedef enum sw_bench_scenario {
@@ -158,24 +158,24 @@ typedef struct sw_bench_result {
 
     /* resume (events / errors above: answers to the increment sent after
      * a resumed welcome) */
-    int killed_pid;             /* worker killed, 0 = none */
-    int workers;                /* children of the master before the kill */
-    int kill_failed;            /* kill_pid set but no worker could be killed */
-    int clients_dropped;        /* clients whose connection ended in the window */
-    uint64_t drops;             /* connection ends in the window (a client may drop twice) */
-    uint64_t resumed;           /* welcomes with resumed:true after a drop */
-    uint64_t not_resumed;       /* welcomes without it (bad_resume included) */
-    uint64_t bad_resume;        /* errors bad_resume answering the hello */
-    uint64_t synced;            /* drops answered (delta or error) after a resumed welcome */
-    uint64_t never_back;        /* drops with no resumed welcome by the end */
-    uint64_t not_working;       /* resumed welcome, but no answer by the end */
-    uint64_t reconnect_errors;  /* failed attempts (connect, upgrade, close before welcome) */
-    uint64_t full_deltas;       /* sync: deltas with "full":true before the answer */
-    uint64_t replayed_deltas;   /* sync: other deltas before the answer (on a shared
-                                 * route fan-out deltas count here too) */
-    uint64_t late_deltas;       /* full deltas after the answer (out of order) */
-    sw_hist_t resume_welcome;   /* ns, drop -> resumed welcome */
-    sw_hist_t resume_working;   /* ns, drop -> answer of the first increment */
+    int killed_pid;            /* worker killed, 0 = none */
+    int workers;               /* children of the master before the kill */
+    int kill_failed;           /* kill_pid set but no worker could be killed */
+    int clients_dropped;       /* clients whose connection ended in the window */
+    uint64_t drops;            /* connection ends in the window (a client may drop twice) */
+    uint64_t resumed;          /* welcomes with resumed:true after a drop */
+    uint64_t not_resumed;      /* welcomes without it (bad_resume included) */
+    uint64_t bad_resume;       /* errors bad_resume answering the hello */
+    uint64_t synced;           /* drops answered (delta or error) after a resumed welcome */
+    uint64_t never_back;       /* drops with no resumed welcome by the end */
+    uint64_t not_working;      /* resumed welcome, but no answer by the end */
+    uint64_t reconnect_errors; /* failed attempts (connect, upgrade, close before welcome) */
+    uint64_t full_deltas;      /* sync: deltas with "full":true before the answer */
+    uint64_t replayed_deltas;  /* sync: other deltas before the answer (on a shared
+                                * route fan-out deltas count here too) */
+    uint64_t late_deltas;      /* full deltas after the answer (out of order) */
+    sw_hist_t resume_welcome;  /* ns, drop -> resumed welcome */
+    sw_hist_t resume_working;  /* ns, drop -> answer of the first increment */
 } sw_bench_result_t;
 
 /* Called (blocking is fine) right before the window opens and right after

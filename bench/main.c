@@ -486,14 +486,13 @@ int main(int argc, char **argv)
         json_t *rj = json_pack(
             "{s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
             "killed_pid", res.killed_pid, "workers", res.workers, "clients_dropped",
-            res.clients_dropped, "drops", (json_int_t)res.drops, "resumed",
-            (json_int_t)res.resumed, "not_resumed", (json_int_t)res.not_resumed, "bad_resume",
-            (json_int_t)res.bad_resume, "full_deltas", (json_int_t)res.full_deltas,
-            "replayed_deltas", (json_int_t)res.replayed_deltas, "late_deltas",
-            (json_int_t)res.late_deltas, "synced", (json_int_t)res.synced, "events",
-            (json_int_t)res.events, "errors", (json_int_t)res.errors, "never_back",
-            (json_int_t)res.never_back, "not_working", (json_int_t)res.not_working,
-            "reconnect_errors", (json_int_t)res.reconnect_errors);
+            res.clients_dropped, "drops", (json_int_t)res.drops, "resumed", (json_int_t)res.resumed,
+            "not_resumed", (json_int_t)res.not_resumed, "bad_resume", (json_int_t)res.bad_resume,
+            "full_deltas", (json_int_t)res.full_deltas, "replayed_deltas",
+            (json_int_t)res.replayed_deltas, "late_deltas", (json_int_t)res.late_deltas, "synced",
+            (json_int_t)res.synced, "events", (json_int_t)res.events, "errors",
+            (json_int_t)res.errors, "never_back", (json_int_t)res.never_back, "not_working",
+            (json_int_t)res.not_working, "reconnect_errors", (json_int_t)res.reconnect_errors);
         json_object_update(rep, rj);
         json_decref(rj);
     } else if (idle) {

@@ -13,17 +13,17 @@
 /* Error codes. Negative on return; sw_strerror() names them. */
 enum {
     SW_OK = 0,
-    SW_ERR = -1,       /* generic failure, already logged */
-    SW_EINVAL = -2,    /* bad argument or bad input */
-    SW_ENOMEM = -3,    /* a bound was reached (not malloc: that aborts) */
-    SW_EAGAIN = -4,    /* try again later (would block, lease busy) */
-    SW_ELEASE = -5,    /* the lease is not ours (expired or stolen) */
-    SW_EUNAVAIL = -6,  /* Redis (or another dependency) out of reach */
-    SW_ECLOSED = -7,   /* peer or connection closed */
-    SW_ENOTFOUND = -8, /* no such key / event / state */
-    SW_ETOOLARGE = -9, /* input over a configured size bound */
-    SW_EPROTO = -10,   /* protocol violation by the peer */
-    SW_EBUSY = -11,    /* another holder has the resource */
+    SW_ERR = -1,        /* generic failure, already logged */
+    SW_EINVAL = -2,     /* bad argument or bad input */
+    SW_ENOMEM = -3,     /* a bound was reached (not malloc: that aborts) */
+    SW_EAGAIN = -4,     /* try again later (would block, lease busy) */
+    SW_ELEASE = -5,     /* the lease is not ours (expired or stolen) */
+    SW_EUNAVAIL = -6,   /* Redis (or another dependency) out of reach */
+    SW_ECLOSED = -7,    /* peer or connection closed */
+    SW_ENOTFOUND = -8,  /* no such key / event / state */
+    SW_ETOOLARGE = -9,  /* input over a configured size bound */
+    SW_EPROTO = -10,    /* protocol violation by the peer */
+    SW_EBUSY = -11,     /* another holder has the resource */
     SW_ECONFLICT = -12, /* compare-and-set lost: the value changed since read */
 };
 

@@ -82,9 +82,9 @@ struct master {
     unsigned rr;       /* round-robin start for ties, within the current half */
     uint64_t emfile_log_ms;
     uint64_t drop_log_ms;
-    int held_fd;        /* accepted socket no channel could take yet, or -1 */
+    int held_fd; /* accepted socket no channel could take yet, or -1 */
     ev_tstamp held_since;
-    ev_timer held_w;    /* retries held_fd; accepting pauses meanwhile */
+    ev_timer held_w; /* retries held_fd; accepting pauses meanwhile */
 };
 
 static const int master_signals[5] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP};
@@ -149,8 +149,8 @@ static void close_listener(master_t *m)
 
 static void update_accept(master_t *m)
 {
-    int want = m->stop == RUNNING && m->lfd >= 0 && !m->paused && m->held_fd < 0 &&
-               count_live(m) > 0;
+    int want =
+        m->stop == RUNNING && m->lfd >= 0 && !m->paused && m->held_fd < 0 && count_live(m) > 0;
     if (want && !ev_is_active(&m->accept_w))
         ev_io_start(m->loop, &m->accept_w);
     else if (!want && ev_is_active(&m->accept_w))

@@ -1261,8 +1261,8 @@ Test(conn_hib_ping, pings_and_timeout_from_hibernation)
     "X-Accel-Buffering: no\r\n"                                                                    \
     "Connection: keep-alive\r\n\r\n"
 #define SSE_EVENTS                                                                                 \
-    "event: state\ndata: {\"a\":1}\n\n"                                                           \
-    "event: delta\nid: 7\ndata: {\"b\":2}\n\n"                                                    \
+    "event: state\ndata: {\"a\":1}\n\n"                                                            \
+    "event: delta\nid: 7\ndata: {\"b\":2}\n\n"                                                     \
     "event: bye\ndata: x\n\n"
 
 /* Connect, send `request` and expect exactly `want` back (no more bytes

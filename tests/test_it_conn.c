@@ -100,10 +100,10 @@ static sw_wsc_t *connect_client(const char *token)
     sw_wsc_t *c = sw_wsc_connect("127.0.0.1", server->port, "/_event", T_MS);
     cr_assert(c, "WebSocket connect failed");
     json_t *prev = last_welcome(token);
-    json_t *resume = prev ? json_pack("{s:O,s:O,s:i}", "conn_id", json_object_get(prev, "conn_id"),
-                                      "conn_token", json_object_get(prev, "conn_token"),
-                                      "last_seq", 0)
-                          : NULL;
+    json_t *resume =
+        prev ? json_pack("{s:O,s:O,s:i}", "conn_id", json_object_get(prev, "conn_id"), "conn_token",
+                         json_object_get(prev, "conn_token"), "last_seq", 0)
+             : NULL;
     json_t *w = sw_wsc_hello(c, token, resume, T_MS);
     json_decref(resume);
     cr_assert(w, "no welcome");

@@ -100,8 +100,8 @@ static int connect_k(client_t *k, int first)
         }
         json_t *resume = NULL;
         if (!first)
-            resume = json_pack("{s:s,s:s,s:I}", "conn_id", k->conn_id, "conn_token",
-                               k->conn_token, "last_seq", k->last_seq);
+            resume = json_pack("{s:s,s:s,s:I}", "conn_id", k->conn_id, "conn_token", k->conn_token,
+                               "last_seq", k->last_seq);
         json_t *w = sw_wsc_hello(k->c, k->token, resume, T_MS);
         json_decref(resume);
         if (!w) {
@@ -229,16 +229,16 @@ Test(reload, hup_then_quit_under_load_loses_no_acknowledged_event)
         resumes += k[i].resumes;
         fulls += k[i].fulls;
     }
-    cr_log_info("%d acknowledged increments, %d resumes, %d of them synced by a full delta",
-                acked, resumes, fulls - N /* each client's hydrate */);
+    cr_log_info("%d acknowledged increments, %d resumes, %d of them synced by a full delta", acked,
+                resumes, fulls - N /* each client's hydrate */);
     cr_assert_gt(resumes, N / 2, "the reload and the stop moved clients (%d resumes)", resumes);
     for (int i = 0; i < N; i++) {
         cr_assert_eq(k[i].failures, 0, "client %d: %d failed resumes", i, k[i].failures);
         json_int_t stored = redis_count(k[i].token);
         cr_assert_eq(stored, k[i].acked, "client %d: %d acknowledged, Redis holds %lld", i,
                      k[i].acked, (long long)stored);
-        cr_assert_eq(k[i].count, stored, "client %d ends with the server's state (%lld vs %lld)",
-                     i, (long long)k[i].count, (long long)stored);
+        cr_assert_eq(k[i].count, stored, "client %d ends with the server's state (%lld vs %lld)", i,
+                     (long long)k[i].count, (long long)stored);
         if (k[i].c)
             sw_wsc_free(k[i].c);
     }

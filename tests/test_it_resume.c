@@ -112,8 +112,8 @@ Test(resume, missed_deltas_are_replayed_before_anything_else_on_the_other_host)
     json_decref(d);
     /* A background task keeps changing the token's private state while
      * the client is away: 5 deltas of its own stream. */
-    json_decref(call(a, 3, "counter.delayed_increment", "{\"amount\": 5, \"interval_ms\": 20}",
-                     NULL));
+    json_decref(
+        call(a, 3, "counter.delayed_increment", "{\"amount\": 5, \"interval_ms\": 20}", NULL));
     sw_wsc_free(a); /* abrupt disconnect */
     usleep(600000); /* the 5 steps commit meanwhile */
 
@@ -152,8 +152,8 @@ Test(resume, a_log_that_no_longer_reaches_back_gives_one_full_delta)
     json_int_t last_seq = json_integer_value(json_object_get(d, "seq"));
     json_decref(d);
     /* 300 deltas: more than the 256-entry log ring */
-    json_decref(call(a, 3, "counter.delayed_increment", "{\"amount\": 300, \"interval_ms\": 10}",
-                     NULL));
+    json_decref(
+        call(a, 3, "counter.delayed_increment", "{\"amount\": 300, \"interval_ms\": 10}", NULL));
     wait_count(a, 301);
     sw_wsc_free(a);
 
@@ -239,10 +239,9 @@ Test(resume, resumed_client_of_a_room_gets_the_current_shared_state)
     cr_assert_str_eq(str(m, "type"), "delta");
     cr_assert(json_is_true(json_object_get(m, "full")));
     cr_assert_eq(count_in(m), 5, "the room's 5 changes made while away");
-    cr_assert_str_eq(
-        json_string_value(json_object_get(json_object_get(json_object_get(m, "delta"), "room"),
-                                          "name")),
-        "a2");
+    cr_assert_str_eq(json_string_value(json_object_get(
+                         json_object_get(json_object_get(m, "delta"), "room"), "name")),
+                     "a2");
     json_decref(m);
     json_decref(resume);
     json_decref(w);
@@ -356,8 +355,8 @@ Test(resume, after_a_worker_is_killed_clients_resume_without_waiting_out_its_lea
     cr_assert_eq(kill(pids[0], SIGKILL), 0);
     int dropped = 0;
     for (int i = 0; i < K; i++) {
-        json_t *m = json_pack("{s:s,s:i,s:s}", "type", "event", "id", 3, "name",
-                              "counter.increment");
+        json_t *m =
+            json_pack("{s:s,s:i,s:s}", "type", "event", "id", 3, "name", "counter.increment");
         int ok = sw_wsc_send_json(c[i], m) == 0;
         json_decref(m);
         json_t *r = ok ? sw_wsc_wait(c[i], NULL, 3, 1500) : NULL;
@@ -375,7 +374,8 @@ Test(resume, after_a_worker_is_killed_clients_resume_without_waiting_out_its_lea
         uint64_t took = sw_now_ms() - t0;
         cr_assert(w2 && json_is_true(json_object_get(w2, "resumed")));
         cr_assert(d && count_in(d) == 2, "committed state found");
-        cr_assert_lt(took, 5000, "back in %llu ms, not after the 10 s lease", (unsigned long long)took);
+        cr_assert_lt(took, 5000, "back in %llu ms, not after the 10 s lease",
+                     (unsigned long long)took);
         json_decref(d);
         json_decref(w2);
         json_decref(resume);

@@ -150,8 +150,7 @@ static json_t *tc_call(tc_t *t, const char *name, const char *payload, const cha
         json_t *r = pump(t, T_MS);
         if (!r)
             return NULL;
-        if (json_integer_value(json_object_get(r, "id")) == id &&
-            json_object_get(r, "id"))
+        if (json_integer_value(json_object_get(r, "id")) == id && json_object_get(r, "id"))
             return r;
         json_decref(r);
     }
@@ -431,8 +430,8 @@ Test(shared, background_task_steps_reach_every_linked_client)
     tc_t *b = tc_open(1, "tok-tb");
     tc_hydrate(a, "/room/task");
     tc_hydrate(b, "/room/task");
-    json_t *r = tc_call(a, "counter.delayed_increment", "{\"amount\": 3, \"interval_ms\": 100}",
-                        NULL);
+    json_t *r =
+        tc_call(a, "counter.delayed_increment", "{\"amount\": 3, \"interval_ms\": 100}", NULL);
     cr_assert(r);
     cr_assert_str_eq(json_string_value(json_object_get(r, "type")), "delta");
     json_decref(r);

@@ -63,7 +63,8 @@ static es_t *es_open(int port, const char *query, const char *last_event_id)
 {
     es_t *e = calloc(1, sizeof(*e));
     e->fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     cr_assert_eq(connect(e->fd, (struct sockaddr *)&a, sizeof(a)), 0);
     char req[512];
@@ -154,16 +155,17 @@ Test(sse, events_posted_to_any_host_apply_in_order_and_resume_misses_nothing)
     json_decref(w);
 
     char *resp = NULL;
-    cr_assert_eq(post(host[1]->port, cid, ctok,
-                      "[{\"type\":\"event\",\"id\":1,\"name\":\"hydrate\",\"router\":{\"path\":\"/\"}}]",
-                      &resp),
-                 202);
+    cr_assert_eq(
+        post(host[1]->port, cid, ctok,
+             "[{\"type\":\"event\",\"id\":1,\"name\":\"hydrate\",\"router\":{\"path\":\"/\"}}]",
+             &resp),
+        202);
     free(resp);
     /* Ten increments, each POSTed to the other host than the last. */
     for (int i = 0; i < 10; i++) {
         char msg[128];
-        snprintf(msg, sizeof(msg), "[{\"type\":\"event\",\"id\":%d,\"name\":\"counter.increment\"}]",
-                 10 + i);
+        snprintf(msg, sizeof(msg),
+                 "[{\"type\":\"event\",\"id\":%d,\"name\":\"counter.increment\"}]", 10 + i);
         resp = NULL;
         cr_assert_eq(post(host[i % 2]->port, cid, ctok, msg, &resp), 202);
         cr_assert(strstr(resp, "\"accepted\":1"), "%s", resp);
@@ -213,7 +215,7 @@ Test(sse, events_posted_to_any_host_apply_in_order_and_resume_misses_nothing)
             final = count_in(m);
         json_decref(m);
     }
-    cr_assert_eq(final, 13, "missed the task's steps: ends at %lld", (long long)final);
+    cr_assert_eq(final, 13, "missed the task's steps: ends at %lld", (long long) final);
     json_decref(w2);
     es_close(e2);
 }
@@ -221,9 +223,8 @@ Test(sse, events_posted_to_any_host_apply_in_order_and_resume_misses_nothing)
 Test(sse, bad_requests_get_clear_errors)
 {
     char *resp = NULL;
-    cr_assert_eq(sw_test_http("127.0.0.1", host[0]->port, "POST", "/_event", "not json", &resp,
-                              T_MS),
-                 400);
+    cr_assert_eq(
+        sw_test_http("127.0.0.1", host[0]->port, "POST", "/_event", "not json", &resp, T_MS), 400);
     cr_assert(strstr(resp, "bad_json"), "%s", resp);
     free(resp);
     resp = NULL;

@@ -50,7 +50,8 @@ static char *http_raw(const char *method, const char *path, const char *extra)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     cr_assert_geq(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv->port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)srv->port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     char req[1024];
@@ -106,9 +107,9 @@ static const char *body_of(const char *resp)
 
 Test(it_static, page_at_root_and_room)
 {
-    const char *ids[] = {"status", "room", "count", "inc", "dec", "viewers", "linked",
-                         "toggle-link", "delayed", "name", "set-name", "chat-text", "send",
-                         "messages", "toasts"};
+    const char *ids[] = {"status",   "room",      "count",       "inc",      "dec",
+                         "viewers",  "linked",    "toggle-link", "delayed",  "name",
+                         "set-name", "chat-text", "send",        "messages", "toasts"};
     const char *paths[] = {"/", "/room/x", "/room/lobby-2_b"};
     for (size_t i = 0; i < SW_ARRAY_SIZE(paths); i++) {
         char *r = http_raw("GET", paths[i], "");
@@ -142,7 +143,8 @@ Test(it_static, client_module_and_assets)
     free(r);
     r = http_raw("GET", "/style.css", "");
     cr_expect_eq(status_of(r), 200);
-    cr_expect_str_eq(header_of(r, "Content-Type", v, sizeof(v)) ? v : "", "text/css; charset=utf-8");
+    cr_expect_str_eq(header_of(r, "Content-Type", v, sizeof(v)) ? v : "",
+                     "text/css; charset=utf-8");
     free(r);
     r = http_raw("HEAD", "/statewire.js", "");
     cr_expect_eq(status_of(r), 200);

@@ -43,7 +43,8 @@ static int has_line(const char *text, const char *line)
     return 0;
 }
 
-#define ASSERT_LINE(text, line) cr_assert(has_line((text), (line)), "missing line: %s\n%s", (line), (text))
+#define ASSERT_LINE(text, line)                                                                    \
+    cr_assert(has_line((text), (line)), "missing line: %s\n%s", (line), (text))
 
 static void fill(void)
 {
@@ -123,8 +124,8 @@ Test(metrics, histogram_buckets_are_cumulative)
     static const struct {
         const char *le;
         int n;
-    } want[] = {{"0.0001", 0}, {"0.00025", 0}, {"0.0005", 1}, {"0.001", 2}, {"0.0025", 2},
-                {"1", 2},      {"2.5", 2},     {"+Inf", 3}};
+    } want[] = {{"0.0001", 0}, {"0.00025", 0}, {"0.0005", 1}, {"0.001", 2},
+                {"0.0025", 2}, {"1", 2},       {"2.5", 2},    {"+Inf", 3}};
     for (size_t i = 0; i < SW_ARRAY_SIZE(want); i++) {
         snprintf(line, sizeof(line), "%s_bucket{le=\"%s\"} %d", h, want[i].le, want[i].n);
         ASSERT_LINE(out.data, line);
@@ -206,8 +207,7 @@ Test(metrics, text_is_valid_exposition_format)
                          REG_EXTENDED),
                  0);
     cr_assert_eq(regcomp(&help, "^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) [^ ].*$", REG_EXTENDED), 0);
-    cr_assert_eq(regcomp(&type,
-                         "^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram)$",
+    cr_assert_eq(regcomp(&type, "^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram)$",
                          REG_EXTENDED),
                  0);
     /* "\n<name> <type>\n" per TYPE line; names of HELP lines; finished families */
@@ -221,7 +221,8 @@ Test(metrics, text_is_valid_exposition_format)
     char cur[128] = "";
     int nsamples = 0;
     char *text = strdup(out.data);
-    for (char *save = NULL, *ln = strtok_r(text, "\n", &save); ln; ln = strtok_r(NULL, "\n", &save)) {
+    for (char *save = NULL, *ln = strtok_r(text, "\n", &save); ln;
+         ln = strtok_r(NULL, "\n", &save)) {
         regmatch_t m[3];
         char name[128], key[160];
         if (regexec(&help, ln, 2, m, 0) == 0) {
@@ -249,8 +250,7 @@ Test(metrics, text_is_valid_exposition_format)
         snprintf(name, sizeof(name), "%.*s", (int)(m[1].rm_eo - m[1].rm_so), ln + m[1].rm_so);
         char fam[128];
         family_of(name, fam, sizeof(fam), types.data);
-        cr_assert_str_eq(fam, cur, "sample %s outside its family's block (TYPE %s first)", ln,
-                         fam);
+        cr_assert_str_eq(fam, cur, "sample %s outside its family's block (TYPE %s first)", ln, fam);
         snprintf(key, sizeof(key), "\n%s\n", fam);
         cr_assert_null(strstr(done.data, key), "family %s continued after another", fam);
         cr_assert(strncmp(name, "statewire_", 10) == 0, "prefix: %s", name);

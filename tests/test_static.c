@@ -45,9 +45,10 @@ Test(static, routes_to_index)
 
 Test(static, rejects_other_paths)
 {
-    const char *bad[] = {"/room/../x", "/room/..", "/room/", "/room", "/room/a/b", "/room/a.b",
-                         "/room/%2e%2e", "/room/a?x", "/index.html", "/nope", "", "//",
-                         "/statewire.js/", "/STATEWIRE.JS", "/room/abc/"};
+    const char *bad[] = {
+        "/room/../x", "/room/..",     "/room/",         "/room",         "/room/a/b",
+        "/room/a.b",  "/room/%2e%2e", "/room/a?x",      "/index.html",   "/nope",
+        "",           "//",           "/statewire.js/", "/STATEWIRE.JS", "/room/abc/"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         cr_expect_null(sw_static_lookup(bad[i]), "%s must not be served", bad[i]);
     cr_expect_null(sw_static_lookup(NULL));

@@ -812,8 +812,8 @@ static void on_count(void *udata, int status, int64_t count)
     r->count = count;
 }
 
-static int64_t presence(sw_store_t *s, const char *room, sw_presence_op_t op,
-                        const char *const *m, size_t n, uint32_t ttl_ms)
+static int64_t presence(sw_store_t *s, const char *room, sw_presence_op_t op, const char *const *m,
+                        size_t n, uint32_t ttl_ms)
 {
     count_res_t r = {0};
     cr_assert_eq(sw_store_presence(s, room, op, m, n, ttl_ms, on_count, &r), 0);
@@ -928,9 +928,17 @@ Test(store_redis, two_shared_writes)
     cr_assert_eq(load(a, "c").status, 0);
     sw_store_field_t f1 = {"chat", 4, "A", 1}, f2 = {"counter", 7, "B", 1};
     sw_store_shared_write_t sh[2] = {
-        {.token = "room:1", .expect_seq = 0, .fields = &f1, .nfields = 1, .message = "one",
+        {.token = "room:1",
+         .expect_seq = 0,
+         .fields = &f1,
+         .nfields = 1,
+         .message = "one",
          .message_len = 3},
-        {.token = "room:2", .expect_seq = 5, .fields = &f2, .nfields = 1, .message = "two",
+        {.token = "room:2",
+         .expect_seq = 5,
+         .fields = &f2,
+         .nfields = 1,
+         .message = "two",
          .message_len = 3},
     };
     cr_assert_eq(commit_shared(a, "c", 1, "v", sh, 2), 0);
@@ -1031,7 +1039,7 @@ Test(store_redis, read_without_lease)
 }
 
 static const char *const M_A[] = {"ca"}, *const M_B[] = {"cb"}, *const M_AB[] = {"ca", "cb"},
-                        *const M_C[] = {"cc"};
+                         *const M_C[] = {"cc"};
 
 /* Presence ops, publish on change, expiry + reap from another store. */
 static void presence_steps(const char *url)
@@ -1066,8 +1074,7 @@ static void presence_steps(const char *url)
     cr_assert_eq(rec.nmsg, 5);
     cr_assert_eq(sw_store_presence(a, "room:p", SW_PRESENCE_ADD, M_A, 1, 1000, NULL, NULL), 0);
     cr_assert_eq(sw_store_presence(a, "room:p", 99, M_A, 1, 1000, NULL, NULL), SW_EINVAL);
-    cr_assert_eq(sw_store_presence(a, "room:p", SW_PRESENCE_ADD, M_A, 1, 0, NULL, NULL),
-                 SW_EINVAL);
+    cr_assert_eq(sw_store_presence(a, "room:p", SW_PRESENCE_ADD, M_A, 1, 0, NULL, NULL), SW_EINVAL);
     cr_assert(wait_count(&rec.nmsg, 6));
     sw_store_free(a);
     sw_store_free(b);
@@ -1081,7 +1088,8 @@ Test(store_redis, presence)
     cr_assert_eq(cmd_int(c, "SISMEMBER sw:{room:p}:members cb"), 0);
     cr_assert_eq(cmd_int(c, "SISMEMBER sw:{room:p}:members cc"), 1);
     cr_assert_eq(cmd_int(c, "ZCARD sw:{room:p}:presence"), 1);
-    long long p = cmd_int(c, "PTTL sw:{room:p}:presence"), m = cmd_int(c, "PTTL sw:{room:p}:members");
+    long long p = cmd_int(c, "PTTL sw:{room:p}:presence"),
+              m = cmd_int(c, "PTTL sw:{room:p}:members");
     cr_assert(p > 0 && p <= 60000, "presence PTTL %lld", p);
     cr_assert(m > 0 && m <= 60000, "members PTTL %lld", m);
     redisFree(c);

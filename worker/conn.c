@@ -126,14 +126,14 @@ struct sw_conn {
     unsigned keep_alive : 1;     /* of the request being answered */
     unsigned head_req : 1;       /* the request being answered is HEAD */
     unsigned close_after_reply : 1;
-    unsigned need_parse : 1; /* pipelined input to parse after a reply */
-    unsigned in_input : 1;   /* inside http_input() */
-    unsigned ping_out : 1;   /* a ping went out and no input came since */
-    unsigned abandon : 1;    /* peer presumed dead: close once the output is tried */
-    unsigned ws_frag : 1;    /* the last data frame started had no FIN */
+    unsigned need_parse : 1;  /* pipelined input to parse after a reply */
+    unsigned in_input : 1;    /* inside http_input() */
+    unsigned ping_out : 1;    /* a ping went out and no input came since */
+    unsigned abandon : 1;     /* peer presumed dead: close once the output is tried */
+    unsigned ws_frag : 1;     /* the last data frame started had no FIN */
     unsigned hibernating : 1; /* WebSocket conn without a wslay context */
-    sw_buf_t in;             /* unparsed input: pipelined HTTP, first WebSocket bytes */
-    sw_buf_t out;            /* bytes for the socket */
+    sw_buf_t in;              /* unparsed input: pipelined HTTP, first WebSocket bytes */
+    sw_buf_t out;             /* bytes for the socket */
     http_state_t *hs;
     wslay_event_context_ptr ws;
     const char *feed; /* input offered to wslay's recv_callback */
@@ -271,8 +271,8 @@ static void ws_timer_arm(sw_conn_t *c)
     const sw_conn_env_t *env = c->env;
     ev_tstamp next = -1.;
     if (env->ping_interval_ms) {
-        uint32_t ms = c->ping_out && env->ping_timeout_ms ? env->ping_timeout_ms
-                                                          : env->ping_interval_ms;
+        uint32_t ms =
+            c->ping_out && env->ping_timeout_ms ? env->ping_timeout_ms : env->ping_interval_ms;
         next = c->last_rx + ms / 1000.;
     }
     if (!c->hibernating) {
@@ -1101,7 +1101,7 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     if (c->mode == MODE_SSE)
-        return; /* an event stream ignores its input */
+        return;               /* an event stream ignores its input */
     if (c->mode == MODE_WS) { /* a sign of life: see ws_timer */
         c->last_rx = c->last_act = ev_now(loop);
         if (ws_wake(c) != 0)
@@ -1360,15 +1360,14 @@ static int has_eol(const char *s, size_t len)
     return memchr(s, '\n', len) || memchr(s, '\r', len);
 }
 
-int sw_conn_sse_send(sw_conn_t *c, const char *event, const char *id, const char *data,
-                     size_t len)
+int sw_conn_sse_send(sw_conn_t *c, const char *event, const char *id, const char *data, size_t len)
 {
     if (c->dead || c->closing || c->mode != MODE_SSE)
         return SW_ECLOSED;
     size_t elen = event ? strlen(event) : 0;
     size_t ilen = id ? strlen(id) : 0;
-    if ((data == NULL && len) || has_eol(event ? event : "", elen) ||
-        has_eol(id ? id : "", ilen) || (len && has_eol(data, len)))
+    if ((data == NULL && len) || has_eol(event ? event : "", elen) || has_eol(id ? id : "", ilen) ||
+        (len && has_eol(data, len)))
         return SW_EINVAL;
     /* "event: " e "\n" "id: " i "\n" "data: " d "\n\n" */
     size_t n = (event ? 8 + elen : 0) + (id ? 5 + ilen : 0) + 6 + len + 2;

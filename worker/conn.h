@@ -187,8 +187,7 @@ int sw_conn_is_sse(const sw_conn_t *c);
  * follows). Returns 0; SW_ECLOSED when the conn is closing or not an
  * event stream; SW_ETOOLARGE at the bound; SW_EINVAL when event, id or
  * data contains CR or LF (nothing queued). */
-int sw_conn_sse_send(sw_conn_t *c, const char *event, const char *id, const char *data,
-                     size_t len);
+int sw_conn_sse_send(sw_conn_t *c, const char *event, const char *id, const char *data, size_t len);
 
 /* Bytes queued for output and not yet written. */
 size_t sw_conn_pending_bytes(const sw_conn_t *c);

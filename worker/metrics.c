@@ -25,7 +25,7 @@ static uint64_t sum_at(const sw_stats_t *st, size_t off, int live_only)
 
 #define SUM_ALL(st, field) sum_at((st), offsetof(sw_worker_stats_t, field), 0)
 #define SUM_LIVE(st, field) sum_at((st), offsetof(sw_worker_stats_t, field), 1)
-#define SUM_ALL_AT(st, arr, i) \
+#define SUM_ALL_AT(st, arr, i)                                                                     \
     sum_at((st), offsetof(sw_worker_stats_t, arr) + (size_t)(i) * sizeof(uint64_t), 0)
 
 static int head(sw_buf_t *out, const char *name, const char *type, const char *help)
@@ -92,9 +92,8 @@ int sw_metrics_render(const sw_stats_t *st, sw_buf_t *out)
             continue;
         uint64_t c = LD(&s->connections);
         conns += c;
-        rc |= sw_buf_printf(out, "statewire_worker_connections{worker=\"%" PRIu32 "\"} %" PRIu64
-                                 "\n",
-                            i, c);
+        rc |= sw_buf_printf(
+            out, "statewire_worker_connections{worker=\"%" PRIu32 "\"} %" PRIu64 "\n", i, c);
     }
     rc |= one(out, "connections", "gauge", "Live connections (all kinds), all workers.", conns);
     uint64_t sessions = SUM_LIVE(st, ws_open), sse = SUM_LIVE(st, sse_open);
@@ -127,15 +126,15 @@ int sw_metrics_render(const sw_stats_t *st, sw_buf_t *out)
               SUM_ALL(st, deltas_fanout));
     rc |= one(out, "leases_held", "gauge", "Token leases (oplocks) held by live workers.",
               SUM_LIVE(st, leases_held));
-    rc |= one(out, "lease_handoffs_total", "counter",
-              "Leases given up because another worker asked for them.",
-              SUM_ALL(st, lease_handoffs));
+    rc |=
+        one(out, "lease_handoffs_total", "counter",
+            "Leases given up because another worker asked for them.", SUM_ALL(st, lease_handoffs));
     rc |= one(out, "commits_total", "counter", "Successful fenced commits.", SUM_ALL(st, commits));
     rc |= one(out, "commit_lease_lost_total", "counter",
               "Commits refused because the lease was no longer held.",
               SUM_ALL(st, commit_lease_lost));
-    rc |= one(out, "redis_errors_total", "counter", "Requests failed because Redis was out of reach.",
-              SUM_ALL(st, redis_errors));
+    rc |= one(out, "redis_errors_total", "counter",
+              "Requests failed because Redis was out of reach.", SUM_ALL(st, redis_errors));
 
     static const char *const sync_names[SW_RESUME__COUNT] = {"replayed", "full", "none"};
     rc |= head(out, "resumes_total", "counter",
@@ -143,9 +142,9 @@ int sw_metrics_render(const sw_stats_t *st, sw_buf_t *out)
     for (int k = 0; k < SW_RESUME__COUNT; k++)
         rc |= sw_buf_printf(out, "statewire_resumes_total{sync=\"%s\"} %" PRIu64 "\n",
                             sync_names[k], SUM_ALL_AT(st, resumes, k));
-    rc |= one(out, "bad_resumes_total", "counter",
-              "Resumes refused (unknown conn_id or conn_token).",
-              SUM_ALL_AT(st, errors, SW_ERRC_BAD_RESUME));
+    rc |=
+        one(out, "bad_resumes_total", "counter", "Resumes refused (unknown conn_id or conn_token).",
+            SUM_ALL_AT(st, errors, SW_ERRC_BAD_RESUME));
     rc |= one(out, "worker_restarts_total", "counter", "Workers respawned by the master.",
               LD(&st->worker_restarts));
     return rc ? SW_ETOOLARGE : 0;

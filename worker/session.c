@@ -67,8 +67,7 @@ int sw_session_send(sw_session_t *s, const char *data, size_t len)
     if (s->sse) {
         char type[32], id[24];
         sse_fields(data, len, type, sizeof(type), id, sizeof(id));
-        return sw_conn_sse_send(s->conn, type[0] ? type : "message", id[0] ? id : NULL, data,
-                                len);
+        return sw_conn_sse_send(s->conn, type[0] ? type : "message", id[0] ? id : NULL, data, len);
     }
     return sw_conn_send(s->conn, data, len);
 }
@@ -215,8 +214,8 @@ static int query_get(const char *query, const char *key, char *out, size_t outle
 static void http_error(sw_conn_t *c, int status, const char *code, const char *msg)
 {
     char body[320];
-    int n = snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
-                     code, msg);
+    int n =
+        snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
     sw_conn_http_reply(c, status, "application/json", NULL, body, (size_t)n);
 }
 
@@ -257,8 +256,7 @@ void sw_session_sse_open(sw_conn_t *c, const sw_http_request_t *req)
                             "last_seq", (json_int_t)last_seq);
     else if (have_last)
         /* EventSource's own reconnect: same URL, Last-Event-ID */
-        payload = json_pack("{s:{s:b,s:I}}", "resume", "sse", 1, "last_seq",
-                            (json_int_t)last_seq);
+        payload = json_pack("{s:{s:b,s:I}}", "resume", "sse", 1, "last_seq", (json_int_t)last_seq);
     sw_token_t *t = sw_token_get(w, token);
     sw_token_attach(t, s);
     sw_token_enqueue(t, sw_event_new(SW_EV_HELLO, -1, s, "hello", payload, NULL));

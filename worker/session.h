@@ -29,13 +29,13 @@ typedef struct sw_session {
     LIST_ENTRY(sw_session) w_link;   /* in w->sessions */
     char conn_id[SW_CONN_ID_MAX + 1];
     char conn_token[SW_CONN_ID_MAX + 1];
-    char sockid[64];                /* "<worker holder id>.<conn id>": this socket */
+    char sockid[64];     /* "<worker holder id>.<conn id>": this socket */
     uint64_t client_seq; /* the last seq this client holds */
     int welcomed;        /* welcome sent */
     int hydrated;        /* holds a state (a full delta reached it) */
     json_t *router;      /* the last router it sent (owned), or NULL */
     int closing;
-    int sse;                        /* an event stream (GET /_sse), not a WebSocket */
+    int sse; /* an event stream (GET /_sse), not a WebSocket */
 } sw_session_t;
 
 /* conn callbacks (installed in the worker's sw_conn_env_t). */

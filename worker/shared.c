@@ -195,8 +195,8 @@ static int handle_message(sw_shared_t *r, json_t *msg)
     json_t *pres = json_object_get(msg, "presence");
     if (json_is_integer(pres)) {
         int64_t n = json_integer_value(pres);
-        sw_log(SW_LOG_DEBUG, "shared %s: presence message %lld (had %lld)", r->token,
-               (long long)n, (long long)r->presence);
+        sw_log(SW_LOG_DEBUG, "shared %s: presence message %lld (had %lld)", r->token, (long long)n,
+               (long long)r->presence);
         if (n == r->presence)
             return 0;
         r->presence = n;
@@ -457,8 +457,7 @@ static void on_presence(void *udata, int status, int64_t count)
     free(pc);
 }
 
-static void presence_call(sw_shared_t *r, sw_presence_op_t op, const char *const *members,
-                          size_t n)
+static void presence_call(sw_shared_t *r, sw_presence_op_t op, const char *const *members, size_t n)
 {
     presence_ctx_t *pc = sw_xmalloc(sizeof(*pc));
     pc->w = r->w;

@@ -40,24 +40,24 @@ typedef struct sw_shared {
     UT_hash_handle hh;
     char token[SW_SHARED_TOKEN_MAX + 1];
     sw_worker_t *w;
-    json_t *vars;      /* {state: {var: value}} the shared copy; NULL until read */
-    uint64_t seq;      /* the shared token's "_seq" that vars reflect */
-    int synced;        /* vars are current (read done, no gap since) */
-    int reading;       /* a read is in flight */
+    json_t *vars; /* {state: {var: value}} the shared copy; NULL until read */
+    uint64_t seq; /* the shared token's "_seq" that vars reflect */
+    int synced;   /* vars are current (read done, no gap since) */
+    int reading;  /* a read is in flight */
     int subscribed;
-    int committing;    /* the slot holder's commit is in flight */
-    json_t *buffered;  /* messages that arrived while reading/committing */
-    int64_t presence;  /* live presence count; -1 until known */
+    int committing;      /* the slot holder's commit is in flight */
+    json_t *buffered;    /* messages that arrived while reading/committing */
+    int64_t presence;    /* live presence count; -1 until known */
     sw_token_t **tokens; /* local tokens linked to it */
     size_t ntokens, captokens;
-    sw_token_t *slot;  /* holder of the local write slot */
+    sw_token_t *slot;     /* holder of the local write slot */
     sw_token_t **waiters; /* tokens waiting for the slot (FIFO) */
     size_t nwaiters, capwaiters;
     sw_token_t **syncwait; /* tokens waiting for vars to be current */
     size_t nsyncwait, capsyncwait;
     ev_timer heartbeat_w;
-    ev_timer presence_w;     /* coalesces presence changes (SW_PRESENCE_COALESCE_MS) */
-    int catchup_queued;      /* in w->catchups: linked tokens catch up this iteration */
+    ev_timer presence_w; /* coalesces presence changes (SW_PRESENCE_COALESCE_MS) */
+    int catchup_queued;  /* in w->catchups: linked tokens catch up this iteration */
     LIST_ENTRY(sw_shared) catchup_link;
 } sw_shared_t;
 

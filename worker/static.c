@@ -75,8 +75,7 @@ int sw_static_serve(sw_conn_t *c, const sw_http_request_t *req)
     }
     char headers[160];
     snprintf(headers, sizeof(headers),
-             "Cache-Control: no-cache\r\nETag: %s\r\nX-Content-Type-Options: nosniff\r\n",
-             f->etag);
+             "Cache-Control: no-cache\r\nETag: %s\r\nX-Content-Type-Options: nosniff\r\n", f->etag);
     if (sw_static_etag_match(req->header(req, "If-None-Match"), f->etag))
         sw_conn_http_reply(c, 304, NULL, headers, NULL, 0);
     else

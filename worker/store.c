@@ -454,8 +454,8 @@ int sw_store_read(sw_store_t *s, const char *token, sw_store_load_cb cb, void *u
 }
 
 int sw_store_presence(sw_store_t *s, const char *shared_token, sw_presence_op_t op,
-                      const char *const *members, size_t n, uint32_t ttl_ms,
-                      sw_store_count_cb cb, void *udata)
+                      const char *const *members, size_t n, uint32_t ttl_ms, sw_store_count_cb cb,
+                      void *udata)
 {
     if (!s || !token_ok(shared_token) || op < SW_PRESENCE_ADD || op > SW_PRESENCE_REAP)
         return SW_EINVAL;

@@ -101,9 +101,9 @@ typedef struct sw_store_shared_write {
                                        the write sets it to expect_seq + 1 */
     const sw_store_field_t *fields; /* states to write into sw:{R} */
     size_t nfields;
-    const char *message;            /* PUBLISHed on sw:{R}:ch right after the
-                                       write, in the same script (so messages
-                                       follow commit order); NULL = none */
+    const char *message; /* PUBLISHed on sw:{R}:ch right after the
+                            write, in the same script (so messages
+                            follow commit order); NULL = none */
     size_t message_len;
     int claim; /* the writer lost before: if it loses again, it claims
                   priority (sw:{R}:prio, 200 ms) and other writers get
@@ -118,14 +118,14 @@ typedef struct sw_store_commit {
     size_t log_len;
     const sw_store_field_t *fields; /* fields to write (state paths, "_meta") */
     size_t nfields;
-    int release; /* release the lease after writing */
+    int release;     /* release the lease after writing */
     int renew;       /* not releasing: extend the lease to lease_ms from now */
     int refresh_ttl; /* set the token hash's TTL to the token TTL again */
     const sw_store_shared_write_t *shared; /* shared copies written in the same
                                               script (CAS each); may be NULL */
-    size_t nshared; /* 0..8; more, a shared token named twice or equal to
-                       `token`, or a shared field "_seq": SW_EINVAL. Each
-                       shared hash gets the token TTL. */
+    size_t nshared;                        /* 0..8; more, a shared token named twice or equal to
+                                              `token`, or a shared field "_seq": SW_EINVAL. Each
+                                              shared hash gets the token TTL. */
 } sw_store_commit_t;
 
 /* status: 0 committed; SW_ELEASE lease not ours (nothing written);
@@ -195,8 +195,8 @@ typedef void (*sw_store_count_cb)(void *udata, int status, int64_t count);
  * members are client tokens (same rules as tokens), at most 4096;
  * ttl_ms > 0. Returns 0, SW_EINVAL, or SW_ENOMEM at the in-flight bound. */
 int sw_store_presence(sw_store_t *s, const char *shared_token, sw_presence_op_t op,
-                      const char *const *members, size_t n, uint32_t ttl_ms,
-                      sw_store_count_cb cb, void *udata);
+                      const char *const *members, size_t n, uint32_t ttl_ms, sw_store_count_cb cb,
+                      void *udata);
 
 /* ---- Pub/sub: fan-out of shared-state changes ----------------------------
  * A second connection in SUBSCRIBE mode. One subscription per shared token

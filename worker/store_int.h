@@ -83,7 +83,7 @@ typedef struct sw_store_done {
     sw_store_field_t *fields; /* owned, may be NULL */
     char *blob;               /* owned, may be NULL */
     size_t blob_len;
-    char *name; /* owned, may be NULL (run items: the shared token) */
+    char *name;  /* owned, may be NULL (run items: the shared token) */
     uint64_t id; /* run items: the subscription id */
 } sw_store_done_t;
 

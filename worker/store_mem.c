@@ -56,8 +56,8 @@ typedef struct mem_entry {
     size_t *log_lens;
     size_t log_cap, log_start, log_len;
     uint64_t log_expiry;
-    char *live;            /* sw:{T}:live: the live connection's socket id, or NULL */
-    uint64_t live_expiry;  /* monotonic ms */
+    char *live;           /* sw:{T}:live: the live connection's socket id, or NULL */
+    uint64_t live_expiry; /* monotonic ms */
 } mem_entry_t;
 
 typedef struct mem_sub {
@@ -516,8 +516,8 @@ static void member_del(mem_member_t **set, const char *name)
 }
 
 static int mem_presence(sw_store_t *s, const char *token, sw_presence_op_t op,
-                        const char *const *members, size_t n, uint32_t ttl_ms,
-                        sw_store_count_cb cb, void *udata)
+                        const char *const *members, size_t n, uint32_t ttl_ms, sw_store_count_cb cb,
+                        void *udata)
 {
     uint64_t now = sw_now_ms();
     mem_entry_t *e = entry_get(token, now);

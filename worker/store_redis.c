@@ -250,8 +250,8 @@ typedef struct redis_store {
     int sub_down;
     uint32_t sub_backoff_ms;
     ev_timer sub_retry_w;
-    rsub_t *subs; /* channel -> subscription */
-    size_t nlive; /* live subscriptions */
+    rsub_t *subs;                     /* channel -> subscription */
+    size_t nlive;                     /* live subscriptions */
     void (*on_rtt)(void *, uint64_t); /* opts->on_rtt */
     void *rtt_udata;
 } redis_store_t;
@@ -263,7 +263,7 @@ typedef struct rreq {
     redis_store_t *rs;
     int kind;
     int script;
-    int evaled; /* already resent with the full script text */
+    int evaled;       /* already resent with the full script text */
     uint64_t sent_ns; /* sw_now_ns() at the last send */
     sw_store_load_cb load_cb;
     sw_store_commit_cb commit_cb;
@@ -395,16 +395,15 @@ static void complete_load(rreq_t *q, const redisReply *rep)
     if (q->kind == REQ_READ && rep && rep->type == REDIS_REPLY_ARRAY) {
         if (fill_hash(&res, rep, &raw, &out) < 0)
             sw_log(SW_LOG_ERROR, "redis: %s: unexpected reply shape", what);
-    } else if (q->kind == REQ_LOAD && rep && rep->type == REDIS_REPLY_ARRAY &&
-               rep->elements >= 1 && rep->element[0]->type == REDIS_REPLY_INTEGER) {
+    } else if (q->kind == REQ_LOAD && rep && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+               rep->element[0]->type == REDIS_REPLY_INTEGER) {
         if (rep->element[0]->integer == 0) {
             res.status = SW_EBUSY;
             if (rep->elements >= 2 && rep->element[1]->type == REDIS_REPLY_STRING) {
                 res.holder = rep->element[1]->str;
                 res.holder_len = (size_t)rep->element[1]->len;
             }
-        }
-        else if (rep->elements != 3 || fill_hash(&res, rep->element[1], &raw, &out) < 0)
+        } else if (rep->elements != 3 || fill_hash(&res, rep->element[1], &raw, &out) < 0)
             sw_log(SW_LOG_ERROR, "redis: %s: unexpected reply shape", what);
         else if (rep->element[2]->type == REDIS_REPLY_STRING) {
             res.live = rep->element[2]->str;
@@ -789,8 +788,9 @@ static int redis_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_comm
     req_argf(q, "%llu", (unsigned long long)s->token_ttl_s * 1000ULL);
     req_argf(q, "%llu", s->lease_ms);
     req_argf(q, "%llu", (unsigned long long)c->seq);
-    req_argf(q, "%llu", (c->release ? 1ULL : 0ULL) | (c->renew ? 2ULL : 0ULL) |
-                            (c->refresh_ttl ? 4ULL : 0ULL));
+    req_argf(q, "%llu",
+             (c->release ? 1ULL : 0ULL) | (c->renew ? 2ULL : 0ULL) |
+                 (c->refresh_ttl ? 4ULL : 0ULL));
     if (c->log_entry && c->seq) {
         char logf[32];
         int ln = snprintf(logf, sizeof(logf), "_log:%llu",

@@ -140,8 +140,8 @@ static sw_tlink_t *tlink_add(sw_token_t *t, const char *name)
     if (l)
         return l;
     if (t->ntl >= SW_MAX_TOKEN_SHARED) {
-        sw_log(SW_LOG_WARN, "token %.8s…: more than %d shared tokens linked; ignoring %s",
-               t->token, SW_MAX_TOKEN_SHARED, name);
+        sw_log(SW_LOG_WARN, "token %.8s…: more than %d shared tokens linked; ignoring %s", t->token,
+               SW_MAX_TOKEN_SHARED, name);
         return NULL;
     }
     sw_shared_t *r = sw_shared_get(t->w, name);
@@ -338,8 +338,8 @@ static void push_front_chained(sw_token_t *t, json_t *chained)
         json_t *payload = json_object_get(c, "payload");
         if (!name)
             continue;
-        sw_event_t *ev =
-            sw_event_new(SW_EV_CHAINED, -1, NULL, name, payload ? json_incref(payload) : NULL, NULL);
+        sw_event_t *ev = sw_event_new(SW_EV_CHAINED, -1, NULL, name,
+                                      payload ? json_incref(payload) : NULL, NULL);
         TAILQ_INSERT_HEAD(&t->queue, ev, link);
         t->qlen++;
     }
@@ -546,8 +546,7 @@ static void kick(sw_token_t *t)
         t->asked_holder = 0;
         uint64_t now = sw_now_ms();
         t->last_active_ms = now;
-        if (t->have_tree && t->lease_held &&
-            now + t->w->cfg->lease_ms / 4 < t->lease_until_ms) {
+        if (t->have_tree && t->lease_held && now + t->w->cfg->lease_ms / 4 < t->lease_until_ms) {
             /* The oplock: the lease is ours and the state cached, so the
              * event needs no load (one round trip: the commit). */
             prepare(t);
@@ -763,8 +762,7 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
         }
         int rc = sw_tree_load_state(&fresh, name, f->data, f->len);
         if (rc == SW_EINVAL)
-            sw_log(SW_LOG_WARN, "token %.8s…: state %s unreadable, using defaults", t->token,
-                   name);
+            sw_log(SW_LOG_WARN, "token %.8s…: state %s unreadable, using defaults", t->token, name);
     }
     json_t *meta = res->meta ? load_meta(t, res->meta, res->meta_len) : NULL;
     json_t *router = json_object_get(meta, "router");
@@ -795,7 +793,7 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
         const char *r;
         json_t *n;
         json_object_foreach(t->tree.presence, r, n)
-        sw_tree_set_presence(&fresh, r, json_integer_value(n), NULL);
+            sw_tree_set_presence(&fresh, r, json_integer_value(n), NULL);
     }
     drop_tree(t);
     t->tree = fresh;
@@ -887,8 +885,7 @@ static void prepare(sw_token_t *t)
             json_t *router = ev->router ? ev->router : (s ? s->router : NULL);
             sw_event_t *h = sw_event_new(SW_EV_HYDRATE, -1, NULL, "hydrate", NULL,
                                          router ? json_incref(router) : NULL);
-            sw_log(SW_LOG_INFO, "token %.8s…: state expired in the store; rehydrating",
-                   t->token);
+            sw_log(SW_LOG_INFO, "token %.8s…: state expired in the store; rehydrating", t->token);
             TAILQ_INSERT_HEAD(&t->queue, ev, link);
             TAILQ_INSERT_HEAD(&t->queue, h, link);
             t->qlen += 2;
@@ -903,8 +900,7 @@ static void prepare(sw_token_t *t)
                 return;
             }
             if (rc < 0) {
-                answer_error(t, ev, SW_ERRC_STATE_UNAVAILABLE,
-                             "shared state unavailable; retry");
+                answer_error(t, ev, SW_ERRC_STATE_UNAVAILABLE, "shared state unavailable; retry");
                 drop_tree(t);
                 finish_current(t);
                 return;
@@ -1307,15 +1303,14 @@ static void run_step(sw_token_t *t)
                 t->nwrites++;
                 ws.n++;
             }
-            json_object_set(t->write_changed[k], state,
-                            json_object_get(t->step.changed, state));
+            json_object_set(t->write_changed[k], state, json_object_get(t->step.changed, state));
             rc = add_state_field(t, &ws.cf[k], state);
         }
         if (rc)
             break;
     }
-    int private_change = cf.n > 0 || router_changed || t->new_links ||
-                         json_array_size(t->step.actions) > 0;
+    int private_change =
+        cf.n > 0 || router_changed || t->new_links || json_array_size(t->step.actions) > 0;
     if (!rc && (router_changed || t->new_links))
         rc = add_meta_field(t, &cf, t->new_links ? t->new_links : t->tree.links);
     if (rc) {
@@ -1488,8 +1483,7 @@ static void on_committed(void *udata, int status)
             start_load(t);
             return;
         }
-        sw_log(SW_LOG_WARN, "token %.8s…: lease lost again for %s; giving up", t->token,
-               ev->name);
+        sw_log(SW_LOG_WARN, "token %.8s…: lease lost again for %s; giving up", t->token, ev->name);
         fail_current(t, SW_ERRC_STATE_UNAVAILABLE, "state changed hands; retry");
         return;
     }

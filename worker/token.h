@@ -59,8 +59,8 @@ typedef struct sw_event {
     sw_task_t *task;      /* SW_EV_TASK_STEP */
     unsigned step;        /* handler step (yields so far) */
     int retried;          /* lease-lost retry done */
-    unsigned conflicts; /* shared-state compare-and-set retries */
-    uint64_t t0_ns;     /* sw_now_ns() at arrival (event duration metric) */
+    unsigned conflicts;   /* shared-state compare-and-set retries */
+    uint64_t t0_ns;       /* sw_now_ns() at arrival (event duration metric) */
 } sw_event_t;
 
 TAILQ_HEAD(sw_event_queue, sw_event);
@@ -104,14 +104,14 @@ struct sw_token {
     ev_timer retry_w; /* lease busy backoff */
     uint64_t busy_since_ms;
     uint32_t busy_delay_ms;
-    int pending_store; /* a store callback is outstanding */
-    int lease_held;    /* our lease is (believed) held */
-    uint64_t lease_until_ms; /* our estimate of the lease's end (monotonic) */
-    uint64_t last_active_ms; /* last event start or end: idle release */
+    int pending_store;         /* a store callback is outstanding */
+    int lease_held;            /* our lease is (believed) held */
+    uint64_t lease_until_ms;   /* our estimate of the lease's end (monotonic) */
+    uint64_t last_active_ms;   /* last event start or end: idle release */
     uint64_t ttl_refreshed_ms; /* last commit that refreshed the hash TTL */
-    uint64_t load_sent_ms;   /* when the acquire was sent */
-    int release_asked;       /* another worker asked for the lease */
-    int asked_holder;        /* this busy streak already asked the holder */
+    uint64_t load_sent_ms;     /* when the acquire was sent */
+    int release_asked;         /* another worker asked for the lease */
+    int asked_holder;          /* this busy streak already asked the holder */
     int in_kick;
     /* The step being committed (owned while pending_store). */
     sw_step_t step;

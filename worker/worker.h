@@ -36,9 +36,9 @@ typedef struct sw_worker {
     sw_conn_env_t conns;
     sw_token_t *tokens;                                 /* uthash: token string -> sw_token_t */
     LIST_HEAD(sw_worker_sessions, sw_session) sessions; /* every live session */
-    struct sw_shared *shared; /* uthash: shared token -> sw_shared_t */
-    LIST_HEAD(sw_catchup_list, sw_shared) catchups; /* changed this iteration */
-    TAILQ_HEAD(sw_resume_list, sw_token) resumes; /* tokens to continue */
+    struct sw_shared *shared;                           /* uthash: shared token -> sw_shared_t */
+    LIST_HEAD(sw_catchup_list, sw_shared) catchups;     /* changed this iteration */
+    TAILQ_HEAD(sw_resume_list, sw_token) resumes;       /* tokens to continue */
     ev_idle resume_w;
     ev_check resume_check_w; /* resumes also run every iteration under load */
     ev_timer lease_sweep_w;  /* oplock upkeep: idle leases are given up */
