@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-# Third-party protocol clients for tests/node (pinned in its lockfile).
+# Third-party protocol clients and playwright-core for tests/node (pinned
+# in its lockfile); the browser is Debian's chromium, never a download.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 BUILD=${BUILD:-build-test}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Sanitize >/dev/null
