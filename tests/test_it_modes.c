@@ -204,3 +204,34 @@ Test(modes, usr1_reopens_the_log_file)
     unlink(rotated);
     rmdir(dir);
 }
+
+Test(modes, log_format_json_writes_one_object_per_line)
+{
+    char dir[] = "/tmp/sw-jlog-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char log[128];
+    snprintf(log, sizeof(log), "%s/statewire.log", dir);
+    const char *extra[] = {"--log-format", "json", "--log-file", log, NULL};
+    sw_test_server_t *s = sw_test_server_start(0, NULL, 1, extra);
+    cr_assert(s);
+    sw_test_server_stop(s, SIGQUIT, 5000); /* more lines: the drain */
+    FILE *f = fopen(log, "r");
+    cr_assert(f);
+    char line[2048];
+    int n = 0;
+    while (fgets(line, sizeof(line), f)) {
+        json_error_t err;
+        json_t *o = json_loads(line, 0, &err);
+        cr_assert(json_is_object(o), "not a JSON object: %s", line);
+        for (const char *const *k =
+                 (const char *const[]){"ts", "level", "role", "pid", "msg", NULL};
+             *k; k++)
+            cr_assert(json_object_get(o, *k), "line without \"%s\": %s", *k, line);
+        json_decref(o);
+        n++;
+    }
+    fclose(f);
+    cr_assert_geq(n, 3, "the master and the worker logged (%d lines)", n);
+    unlink(log);
+    rmdir(dir);
+}
