@@ -133,6 +133,19 @@ static int count_live(const master_t *m)
 
 /* Accept while running, not paused, the socket is open and some worker can
  * take connections; otherwise clients wait in the backlog. */
+/* Stop the master's own watchers: accept, timers, signals (in a forked
+ * worker, and when the master exits). */
+static void stop_master_watchers(master_t *m)
+{
+    ev_io_stop(m->loop, &m->accept_w);
+    ev_timer_stop(m->loop, &m->pause_w);
+    ev_timer_stop(m->loop, &m->kill_w);
+    ev_timer_stop(m->loop, &m->reload_quit_w);
+    ev_timer_stop(m->loop, &m->reload_kill_w);
+    for (size_t i = 0; i < SW_ARRAY_SIZE(m->sigs); i++)
+        ev_signal_stop(m->loop, &m->sigs[i]);
+}
+
 /* Close the listen socket and a socket held back for a full channel. */
 static void close_listener(master_t *m)
 {
@@ -267,13 +280,7 @@ static void child_detach(master_t *m)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 
-    ev_io_stop(m->loop, &m->accept_w);
-    ev_timer_stop(m->loop, &m->pause_w);
-    ev_timer_stop(m->loop, &m->kill_w);
-    ev_timer_stop(m->loop, &m->reload_quit_w);
-    ev_timer_stop(m->loop, &m->reload_kill_w);
-    for (size_t i = 0; i < SW_ARRAY_SIZE(m->sigs); i++)
-        ev_signal_stop(m->loop, &m->sigs[i]);
+    stop_master_watchers(m);
     for (int i = 0; i < m->nslots; i++) {
         wslot_t *w = &m->slots[i];
         ev_child_stop(m->loop, &w->child_w);
@@ -816,15 +823,8 @@ int sw_master_run(const sw_config_t *cfg, const sw_appdef_t *app)
     status = 0;
 
 out:
-    if (m->loop) {
-        ev_io_stop(m->loop, &m->accept_w);
-        ev_timer_stop(m->loop, &m->pause_w);
-        ev_timer_stop(m->loop, &m->kill_w);
-        ev_timer_stop(m->loop, &m->reload_quit_w);
-        ev_timer_stop(m->loop, &m->reload_kill_w);
-        for (size_t i = 0; i < SW_ARRAY_SIZE(m->sigs); i++)
-            ev_signal_stop(m->loop, &m->sigs[i]);
-    }
+    if (m->loop)
+        stop_master_watchers(m);
     for (int i = 0; m->slots && i < m->nslots; i++) {
         wslot_t *w = &m->slots[i];
         ev_child_stop(m->loop, &w->child_w);
