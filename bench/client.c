@@ -75,10 +75,12 @@ typedef struct bconn {
     wslay_event_context_ptr ws;
     char *pre; /* bytes past the 101 head, fed to wslay first */
     size_t pre_len, pre_off;
-    int64_t next_id; /* id of the next event */
-    int64_t wait_id; /* id whose answer we wait for */
-    uint64_t sent_ns;
-    int in_flight; /* wait_id not answered yet */
+    int64_t next_id;  /* id of the next event */
+    int64_t wait_id;  /* id whose answer we wait for */
+    uint64_t sent_ns; /* send time; open loop: the due time */
+    int in_flight;    /* wait_id not answered yet */
+    uint64_t *rq;     /* open loop: due times of the queued events, a ring */
+    uint32_t rq_head, rq_len, rq_cap;
     int role;
     room_t *room;       /* fanout */
     int64_t last_count; /* fanout: last counter.count seen */
@@ -135,7 +137,13 @@ struct bench {
     uint64_t open_drops;   /* resume: drops not settled yet */
     uint64_t last_drop_ns; /* resume: when the last drop was noticed */
     int reader_started;
-    char *ev_suffix; /* ,"name":...,"payload":...} */
+    char *ev_suffix;        /* ,"name":...,"payload":...} */
+    int open_loop;          /* events with events_rate > 0 */
+    ev_timer rate_timer;    /* wakes the loop every tick ... */
+    ev_check rate_check;    /* ... and every loop iteration releases what is due */
+    uint64_t rate_start_ns; /* event k is due at rate_start_ns + k / rate */
+    uint64_t released;      /* events released so far (k of the next one) */
+    int rr;                 /* next connection, round robin */
     sw_bench_result_t *res;
     sw_bench_hook_fn on_start, on_end;
     void *udata;
@@ -196,6 +204,7 @@ static void conn_fail(bconn_t *c, const char *what, const char *why)
     if (c->in_flight && c->settled && b->o->scenario == SW_BENCH_HOTROOM)
         b->res->unknown++;
     c->in_flight = 0;
+    c->rq_len = 0; /* queued events are lost with the connection */
     if (!c->settled) {
         if (b->failures_logged < LOG_FAILURES_MAX)
             sw_log(SW_LOG_WARN, "bench: connection %d: %s: %s", (int)(c - b->conns), what, why);
@@ -254,7 +263,9 @@ static void queue_text(bconn_t *c, const char *text, size_t len)
         free(f);
 }
 
-static void send_event(bconn_t *c)
+/* Send the next event; its RTT runs from sent_ns (now, or in the open loop
+ * its due time). */
+static void send_event_at(bconn_t *c, uint64_t sent_ns)
 {
     bench_t *b = c->b;
     char head[64];
@@ -266,10 +277,17 @@ static void send_event(bconn_t *c)
     memcpy(msg + hl, b->ev_suffix, sl);
     c->wait_id = c->next_id++;
     c->in_flight = 1;
-    c->sent_ns = sw_now_ns();
+    c->sent_ns = sent_ns;
+    if (b->open_loop && b->phase == PH_MEASURE && sent_ns >= b->measure_start_ns)
+        b->res->sent++;
     queue_text(c, msg, (size_t)hl + sl);
     if (msg != stackbuf)
         free(msg);
+}
+
+static void send_event(bconn_t *c)
+{
+    send_event_at(c, sw_now_ns());
 }
 
 static void count_error(bench_t *b, json_t *msg)
@@ -774,8 +792,16 @@ static void on_text(bconn_t *c, const char *data, size_t len)
             }
         }
     }
-    if (b->phase < PH_DRAIN && !c->dead_pending && b->o->scenario != SW_BENCH_IDLE)
+    if (b->phase >= PH_DRAIN || c->dead_pending || b->o->scenario == SW_BENCH_IDLE)
+        goto done;
+    if (!b->open_loop) {
         send_event(c);
+    } else if (c->rq_len > 0) { /* the event queued behind this answer */
+        uint64_t due = c->rq[c->rq_head];
+        c->rq_head = (c->rq_head + 1) % c->rq_cap;
+        c->rq_len--;
+        send_event_at(c, due);
+    }
 done:
     json_decref(msg);
 }
@@ -1196,7 +1222,98 @@ static void end_window(bench_t *b)
     ev_timer_stop(b->loop, &b->sweep);
     for (int i = 0; i < b->nrooms; i++)
         ev_timer_stop(b->loop, &b->rooms[i].timer);
+    ev_timer_stop(b->loop, &b->rate_timer);
+    ev_check_stop(b->loop, &b->rate_check);
     ev_break(b->loop, EVBREAK_ALL);
+}
+
+/* events open loop: the next live connection after the last one used,
+ * NULL when none is left. */
+static bconn_t *rate_next_conn(bench_t *b)
+{
+    for (int i = 0; i < b->n; i++) {
+        bconn_t *c = &b->conns[b->rr];
+        b->rr = (b->rr + 1) % b->n;
+        if (c->state == ST_RUNNING && !c->dead_pending)
+            return c;
+    }
+    return NULL;
+}
+
+/* events open loop: the event due at `due` goes to c, at once or queued
+ * behind the one in flight. */
+static void rate_release(bconn_t *c, uint64_t due, int in_window)
+{
+    bench_t *b = c->b;
+    if (!c->in_flight) {
+        uint64_t now = sw_now_ns();
+        send_event_at(c, due);
+        if (in_window)
+            sw_hist_record(&b->res->send_lag, now > due ? now - due : 0);
+        conn_flush(c);
+        if (c->dead_pending)
+            conn_teardown(c);
+        return;
+    }
+    if (c->rq_len == SW_BENCH_RATE_QUEUE_MAX) {
+        if (in_window)
+            b->res->queue_full++;
+        return;
+    }
+    if (c->rq_len == c->rq_cap) { /* grow the ring, oldest first */
+        uint32_t cap = c->rq_cap ? c->rq_cap * 2 : 4;
+        uint64_t *q = sw_xmalloc(cap * sizeof(uint64_t));
+        for (uint32_t i = 0; i < c->rq_len; i++)
+            q[i] = c->rq[(c->rq_head + i) % c->rq_cap];
+        free(c->rq);
+        c->rq = q;
+        c->rq_cap = cap;
+        c->rq_head = 0;
+    }
+    c->rq[(c->rq_head + c->rq_len) % c->rq_cap] = due;
+    c->rq_len++;
+    if (c->rq_len > b->res->max_queue)
+        b->res->max_queue = c->rq_len;
+    if (in_window)
+        b->res->queued++;
+}
+
+/* events open loop: release every event due by now. */
+static void rate_release_due(bench_t *b)
+{
+    if (b->phase != PH_WARMUP && b->phase != PH_MEASURE)
+        return;
+    double period_ns = 1e9 / b->o->events_rate;
+    uint64_t now = sw_now_ns();
+    uint64_t due_count = (uint64_t)((double)(now - b->rate_start_ns) / period_ns) + 1;
+    int none = 0;
+    while (b->released < due_count && b->phase != PH_DONE) {
+        uint64_t due = b->rate_start_ns + (uint64_t)((double)b->released * period_ns);
+        b->released++;
+        if (due > now)
+            due = now;
+        int in_window = b->phase == PH_MEASURE && due >= b->measure_start_ns;
+        if (in_window)
+            b->res->scheduled++;
+        bconn_t *c = none ? NULL : rate_next_conn(b);
+        if (!c) {
+            none = 1;
+            if (in_window)
+                b->res->no_conn++;
+            continue;
+        }
+        rate_release(c, due, in_window);
+    }
+}
+
+static void rate_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    rate_release_due(sw_container_of(w, bench_t, rate_timer));
+}
+
+static void rate_check_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    rate_release_due(sw_container_of(w, bench_t, rate_check));
 }
 
 static void room_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -1377,6 +1494,12 @@ static void phase_next(bench_t *b)
             return;
         }
         b->phase = PH_WARMUP;
+        if (b->open_loop) {
+            b->rate_start_ns = sw_now_ns();
+            ev_timer_set(&b->rate_timer, 0., SW_BENCH_RATE_TICK_S);
+            ev_timer_start(b->loop, &b->rate_timer);
+            ev_check_start(b->loop, &b->rate_check);
+        }
         if (b->o->warmup_s > 0) {
             ev_timer_set(&b->phase_timer, b->o->warmup_s, 0.);
             ev_timer_start(b->loop, &b->phase_timer);
@@ -1490,6 +1613,7 @@ int sw_bench_run(const sw_bench_opts_t *o, sw_bench_hook_fn on_start, sw_bench_h
     memset(res, 0, sizeof(*res));
     res->errors_by_code = json_object();
     sw_hist_init(&res->rtt, SW_BENCH_RTT_MAX_NS, 3);
+    sw_hist_init(&res->send_lag, SW_BENCH_RTT_MAX_NS, 3);
     sw_hist_init(&res->delivery, SW_BENCH_RTT_MAX_NS, 3);
     sw_hist_init(&res->resume_welcome, SW_BENCH_RTT_MAX_NS, 3);
     sw_hist_init(&res->resume_working, SW_BENCH_RTT_MAX_NS, 3);
@@ -1508,6 +1632,11 @@ int sw_bench_run(const sw_bench_opts_t *o, sw_bench_hook_fn on_start, sw_bench_h
         sw_log(SW_LOG_ERROR, "bench: scenario resume speaks the statewire protocol only");
         return SW_EINVAL;
     }
+    if (o->events_rate < 0 || (o->events_rate > 0 && o->scenario != SW_BENCH_EVENTS)) {
+        sw_log(SW_LOG_ERROR, "bench: an open-loop rate applies to scenario events only");
+        return SW_EINVAL;
+    }
+    b.open_loop = o->events_rate > 0;
     if (o->connections < 1 || resolve(&b) != 0)
         return SW_EINVAL;
     b.ev_suffix = make_suffix(o);
@@ -1548,6 +1677,8 @@ int sw_bench_run(const sw_bench_opts_t *o, sw_bench_hook_fn on_start, sw_bench_h
         snprintf(res->room, sizeof(res->room), "/room/bench-0..%d", b.nrooms - 1);
     }
     ev_timer_init(&b.sweep, sweep_cb, 0.1, 0.1);
+    ev_timer_init(&b.rate_timer, rate_timer_cb, 0., SW_BENCH_RATE_TICK_S);
+    ev_check_init(&b.rate_check, rate_check_cb);
     if (o->scenario == SW_BENCH_FANOUT)
         ev_timer_start(b.loop, &b.sweep);
     ev_check_init(&b.ramp_check, ramp_check_cb);
@@ -1575,6 +1706,7 @@ int sw_bench_run(const sw_bench_opts_t *o, sw_bench_hook_fn on_start, sw_bench_h
             res->not_working++;
         ev_timer_stop(b.loop, &c->retry);
         conn_teardown(c);
+        free(c->rq);
     }
     for (int k = 0; k < b.nrooms; k++) {
         ev_timer_stop(b.loop, &b.rooms[k].timer);
@@ -1582,6 +1714,8 @@ int sw_bench_run(const sw_bench_opts_t *o, sw_bench_hook_fn on_start, sw_bench_h
     }
     free(b.rooms);
     ev_timer_stop(b.loop, &b.sweep);
+    ev_timer_stop(b.loop, &b.rate_timer);
+    ev_check_stop(b.loop, &b.rate_check);
     ev_signal_stop(b.loop, &b.sigint);
     ev_signal_stop(b.loop, &b.sigterm);
     ev_check_stop(b.loop, &b.ramp_check);
@@ -1599,6 +1733,7 @@ void sw_bench_result_destroy(sw_bench_result_t *res)
     json_decref(res->errors_by_code);
     res->errors_by_code = NULL;
     sw_hist_destroy(&res->rtt);
+    sw_hist_destroy(&res->send_lag);
     sw_hist_destroy(&res->delivery);
     sw_hist_destroy(&res->resume_welcome);
     sw_hist_destroy(&res->resume_working);

@@ -9,6 +9,20 @@
  * time: the next is sent as soon as the delta or error with id k arrives.
  * Messages without id (fan-out deltas) and with other ids are ignored.
  *
+ * Open loop (opts.events_rate > 0, scenario events only): no event follows
+ * an answer by itself. From the start of the warm-up, a timer (every
+ * SW_BENCH_RATE_TICK_S) and each loop iteration release the events due by
+ * then: event k (from 0) is due at start + k / events_rate and goes to the
+ * next live connection in round-robin order. A connection with no event in
+ * flight sends it at once; otherwise it is queued on that connection
+ * (counted as queued behind a previous event) and sent when the previous
+ * answer arrives. Its RTT runs from its due time, not from its actual
+ * send, so a slow answer also delays the measure of the events behind it
+ * (no coordinated omission); the release lag (due -> sent, events sent at
+ * once) is reported apart. Bound: SW_BENCH_RATE_QUEUE_MAX queued events
+ * per connection; an event due on a full queue is not sent and counts as
+ * queue_full. Figures count the events due inside the window.
+ *
  * Timeline: connections open in batches of SW_BENCH_RAMP_BATCH per loop
  * iteration; once every connection has either reached the closed loop or
  * failed (or SW_BENCH_SETUP_TIMEOUT_S passed: the rest count as failed),
@@ -88,11 +102,13 @@
 #define SW_BENCH_SETUP_TIMEOUT_S 30.0
 #define SW_BENCH_MAX_MESSAGE (64u * 1024u * 1024u)
 #define SW_BENCH_RTT_MAX_NS (60ull * 1000 * 1000 * 1000) /* histogram bound: 60 s */
-#define SW_BENCH_ONLOAD_WAIT_S 2.0  /* fanout: wait for the on_load delta at most */
-#define SW_BENCH_GRACE_S 2.0        /* fanout: wait for the last counts after the window */
-#define SW_BENCH_DRAIN_S 10.0       /* hotroom: wait for answers in flight, then for the reader */
-#define SW_BENCH_RETRY_S 0.05       /* resume: pause before another reconnect attempt */
-#define SW_BENCH_RESUME_QUIET_S 1.0 /* resume: end early this long after the last drop */
+#define SW_BENCH_ONLOAD_WAIT_S 2.0   /* fanout: wait for the on_load delta at most */
+#define SW_BENCH_GRACE_S 2.0         /* fanout: wait for the last counts after the window */
+#define SW_BENCH_DRAIN_S 10.0        /* hotroom: wait for answers in flight, then for the reader */
+#define SW_BENCH_RETRY_S 0.05        /* resume: pause before another reconnect attempt */
+#define SW_BENCH_RESUME_QUIET_S 1.0  /* resume: end early this long after the last drop */
+#define SW_BENCH_RATE_TICK_S 0.001   /* events open loop: release period of the timer */
+#define SW_BENCH_RATE_QUEUE_MAX 4096 /* events open loop: queued events per connection */
 
 typedef enum sw_bench_scenario {
     SW_BENCH_EVENTS,
@@ -112,15 +128,17 @@ typedef struct sw_bench_opts {
     const char *event;   /* event name, "counter.increment" */
     const char *payload; /* JSON object text, "{}" */
     sw_bench_scenario_t scenario;
-    int rooms;         /* fanout: number of rooms */
-    int room_size;     /* fanout: clients per room (connections = rooms * room_size) */
-    double rate;       /* fanout: increments per second per room */
-    const char *route; /* events, idle, resume: hydrate route path (NULL: events
-                        * /room/bench, idle /); at most 47 bytes, no '"'
-                        * or '\\' (checked: SW_EINVAL) */
-    int socketio;      /* 1: Engine.IO / Socket.IO framing (see above) */
-    int kill_pid;      /* resume: SIGKILL the first worker of this master when
-                        * the window opens; 0: no kill (drops from outside) */
+    int rooms;          /* fanout: number of rooms */
+    int room_size;      /* fanout: clients per room (connections = rooms * room_size) */
+    double rate;        /* fanout: increments per second per room */
+    const char *route;  /* events, idle, resume: hydrate route path (NULL: events
+                         * /room/bench, idle /); at most 47 bytes, no '"'
+                         * or '\\' (checked: SW_EINVAL) */
+    int socketio;       /* 1: Engine.IO / Socket.IO framing (see above) */
+    int kill_pid;       /* resume: SIGKILL the first worker of this master when
+                         * the window opens; 0: no kill (drops from outside) */
+    double events_rate; /* events: open loop, events per second over all
+                         * connections (see above); 0: closed loop */
 } sw_bench_opts_t;
 
 typedef struct sw_bench_result {
@@ -133,6 +151,17 @@ typedef struct sw_bench_result {
     uint64_t setup_errors;  /* hydrate answered with an error (not in the window) */
     double measured_s;      /* actual length of the window, seconds */
     sw_hist_t rtt;          /* round-trip times in ns of answered events */
+
+    /* events open loop: figures of the events due inside the window */
+    uint64_t scheduled;  /* due in the window */
+    uint64_t sent;       /* ... and sent before the window closed */
+    uint64_t queued;     /* ... of them queued behind a previous event */
+    uint64_t queue_full; /* ... not sent: the connection's queue was full */
+    uint64_t no_conn;    /* ... not sent: no live connection left */
+    uint32_t max_queue;  /* deepest queue seen on one connection (whole run) */
+    sw_hist_t send_lag;  /* ns, due time -> handed to the socket, for the events
+                          * sent at once (not queued): the generator's own lag,
+                          * part of every RTT */
 
     /* fanout */
     uint64_t onload_missing; /* set up without seeing the on_load delta */

@@ -85,7 +85,9 @@ static void usage(const char *argv0)
            "  --scenario NAME    events | fanout | hotroom | idle | resume (events)\n"
            "  --rooms R          fanout: rooms (1)\n"
            "  --room-size N      fanout: clients per room, the first one sends (100)\n"
-           "  --rate E           fanout: increments per second per room (10)\n"
+           "  --rate E           fanout: increments per second per room (10); events:\n"
+           "                     open loop, E events per second over all connections\n"
+           "                     (without it: closed loop)\n"
            "  --host ADDR        server address (127.0.0.1)\n"
            "  --port N           server port (8000)\n"
            "  --path PATH        WebSocket path (/_event)\n"
@@ -238,7 +240,7 @@ int main(int argc, char **argv)
         {"no-kill-worker", no_argument, NULL, O_NO_KILL},
         {NULL, 0, NULL, 0},
     };
-    int smoke = 0, opt, path_set = 0, conn_set = 0, dur_set = 0, kill_worker = 1;
+    int smoke = 0, opt, path_set = 0, conn_set = 0, dur_set = 0, rate_set = 0, kill_worker = 1;
     double hold_s = 10;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         int bad = 0;
@@ -307,6 +309,7 @@ int main(int argc, char **argv)
             break;
         case O_RATE:
             bad = parse_double(optarg, &o.rate) || o.rate <= 0;
+            rate_set = 1;
             break;
         case O_HOLD:
             bad = parse_double(optarg, &hold_s) || hold_s <= 0;
@@ -365,6 +368,8 @@ int main(int argc, char **argv)
         o.rooms = 1;
         o.room_size = 2;
     }
+    if (o.scenario == SW_BENCH_EVENTS && rate_set)
+        o.events_rate = o.rate; /* open loop */
     if (o.socketio && !path_set)
         o.path = "/socket.io/?EIO=4&transport=websocket";
     if (o.scenario != SW_BENCH_EVENTS) {
@@ -515,6 +520,27 @@ int main(int argc, char **argv)
         printf("  %-28s %llu ok, %llu errors\n", "events", (unsigned long long)res.events,
                (unsigned long long)res.errors);
         printf("  %-28s %.1f\n", "events/s", (double)res.events / secs);
+        if (o.events_rate > 0) {
+            printf("  %-28s target %.1f/s, achieved %.1f/s (%llu of %llu due sent)\n",
+                   "rate (open loop)", o.events_rate, (double)res.sent / secs,
+                   (unsigned long long)res.sent, (unsigned long long)res.scheduled);
+            printf("  %-28s %llu (deepest queue %u)\n", "queued behind a previous",
+                   (unsigned long long)res.queued, (unsigned)res.max_queue);
+            if (res.queue_full || res.no_conn)
+                printf("  %-28s %llu queue full, %llu no live connection\n", "due, not sent",
+                       (unsigned long long)res.queue_full, (unsigned long long)res.no_conn);
+            print_hist(rep, "send lag us", "send_lag_us", &res.send_lag);
+            json_t *ol = json_pack("{s:s, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:i}", "mode", "open",
+                                   "rate_target_per_s", o.events_rate, "rate_achieved_per_s",
+                                   (double)res.sent / secs, "scheduled", (json_int_t)res.scheduled,
+                                   "sent", (json_int_t)res.sent, "queued", (json_int_t)res.queued,
+                                   "queue_full", (json_int_t)res.queue_full, "no_conn",
+                                   (json_int_t)res.no_conn, "max_queue", (int)res.max_queue);
+            json_object_update(rep, ol);
+            json_decref(ol);
+        } else if (!hotroom) {
+            json_object_set_new(rep, "mode", json_string("closed"));
+        }
         print_hist(rep, "RTT us", "rtt_us", &res.rtt);
         json_object_set_new(rep, "events", json_integer((json_int_t)res.events));
         json_object_set_new(rep, "errors", json_integer((json_int_t)res.errors));
@@ -626,6 +652,8 @@ int main(int argc, char **argv)
         fail = "missing deliveries";
     else if (!fanout && !idle && res.events == 0)
         fail = "no event completed";
+    else if (res.queue_full + res.no_conn > 0)
+        fail = "open loop: due events not sent (queue full or no connection)";
     else if (hotroom && !check_ok)
         fail = "final count does not match the acked increments";
     else if (!fanout && answered && (double)res.errors > 0.01 * (double)answered)
