@@ -245,6 +245,8 @@ typedef struct redis_store {
     uint32_t awaiting;    /* commands sent whose reply has not come */
     uint64_t progress_ms; /* last reply, or first send after a quiet spell */
     char sha[SCRIPT__COUNT][41];
+    struct rreq *pool; /* spare requests (REQ_POOL_MAX) */
+    unsigned npool;
     /* pub/sub connection */
     redisAsyncContext *sac; /* NULL while closed or down */
     int sub_down;
@@ -275,8 +277,13 @@ typedef struct rreq {
     size_t *argvlen;
     size_t *off; /* offsets of argv[i] in buf while building */
     int cap;
-    sw_buf_t buf; /* argument bytes */
+    sw_buf_t buf;           /* argument bytes */
+    struct rreq *next_free; /* in the store's pool of spare requests */
 } rreq_t;
+
+/* Spare requests kept for reuse (with their argv arrays and argument
+ * buffer): a commit per event then allocates nothing here. */
+#define REQ_POOL_MAX 256
 
 static const sw_store_ops_t REDIS_OPS;
 
@@ -289,25 +296,69 @@ static redis_store_t *rs_of(sw_store_t *s)
 
 static rreq_t *req_new(redis_store_t *rs, int kind, int script, int nargs)
 {
-    rreq_t *q = sw_xcalloc(1, sizeof(*q));
+    rreq_t *q = rs->pool;
+    if (q) {
+        rs->pool = q->next_free;
+        rs->npool--;
+        sw_buf_reset(&q->buf);
+    } else {
+        q = sw_xcalloc(1, sizeof(*q));
+        sw_buf_init(&q->buf, 0);
+    }
+    if (q->cap < nargs) {
+        q->argv = sw_xrealloc(q->argv, (size_t)nargs * sizeof(*q->argv));
+        q->argvlen = sw_xrealloc(q->argvlen, (size_t)nargs * sizeof(*q->argvlen));
+        q->off = sw_xrealloc(q->off, (size_t)nargs * sizeof(*q->off));
+        q->cap = nargs;
+    }
     q->rs = rs;
     q->kind = kind;
     q->script = script;
-    q->cap = nargs;
-    q->argv = sw_xcalloc((size_t)nargs, sizeof(*q->argv));
-    q->argvlen = sw_xcalloc((size_t)nargs, sizeof(*q->argvlen));
-    q->off = sw_xcalloc((size_t)nargs, sizeof(*q->off));
-    sw_buf_init(&q->buf, 0);
+    q->evaled = 0;
+    q->sent_ns = 0;
+    q->load_cb = NULL;
+    q->commit_cb = NULL;
+    q->log_cb = NULL;
+    q->count_cb = NULL;
+    q->udata = NULL;
+    q->argc = 0;
+    q->next_free = NULL;
     return q;
 }
 
-static void req_free(rreq_t *q)
+static void req_destroy(rreq_t *q)
 {
     free(q->argv);
     free(q->argvlen);
     free(q->off);
     sw_buf_destroy(&q->buf);
     free(q);
+}
+
+static void req_free(rreq_t *q)
+{
+    redis_store_t *rs = q->rs;
+    if (rs->freeing || rs->npool >= REQ_POOL_MAX || q->buf.cap > 65536) {
+        req_destroy(q); /* big argument buffers are not kept */
+        return;
+    }
+    q->next_free = rs->pool;
+    rs->pool = q;
+    rs->npool++;
+}
+
+/* Decimal digits of v into out (no NUL); returns the length. */
+static size_t u64_dec(char *out, unsigned long long v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
 }
 
 static void req_arg(rreq_t *q, const void *p, size_t n)
@@ -319,18 +370,37 @@ static void req_arg(rreq_t *q, const void *p, size_t n)
         (void)sw_buf_append(&q->buf, p, n); /* unbounded buffer: cannot fail */
 }
 
+/* A decimal argument: fmt is "%llu" or "<prefix>%llu" (e.g. "_log:%llu"). */
 static void req_argf(rreq_t *q, const char *fmt, unsigned long long v)
 {
-    char num[32];
-    int n = snprintf(num, sizeof(num), fmt, v);
-    req_arg(q, num, (size_t)n);
+    char num[64];
+    size_t p = 0;
+    const char *pct = strstr(fmt, "%llu");
+    if (!pct || strcmp(pct, "%llu") != 0 || (size_t)(pct - fmt) > 32) {
+        int n = snprintf(num, sizeof(num), fmt, v);
+        req_arg(q, num, (size_t)n);
+        return;
+    }
+    p = (size_t)(pct - fmt);
+    memcpy(num, fmt, p);
+    p += u64_dec(num + p, v);
+    req_arg(q, num, p);
 }
 
 static void req_arg_key(rreq_t *q, const char *token, const char *suffix)
 {
     char key[SW_STORE_TOKEN_MAX + 32];
-    int n = snprintf(key, sizeof(key), "sw:{%s}%s", token, suffix);
-    req_arg(q, key, (size_t)n);
+    size_t tl = strlen(token), sl = strlen(suffix);
+    if (tl + sl + 6 > sizeof(key)) { /* cannot happen: tokens are bounded */
+        int n = snprintf(key, sizeof(key), "sw:{%s}%s", token, suffix);
+        req_arg(q, key, (size_t)n);
+        return;
+    }
+    memcpy(key, "sw:{", 4);
+    memcpy(key + 4, token, tl);
+    key[4 + tl] = '}';
+    memcpy(key + 5 + tl, suffix, sl);
+    req_arg(q, key, 5 + tl + sl);
 }
 
 /* Point argv into the finished buffer; for a script argv[0..1] are
@@ -707,6 +777,12 @@ static void redis_destroy(sw_store_t *s)
 {
     redis_store_t *rs = rs_of(s);
     rs->freeing = 1;
+    while (rs->pool) {
+        rreq_t *q = rs->pool;
+        rs->pool = q->next_free;
+        req_destroy(q);
+    }
+    rs->npool = 0;
     ev_timer_stop(s->loop, &rs->retry_w);
     ev_ref(s->loop);
     ev_timer_stop(s->loop, &rs->watchdog_w);
