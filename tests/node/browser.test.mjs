@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
+import { sleep, freePort, waitHealthy } from './harness.mjs';
 
 const CHROMIUM = '/usr/bin/chromium';
 const HAVE_CHROMIUM = existsSync(CHROMIUM);
@@ -27,28 +28,6 @@ const procs = [];
 const hosts = []; // [{port, proc}]
 let dir, sock, browser;
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitHealthy(port) {
-  for (let i = 0; i < 200; i++) {
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/healthz`);
-      if (r.status === 200) return;
-    } catch {}
-    await sleep(50);
-  }
-  throw new Error(`statewire on ${port} not healthy`);
-}
 
 // The worker processes of a statewire master (its children).
 function workersOf(pid) {

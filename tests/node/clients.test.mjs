@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import net from 'node:net';
 import { createRequire } from 'node:module';
 import WebSocket from 'ws';
+import { sleep, freePort, waitHealthy } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const EventSource = require('eventsource');
@@ -22,28 +23,6 @@ const procs = [];
 let dir, sock;
 const hosts = [];
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitHealthy(port) {
-  for (let i = 0; i < 200; i++) {
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/healthz`);
-      if (r.status === 200) return;
-    } catch {}
-    await sleep(50);
-  }
-  throw new Error(`statewire on ${port} not healthy`);
-}
 
 before(async () => {
   assert.ok(BIN, 'STATEWIRE_BIN must name the statewire binary');

@@ -14,6 +14,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import WS from 'ws';
+import { sleep, freePort } from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { Statewire } = await import(join(here, '../../proto/js/statewire.js'));
@@ -23,7 +24,6 @@ const REDIS = process.env.REDIS_SERVER || 'redis-server';
 const procs = [];
 let dir, port, origin;
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Every WebSocket the client opens, so a test can cut one.
 const sockets = [];
@@ -56,16 +56,6 @@ function storage() {
     removeItem: (k) => m.delete(k),
     map: m,
   };
-}
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
 }
 
 async function until(pred, what, ms = 8000) {

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import WebSocket from 'ws';
+import { sleep, freePort, waitHealthy } from './harness.mjs';
 
 const NGINX = '/usr/sbin/nginx';
 const SKIP = existsSync(NGINX) ? false : `${NGINX} is missing (Debian package nginx; scripts/deps.sh installs it)`;
@@ -23,28 +24,6 @@ const procs = [];
 const hosts = []; // [{port, proc}]
 let dir, sock, nginx, lbPort;
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitHealthy(port) {
-  for (let i = 0; i < 200; i++) {
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/healthz`);
-      if (r.status === 200) return;
-    } catch {}
-    await sleep(50);
-  }
-  throw new Error(`${port} not healthy`);
-}
 
 function startHost(port) {
   const proc = spawn(BIN, ['--host', '127.0.0.1', '--port', String(port), '--workers', '2',
