@@ -163,6 +163,8 @@ Test(it_static, if_none_match_gives_304)
     r = http_raw("GET", "/statewire.js", hdr);
     cr_expect_eq(status_of(r), 304);
     cr_expect_str_eq(body_of(r), "");
+    cr_expect_null(header_of(r, "Content-Length", v, sizeof(v)),
+                   "a 304 carries no Content-Length (RFC 9110 8.6)");
     cr_expect_str_eq(header_of(r, "ETag", v, sizeof(v)) ? v : "", etag);
     free(r);
     r = http_raw("GET", "/statewire.js", "If-None-Match: \"other\"\r\n");

@@ -1289,13 +1289,17 @@ void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
     sw_buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", status, http_status_str((enum http_status)status));
     if (content_type)
         sw_buf_printf(&c->out, "Content-Type: %s\r\n", content_type);
-    sw_buf_printf(&c->out, "Content-Length: %zu\r\n", len);
+    /* 204 and 304 have no content: no Content-Length (RFC 9110 §8.6: a
+     * 304's would have to be the full representation's length). */
+    int no_content = status == 204 || status == 304;
+    if (!no_content)
+        sw_buf_printf(&c->out, "Content-Length: %zu\r\n", len);
     if (extra_headers)
         sw_buf_append_str(&c->out, extra_headers);
     if (close_after)
         sw_buf_append_str(&c->out, "Connection: close\r\n");
     sw_buf_append(&c->out, "\r\n", 2);
-    if (!c->head_req && len)
+    if (!c->head_req && len && !no_content)
         sw_buf_append(&c->out, body, len);
     mark_pending(c);
     if (close_after) {

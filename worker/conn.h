@@ -151,7 +151,8 @@ void sw_conn_close(sw_conn_t *c, uint16_t code, const char *reason);
 void sw_conn_abort(sw_conn_t *c);
 
 /* Answer the current HTTP request. `extra_headers` is NULL or CRLF-
- * terminated header lines. Body copied. */
+ * terminated header lines. Body copied. A 204 or 304 is sent without
+ * Content-Length and without body (RFC 9110 §8.6, §15.3.5). */
 void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
                         const char *extra_headers, const char *body, size_t len);
 
