@@ -334,9 +334,9 @@ void sw_session_sse_post(sw_conn_t *c, const sw_http_request_t *req)
         json_decref(body);
         return;
     }
-    const char *us = strrchr(cid, '_');
-    size_t hl = us ? (size_t)(us - cid) : 0;
-    if (!us || (hl == strlen(w->holder_id) && strncmp(cid, w->holder_id, hl) == 0)) {
+    int mine;
+    size_t hl = sw_worker_id_holder(w, cid, '_', &mine);
+    if (!strchr(cid, '_') || mine) {
         int n = post_local(w, body);
         if (n == -404)
             http_error(c, 404, "bad_resume", "no such event stream");

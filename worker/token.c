@@ -1586,11 +1586,11 @@ static void after_commit(sw_token_t *t)
 static void close_elsewhere(sw_token_t *t, const char *sockid)
 {
     sw_worker_t *w = t->w;
-    const char *dot = strrchr(sockid, '.');
-    size_t hl = dot ? (size_t)(dot - sockid) : 0;
-    if (!dot || hl >= 48)
+    int mine;
+    size_t hl = sw_worker_id_holder(w, sockid, '.', &mine);
+    if (hl == 0 || hl >= 48)
         return;
-    if (hl == strlen(w->holder_id) && strncmp(sockid, w->holder_id, hl) == 0) {
+    if (mine) {
         sw_token_close_socket(w, t->token, sockid);
         return;
     }
@@ -1632,9 +1632,9 @@ static void hello_sync(sw_token_t *t, sw_session_t *s)
  * workers count as live. */
 static int local_socket_gone(sw_worker_t *w, const char *sockid)
 {
-    const char *dot = strrchr(sockid, '.');
-    size_t hl = dot ? (size_t)(dot - sockid) : 0;
-    if (!dot || hl != strlen(w->holder_id) || strncmp(sockid, w->holder_id, hl) != 0)
+    int mine;
+    sw_worker_id_holder(w, sockid, '.', &mine);
+    if (!mine)
         return 0;
     sw_session_t *x;
     LIST_FOREACH(x, &w->sessions, w_link)

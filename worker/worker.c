@@ -27,6 +27,14 @@
 
 static void start_drain(sw_worker_t *w, const char *why);
 
+size_t sw_worker_id_holder(const sw_worker_t *w, const char *id, char sep, int *mine)
+{
+    const char *end = strrchr(id, sep);
+    size_t hl = end ? (size_t)(end - id) : 0;
+    *mine = end && hl == strlen(w->holder_id) && strncmp(id, w->holder_id, hl) == 0;
+    return hl;
+}
+
 void sw_worker_schedule_gc(sw_worker_t *w)
 {
     if (!w->gc_pending) {

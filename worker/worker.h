@@ -61,6 +61,12 @@ typedef struct sw_worker {
 int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_t *app, int slot,
                   int channel_fd, sw_stats_t *stats);
 
+/* Socket ids ("<holder>.<n>") and event-stream conn_ids ("<holder>_<n>")
+ * start with the holder id of the worker that owns them. Returns the length
+ * of the holder part of `id` (before the last `sep`; 0 when there is none)
+ * and sets *mine to 1 when that holder is this worker. */
+size_t sw_worker_id_holder(const sw_worker_t *w, const char *id, char sep, int *mine);
+
 /* Ask the worker to look for idle tokens to free from an idle step (never
  * frees inside the caller's stack). */
 void sw_worker_schedule_gc(sw_worker_t *w);
