@@ -16,7 +16,6 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
-#include "common/mpjson.h"
 #include "common/util.h"
 #include "support/redis_harness.h"
 #include "support/server_harness.h"
@@ -171,17 +170,11 @@ static json_int_t hydrate_count(sw_wsc_t *c, int64_t id)
 
 static json_int_t redis_count(const char *token)
 {
-    redisContext *rc = sw_test_redis_connect(redis);
-    cr_assert(rc);
-    redisReply *r = redisCommand(rc, "HGET sw:{%s} counter", token);
-    cr_assert(r && r->type == REDIS_REPLY_STRING, "no counter field for %s", token);
-    int err = 0;
-    json_t *v = sw_mpjson_decode(r->str, r->len, &err);
-    cr_assert(v);
+    json_t *v;
+    cr_assert_eq(sw_test_redis_state(redis, token, "counter", &v), 1,
+                 "no msgpack counter field for %s", token);
     json_int_t n = json_integer_value(json_object_get(v, "count"));
     json_decref(v);
-    freeReplyObject(r);
-    redisFree(rc);
     return n;
 }
 

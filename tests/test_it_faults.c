@@ -13,7 +13,6 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
-#include "common/mpjson.h"
 #include "support/redis_harness.h"
 #include "support/server_harness.h"
 #include "support/wsclient.h"
@@ -94,22 +93,13 @@ static json_int_t count_of(json_t *m)
         json_object_get(json_object_get(json_object_get(m, "delta"), "counter"), "count"));
 }
 
+/* counter.count in Redis: 0 when the field is absent, -1 when unreadable */
 static json_int_t redis_count(const char *token)
 {
-    redisContext *rc = sw_test_redis_connect(redis);
-    cr_assert(rc);
-    redisReply *r = redisCommand(rc, "HGET sw:{%s} counter", token);
-    json_int_t n = -1;
-    if (r && r->type == REDIS_REPLY_STRING) {
-        int err = 0;
-        json_t *v = sw_mpjson_decode(r->str, r->len, &err);
-        n = json_integer_value(json_object_get(v, "count"));
-        json_decref(v);
-    } else if (r && r->type == REDIS_REPLY_NIL) {
-        n = 0;
-    }
-    freeReplyObject(r);
-    redisFree(rc);
+    json_t *v;
+    int found = sw_test_redis_state(redis, token, "counter", &v);
+    json_int_t n = found == 1 ? json_integer_value(json_object_get(v, "count")) : found;
+    json_decref(v);
     return n;
 }
 

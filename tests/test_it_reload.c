@@ -19,7 +19,6 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
-#include "common/mpjson.h"
 #include "common/util.h"
 #include "support/redis_harness.h"
 #include "support/server_harness.h"
@@ -189,17 +188,10 @@ static void *load_client(void *p)
 
 static json_int_t redis_count(const char *token)
 {
-    redisContext *rc = sw_test_redis_connect(redis);
-    redisReply *r = redisCommand(rc, "HGET sw:{%s} counter", token);
-    json_int_t n = 0;
-    if (r && r->type == REDIS_REPLY_STRING) {
-        int err = 0;
-        json_t *v = sw_mpjson_decode(r->str, r->len, &err);
-        n = json_integer_value(json_object_get(v, "count"));
-        json_decref(v);
-    }
-    freeReplyObject(r);
-    redisFree(rc);
+    json_t *v;
+    sw_test_redis_state(redis, token, "counter", &v);
+    json_int_t n = json_integer_value(json_object_get(v, "count")); /* 0 when absent */
+    json_decref(v);
     return n;
 }
 

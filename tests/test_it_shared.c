@@ -194,17 +194,11 @@ static void tc_hydrate(tc_t *t, const char *path)
 
 static json_int_t redis_shared_count(const char *shared)
 {
-    redisContext *rc = sw_test_redis_connect(redis);
-    redisReply *r = redisCommand(rc, "HGET sw:{%s} counter", shared);
+    json_t *v;
     json_int_t n = -1;
-    if (r && r->type == REDIS_REPLY_STRING) {
-        int err = 0;
-        json_t *v = sw_mpjson_decode(r->str, r->len, &err);
+    if (sw_test_redis_state(redis, shared, "counter", &v) == 1)
         n = json_integer_value(json_object_get(v, "count"));
-        json_decref(v);
-    }
-    freeReplyObject(r);
-    redisFree(rc);
+    json_decref(v);
     return n;
 }
 

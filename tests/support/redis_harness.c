@@ -1,6 +1,8 @@
 /* redis_harness.c — start, stop, kill and restart a real redis-server. */
 #include "tests/support/redis_harness.h"
 
+#include "common/mpjson.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -298,4 +300,30 @@ void sw_test_redis_kill(sw_test_redis_t *r)
 pid_t sw_test_redis_pid(const sw_test_redis_t *r)
 {
     return r->pid;
+}
+
+int sw_test_redis_state(const sw_test_redis_t *r, const char *token, const char *state,
+                        json_t **out)
+{
+    *out = NULL;
+    redisContext *rc = sw_test_redis_connect(r);
+    if (!rc)
+        return -1;
+    redisReply *rep = redisCommand(rc, "HGET sw:{%s} %s", token, state);
+    int found = -1;
+    if (rep && rep->type == REDIS_REPLY_NIL) {
+        found = 0;
+    } else if (rep && rep->type == REDIS_REPLY_STRING) {
+        int err = 0;
+        *out = sw_mpjson_decode(rep->str, (size_t)rep->len, &err);
+        if (json_is_object(*out)) {
+            found = 1;
+        } else {
+            json_decref(*out);
+            *out = NULL;
+        }
+    }
+    freeReplyObject(rep);
+    redisFree(rc);
+    return found;
 }

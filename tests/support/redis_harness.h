@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 
 typedef struct sw_test_redis sw_test_redis_t;
 
@@ -41,6 +42,13 @@ const char *sw_test_redis_socket(const sw_test_redis_t *r);
  * yourself for another db). Caller frees with redisFree. NULL on failure
  * (logged). */
 redisContext *sw_test_redis_connect(const sw_test_redis_t *r);
+
+/* Read state `state` of token `token` as the server stores it (HGET
+ * sw:{token} state, msgpack decoded). Returns 1 with *out a new reference,
+ * 0 when the field does not exist (*out NULL), -1 on a connection error or
+ * a value that is not a msgpack map (*out NULL). */
+int sw_test_redis_state(const sw_test_redis_t *r, const char *token, const char *state,
+                        json_t **out);
 
 /* The redis-server process id (for SIGSTOP/SIGCONT in tests). */
 pid_t sw_test_redis_pid(const sw_test_redis_t *r);
