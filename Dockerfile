@@ -12,7 +12,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       libhiredis-dev libev-dev libmsgpack-dev libjansson-dev libwslay-dev \
-      libhttp-parser-dev libssl-dev uthash-dev \
+      libhttp-parser-dev libssl-dev uthash-dev libjemalloc-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -23,7 +23,7 @@ FROM debian:12
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libhiredis0.14 libev4 libmsgpackc2 libjansson4 libwslay1 \
-      libhttp-parser2.9 libssl3 curl \
+      libhttp-parser2.9 libssl3 libjemalloc2 curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin statewire
 COPY --from=build /build/statewire /usr/local/bin/statewire
