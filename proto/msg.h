@@ -75,10 +75,13 @@ sw_errc_t sw_msg_decode(const char *data, size_t len, sw_msg_t *out, char *why, 
 void sw_msg_destroy(sw_msg_t *m);
 
 /* Encoders append one compact JSON message to `out` (no trailing newline),
- * keys in the order shown. Return 0, SW_ETOOLARGE when out's bound is
+ * keys in the order shown, values as jansson's JSON_COMPACT dump writes
+ * them (object keys in insertion order), without building a jansson object
+ * per message. Return 0, SW_ETOOLARGE when out's bound is
  * reached (out left unchanged), or SW_EINVAL for invalid input (a string
  * that is not UTF-8, an error code outside 1..SW_ERRC__COUNT-1, a seq over
- * INT64_MAX, delta not an object / events not an array). */
+ * INT64_MAX, delta not an object / events not an array, a value nested
+ * deeper than 2048 levels, e.g. a cycle). */
 
 /* {"type":"welcome","token":T,"conn_id":C,"conn_token":K,"resumed":B,"seq":N}
  * (resumed and seq left out when false / 0). */
@@ -91,6 +94,23 @@ int sw_msg_encode_welcome(sw_buf_t *out, const char *token, const char *conn_id,
  * borrowed. */
 int sw_msg_encode_delta(sw_buf_t *out, uint64_t seq, int64_t id, const json_t *delta,
                         const json_t *events, int full);
+
+/* The delta message in two pieces, for fan-out: one tail encoded once for
+ * many clients, each client's seq in its own head, sent together without
+ * a copy (sw_conn_sendv). head(seq) followed by tail(delta, events, full)
+ * is byte for byte sw_msg_encode_delta(seq, -1, delta, events, full).
+ *
+ * sw_msg_delta_head writes {"type":"delta","seq":N and a NUL into buf (cap
+ * bytes; SW_MSG_DELTA_HEAD_MAX always suffice) and returns its length
+ * without the NUL, or 0 (buf untouched) when cap is too small or seq is
+ * over INT64_MAX. */
+#define SW_MSG_DELTA_HEAD_MAX 48
+size_t sw_msg_delta_head(char *buf, size_t cap, uint64_t seq);
+
+/* Appends the rest of the delta message after its seq:
+ * ,"delta":{...},"events":[...],"full":true} with the rules and the
+ * returns of sw_msg_encode_delta. */
+int sw_msg_encode_delta_tail(sw_buf_t *out, const json_t *delta, const json_t *events, int full);
 
 /* {"type":"error","id":I,"code":C,"message":M}; id < 0 leaves "id" out,
  * message NULL or "" leaves "message" out. */

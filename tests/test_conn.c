@@ -14,8 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,8 +95,66 @@ static void on_close(sw_conn_t *c)
     atomic_fetch_add(&g_closes, 1);
 }
 
+/* Payload i of the "sizes" command: SIZES[i] bytes of a pattern. */
+static const size_t SIZES[] = {0, 1, 125, 126, 127, 65535, 65536, 70000};
+
+static void fill_pattern(char *p, size_t len, size_t seed)
+{
+    for (size_t i = 0; i < len; i++)
+        p[i] = (char)('a' + (i * 7 + seed) % 26);
+}
+
+/* Commands of the framing tests (server thread). Returns 1 when handled. */
+static int frame_command(sw_conn_t *c, const char *data, size_t len)
+{
+    if (len == 5 && memcmp(data, "sizes", 5) == 0) {
+        char *p = malloc(70000);
+        for (size_t i = 0; i < SW_ARRAY_SIZE(SIZES); i++) {
+            fill_pattern(p, SIZES[i], i);
+            if (sw_conn_send(c, p, SIZES[i]) != 0)
+                atomic_fetch_add(&g_double_close, 1);
+        }
+        free(p);
+        return 1;
+    }
+    if (len == 5 && memcmp(data, "sendv", 5) == 0) {
+        /* The same messages by send and by sendv, pieces of every size. */
+        char *p = malloc(70000);
+        fill_pattern(p, 70000, 3);
+        struct iovec iov[4] = {{p, 1}, {p + 1, 0}, {p + 1, 200}, {p + 201, 70000 - 201}};
+        if (sw_conn_send(c, p, 70000) != 0 || sw_conn_sendv(c, iov, 4) != 0 ||
+            sw_conn_send(c, "head+tail", 9) != 0)
+            atomic_fetch_add(&g_double_close, 1);
+        struct iovec two[2] = {{"head", 4}, {"+tail", 5}};
+        if (sw_conn_sendv(c, two, 2) != 0 || sw_conn_sendv(c, two, 1) != 0 ||
+            sw_conn_sendv(c, NULL, 0) != 0 || sw_conn_sendv(c, two, -1) != SW_EINVAL)
+            atomic_fetch_add(&g_double_close, 1);
+        free(p);
+        return 1;
+    }
+    if (len == 5 && memcmp(data, "burst", 5) == 0) { /* three messages at once */
+        struct iovec b3[2] = {{"b", 1}, {"3", 1}};
+        if (sw_conn_send(c, "b1", 2) != 0 || sw_conn_send(c, "b2", 2) != 0 ||
+            sw_conn_sendv(c, b3, 2) != 0)
+            atomic_fetch_add(&g_double_close, 1);
+        return 1;
+    }
+    if (len == 10 && memcmp(data, "burstclose", 10) == 0) { /* two, close, then refused */
+        struct iovec b2[1] = {{"b2", 2}};
+        if (sw_conn_send(c, "b1", 2) != 0 || sw_conn_sendv(c, b2, 1) != 0)
+            atomic_fetch_add(&g_double_close, 1);
+        sw_conn_close(c, 1000, "bye");
+        if (sw_conn_send(c, "b3", 2) != SW_ECLOSED || sw_conn_sendv(c, b2, 1) != SW_ECLOSED)
+            atomic_fetch_add(&g_double_close, 1);
+        return 1;
+    }
+    return 0;
+}
+
 static void on_message(sw_conn_t *c, const char *data, size_t len)
 {
+    if (frame_command(c, data, len))
+        return;
     if (len == 5 && memcmp(data, "close", 5) == 0) {
         sw_conn_close(c, 1000, "bye");
         return;
@@ -471,6 +531,7 @@ static void ws_send_close(int fd, uint16_t code)
 
 typedef struct {
     int fin, opcode;
+    int lencode;   /* the 7-bit length field: the length, or 126 / 127 */
     uint8_t *data; /* NUL-terminated, owned */
     size_t len;
 } frame_t;
@@ -485,7 +546,9 @@ static int ws_read_frame(int fd, frame_t *fr)
     fr->fin = h[0] >> 7;
     fr->opcode = h[0] & 0x0f;
     cr_assert_eq(h[1] & 0x80, 0, "server frames are not masked");
+    cr_assert_eq(h[0] & 0x70, 0, "no RSV bits");
     uint64_t len = h[1] & 0x7f;
+    fr->lencode = (int)len;
     if (len == 126) {
         uint8_t e[2];
         if (read_exact(fd, e, 2) < 0)
@@ -1389,4 +1452,203 @@ Test(conn, sse_output_bound_client_never_reads)
     expect_idle(1);
     close(fd);
     cr_assert_eq(atomic_load(&g_sse_bad), 0);
+}
+
+/* ---- output framing and input assembly ------------------------------------ */
+
+/* Read one frame and check it is a final text frame with `want` (len
+ * bytes) and the minimal length form (RFC 6455 §5.2). */
+static void expect_text_n(int fd, const char *want, size_t len)
+{
+    frame_t fr;
+    cr_assert_eq(ws_read_frame(fd, &fr), 0);
+    cr_assert_eq(fr.opcode, 0x1);
+    cr_assert_eq(fr.fin, 1);
+    cr_assert_eq(fr.len, len);
+    int code = len < 126 ? (int)len : len < 65536 ? 126 : 127;
+    cr_assert_eq(fr.lencode, code, "length %zu: length field %d, want %d", len, fr.lencode, code);
+    cr_assert_eq(memcmp(fr.data, want, len), 0, "payload of %zu bytes differs", len);
+    free(fr.data);
+}
+
+Test(conn, length_forms_7_16_64_bit)
+{
+    int fd = ws_connect();
+    ws_send_text(fd, "sizes");
+    char *p = malloc(70000);
+    for (size_t i = 0; i < SW_ARRAY_SIZE(SIZES); i++) {
+        fill_pattern(p, SIZES[i], i);
+        expect_text_n(fd, p, SIZES[i]);
+    }
+    free(p);
+    ws_close_clean(fd);
+    expect_idle(1);
+}
+
+Test(conn, sendv_equals_send)
+{
+    int fd = ws_connect();
+    ws_send_text(fd, "sendv");
+    char *p = malloc(70000);
+    fill_pattern(p, 70000, 3);
+    expect_text_n(fd, p, 70000);
+    expect_text_n(fd, p, 70000);
+    free(p);
+    expect_text_n(fd, "head+tail", 9);
+    expect_text_n(fd, "head+tail", 9);
+    expect_text_n(fd, "head", 4);
+    expect_text_n(fd, "", 0);
+    ws_send_text(fd, "after");
+    expect_text(fd, "after"); /* nothing else came in between */
+    ws_close_clean(fd);
+    expect_idle(1);
+}
+
+/* Append a masked client frame with a short payload (< 126 bytes) to buf. */
+static size_t put_frame(uint8_t *buf, size_t n, int opcode, const char *payload)
+{
+    static const uint8_t key[4] = {9, 8, 7, 6};
+    size_t l = strlen(payload);
+    buf[n++] = (uint8_t)(0x80 | opcode);
+    buf[n++] = (uint8_t)(0x80 | l);
+    memcpy(buf + n, key, 4);
+    n += 4;
+    for (size_t i = 0; i < l; i++)
+        buf[n++] = (uint8_t)(payload[i] ^ key[i % 4]);
+    return n;
+}
+
+/* Server messages framed directly and control frames queued in wslay
+ * share the output: every frame stays whole, in a valid order. */
+Test(conn, direct_frames_and_control_frames_in_order)
+{
+    int fd = ws_connect();
+    uint8_t buf[128];
+    /* Ping and burst in one packet: the pong is queued in wslay before the
+     * burst is sent, so the burst waits behind it (in wslay's queue). */
+    size_t n = put_frame(buf, 0, 0x9, "p1");
+    n = put_frame(buf, n, 0x1, "burst");
+    cli_write(fd, buf, n);
+    expect_frame(fd, 0xA, "p1", 2);
+    expect_text_n(fd, "b1", 2);
+    expect_text_n(fd, "b2", 2);
+    expect_text_n(fd, "b3", 2);
+
+    /* Burst, then a ping in the same packet: the burst is framed directly
+     * and the pong follows it. */
+    n = put_frame(buf, 0, 0x1, "burst");
+    n = put_frame(buf, n, 0x9, "p2");
+    cli_write(fd, buf, n);
+    expect_text_n(fd, "b1", 2);
+    expect_text_n(fd, "b2", 2);
+    expect_text_n(fd, "b3", 2);
+    expect_frame(fd, 0xA, "p2", 2);
+
+    /* Ping, burst, ping: the burst waits in wslay behind the first pong,
+     * and wslay sends control frames ahead of waiting data: both pongs,
+     * then the burst. */
+    n = put_frame(buf, 0, 0x9, "p3");
+    n = put_frame(buf, n, 0x1, "burst");
+    n = put_frame(buf, n, 0x9, "p4");
+    cli_write(fd, buf, n);
+    expect_frame(fd, 0xA, "p3", 2);
+    expect_frame(fd, 0xA, "p4", 2);
+    expect_text_n(fd, "b1", 2);
+    expect_text_n(fd, "b2", 2);
+    expect_text_n(fd, "b3", 2);
+
+    /* Burst, ping, burst: the first burst direct, the pong, the second
+     * burst behind the pong. */
+    n = put_frame(buf, 0, 0x1, "burst");
+    n = put_frame(buf, n, 0x9, "p5");
+    n = put_frame(buf, n, 0x1, "burst");
+    cli_write(fd, buf, n);
+    expect_text_n(fd, "b1", 2);
+    expect_text_n(fd, "b2", 2);
+    expect_text_n(fd, "b3", 2);
+    expect_frame(fd, 0xA, "p5", 2);
+    expect_text_n(fd, "b1", 2);
+    expect_text_n(fd, "b2", 2);
+    expect_text_n(fd, "b3", 2);
+
+    /* Direct frames, then the close: the close comes last, later sends
+     * are refused (checked on the server side). */
+    n = put_frame(buf, 0, 0x1, "burstclose");
+    n = put_frame(buf, n, 0x1, "ignored after the close");
+    cli_write(fd, buf, n);
+    expect_text_n(fd, "b1", 2);
+    expect_text_n(fd, "b2", 2);
+    char reason[16];
+    cr_assert_eq(ws_expect_close(fd, reason, sizeof(reason), NULL), 1000);
+    cr_assert_str_eq(reason, "bye");
+    ws_send_close(fd, 1000);
+    cr_assert(read_eof(fd));
+    close(fd);
+    expect_idle(1);
+}
+
+/* Input reaches on_message whole however it is cut: in one read with
+ * other messages, across many reads, over wslay's 4 KB input buffer, in
+ * fragments. */
+Test(conn, messages_cut_anywhere)
+{
+    int fd = ws_connect();
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+    /* Several small messages in one write. */
+    uint8_t buf[256];
+    size_t n = 0;
+    const char *msgs[] = {"m1", "", "m3"};
+    for (int k = 0; k < 3; k++) {
+        size_t l = strlen(msgs[k]);
+        buf[n++] = 0x81;
+        buf[n++] = (uint8_t)(0x80 | l);
+        memset(buf + n, 0, 4); /* zero mask */
+        n += 4;
+        memcpy(buf + n, msgs[k], l);
+        n += l;
+    }
+    cli_write(fd, buf, n);
+    for (int k = 0; k < 3; k++)
+        expect_text_n(fd, msgs[k], strlen(msgs[k]));
+
+    /* One message written a few bytes at a time. */
+    char text[300];
+    fill_pattern(text, sizeof(text) - 1, 5);
+    text[sizeof(text) - 1] = 0;
+    uint8_t f[8 + sizeof(text)];
+    size_t fl = 0;
+    f[fl++] = 0x81;
+    f[fl++] = 0x80 | 126;
+    f[fl++] = (uint8_t)((sizeof(text) - 1) >> 8);
+    f[fl++] = (uint8_t)(sizeof(text) - 1);
+    memset(f + fl, 0, 4);
+    fl += 4;
+    memcpy(f + fl, text, sizeof(text) - 1);
+    fl += sizeof(text) - 1;
+    for (size_t off = 0; off < fl; off += 37) {
+        cli_write(fd, f + off, SW_MIN((size_t)37, fl - off));
+        usleep(1000);
+    }
+    expect_text_n(fd, text, sizeof(text) - 1);
+
+    /* Larger than wslay's input buffer, whole and in fragments. */
+    size_t big_len = MAX_MESSAGE - 100;
+    char *big = malloc(big_len);
+    fill_pattern(big, big_len, 11);
+    ws_send_frame(fd, 1, 0x1, big, big_len, 1);
+    expect_text_n(fd, big, big_len);
+    ws_send_frame(fd, 0, 0x1, big, 5000, 1);
+    ws_send_frame(fd, 1, 0x9, "mid", 3, 1);
+    ws_send_frame(fd, 0, 0x0, big + 5000, 5000, 1);
+    ws_send_frame(fd, 1, 0x0, big + 10000, big_len - 10000, 1);
+    expect_frame(fd, 0xA, "mid", 3);
+    expect_text_n(fd, big, big_len);
+    free(big);
+
+    ws_send_text(fd, "last");
+    expect_text(fd, "last");
+    ws_close_clean(fd);
+    expect_idle(1);
 }

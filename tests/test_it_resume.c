@@ -283,6 +283,42 @@ Test(resume, expired_state_is_rehydrated_before_the_event)
     sw_wsc_free(a);
 }
 
+Test(resume, expired_state_is_rehydrated_on_the_route_the_client_last_sent)
+{
+    sw_wsc_t *a = open_on(0);
+    json_decref(sw_wsc_hello(a, "tok-exp-route", NULL, T_MS));
+    json_t *m = json_pack("{s:s,s:i,s:s,s:{s:s,s:{s:s}}}", "type", "event", "id", 1, "name",
+                          "hydrate", "router", "path", "/room/r1", "query", "tab", "2");
+    cr_assert_eq(sw_wsc_send_json(a, m), 0);
+    json_decref(m);
+    json_decref(sw_wsc_wait(a, NULL, 1, T_MS));
+    sleep(2); /* the idle lease is given up */
+    json_t *old;
+    while ((old = sw_wsc_recv_json(a, 200)))
+        json_decref(old);
+    redisContext *rc = sw_test_redis_connect(redis);
+    freeReplyObject(redisCommand(rc, "DEL sw:{tok-exp-route}"));
+    redisFree(rc);
+    /* An event without a router: the rehydrate uses the one the client
+     * sent with its hydrate. */
+    m = json_pack("{s:s,s:i,s:s}", "type", "event", "id", 2, "name", "room.set_name");
+    json_object_set_new(m, "payload", json_pack("{s:s}", "value", "x"));
+    sw_wsc_send_json(a, m);
+    json_decref(m);
+    json_t *first = sw_wsc_recv_json(a, T_MS);
+    cr_assert(first);
+    cr_assert(json_is_true(json_object_get(first, "full")), "a full delta comes first: %s",
+              json_dumps(first, JSON_COMPACT));
+    json_t *room = json_object_get(json_object_get(first, "delta"), "room");
+    cr_assert_str_eq(json_string_value(json_object_get(room, "room_id")), "r1",
+                     "computed from the route: %s", json_dumps(first, JSON_COMPACT));
+    json_decref(first);
+    json_t *ans = sw_wsc_wait(a, "delta", 2, T_MS);
+    cr_assert(ans);
+    json_decref(ans);
+    sw_wsc_free(a);
+}
+
 Test(resume, duplicate_tab_gets_a_new_token_quick_reconnect_keeps_it)
 {
     sw_wsc_t *a = open_on(0);

@@ -369,6 +369,123 @@ Test(shared, late_hydrate_gets_current_shared_state)
     tc_free(b);
 }
 
+/* Send an event without waiting for its answer; returns its id. */
+static int tc_send(tc_t *t, const char *name, const char *payload)
+{
+    int id = t->next_id++;
+    json_t *m = json_pack("{s:s,s:i,s:s}", "type", "event", "id", id, "name", name);
+    if (payload)
+        json_object_set_new(m, "payload", json_loads(payload, 0, NULL));
+    int rc = sw_wsc_send_json(t->c, m);
+    json_decref(m);
+    cr_assert_eq(rc, 0);
+    return id;
+}
+
+/* Apply messages until the answer to `id`. */
+static void tc_wait_id(tc_t *t, int id)
+{
+    for (;;) {
+        json_t *r = pump(t, T_MS);
+        cr_assert(r, "answer to event %d", id);
+        int hit = json_object_get(r, "id") && json_integer_value(json_object_get(r, "id")) == id;
+        json_decref(r);
+        if (hit)
+            return;
+    }
+}
+
+/* Apply messages until none comes for quiet_ms. */
+static void tc_drain(tc_t *t, int quiet_ms)
+{
+    json_t *m;
+    while ((m = pump(t, quiet_ms)))
+        json_decref(m);
+}
+
+/* Fan-out deltas are computed once for every local client that holds the
+ * same view of the room (worker/token.c, sw_token_catchup_group); the
+ * others' trees lag until they run an event. Clients that run events of
+ * their own in between, see viewers come and go, or see values go back
+ * and forth must still end with exactly the room's state. */
+Test(shared, group_fanout_keeps_every_view_exact, .timeout = 120)
+{
+    enum { N = 8, ROUNDS = 32 };
+    tc_t *c[N];
+    json_int_t expect = 0;
+    char tok[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(tok, sizeof(tok), "tok-gf%d", i);
+        c[i] = tc_open(0, tok);
+        cr_assert(c[i]);
+        tc_hydrate(c[i], "/room/gf");
+    }
+    for (int round = 0; round < ROUNDS; round++) {
+        tc_t *a = c[round % N], *b = c[(round * 3 + 1) % N];
+        char text[64];
+        switch (round % 4) {
+        case 0: { /* two clients at once: one of them is busy during fan-out */
+            int ia = tc_send(a, "counter.increment", NULL);
+            int ib = tc_send(b, "counter.increment", NULL);
+            tc_wait_id(a, ia);
+            tc_wait_id(b, ib);
+            break;
+        }
+        case 1: /* back to an earlier value */
+            json_decref(tc_call(a, "counter.decrement", NULL, NULL));
+            break;
+        case 2:
+            snprintf(text, sizeof(text), "{\"text\": \"m%d\"}", round);
+            json_decref(tc_call(a, "chat.send", text, NULL));
+            break;
+        default: { /* a viewer comes and goes */
+            snprintf(tok, sizeof(tok), "tok-gfv%d", round);
+            tc_t *v = tc_open(round % 2, tok);
+            cr_assert(v);
+            tc_hydrate(v, "/room/gf");
+            json_decref(tc_call(a, "counter.increment", NULL, NULL));
+            tc_free(v);
+            break;
+        }
+        }
+        expect += round % 4 == 0 ? 2 : round % 4 == 1 ? -1 : round % 4 == 3 ? 1 : 0;
+        for (int i = 0; i < N; i++) {
+            cr_assert(wait_int(c[i], "counter", "count", expect, 3000),
+                      "round %d: client %d sees count %lld, the room has %lld", round, i,
+                      (long long)ivar(c[i], "counter", "count"), (long long)expect);
+            cr_assert_eq(ivar(c[i], "room", "current_count"), expect, "round %d: client %d", round,
+                         i);
+        }
+    }
+    tc_t *f = tc_open(1, "tok-gf-fresh");
+    cr_assert(f);
+    tc_hydrate(f, "/room/gf");
+    cr_assert(wait_int(f, "counter", "viewers", N + 1, 5000), "viewers settle at %d", N + 1);
+    tc_drain(f, 300);
+    json_int_t count = ivar(f, "counter", "count");
+    cr_assert_eq(count, ROUNDS / 4 * 2, "the room's count");
+    cr_assert_eq(count, redis_shared_count("room:gf"));
+    cr_assert_eq(json_array_size(var(f, "chat", "messages")), ROUNDS / 4);
+    for (int i = 0; i < N; i++) {
+        cr_assert(wait_int(c[i], "counter", "viewers", N + 1, 5000), "client %d: viewers", i);
+        tc_drain(c[i], 300);
+        cr_assert(json_equal(json_object_get(c[i]->state, "counter"),
+                             json_object_get(f->state, "counter")),
+                  "client %d: counter view %s, fresh %s", i,
+                  json_dumps(json_object_get(c[i]->state, "counter"), JSON_COMPACT),
+                  json_dumps(json_object_get(f->state, "counter"), JSON_COMPACT));
+        cr_assert(
+            json_equal(json_object_get(c[i]->state, "chat"), json_object_get(f->state, "chat")),
+            "client %d: chat view", i);
+        cr_assert(json_equal(var(c[i], "room", "current_count"), var(f, "room", "current_count")),
+                  "client %d: room.current_count", i);
+        cr_assert_eq(c[i]->errors, 0);
+    }
+    for (int i = 0; i < N; i++)
+        tc_free(c[i]);
+    tc_free(f);
+}
+
 Test(shared, killed_worker_presence_expires_and_recovers, .timeout = 120)
 {
     enum { N = 6 };

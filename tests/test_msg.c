@@ -1,6 +1,8 @@
 #include <criterion/criterion.h>
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/buf.h"
@@ -419,4 +421,240 @@ Test(msg, every_error_code)
         json_decref(v);
         sw_buf_destroy(&b);
     }
+}
+
+/* ---- encode: exact bytes, split delta, the value writer ------------------- */
+
+/* What the encoders wrote when they built a jansson object per message and
+ * dumped it with JSON_COMPACT: the bytes must not change. */
+Test(msg, encode_exact_bytes)
+{
+    sw_buf_t b;
+    sw_buf_init(&b, 0);
+    cr_assert_eq(sw_msg_encode_welcome(&b, "t\"1", "c/1", "k\xc3\xa9", 1, 12), 0);
+    cr_assert_str_eq(b.data, "{\"type\":\"welcome\",\"token\":\"t\\\"1\",\"conn_id\":\"c/1\","
+                             "\"conn_token\":\"k\xc3\xa9\",\"resumed\":true,\"seq\":12}");
+    sw_buf_reset(&b);
+    cr_assert_eq(sw_msg_encode_welcome(&b, "t", "c", "k", 0, 9223372036854775807ull), 0);
+    cr_assert_str_eq(b.data, "{\"type\":\"welcome\",\"token\":\"t\",\"conn_id\":\"c\","
+                             "\"conn_token\":\"k\",\"seq\":9223372036854775807}");
+    cr_assert_eq(sw_msg_encode_welcome(&b, "t", "c", "k", 0, 9223372036854775808ull), SW_EINVAL);
+    cr_assert_eq(sw_msg_encode_welcome(&b, "t\xff", "c", "k", 0, 1), SW_EINVAL);
+    cr_assert_eq(b.len, strlen(b.data), "unchanged after errors");
+
+    sw_buf_reset(&b);
+    json_t *delta =
+        json_pack("{s:{s:I,s:b,s:n},s:[i,s,f]}", "counter", "count",
+                  (json_int_t)-9223372036854775807 - 1, "on", 1, "x", "list", 1, "a\tb\x01", 0.5);
+    json_t *events = json_pack("[{s:s,s:{}}]", "name", "toast", "args");
+    cr_assert_eq(sw_msg_encode_delta(&b, 3, 42, delta, events, 1), 0);
+    cr_assert_str_eq(b.data, "{\"type\":\"delta\",\"seq\":3,\"id\":42,\"delta\":{\"counter\":{"
+                             "\"count\":-9223372036854775808,\"on\":true,\"x\":null},\"list\":[1,"
+                             "\"a\\tb\\u0001\",0.5]},\"events\":[{\"name\":\"toast\",\"args\":{}}],"
+                             "\"full\":true}");
+    sw_buf_reset(&b);
+    cr_assert_eq(sw_msg_encode_error(&b, 0, SW_ERRC_TOO_LARGE, "over \"64\" KiB\n"), 0);
+    cr_assert_str_eq(b.data, "{\"type\":\"error\",\"id\":0,\"code\":\"too_large\","
+                             "\"message\":\"over \\\"64\\\" KiB\\n\"}");
+    json_decref(delta);
+    json_decref(events);
+    sw_buf_destroy(&b);
+}
+
+/* head(seq) + tail == encode_delta(seq, -1, ...) for the given values. */
+static void check_split(uint64_t seq, const json_t *delta, const json_t *events, int full)
+{
+    sw_buf_t whole, tail;
+    sw_buf_init(&whole, 0);
+    sw_buf_init(&tail, 0);
+    char head[SW_MSG_DELTA_HEAD_MAX];
+    size_t hlen = sw_msg_delta_head(head, sizeof(head), seq);
+    cr_assert_gt(hlen, 0);
+    cr_assert_eq(strlen(head), hlen);
+    cr_assert_eq(sw_msg_encode_delta(&whole, seq, -1, delta, events, full), 0);
+    cr_assert_eq(sw_msg_encode_delta_tail(&tail, delta, events, full), 0);
+    cr_assert_eq(hlen + tail.len, whole.len, "%s | %s vs %s", head, tail.data, whole.data);
+    cr_assert_eq(memcmp(whole.data, head, hlen), 0, "%s vs %s", head, whole.data);
+    cr_assert_eq(memcmp(whole.data + hlen, tail.data, tail.len), 0, "%s vs %s", tail.data,
+                 whole.data);
+    sw_buf_destroy(&whole);
+    sw_buf_destroy(&tail);
+}
+
+Test(msg, delta_head_plus_tail_is_the_delta)
+{
+    json_t *delta = json_pack("{s:{s:i},s:{s:[s,s]}}", "counter", "count", 7, "chat", "messages",
+                              "h\xc3\xa9llo", "\"q\"");
+    json_t *empty_obj = json_object();
+    json_t *events = json_pack("[{s:s},i]", "name", "redirect", 3);
+    json_t *no_events = json_array();
+    const uint64_t seqs[] = {0, 1, 9, 10, 99, 100, 123456789, 9223372036854775807ull};
+    const json_t *deltas[] = {NULL, empty_obj, delta};
+    const json_t *evs[] = {NULL, no_events, events};
+    for (size_t i = 0; i < SW_ARRAY_SIZE(seqs); i++)
+        for (size_t d = 0; d < SW_ARRAY_SIZE(deltas); d++)
+            for (size_t e = 0; e < SW_ARRAY_SIZE(evs); e++)
+                for (int full = 0; full < 2; full++)
+                    check_split(seqs[i], deltas[d], evs[e], full);
+
+    /* The head alone. */
+    char head[SW_MSG_DELTA_HEAD_MAX];
+    cr_assert_eq(sw_msg_delta_head(head, sizeof(head), 17), 24);
+    cr_assert_str_eq(head, "{\"type\":\"delta\",\"seq\":17");
+    cr_assert_eq(sw_msg_delta_head(head, sizeof(head), 9223372036854775807ull), 41);
+    cr_assert_eq(sw_msg_delta_head(head, sizeof(head), 9223372036854775808ull), 0);
+    strcpy(head, "untouched");
+    cr_assert_eq(sw_msg_delta_head(head, 24, 17), 0, "no room for the NUL");
+    cr_assert_str_eq(head, "untouched");
+    cr_assert_eq(sw_msg_delta_head(head, 25, 17), 24);
+
+    /* The tail: invalid input and the bound leave out unchanged. */
+    sw_buf_t t;
+    sw_buf_init(&t, 0);
+    sw_buf_append_str(&t, "keep");
+    cr_assert_eq(sw_msg_encode_delta_tail(&t, events, NULL, 0), SW_EINVAL);
+    cr_assert_eq(sw_msg_encode_delta_tail(&t, delta, delta, 0), SW_EINVAL);
+    cr_assert_str_eq(t.data, "keep");
+    sw_buf_destroy(&t);
+    sw_buf_init(&t, 30);
+    sw_buf_append_str(&t, "keep");
+    cr_assert_eq(sw_msg_encode_delta_tail(&t, delta, NULL, 1), SW_ETOOLARGE);
+    cr_assert_str_eq(t.data, "keep");
+    cr_assert_eq(t.len, 4);
+    cr_assert_eq(sw_msg_encode_delta_tail(&t, NULL, NULL, 0), 0);
+    cr_assert_str_eq(t.data, "keep,\"delta\":{}}");
+    sw_buf_destroy(&t);
+
+    json_decref(delta);
+    json_decref(empty_obj);
+    json_decref(events);
+    json_decref(no_events);
+}
+
+/* The delta value as encoded: the bytes between ,"delta": and the final }. */
+static char *encoded_value(const json_t *delta)
+{
+    sw_buf_t t;
+    sw_buf_init(&t, 0);
+    cr_assert_eq(sw_msg_encode_delta_tail(&t, delta, NULL, 0), 0);
+    cr_assert(t.len >= 10 && memcmp(t.data, ",\"delta\":", 9) == 0 && t.data[t.len - 1] == '}');
+    t.data[t.len - 1] = '\0';
+    char *v = strdup(t.data + 9);
+    sw_buf_destroy(&t);
+    return v;
+}
+
+static void check_like_jansson(const json_t *delta)
+{
+    char *want = json_dumps(delta, JSON_COMPACT);
+    cr_assert_not_null(want);
+    char *got = encoded_value(delta);
+    cr_assert_str_eq(got, want);
+    free(want);
+    free(got);
+}
+
+/* A pseudo-random JSON value (fixed seed: reproducible). */
+static json_t *random_value(unsigned *seed, int depth)
+{
+    static const char *const strs[] = {"",
+                                       "a",
+                                       "\"",
+                                       "\\",
+                                       "/",
+                                       "\b\f\n\r\t",
+                                       "\x01\x1f\x7f",
+                                       "caf\xc3\xa9",
+                                       "\xe2\x82\xac",
+                                       "\xf0\x9f\x98\x80",
+                                       "\xef\xbf\xbf",
+                                       "mixed \"q\" \\ \xc3\xa9\n"};
+    static const double reals[] = {0.0,    -0.0, 0.5,          1.0,  -1.5,  1e300,
+                                   1e-300, 0.1,  123456789.25, 1e21, 3.0e-5};
+    int k = (int)(rand_r(seed) % (depth < 4 ? 9 : 6));
+    switch (k) {
+    case 0:
+        return json_integer((json_int_t)rand_r(seed) * (rand_r(seed) % 2 ? -1 : 1) *
+                            (json_int_t)rand_r(seed));
+    case 1:
+        return json_string(strs[rand_r(seed) % SW_ARRAY_SIZE(strs)]);
+    case 2:
+        return json_real(reals[rand_r(seed) % SW_ARRAY_SIZE(reals)]);
+    case 3:
+        return rand_r(seed) % 2 ? json_true() : json_false();
+    case 4:
+        return json_null();
+    case 5:
+        return json_stringn("nul\0in", 6);
+    case 6:
+    case 7: {
+        json_t *o = json_object();
+        int n = (int)(rand_r(seed) % 5);
+        for (int i = 0; i < n; i++) {
+            char key[32];
+            snprintf(key, sizeof(key), "%s%d", strs[rand_r(seed) % SW_ARRAY_SIZE(strs)], i);
+            json_object_set_new(o, key, random_value(seed, depth + 1));
+        }
+        return o;
+    }
+    default: {
+        json_t *a = json_array();
+        int n = (int)(rand_r(seed) % 5);
+        for (int i = 0; i < n; i++)
+            json_array_append_new(a, random_value(seed, depth + 1));
+        return a;
+    }
+    }
+}
+
+Test(msg, values_written_as_jansson_writes_them)
+{
+    unsigned seed = 12345;
+    for (int i = 0; i < 500; i++) {
+        json_t *d = json_object();
+        json_object_set_new(d, "v", random_value(&seed, 0));
+        json_object_set_new(d, "w", random_value(&seed, 0));
+        check_like_jansson(d);
+        json_decref(d);
+    }
+    /* Every control character and the integer extremes. */
+    char ctl[33];
+    for (int c = 1; c < 32; c++)
+        ctl[c - 1] = (char)c;
+    ctl[31] = '\0';
+    json_t *d =
+        json_pack("{s:s,s:I,s:I,s:[]}", ctl, ctl, "min", (json_int_t)-9223372036854775807 - 1,
+                  "max", (json_int_t)9223372036854775807, "e");
+    check_like_jansson(d);
+    json_decref(d);
+}
+
+Test(msg, invalid_values_refused)
+{
+    sw_buf_t b;
+    sw_buf_init(&b, 0);
+    sw_buf_append_str(&b, "x");
+    static const char *const bad[] = {
+        "\xff", "\xc0\x80", "\xc3", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82", "ok\x80"};
+    for (size_t i = 0; i < SW_ARRAY_SIZE(bad); i++) {
+        json_t *d = json_object();
+        json_object_set_new(d, "s", json_stringn_nocheck(bad[i], strlen(bad[i])));
+        cr_assert_eq(sw_msg_encode_delta(&b, 1, 2, d, NULL, 0), SW_EINVAL, "value %zu", i);
+        json_decref(d);
+        d = json_object();
+        json_object_set_new_nocheck(d, bad[i], json_true());
+        cr_assert_eq(sw_msg_encode_delta(&b, 1, 2, d, NULL, 0), SW_EINVAL, "key %zu", i);
+        json_decref(d);
+    }
+    /* A cycle ends at the depth bound instead of recursing forever. */
+    json_t *d = json_object(), *arr = json_array();
+    json_object_set(d, "a", arr);
+    json_array_append(arr, d);
+    cr_assert_eq(sw_msg_encode_delta(&b, 1, -1, d, NULL, 0), SW_EINVAL);
+    json_array_clear(arr);
+    json_decref(arr);
+    json_decref(d);
+    cr_assert_str_eq(b.data, "x");
+    cr_assert_eq(b.len, 1);
+    sw_buf_destroy(&b);
 }

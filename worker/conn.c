@@ -2,8 +2,10 @@
  * (RFC 6455 §4.2) and WebSocket framing (wslay event API).
  *
  * Output never goes to the socket from inside a library callback: wslay's
- * send_callback and sw_conn_http_reply() append to the conn's `out`
- * buffer and put the conn on env->pending; the env's ev_prepare watcher
+ * send_callback, sw_conn_http_reply() and sw_conn_send() (which frames
+ * text messages itself while wslay has nothing waiting, sparing wslay's
+ * per-message copy and queue) append to the conn's `out` buffer and put
+ * the conn on env->pending; the env's ev_prepare watcher
  * (`flush`) writes each pending conn once per loop iteration (one send()
  * per conn), resumes pipelined HTTP requests, and calls on_close and frees
  * closed conns. A conn whose socket would block waits for EV_WRITE.
@@ -39,9 +41,6 @@
 #include "worker/conn.h"
 
 #include <errno.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -56,6 +55,7 @@
 #include <openssl/evp.h>
 #include <wslay/wslay.h>
 
+#include "common/alloc.h"
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -67,6 +67,10 @@
 #define DEFAULT_MAX_BODY (1024 * 1024)
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define PING_PAYLOAD "sw"
+#define WS_MAX_HEADER 10 /* bytes of an unmasked frame header (RFC 6455 §5.2) */
+/* A WebSocket conn keeps its output buffer between writes up to this
+ * capacity (no malloc/free per message); hibernation frees it. */
+#define OUT_KEEP 4096
 #define TIMER_SLACK 0.0005 /* seconds: a deadline this close counts as reached */
 #define HIBERNATE_AFTER (SW_CONN_HIBERNATE_MS / 1000.)
 /* Returning freed heap to the OS: at most every TRIM_INTERVAL seconds, and
@@ -132,8 +136,20 @@ struct sw_conn {
     unsigned abandon : 1;     /* peer presumed dead: close once the output is tried */
     unsigned ws_frag : 1;     /* the last data frame started had no FIN */
     unsigned hibernating : 1; /* WebSocket conn without a wslay context */
+    unsigned rx_ctrl : 1;     /* the frame being received is a control frame */
+    unsigned rx_text : 1;     /* the data message being received is text */
+    unsigned rx_fin : 1;      /* the data frame being received ends its message */
+    unsigned rx_drop : 1;     /* the data message is over max_message_bytes (1009) */
     sw_buf_t in;              /* unparsed input: pipelined HTTP, first WebSocket bytes */
     sw_buf_t out;             /* bytes for the socket */
+    /* The text message being received (wslay buffers no data frames, see
+     * ws_chunk_cb): its bytes borrowed from wslay's input buffer when one
+     * chunk holds it all (rx_ptr), else copied into rx. */
+    sw_buf_t rx;
+    const char *rx_ptr;
+    size_t rx_plen;
+    uint64_t rx_total; /* payload bytes of the data message so far */
+    uint64_t rx_fleft; /* payload bytes of the data frame still to come */
     http_state_t *hs;
     wslay_event_context_ptr ws;
     const char *feed; /* input offered to wslay's recv_callback */
@@ -226,6 +242,7 @@ static void conn_reap(sw_conn_t *c)
     hs_free(c);
     sw_buf_destroy(&c->in);
     sw_buf_destroy(&c->out);
+    sw_buf_destroy(&c->rx);
     free(c->peer);
     free(c);
 }
@@ -435,7 +452,12 @@ static void conn_flush(sw_conn_t *c)
         }
     }
     ev_io_stop(env->loop, &c->wio);
-    sw_buf_destroy(&c->out); /* idle conns hold no output storage */
+    /* An open WebSocket keeps a small buffer for its next messages until
+     * it hibernates; other conns hold no output storage when idle. */
+    if (c->mode == MODE_WS && !c->closing && c->out.cap <= OUT_KEEP)
+        sw_buf_reset(&c->out);
+    else
+        sw_buf_destroy(&c->out);
     if (c->closing && c->abandon) {
         conn_finish(c); /* no closing handshake with a dead peer */
         return;
@@ -516,9 +538,51 @@ static void ws_frame_start_cb(wslay_event_context_ptr ctx,
     uint64_t hdr = 2 + 4 + (arg->payload_length > 65535 ? 8 : arg->payload_length > 125 ? 2 : 0);
     /* payload_length <= max_recv_msg_length (checked before this call). */
     c->ws_unframed -= (int64_t)(hdr + arg->payload_length);
-    if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME ||
-        arg->opcode == WSLAY_CONTINUATION_FRAME)
-        c->ws_frag = !arg->fin; /* control frames may come between fragments */
+    c->rx_ctrl = (arg->opcode & 0x8) != 0; /* RFC 6455 §5.5 */
+    if (c->rx_ctrl)
+        return; /* control frames may come between fragments; wslay buffers them */
+    c->ws_frag = !arg->fin;
+    if (arg->opcode != WSLAY_CONTINUATION_FRAME) { /* a new message */
+        c->rx_text = arg->opcode == WSLAY_TEXT_FRAME;
+        c->rx_total = 0;
+        c->rx_ptr = NULL;
+        sw_buf_reset(&c->rx);
+    }
+    c->rx_fin = arg->fin;
+    c->rx_fleft = arg->payload_length;
+    c->rx_total += arg->payload_length;
+    /* wslay checks each frame against max_recv_msg_length, but the whole
+     * message only when it buffers it: the rest of the check (fragments)
+     * is here, with wslay's answer (close 1009, stop reading). */
+    size_t max = c->env->max_message_bytes;
+    if (max && c->rx_total > max && !c->rx_drop) {
+        c->rx_drop = 1;
+        (void)wslay_event_queue_close(ctx, 1009, NULL, 0);
+        wslay_event_shutdown_read(ctx);
+    }
+}
+
+/* A piece of the payload of the frame being received, unmasked and UTF-8
+ * checked so far by wslay, in wslay's input buffer (valid until wslay
+ * reads again). Text data is kept for ws_msg_cb: borrowed when this piece
+ * completes a message that has no earlier bytes (the usual case: no copy,
+ * no allocation), copied otherwise. Binary data is dropped (1003). */
+static void ws_chunk_cb(wslay_event_context_ptr ctx,
+                        const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user_data)
+{
+    (void)ctx;
+    sw_conn_t *c = user_data;
+    if (c->rx_ctrl)
+        return;
+    c->rx_fleft -= arg->data_length;
+    if (c->rx_drop || !c->rx_text || c->dead || arg->data_length == 0)
+        return;
+    if (c->rx_fin && c->rx_fleft == 0 && c->rx.len == 0) {
+        c->rx_ptr = (const char *)arg->data;
+        c->rx_plen = arg->data_length;
+        return;
+    }
+    sw_buf_append(&c->rx, arg->data, arg->data_length); /* bounded by rx_drop */
 }
 
 static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
@@ -561,13 +625,27 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
                       void *user_data)
 {
     sw_conn_t *c = user_data;
+    if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) {
+        const char *data = c->rx_ptr ? c->rx_ptr : c->rx.data ? c->rx.data : "";
+        size_t len = c->rx_ptr ? c->rx_plen : c->rx.len;
+        int drop = c->rx_drop;
+        c->rx_ptr = NULL;
+        c->rx_drop = 0;
+        c->rx_total = 0;
+        if (c->dead || c->closing || drop)
+            goto done;
+        /* wslay has validated the UTF-8 of the whole message (1007). */
+        if (arg->opcode == WSLAY_TEXT_FRAME && c->env->on_message)
+            c->env->on_message(c, data, len);
+    done:
+        if (c->rx.cap > OUT_KEEP)
+            sw_buf_destroy(&c->rx);
+        else
+            sw_buf_reset(&c->rx);
+    }
     if (c->dead || c->closing)
         return;
-    if (arg->opcode == WSLAY_TEXT_FRAME) {
-        /* wslay has validated the UTF-8 of the whole message (1007). */
-        if (c->env->on_message)
-            c->env->on_message(c, arg->msg ? (const char *)arg->msg : "", arg->msg_length);
-    } else if (arg->opcode == WSLAY_BINARY_FRAME) {
+    if (arg->opcode == WSLAY_BINARY_FRAME) {
         (void)ctx; /* keep reading: the peer's close reply ends the handshake */
         ws_close(c, 1003, "binary messages are not supported");
     }
@@ -607,6 +685,7 @@ static int ws_ctx_new(sw_conn_t *c)
         .recv_callback = ws_recv_cb,
         .send_callback = ws_send_cb,
         .on_frame_recv_start_callback = ws_frame_start_cb,
+        .on_frame_recv_chunk_callback = ws_chunk_cb,
         .on_msg_recv_callback = ws_msg_cb,
     };
     if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0) {
@@ -617,8 +696,15 @@ static int ws_ctx_new(sw_conn_t *c)
     }
     if (c->env->max_message_bytes)
         wslay_event_config_set_max_recv_msg_length(c->ws, c->env->max_message_bytes);
+    /* Data frames reach ws_chunk_cb unbuffered: no allocation and copy per
+     * message in wslay. */
+    wslay_event_config_set_no_buffering(c->ws, 1);
     c->ws_unframed = 0;
     c->ws_frag = 0;
+    c->rx_ptr = NULL;
+    c->rx_drop = 0;
+    c->rx_total = 0;
+    sw_buf_reset(&c->rx);
     return 0;
 }
 
@@ -651,12 +737,14 @@ static int ws_can_hibernate(const sw_conn_t *c)
            !wslay_event_get_close_sent(c->ws) && !wslay_event_get_close_received(c->ws);
 }
 
-/* Heap freed by hibernation stays in the process: glibc returns memory
- * only from the top of the heap, and the freed contexts sit between live
- * objects. malloc_trim(0) hands the free pages inside the heap back
- * (madvise); it walks the free lists, so it runs at most every
- * TRIM_INTERVAL seconds and only after TRIM_MIN_HIB hibernations, from
- * this timer rather than from each conn's hibernation. */
+/* Heap freed by hibernation stays in the process: the allocator keeps
+ * freed pages (glibc returns memory only from the top of the heap, and the
+ * freed contexts sit between live objects; jemalloc purges on its own only
+ * while allocating). sw_alloc_release() hands the free pages back
+ * (common/alloc.h: jemalloc's purge or glibc's malloc_trim); it walks the
+ * heap, so it runs at most every TRIM_INTERVAL seconds and only after
+ * TRIM_MIN_HIB hibernations, from this timer rather than from each conn's
+ * hibernation. */
 static void trim_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
@@ -664,9 +752,7 @@ static void trim_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_ref(loop); /* the expired timer was stopped by libev after ev_unref */
     env->trim_pending = 0;
     env->last_trim = ev_now(loop);
-#ifdef __GLIBC__
-    malloc_trim(0);
-#endif
+    sw_alloc_release();
 }
 
 /* Drop the wslay context and empty buffers of an idle conn at a message
@@ -678,6 +764,7 @@ static void ws_hibernate(sw_conn_t *c)
     c->ws = NULL;
     sw_buf_destroy(&c->out);
     sw_buf_destroy(&c->in);
+    sw_buf_destroy(&c->rx);
     hs_free(c);
     c->hibernating = 1;
     env->nhib++;
@@ -1172,6 +1259,7 @@ sw_conn_t *sw_conn_new(sw_conn_env_t *env, int fd)
     c->id = env->next_id++;
     sw_buf_init(&c->in, 0);
     sw_buf_init(&c->out, 0);
+    sw_buf_init(&c->rx, 0);
     ev_io_init(&c->rio, rio_cb, fd, EV_READ);
     ev_io_init(&c->wio, wio_cb, fd, EV_WRITE);
     ev_timer_init(&c->timer, timer_cb, CLOSE_TIMEOUT, 0.);
@@ -1229,10 +1317,61 @@ void *sw_conn_udata(const sw_conn_t *c)
     return c->udata;
 }
 
-int sw_conn_send(sw_conn_t *c, const char *data, size_t len)
+/* Header of an unmasked text frame with FIN carrying len bytes (RFC 6455
+ * §5.2: a server never masks; payload length in 7 bits, or 126 + 16 bits,
+ * or 127 + 64 bits, network byte order, minimal form). Returns its size. */
+static size_t ws_text_header(uint8_t hdr[WS_MAX_HEADER], uint64_t len)
+{
+    hdr[0] = 0x80 | WSLAY_TEXT_FRAME; /* FIN, no RSV, opcode 1 */
+    if (len < 126) {
+        hdr[1] = (uint8_t)len;
+        return 2;
+    }
+    if (len <= 0xffff) {
+        hdr[1] = 126;
+        hdr[2] = (uint8_t)(len >> 8);
+        hdr[3] = (uint8_t)len;
+        return 4;
+    }
+    hdr[1] = 127;
+    for (int i = 0; i < 8; i++)
+        hdr[2 + i] = (uint8_t)(len >> (56 - 8 * i));
+    return 10;
+}
+
+/* Queue a message of len bytes in pieces iov[0..iovcnt) in wslay (which
+ * copies it), behind what waits there. */
+static int ws_queue_text(sw_conn_t *c, const struct iovec *iov, int iovcnt, size_t len)
+{
+    uint8_t *flat = NULL;
+    const uint8_t *msg = iovcnt == 1 ? iov[0].iov_base : NULL;
+    if (iovcnt > 1) {
+        flat = sw_xmalloc(len ? len : 1);
+        size_t off = 0;
+        for (int i = 0; i < iovcnt; i++) {
+            if (iov[i].iov_len)
+                memcpy(flat + off, iov[i].iov_base, iov[i].iov_len);
+            off += iov[i].iov_len;
+        }
+        msg = flat;
+    }
+    struct wslay_event_msg m = {.opcode = WSLAY_TEXT_FRAME, .msg = msg, .msg_length = len};
+    int rv = wslay_event_queue_msg(c->ws, &m);
+    free(flat);
+    if (rv != 0)
+        return rv == WSLAY_ERR_NO_MORE_MSG ? SW_ECLOSED : SW_ERR;
+    return 0;
+}
+
+int sw_conn_sendv(sw_conn_t *c, const struct iovec *iov, int iovcnt)
 {
     if (c->dead || c->closing || c->mode != MODE_WS)
         return SW_ECLOSED;
+    if (iovcnt < 0 || (iovcnt > 0 && !iov))
+        return SW_EINVAL;
+    size_t len = 0;
+    for (int i = 0; i < iovcnt; i++)
+        len += iov[i].iov_len;
     if (ws_wake(c) != 0)
         return SW_ERR; /* the conn is closed, on_close follows */
     c->last_act = ev_now(c->env->loop);
@@ -1244,16 +1383,33 @@ int sw_conn_send(sw_conn_t *c, const char *data, size_t len)
         ws_close(c, 1013, "backpressure");
         return SW_ETOOLARGE;
     }
-    struct wslay_event_msg msg = {
-        .opcode = WSLAY_TEXT_FRAME,
-        .msg = (const uint8_t *)data,
-        .msg_length = len,
-    };
-    int rv = wslay_event_queue_msg(c->ws, &msg);
-    if (rv != 0)
-        return rv == WSLAY_ERR_NO_MORE_MSG ? SW_ECLOSED : SW_ERR;
+    /* Frames go out in the order they enter `out`. wslay appends a frame
+     * to `out` only from wslay_event_send, whole (ws_send_cb takes every
+     * byte), so when it wants to write nothing, no frame of it is partly
+     * in `out` or still waiting, and this one can follow directly. While
+     * something waits there (a pong or ping, a close), the message waits
+     * behind it; write_enabled is off once a close went out (wslay then
+     * refuses: SW_ECLOSED). */
+    if (!wslay_event_get_write_enabled(c->ws) || wslay_event_want_write(c->ws)) {
+        int rc = ws_queue_text(c, iov, iovcnt, len);
+        if (rc == 0)
+            mark_pending(c);
+        return rc;
+    }
+    uint8_t hdr[WS_MAX_HEADER];
+    size_t hlen = ws_text_header(hdr, len);
+    sw_buf_reserve(&c->out, hlen + len); /* unbounded buffer: cannot fail */
+    sw_buf_append(&c->out, hdr, hlen);
+    for (int i = 0; i < iovcnt; i++)
+        sw_buf_append(&c->out, iov[i].iov_base, iov[i].iov_len);
     mark_pending(c);
     return 0;
+}
+
+int sw_conn_send(sw_conn_t *c, const char *data, size_t len)
+{
+    struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+    return sw_conn_sendv(c, &iov, 1);
 }
 
 void sw_conn_close(sw_conn_t *c, uint16_t code, const char *reason)

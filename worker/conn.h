@@ -53,6 +53,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/uio.h>
 
 #include <ev.h>
 
@@ -137,8 +138,19 @@ void *sw_conn_udata(const sw_conn_t *c);
  * conn is then closed with 1013 and on_close follows); SW_ERR when a
  * hibernating conn cannot get a wslay context back (out of memory: the
  * conn is closed, on_close follows). Writes are batched: everything
- * queued during one loop iteration goes out in one writev. */
+ * queued during one loop iteration goes out in one send. The bound counts
+ * the queued frames (headers included). data must be UTF-8 (not checked).
+ * The frame (RFC 6455 §5.2: FIN, opcode text, unmasked, 7/16/64-bit
+ * length) is written straight into the output buffer when wslay has
+ * nothing waiting (no control frame, no partly sent frame); otherwise the
+ * message is queued in wslay behind what waits there. */
 int sw_conn_send(sw_conn_t *c, const char *data, size_t len);
+
+/* sw_conn_send of one text message made of iovcnt pieces (their
+ * concatenation), copied once into the output buffer; same returns, plus
+ * SW_EINVAL for iovcnt < 0 (nothing queued). For a message encoded once
+ * for many clients with a per-client prefix. */
+int sw_conn_sendv(sw_conn_t *c, const struct iovec *iov, int iovcnt);
 
 /* Start the WebSocket closing handshake with `code` and `reason` (RFC 6455
  * §5.5.1), flush what is queued, then close the socket (forcibly after 2 s).

@@ -739,6 +739,23 @@ json_t *sw_tree_state_vars(const sw_tree_t *t, const char *state)
     return json_object_get(t->vars, state);
 }
 
+int sw_tree_links_all_shared(const sw_tree_t *t, const char *shared_token)
+{
+    const sw_appdef_t *app = t->app;
+
+    for (size_t i = 0; i < app->nstates; i++) {
+        const sw_statedef_t *s = app->states[i];
+        const char *r;
+
+        if (!(s->flags & SW_STATE_SHARED))
+            continue;
+        r = json_string_value(json_object_get(t->links, s->path));
+        if (!r || strcmp(r, shared_token) != 0)
+            return 0;
+    }
+    return 1;
+}
+
 /* ---- Running a step ----------------------------------------------------------- */
 
 /* Does `value` fit a var whose default is `def`? null fits every var; an

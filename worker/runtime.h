@@ -136,6 +136,13 @@ json_t *sw_tree_state_vars(const sw_tree_t *t, const char *state);
  * deltas then cannot be computed once for all linked clients. */
 int sw_appdef_fanout_needs_private(const sw_appdef_t *app);
 
+/* 1 when every shared state (SW_STATE_SHARED) of the app is linked to
+ * `shared_token` in t, else 0. With sw_appdef_fanout_needs_private() == 0
+ * every var that shared input reaches is then the same function of that
+ * shared token's vars, its presence and the links, for every tree linked
+ * that way: one fan-out delta serves them all. */
+int sw_tree_links_all_shared(const sw_tree_t *t, const char *shared_token);
+
 /* ---- Running a handler step -------------------------------------------- */
 
 typedef struct sw_step {

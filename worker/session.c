@@ -72,6 +72,23 @@ int sw_session_send(sw_session_t *s, const char *data, size_t len)
     return sw_conn_send(s->conn, data, len);
 }
 
+int sw_session_sendv(sw_session_t *s, const struct iovec *iov, int iovcnt)
+{
+    if (s->closing)
+        return SW_ECLOSED;
+    if (!s->sse)
+        return sw_conn_sendv(s->conn, iov, iovcnt);
+    if (iovcnt < 0)
+        return SW_EINVAL;
+    sw_buf_t b; /* an event stream needs the message in one piece */
+    sw_buf_init(&b, 0);
+    for (int i = 0; i < iovcnt; i++)
+        sw_buf_append(&b, iov[i].iov_base, iov[i].iov_len);
+    int rc = sw_session_send(s, b.data ? b.data : "", b.len);
+    sw_buf_destroy(&b);
+    return rc;
+}
+
 void sw_session_send_error(sw_session_t *s, int64_t id, sw_errc_t code, const char *message)
 {
     if ((unsigned)code < SW_STATS_ERRC_MAX)
@@ -130,8 +147,8 @@ static void on_event(sw_session_t *s, sw_msg_t *m)
     json_t *payload = m->payload;
     json_t *router = m->router;
     if (router) { /* the page the client is on: used to rehydrate expired state */
-        json_decref(s->router);
-        s->router = json_incref(router);
+        free(s->router);
+        s->router = json_dumps(router, JSON_COMPACT);
     }
     m->payload = NULL;
     m->router = NULL;
@@ -174,7 +191,7 @@ void sw_session_on_close(sw_conn_t *c)
     SW_STAT_SUB(s->w->stats, ws_open, 1);
     SW_STAT_SUB(s->w->stats, sse_open, s->sse ? 1 : 0); /* metrics */
     sw_conn_set_udata(c, NULL);
-    json_decref(s->router);
+    free(s->router);
     free(s);
 }
 

@@ -33,7 +33,8 @@ typedef struct sw_session {
     uint64_t client_seq; /* the last seq this client holds */
     int welcomed;        /* welcome sent */
     int hydrated;        /* holds a state (a full delta reached it) */
-    json_t *router;      /* the last router it sent (owned), or NULL */
+    char *router;        /* the last router it sent, compact JSON text (heap), or NULL;
+                            parsed only to rehydrate expired state */
     int closing;
     int sse; /* an event stream (GET /_sse), not a WebSocket */
 } sw_session_t;
@@ -63,6 +64,11 @@ void sw_session_sse_forwarded(sw_worker_t *w, const char *body, size_t len);
 /* Send a pre-encoded message. Returns 0 or the sw_conn_send error (the
  * conn closes itself at its output bound). */
 int sw_session_send(sw_session_t *s, const char *data, size_t len);
+
+/* sw_session_send of one message made of iovcnt pieces (concatenated;
+ * sw_conn_sendv: no intermediate copy on a WebSocket). Same returns, plus
+ * SW_EINVAL for iovcnt < 0. */
+int sw_session_sendv(sw_session_t *s, const struct iovec *iov, int iovcnt);
 
 /* Send an error message answering event `id` (-1: none). */
 void sw_session_send_error(sw_session_t *s, int64_t id, sw_errc_t code, const char *message);

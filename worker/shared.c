@@ -74,6 +74,8 @@ static void shared_free(sw_shared_t *r)
     if (r->subscribed)
         sw_store_unsubscribe(w->store, r->token);
     HASH_DEL(w->shared, r);
+    for (unsigned k = 0; k < r->nsnaps; k++)
+        json_decref(r->snaps[k].vars);
     json_decref(r->vars);
     json_decref(r->buffered);
     free(r->tokens);
@@ -134,8 +136,11 @@ static void catchup_all(sw_shared_t *r)
         return;
     sw_token_t **copy = sw_xmalloc(n * sizeof(*copy));
     memcpy(copy, r->tokens, n * sizeof(*copy));
-    for (size_t i = 0; i < n; i++)
-        sw_token_catchup(copy[i]);
+    if (!sw_appdef_fanout_needs_private(r->w->app))
+        sw_token_catchup_group(r, copy, n);
+    else
+        for (size_t i = 0; i < n; i++)
+            sw_token_catchup(copy[i]);
     free(copy);
 }
 
@@ -160,6 +165,35 @@ void sw_shared_run_catchups(sw_worker_t *w)
         r->catchup_queued = 0;
         catchup_all(r);
     }
+}
+
+/* ---- views kept for lagging trees ------------------------------------------- */
+
+void sw_shared_snapshot(sw_shared_t *r, int64_t presence)
+{
+    if (sw_shared_snapshot_find(r, r->seq, presence))
+        return;
+    if (r->nsnaps == SW_SHARED_SNAPS) {
+        json_decref(r->snaps[0].vars);
+        memmove(&r->snaps[0], &r->snaps[1], (SW_SHARED_SNAPS - 1) * sizeof(r->snaps[0]));
+        r->nsnaps--;
+    }
+    /* r->vars' state objects change in place: copy them (values are
+     * never modified in place, so they are shared). */
+    json_t *vars = json_object();
+    const char *state;
+    json_t *v;
+    json_object_foreach(r->vars, state, v) json_object_set_new(vars, state, json_copy(v));
+    r->snaps[r->nsnaps++] =
+        (struct sw_shared_snap){.seq = r->seq, .presence = presence, .vars = vars};
+}
+
+const json_t *sw_shared_snapshot_find(const sw_shared_t *r, uint64_t seq, int64_t presence)
+{
+    for (unsigned k = r->nsnaps; k-- > 0;)
+        if (r->snaps[k].seq == seq && r->snaps[k].presence == presence)
+            return r->snaps[k].vars;
+    return NULL;
 }
 
 /* ---- applying messages in seq order ------------------------------------------ */

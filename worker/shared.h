@@ -36,6 +36,11 @@ typedef struct sw_token sw_token_t;
 
 #define SW_SHARED_TOKEN_MAX 64
 
+/* Views of a shared token kept for clients whose tree lags (group
+ * fan-out): a client that fell further behind than this gets a full
+ * delta when its tree is next folded. */
+#define SW_SHARED_SNAPS 8
+
 typedef struct sw_shared {
     UT_hash_handle hh;
     char token[SW_SHARED_TOKEN_MAX + 1];
@@ -59,6 +64,13 @@ typedef struct sw_shared {
     ev_timer presence_w; /* coalesces presence changes (SW_PRESENCE_COALESCE_MS) */
     int catchup_queued;  /* in w->catchups: linked tokens catch up this iteration */
     LIST_ENTRY(sw_shared) catchup_link;
+    /* The views group fan-out sent (sw_shared_snapshot), newest last. */
+    struct sw_shared_snap {
+        uint64_t seq;
+        int64_t presence;
+        json_t *vars; /* {state: {var: value}}, owned (state objects copied) */
+    } snaps[SW_SHARED_SNAPS];
+    unsigned nsnaps;
 } sw_shared_t;
 
 /* Presence changes reach clients at most this often per shared token: a
@@ -106,6 +118,16 @@ json_t *sw_shared_message(uint64_t seq, const json_t *changed);
 
 /* Presence op for one token (cb-less; the count comes back by message). */
 void sw_shared_presence(sw_shared_t *r, sw_token_t *t, sw_presence_op_t op);
+
+/* Remember r's current vars as the view sent at (r->seq, presence), for
+ * tokens whose tree lags it (group fan-out). Keeps the last
+ * SW_SHARED_SNAPS views; the oldest is dropped. No-op when that view is
+ * kept already. r must be synced. */
+void sw_shared_snapshot(sw_shared_t *r, int64_t presence);
+
+/* The vars ({state: {var: value}}, borrowed) of the view at (seq,
+ * presence), or NULL when it is not kept. */
+const json_t *sw_shared_snapshot_find(const sw_shared_t *r, uint64_t seq, int64_t presence);
 
 /* Let the linked tokens of every shared token changed during this loop
  * iteration catch up (worker's per-iteration step). */

@@ -5,6 +5,7 @@
 
 #include <openssl/evp.h>
 
+#include "common/alloc.h"
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/mpjson.h"
@@ -97,6 +98,8 @@ static void task_free(sw_task_t *task)
     free(task);
 }
 
+/* Drop the cached state, with what was read along with it (the next event
+ * loads again). */
 static void drop_tree(sw_token_t *t)
 {
     if (t->have_tree) {
@@ -104,22 +107,66 @@ static void drop_tree(sw_token_t *t)
         t->have_tree = 0;
     }
     t->old_view = 0;
+    json_decref(t->conn_rec);
+    t->conn_rec = NULL;
+    free(t->live_seen);
+    t->live_seen = NULL;
 }
 
 static void clear_step(sw_token_t *t)
 {
-    if (t->have_step) {
-        sw_step_destroy(&t->step);
-        t->have_step = 0;
+    sw_inflight_t *f = t->flight;
+    if (!f)
+        return;
+    if (f->have_step) {
+        sw_step_destroy(&f->step);
+        f->have_step = 0;
     }
-    json_decref(t->acc);
-    t->acc = NULL;
-    json_decref(t->new_links);
-    t->new_links = NULL;
-    t->link_idx = 0;
-    for (size_t i = 0; i < t->nwrites; i++)
-        json_decref(t->write_changed[i]);
-    t->nwrites = 0;
+    json_decref(f->acc);
+    f->acc = NULL;
+    json_decref(f->new_links);
+    f->new_links = NULL;
+    f->link_idx = 0;
+    for (size_t i = 0; i < f->nwrites; i++)
+        json_decref(f->write_changed[i]);
+    f->nwrites = 0;
+}
+
+/* t->private_copies, made if NULL (it stays NULL while nothing is linked). */
+static json_t *private_copies_make(sw_token_t *t)
+{
+    if (!t->private_copies)
+        t->private_copies = json_object();
+    return t->private_copies;
+}
+
+/* Recycled in-flight records: one worker per process (worker.h), so this
+ * is the worker's free list; at most SW_INFLIGHT_POOL entries. */
+static sw_inflight_t *inflight_pool[SW_INFLIGHT_POOL];
+static size_t inflight_npool;
+
+/* Give the token an in-flight record (zeroed) unless it has one. */
+static void flight_get(sw_token_t *t)
+{
+    if (t->flight)
+        return;
+    t->flight =
+        inflight_npool ? inflight_pool[--inflight_npool] : sw_xcalloc(1, sizeof(*t->flight));
+}
+
+/* Return the token's in-flight record (after clear_step) to the pool. */
+static void flight_put(sw_token_t *t)
+{
+    sw_inflight_t *f = t->flight;
+    if (!f)
+        return;
+    t->flight = NULL;
+    if (inflight_npool < SW_INFLIGHT_POOL) {
+        memset(f, 0, sizeof(*f));
+        inflight_pool[inflight_npool++] = f;
+    } else {
+        free(f);
+    }
 }
 
 /* ---- links to shared tokens ------------------------------------------------ */
@@ -148,6 +195,7 @@ static sw_tlink_t *tlink_add(sw_token_t *t, const char *name)
     size_t pos = 0; /* keep sorted: write slots are taken in name order */
     while (pos < t->ntl && strcmp(t->tl[pos].r->token, name) < 0)
         pos++;
+    t->tl = sw_xrealloc(t->tl, (t->ntl + 1) * sizeof(t->tl[0])); /* sized to the links */
     memmove(&t->tl[pos + 1], &t->tl[pos], (t->ntl - pos) * sizeof(t->tl[0]));
     t->tl[pos] = (sw_tlink_t){.r = r, .applied_seq = 0, .presence_seen = -1};
     t->ntl++;
@@ -164,7 +212,10 @@ static void tlink_remove(sw_token_t *t, sw_tlink_t *l, sw_presence_op_t op)
         sw_shared_presence(r, t, op);
     size_t pos = (size_t)(l - t->tl);
     memmove(&t->tl[pos], &t->tl[pos + 1], (t->ntl - pos - 1) * sizeof(t->tl[0]));
-    t->ntl--;
+    if (--t->ntl == 0) {
+        free(t->tl);
+        t->tl = NULL;
+    }
     sw_shared_unlink(r, t);
 }
 
@@ -225,9 +276,9 @@ static void token_free(sw_token_t *t)
     while (t->ntl)
         tlink_remove(t, &t->tl[t->ntl - 1], SW_PRESENCE_REMOVE);
     clear_step(t);
+    flight_put(t);
     drop_tree(t);
     json_decref(t->private_copies);
-    json_decref(t->conn_rec);
     HASH_DEL(w->tokens, t);
     w->ntokens--;
     free(t);
@@ -257,6 +308,8 @@ void sw_token_free_all(sw_worker_t *w)
         token_free(t);
     }
     sw_shared_free_all(w);
+    while (inflight_npool)
+        free(inflight_pool[--inflight_npool]);
 }
 
 void sw_token_attach(sw_token_t *t, sw_session_t *s)
@@ -429,26 +482,63 @@ static void resync_stale(sw_token_t *t, sw_session_t *skip)
 
 /* Fold the shared copies into the tree; what the clients did not have yet
  * goes into `delta`. `all` sends every var of the linked states (the tree
- * was not the client view). */
+ * was not the client view).
+ *
+ * A link whose tree lags its clients' view (group fan-out, l->lag) first
+ * has the view they were sent folded in without a delta (the shared
+ * token's snapshot of it), so that what follows is exactly what they
+ * miss. When that view is no longer kept, the tree is folded without a
+ * delta and the token's clients get one full delta now instead. */
 static void fold_shared(sw_token_t *t, json_t *delta, int all)
 {
     const char *state;
     json_t *v;
+    int full = 0;
+    for (size_t i = 0; i < t->ntl; i++) {
+        sw_tlink_t *l = &t->tl[i];
+        if (!l->lag || !l->r->synced)
+            continue;
+        l->lag = 0;
+        const json_t *snap = sw_shared_snapshot_find(l->r, l->sent_seq, l->sent_presence);
+        if (!snap) {
+            full = 1;
+            continue;
+        }
+        json_object_foreach(t->tree.links, state, v)
+        {
+            if (strcmp(json_string_value(v), l->r->token) == 0)
+                sw_tree_replace_state(&t->tree, state, json_object_get(snap, state), 0, NULL);
+        }
+        if (l->sent_presence >= 0)
+            sw_tree_set_presence(&t->tree, l->r->token, l->sent_presence, NULL);
+        l->applied_seq = l->sent_seq;
+        l->presence_seen = l->sent_presence;
+    }
+    json_t *into = full ? NULL : delta;
+
     json_object_foreach(t->tree.links, state, v)
     {
         sw_tlink_t *l = tlink_find(t, json_string_value(v));
         if (!l || !l->r->synced)
             continue;
-        sw_tree_replace_state(&t->tree, state, json_object_get(l->r->vars, state), all, delta);
+        sw_tree_replace_state(&t->tree, state, json_object_get(l->r->vars, state), all, into);
     }
     for (size_t i = 0; i < t->ntl; i++) {
         sw_tlink_t *l = &t->tl[i];
+        if (l->lag)
+            continue; /* its copy is being read: folded once it is current */
         if (l->r->synced)
             l->applied_seq = l->r->seq;
         if (l->r->presence >= 0 && (all || l->r->presence != l->presence_seen)) {
-            sw_tree_set_presence(&t->tree, l->r->token, l->r->presence, delta);
+            sw_tree_set_presence(&t->tree, l->r->token, l->r->presence, into);
             l->presence_seen = l->r->presence;
         }
+    }
+    if (full && t->nsessions) {
+        sw_log(SW_LOG_DEBUG, "token %.8s…: shared view sent is gone; full delta", t->token);
+        json_t *f = sw_tree_full(&t->tree);
+        deliver(t, NULL, -1, t->seq, f, NULL, 1, 0);
+        json_decref(f);
     }
 }
 
@@ -480,6 +570,103 @@ void sw_token_catchup(sw_token_t *t)
         return;
     }
     do_catchup(t);
+}
+
+/* ---- group fan-out ------------------------------------------------------------ */
+
+/* Clients holding the same view of a shared token: one delta for all. */
+typedef struct fanout_group {
+    uint64_t seq;     /* the view: shared seq ... */
+    int64_t presence; /* ... and presence count the clients hold */
+    int have;         /* tail encoded (or found empty) */
+    sw_buf_t tail;    /* the delta message after its seq; empty: nothing to send */
+} fanout_group_t;
+
+#define SW_FANOUT_GROUPS 4
+
+/* Idle, its tree (or the view its clients were sent) current up to an
+ * earlier view of r, linked to r alone with every shared state. */
+static int group_eligible(const sw_token_t *t, const sw_shared_t *r)
+{
+    if (t->current || t->pending_store || !t->have_tree || !t->old_view || t->nsessions == 0 ||
+        t->ntl != 1 || t->tl[0].r != r)
+        return 0;
+    const sw_tlink_t *l = &t->tl[0];
+    if (l->lag && !sw_shared_snapshot_find(r, l->sent_seq, l->sent_presence))
+        return 0;
+    return sw_tree_links_all_shared(&t->tree, r->token);
+}
+
+/* Send head (this token's seq) + the group's tail to every welcomed
+ * client: one copy into each socket's output, no encoding. */
+static void deliver_tail(sw_token_t *t, const sw_buf_t *tail)
+{
+    char head[SW_MSG_DELTA_HEAD_MAX];
+    size_t hlen = sw_msg_delta_head(head, sizeof(head), t->seq);
+    sw_session_t *s, *next;
+    for (s = LIST_FIRST(&t->sessions); s; s = next) {
+        next = LIST_NEXT(s, tok_link);
+        if (!s->welcomed || s->closing)
+            continue;
+        struct iovec iov[2] = {{head, hlen}, {tail->data, tail->len}};
+        if (sw_session_sendv(s, iov, 2) == 0) {
+            SW_STAT_ADD(t->w->stats, deltas_sent, 1);
+            SW_STAT_ADD(t->w->stats, deltas_fanout, 1); /* metrics: sent without id */
+        }
+    }
+}
+
+void sw_token_catchup_group(sw_shared_t *r, sw_token_t *const *toks, size_t n)
+{
+    fanout_group_t g[SW_FANOUT_GROUPS];
+    size_t ng = 0;
+    int grouping = r->synced && r->presence >= 0;
+    if (grouping)
+        sw_shared_snapshot(r, r->presence); /* what the groups get sent */
+    for (size_t i = 0; i < n; i++) {
+        sw_token_t *t = toks[i];
+        if (!grouping || !group_eligible(t, r)) {
+            sw_token_catchup(t);
+            continue;
+        }
+        sw_tlink_t *l = &t->tl[0];
+        uint64_t vseq = l->lag ? l->sent_seq : l->applied_seq;
+        int64_t vpres = l->lag ? l->sent_presence : l->presence_seen;
+        if (vseq == r->seq && vpres == r->presence)
+            continue; /* its clients are current */
+        fanout_group_t *gr = NULL;
+        for (size_t k = 0; k < ng && !gr; k++)
+            if (g[k].seq == vseq && g[k].presence == vpres)
+                gr = &g[k];
+        if (!gr && ng < SW_FANOUT_GROUPS) {
+            gr = &g[ng++];
+            *gr = (fanout_group_t){.seq = vseq, .presence = vpres};
+            sw_buf_init(&gr->tail, 0);
+        }
+        if (!gr) {
+            sw_token_catchup(t);
+            continue;
+        }
+        if (!gr->have) {
+            /* The first of the group folds the copy into its tree; what
+             * its clients miss is what every client of the group misses. */
+            json_t *delta = json_object();
+            fold_shared(t, delta, 0);
+            gr->have = 1;
+            if (json_object_size(delta))
+                sw_msg_encode_delta_tail(&gr->tail, delta, NULL, 0);
+            json_decref(delta);
+        } else {
+            /* The others only remember what their clients were sent. */
+            l->lag = 1;
+            l->sent_seq = r->seq;
+            l->sent_presence = r->presence;
+        }
+        if (gr->tail.len)
+            deliver_tail(t, &gr->tail);
+    }
+    for (size_t k = 0; k < ng; k++)
+        sw_buf_destroy(&g[k].tail);
 }
 
 void sw_token_resume(sw_token_t *t)
@@ -516,7 +703,7 @@ static void on_committed(void *udata, int status);
 
 static void start_load(sw_token_t *t)
 {
-    t->load_sent_ms = sw_now_ms();
+    t->flight->load_sent_ms = sw_now_ms();
     int rc = sw_store_acquire_load(t->w->store, t->token, on_loaded, t);
     if (rc) {
         SW_STAT_ADD(t->w->stats, redis_errors, 1);
@@ -541,9 +728,10 @@ static void kick(sw_token_t *t)
         TAILQ_REMOVE(&t->queue, ev, link);
         t->qlen--;
         t->current = ev;
-        t->busy_since_ms = 0;
-        t->busy_delay_ms = 0;
-        t->asked_holder = 0;
+        flight_get(t);
+        t->flight->busy_since_ms = 0;
+        t->flight->busy_delay_ms = 0;
+        t->flight->asked_holder = 0;
         uint64_t now = sw_now_ms();
         t->last_active_ms = now;
         if (t->have_tree && t->lease_held && now + t->w->cfg->lease_ms / 4 < t->lease_until_ms) {
@@ -613,6 +801,14 @@ void sw_token_live_all(sw_worker_t *w, sw_live_op_t op)
     free(socks);
 }
 
+/* Trees dropped by the lease sweep before the heap is handed back to the
+ * OS (sw_alloc_release), at most every SW_RELEASE_INTERVAL_MS. Per
+ * process: one worker per process (worker.h). */
+#define SW_RELEASE_MIN_DROPS 16
+#define SW_RELEASE_INTERVAL_MS 2000
+static size_t trees_dropped;
+static uint64_t last_release_ms;
+
 void sw_token_sweep_leases(sw_worker_t *w, uint64_t idle_ms)
 {
     uint64_t now = sw_now_ms();
@@ -628,9 +824,20 @@ void sw_token_sweep_leases(sw_worker_t *w, uint64_t idle_ms)
              * linked to nothing gets no fan-out: its tree is only memory
              * now (the next event reloads). Linked tokens keep the client
              * view that fan-out deltas are computed against. */
-            if (t->ntl == 0)
+            if (t->ntl == 0) {
+                trees_dropped += t->have_tree ? 1 : 0;
                 drop_tree(t);
+            }
         }
+    }
+    /* The trees of idle tokens are the last heap an idle connection frees
+     * (after its conn hibernated): hand the pages back to the OS. The
+     * sweep runs periodically, so drops within the interval are released
+     * by a later call. */
+    if (trees_dropped >= SW_RELEASE_MIN_DROPS && now - last_release_ms >= SW_RELEASE_INTERVAL_MS) {
+        trees_dropped = 0;
+        last_release_ms = now;
+        sw_alloc_release();
     }
 }
 
@@ -657,6 +864,7 @@ static void finish_current(sw_token_t *t)
         sw_stats_observe(t->w->stats, SW_HIST_EVENT, sw_now_ns() - t->current->t0_ns);
     release_slots(t);
     clear_step(t);
+    flight_put(t);
     t->waiting = WAIT_NONE;
     /* A hello's tree is nobody's view, unless other clients of the token
      * hold state: then it is theirs, and their catch-ups need it. */
@@ -708,27 +916,28 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
     }
     if (res->status == SW_EBUSY) {
         uint64_t now = sw_now_ms();
-        if (!t->busy_since_ms)
-            t->busy_since_ms = now;
-        if (now - t->busy_since_ms > (uint64_t)w->cfg->lease_ms + 1000) {
+        sw_inflight_t *f = t->flight;
+        if (!f->busy_since_ms)
+            f->busy_since_ms = now;
+        if (now - f->busy_since_ms > (uint64_t)w->cfg->lease_ms + 1000) {
             sw_log(SW_LOG_WARN, "token %.8s…: lease held elsewhere for %llu ms, giving up on %s",
-                   t->token, (unsigned long long)(now - t->busy_since_ms), t->current->name);
+                   t->token, (unsigned long long)(now - f->busy_since_ms), t->current->name);
             answer_error(t, t->current, SW_ERRC_STATE_UNAVAILABLE,
                          "state is locked by another worker; retry");
             finish_current(t);
             return;
         }
-        if (!t->asked_holder && res->holder_len > 0 && res->holder_len < 64) {
+        if (!f->asked_holder && res->holder_len > 0 && res->holder_len < 64) {
             /* Ask the holder (its inbox) to finish and hand the lease over;
              * no keyspace notifications involved. */
             char inbox[80];
             snprintf(inbox, sizeof(inbox), "inbox:%.*s", (int)res->holder_len, res->holder);
             sw_store_publish(w->store, inbox, t->token, strlen(t->token));
-            t->asked_holder = 1;
+            f->asked_holder = 1;
         }
-        t->busy_delay_ms =
-            t->busy_delay_ms ? SW_MIN(t->busy_delay_ms * 2, SW_BUSY_MAX_MS) : SW_BUSY_FIRST_MS;
-        ev_timer_set(&t->retry_w, t->busy_delay_ms / 1000., 0.);
+        f->busy_delay_ms =
+            f->busy_delay_ms ? SW_MIN(f->busy_delay_ms * 2, SW_BUSY_MAX_MS) : SW_BUSY_FIRST_MS;
+        ev_timer_set(&t->retry_w, f->busy_delay_ms / 1000., 0.);
         ev_timer_start(w->loop, &t->retry_w);
         return;
     }
@@ -739,13 +948,10 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
         return;
     }
     t->lease_held = 1;
-    t->lease_until_ms = t->load_sent_ms + w->cfg->lease_ms;
-    snprintf(t->live_seen, sizeof(t->live_seen), "%.*s", (int)SW_MIN(res->live_len, 63),
-             res->live ? res->live : "");
+    t->lease_until_ms = t->flight->load_sent_ms + w->cfg->lease_ms;
 
     /* The new tree: private states from the store. */
-    json_decref(t->conn_rec);
-    t->conn_rec = NULL;
+    json_t *conn_rec = NULL;
     sw_tree_t fresh;
     sw_tree_init(&fresh, w->app);
     for (size_t i = 0; i < res->nfields; i++) {
@@ -756,8 +962,8 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
         memcpy(name, f->name, f->name_len);
         name[f->name_len] = '\0';
         if (strcmp(name, "_conn") == 0) {
-            json_decref(t->conn_rec);
-            t->conn_rec = json_loadb(f->data, f->len, 0, NULL);
+            json_decref(conn_rec);
+            conn_rec = json_loadb(f->data, f->len, 0, NULL);
             continue;
         }
         int rc = sw_tree_load_state(&fresh, name, f->data, f->len);
@@ -777,7 +983,7 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
      * start linked states from what the clients hold (the old view) so
      * that folding in the shared copy yields what they miss. */
     json_decref(t->private_copies);
-    t->private_copies = json_object();
+    t->private_copies = NULL; /* made on first use: most tokens link nothing */
     int old_view = t->have_tree && t->old_view;
     const char *state;
     json_t *v;
@@ -785,7 +991,7 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
     {
         json_t *priv = sw_tree_state_vars(&fresh, state);
         if (priv)
-            json_object_set_new(t->private_copies, state, json_deep_copy(priv));
+            json_object_set_new(private_copies_make(t), state, json_deep_copy(priv));
         if (old_view && json_equal(json_object_get(t->tree.links, state), v))
             sw_tree_replace_state(&fresh, state, sw_tree_state_vars(&t->tree, state), 1, NULL);
     }
@@ -799,6 +1005,9 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
     t->tree = fresh;
     t->have_tree = 1;
     t->old_view = old_view;
+    t->conn_rec = conn_rec;
+    if (res->live && res->live_len) /* sw:{T}:live, as the store had it */
+        t->live_seen = sw_xstrndup(res->live, SW_MIN(res->live_len, 63));
     t->exists = res->exists;
     t->seq = res->seq;
     sync_tlinks(t, t->tree.links);
@@ -858,14 +1067,15 @@ static void prepare(sw_token_t *t)
     sw_event_t *ev = t->current;
     if (ev->kind == SW_EV_HELLO) {
         json_t *resume = json_object_get(ev->payload, "resume");
-        t->hello_resume = 0;
+        sw_inflight_t *f = t->flight;
+        f->hello_resume = 0;
         if (json_is_true(json_object_get(resume, "sse")))
             /* an EventSource reconnecting by itself (Last-Event-ID, same
              * URL): a resume when the token's last connection was a stream */
-            t->hello_resume = json_is_true(json_object_get(t->conn_rec, "sse")) ? 1 : 0;
+            f->hello_resume = json_is_true(json_object_get(t->conn_rec, "sse")) ? 1 : 0;
         else if (resume)
-            t->hello_resume = resume_valid(t, resume) ? 1 : -1;
-        if (t->hello_resume == 1 && t->ntl) {
+            f->hello_resume = resume_valid(t, resume) ? 1 : -1;
+        if (f->hello_resume == 1 && t->ntl) {
             /* a resumed client of shared state gets it current: the copies */
             for (size_t i = 0; i < t->ntl; i++) {
                 int rc = sw_shared_want_sync(t->tl[i].r, t);
@@ -882,9 +1092,10 @@ static void prepare(sw_token_t *t)
              * hydrate first (defaults + on_load, a full delta to every
              * client), then this event. */
             sw_session_t *s = ev->origin ? ev->origin : LIST_FIRST(&t->sessions);
-            json_t *router = ev->router ? ev->router : (s ? s->router : NULL);
-            sw_event_t *h = sw_event_new(SW_EV_HYDRATE, -1, NULL, "hydrate", NULL,
-                                         router ? json_incref(router) : NULL);
+            json_t *router = ev->router       ? json_incref(ev->router)
+                             : s && s->router ? json_loads(s->router, 0, NULL)
+                                              : NULL;
+            sw_event_t *h = sw_event_new(SW_EV_HYDRATE, -1, NULL, "hydrate", NULL, router);
             sw_log(SW_LOG_INFO, "token %.8s…: state expired in the store; rehydrating", t->token);
             TAILQ_INSERT_HEAD(&t->queue, ev, link);
             TAILQ_INSERT_HEAD(&t->queue, h, link);
@@ -907,8 +1118,8 @@ static void prepare(sw_token_t *t)
             }
         }
         clear_step(t);
-        t->acc = json_object();
-        fold_shared(t, t->acc, !t->old_view);
+        t->flight->acc = json_object();
+        fold_shared(t, t->flight->acc, !t->old_view);
     }
     run_current(t);
 }
@@ -1069,9 +1280,10 @@ static int commit(sw_token_t *t, commit_fields_t *cf, shared_writes_t *ws, uint6
     int renew = !release && t->lease_until_ms < now + cfg->lease_ms / 2;
     int refresh = !t->exists || t->ttl_refreshed_ms == 0 ||
                   now - t->ttl_refreshed_ms > (uint64_t)cfg->token_ttl_s * 250u;
-    t->commit_renew = renew;
-    t->commit_refresh = refresh;
-    t->commit_sent_ms = now;
+    sw_inflight_t *f = t->flight;
+    f->commit_renew = renew;
+    f->commit_refresh = refresh;
+    f->commit_sent_ms = now;
     sw_store_commit_t c = {
         .renew = renew,
         .refresh_ttl = refresh,
@@ -1085,23 +1297,23 @@ static int commit(sw_token_t *t, commit_fields_t *cf, shared_writes_t *ws, uint6
         .shared = ws ? ws->sw : NULL,
         .nshared = ws ? ws->n : 0,
     };
-    t->commit_seq = seq;
-    t->commit_release = release;
+    f->commit_seq = seq;
+    f->commit_release = release;
     int rc = sw_store_commit(t->w->store, &c, on_committed, t);
     commit_fields_destroy(cf);
     if (ws)
         shared_writes_destroy(ws);
     if (rc) {
         SW_STAT_ADD(t->w->stats, redis_errors, 1);
-        for (size_t i = 0; i < t->nwrites; i++)
-            sw_shared_commit_end(t->writes[i], rc, NULL, 0);
+        for (size_t i = 0; i < f->nwrites; i++)
+            sw_shared_commit_end(f->writes[i], rc, NULL, 0);
         drop_tree(t);
         answer_error(t, t->current, SW_ERRC_STATE_UNAVAILABLE, "state store unavailable; retry");
         finish_current(t);
         return rc;
     }
-    for (size_t i = 0; i < t->nwrites; i++)
-        sw_shared_commit_begin(t->writes[i]);
+    for (size_t i = 0; i < f->nwrites; i++)
+        sw_shared_commit_begin(f->writes[i]);
     t->pending_store = 1;
     return 0;
 }
@@ -1130,7 +1342,7 @@ static void run_hydrate(sw_token_t *t)
         sw_tree_set_router(&t->tree, json_incref(ev->router), NULL);
         router_changed = 1;
     }
-    t->commit_full = 1;
+    t->flight->commit_full = 1;
     if (t->exists && !router_changed) {
         on_committed(t, 0); /* nothing to write: answer now */
         return;
@@ -1227,8 +1439,8 @@ static void fail_current(sw_token_t *t, sw_errc_t code, const char *msg)
     sw_event_t *ev = t->current;
     /* Shared changes folded in before the handler ran are in the tree:
      * the clients get them even though the event failed. */
-    if (t->have_tree && t->acc && json_object_size(t->acc))
-        deliver(t, NULL, -1, t->seq, t->acc, NULL, 0, 0);
+    if (t->have_tree && t->flight->acc && json_object_size(t->flight->acc))
+        deliver(t, NULL, -1, t->seq, t->flight->acc, NULL, 0, 0);
     answer_error(t, ev, code, msg);
     if (ev->task)
         task_free(ev->task);
@@ -1242,6 +1454,7 @@ static void run_step(sw_token_t *t)
 {
     sw_worker_t *w = t->w;
     sw_event_t *ev = t->current;
+    sw_inflight_t *f = t->flight;
     sw_event_kind_t kind = sw_appdef_event_kind(w->app, ev->name);
     if (kind == SW_EVENT_UNKNOWN) {
         char msg[SW_EVENT_NAME_MAX + 32];
@@ -1249,38 +1462,38 @@ static void run_step(sw_token_t *t)
         fail_current(t, SW_ERRC_UNKNOWN_EVENT, msg);
         return;
     }
-    if (!t->acc)
-        t->acc = json_object();
+    if (!f->acc)
+        f->acc = json_object();
     int router_changed = 0;
     if (ev->router && !json_equal(ev->router, t->tree.router)) {
-        sw_tree_set_router(&t->tree, json_incref(ev->router), t->acc);
+        sw_tree_set_router(&t->tree, json_incref(ev->router), f->acc);
         router_changed = 1;
     }
-    if (t->have_step) {
-        sw_step_destroy(&t->step);
-        t->have_step = 0;
+    if (f->have_step) {
+        sw_step_destroy(&f->step);
+        f->have_step = 0;
     }
-    sw_runtime_step(&t->tree, t->token, ev->name, ev->payload, ev->step, &t->step);
-    t->have_step = 1;
-    if (t->step.status < 0) {
-        fail_current(t, sw_errc_parse(t->step.error_code), t->step.error_msg);
+    sw_runtime_step(&t->tree, t->token, ev->name, ev->payload, ev->step, &f->step);
+    f->have_step = 1;
+    if (f->step.status < 0) {
+        fail_current(t, sw_errc_parse(f->step.error_code), f->step.error_msg);
         return;
     }
-    merge_delta(t->acc, t->step.delta);
-    json_decref(t->new_links);
-    t->new_links = links_after(t, t->step.link_ops);
+    merge_delta(f->acc, f->step.delta);
+    json_decref(f->new_links);
+    f->new_links = links_after(t, f->step.link_ops);
 
     commit_fields_t cf;
     cf.n = 0;
     shared_writes_t ws;
     ws.n = 0;
-    for (size_t k = 0; k < t->nwrites; k++) /* from a previous yield step */
-        json_decref(t->write_changed[k]);
-    t->nwrites = 0;
+    for (size_t k = 0; k < f->nwrites; k++) /* from a previous yield step */
+        json_decref(f->write_changed[k]);
+    f->nwrites = 0;
     int rc = 0;
     size_t i;
     json_t *jstate;
-    json_array_foreach(t->step.dirty, i, jstate)
+    json_array_foreach(f->step.dirty, i, jstate)
     {
         const char *state = json_string_value(jstate);
         const char *rname = json_string_value(json_object_get(t->tree.links, state));
@@ -1293,26 +1506,26 @@ static void run_step(sw_token_t *t)
                 break;
             }
             size_t k = 0;
-            while (k < t->nwrites && t->writes[k] != l->r)
+            while (k < f->nwrites && f->writes[k] != l->r)
                 k++;
-            if (k == t->nwrites) {
-                t->writes[k] = l->r;
-                t->write_changed[k] = json_object();
+            if (k == f->nwrites) {
+                f->writes[k] = l->r;
+                f->write_changed[k] = json_object();
                 ws.cf[k].n = 0;
                 ws.msg[k] = NULL;
-                t->nwrites++;
+                f->nwrites++;
                 ws.n++;
             }
-            json_object_set(t->write_changed[k], state, json_object_get(t->step.changed, state));
+            json_object_set(f->write_changed[k], state, json_object_get(f->step.changed, state));
             rc = add_state_field(t, &ws.cf[k], state);
         }
         if (rc)
             break;
     }
     int private_change =
-        cf.n > 0 || router_changed || t->new_links || json_array_size(t->step.actions) > 0;
-    if (!rc && (router_changed || t->new_links))
-        rc = add_meta_field(t, &cf, t->new_links ? t->new_links : t->tree.links);
+        cf.n > 0 || router_changed || f->new_links || json_array_size(f->step.actions) > 0;
+    if (!rc && (router_changed || f->new_links))
+        rc = add_meta_field(t, &cf, f->new_links ? f->new_links : t->tree.links);
     if (rc) {
         commit_fields_destroy(&cf);
         shared_writes_destroy(&ws);
@@ -1321,11 +1534,11 @@ static void run_step(sw_token_t *t)
         return;
     }
     for (size_t k = 0; k < ws.n; k++) {
-        sw_shared_t *r = t->writes[k];
-        json_t *msg = sw_shared_message(r->seq + 1, t->write_changed[k]);
+        sw_shared_t *r = f->writes[k];
+        json_t *msg = sw_shared_message(r->seq + 1, f->write_changed[k]);
         ws.msg[k] = json_dumps(msg, JSON_COMPACT);
         json_decref(msg);
-        t->write_seq[k] = r->seq + 1;
+        f->write_seq[k] = r->seq + 1;
         ws.sw[k] = (sw_store_shared_write_t){
             .token = r->token,
             .expect_seq = r->seq,
@@ -1336,7 +1549,7 @@ static void run_step(sw_token_t *t)
             .claim = ev->conflicts >= 2,
         };
     }
-    t->commit_full = 0;
+    f->commit_full = 0;
     if (!private_change && ws.n == 0) {
         commit_fields_destroy(&cf);
         on_committed(t, 0);
@@ -1351,7 +1564,7 @@ static void run_step(sw_token_t *t)
     sw_buf_t log;
     sw_buf_init(&log, 0);
     uint64_t seq = t->seq + 1;
-    sw_msg_encode_delta(&log, seq, -1, t->acc, t->step.actions, 0);
+    sw_msg_encode_delta(&log, seq, -1, f->acc, f->step.actions, 0);
     commit(t, &cf, &ws, seq, log.data, log.len, 0);
     sw_buf_destroy(&log);
 }
@@ -1360,9 +1573,10 @@ static void run_step(sw_token_t *t)
  * when done, 0 when waiting for a shared copy (resumed later). */
 static int link_phase(sw_token_t *t)
 {
-    json_t *ops = t->have_step ? t->step.link_ops : NULL;
-    for (; t->link_idx < json_array_size(ops); t->link_idx++) {
-        json_t *op = json_array_get(ops, t->link_idx);
+    sw_inflight_t *f = t->flight;
+    json_t *ops = f->have_step ? f->step.link_ops : NULL;
+    for (; f->link_idx < json_array_size(ops); f->link_idx++) {
+        json_t *op = json_array_get(ops, f->link_idx);
         const char *kind = json_string_value(json_object_get(op, "op"));
         const char *state = json_string_value(json_object_get(op, "state"));
         if (!kind || !state)
@@ -1391,13 +1605,13 @@ static int link_phase(sw_token_t *t)
             }
             json_t *priv = sw_tree_state_vars(&t->tree, state);
             if (priv && !json_object_get(t->tree.links, state))
-                json_object_set_new(t->private_copies, state, json_deep_copy(priv));
+                json_object_set_new(private_copies_make(t), state, json_deep_copy(priv));
             json_object_set_new(links, state, json_string(rname));
-            sw_tree_set_links(&t->tree, links, t->acc);
-            sw_tree_replace_state(&t->tree, state, json_object_get(l->r->vars, state), 1, t->acc);
+            sw_tree_set_links(&t->tree, links, f->acc);
+            sw_tree_replace_state(&t->tree, state, json_object_get(l->r->vars, state), 1, f->acc);
             l->applied_seq = l->r->seq;
             if (l->r->presence >= 0) {
-                sw_tree_set_presence(&t->tree, l->r->token, l->r->presence, t->acc);
+                sw_tree_set_presence(&t->tree, l->r->token, l->r->presence, f->acc);
                 l->presence_seen = l->r->presence;
             }
         } else {
@@ -1417,10 +1631,14 @@ static int link_phase(sw_token_t *t)
                 if (strcmp(json_string_value(v2), rcopy) == 0)
                     still = 1;
             }
-            sw_tree_set_links(&t->tree, links, t->acc);
+            sw_tree_set_links(&t->tree, links, f->acc);
             sw_tree_replace_state(&t->tree, state, json_object_get(t->private_copies, state), 1,
-                                  t->acc);
-            json_object_del(t->private_copies, state);
+                                  f->acc);
+            json_object_del(t->private_copies, state); /* NULL: nothing to delete */
+            if (t->private_copies && json_object_size(t->private_copies) == 0) {
+                json_decref(t->private_copies);
+                t->private_copies = NULL;
+            }
             sw_tlink_t *l = tlink_find(t, rcopy);
             if (l && !still)
                 tlink_remove(t, l, SW_PRESENCE_UNLINK);
@@ -1440,12 +1658,13 @@ static void on_committed(void *udata, int status)
         kick(t);
         return;
     }
+    sw_inflight_t *f = t->flight;
     if (via_store) {
-        for (size_t i = 0; i < t->nwrites; i++) {
-            sw_shared_commit_end(t->writes[i], status, t->write_changed[i], t->write_seq[i]);
-            sw_tlink_t *l = tlink_find(t, t->writes[i]->token);
+        for (size_t i = 0; i < f->nwrites; i++) {
+            sw_shared_commit_end(f->writes[i], status, f->write_changed[i], f->write_seq[i]);
+            sw_tlink_t *l = tlink_find(t, f->writes[i]->token);
             if (status == 0 && l)
-                l->applied_seq = t->writes[i]->seq;
+                l->applied_seq = f->write_seq[i]; /* the copy may be past it already */
         }
     }
     if (status == SW_ECONFLICT || status == SW_EAGAIN) {
@@ -1499,21 +1718,21 @@ static void on_committed(void *udata, int status)
     if (via_store) {
         SW_STAT_ADD(w->stats, commits, 1);
         t->exists = 1;
-        if (t->commit_release) {
+        if (f->commit_release) {
             t->lease_held = 0;
             t->release_asked = 0;
         }
-        if (t->commit_renew)
-            t->lease_until_ms = t->commit_sent_ms + w->cfg->lease_ms;
-        if (t->commit_refresh)
-            t->ttl_refreshed_ms = t->commit_sent_ms;
-        if (t->commit_seq)
-            t->seq = t->commit_seq;
+        if (f->commit_renew)
+            t->lease_until_ms = f->commit_sent_ms + w->cfg->lease_ms;
+        if (f->commit_refresh)
+            t->ttl_refreshed_ms = f->commit_sent_ms;
+        if (f->commit_seq)
+            t->seq = f->commit_seq;
     }
     if (ev->kind == SW_EV_HELLO) {
         if (ev->origin) {
-            send_welcome(t, ev->origin, t->hello_resume == 1);
-            if (t->hello_resume == 1) {
+            send_welcome(t, ev->origin, f->hello_resume == 1);
+            if (f->hello_resume == 1) {
                 hello_sync(t, ev->origin);
                 return;
             }
@@ -1521,7 +1740,7 @@ static void on_committed(void *udata, int status)
         finish_current(t);
         return;
     }
-    if (t->commit_full) {
+    if (f->commit_full) {
         json_t *full = sw_tree_full(&t->tree);
         /* a rehydrate (no origin) replaces every client's state */
         deliver(t, ev->origin, ev->id, t->seq, full, NULL, 1, ev->origin != NULL);
@@ -1532,7 +1751,7 @@ static void on_committed(void *udata, int status)
         finish_current(t);
         return;
     }
-    if (t->new_links) /* the links are committed: now switch the copies */
+    if (f->new_links) /* the links are committed: now switch the copies */
         if (!link_phase(t))
             return;
     after_commit(t);
@@ -1544,34 +1763,35 @@ static void after_commit(sw_token_t *t)
 {
     sw_worker_t *w = t->w;
     sw_event_t *ev = t->current;
+    sw_inflight_t *f = t->flight;
     int64_t id = ev->kind == SW_EV_CLIENT ? ev->id : -1;
-    const json_t *actions = t->have_step ? t->step.actions : NULL;
-    if (json_object_size(t->acc) || json_array_size(actions)) {
-        deliver(t, ev->origin, id, t->seq, t->acc, actions, 0, 0);
+    const json_t *actions = f->have_step ? f->step.actions : NULL;
+    if (json_object_size(f->acc) || json_array_size(actions)) {
+        deliver(t, ev->origin, id, t->seq, f->acc, actions, 0, 0);
     } else if (ev->kind == SW_EV_CLIENT && ev->origin && id >= 0 && ev->step == 0) {
         /* Nothing changed: answer with an empty delta at the current seq
          * (not a new delta of the stream, not logged). */
-        deliver(t, ev->origin, id, t->seq, t->acc, NULL, 0, 1);
+        deliver(t, ev->origin, id, t->seq, f->acc, NULL, 0, 1);
     }
     t->old_view = 1;
     if (ev->step == 0 && ev->kind == SW_EV_CLIENT)
         SW_STAT_ADD(w->stats, events_ok, 1);
-    if (!t->have_step) {
+    if (!f->have_step) {
         finish_current(t);
         return;
     }
-    push_front_chained(t, t->step.chained);
+    push_front_chained(t, f->step.chained);
     sw_event_kind_t kind = sw_appdef_event_kind(w->app, ev->name);
-    if (t->step.status == SW_YIELD) {
+    if (f->step.status == SW_YIELD) {
         if (kind == SW_EVENT_TASK) {
-            task_schedule(t, ev, t->step.sleep_ms);
+            task_schedule(t, ev, f->step.sleep_ms);
         } else {
             ev->step++;
-            json_decref(t->acc);
-            t->acc = json_object();
-            json_decref(t->new_links);
-            t->new_links = NULL;
-            t->link_idx = 0;
+            json_decref(f->acc);
+            f->acc = json_object();
+            json_decref(f->new_links);
+            f->new_links = NULL;
+            f->link_idx = 0;
             run_step(t); /* the lease and slots are still ours, the tree current */
             return;
         }
@@ -1655,6 +1875,7 @@ static int local_socket_gone(sw_worker_t *w, const char *sockid)
 static void run_hello(sw_token_t *t)
 {
     sw_event_t *ev = t->current;
+    sw_inflight_t *f = t->flight;
     sw_session_t *s = ev->origin;
     if (!s) {
         finish_current(t);
@@ -1663,13 +1884,13 @@ static void run_hello(sw_token_t *t)
     json_t *resume = json_object_get(ev->payload, "resume");
     sw_worker_t *w = t->w;
     const char *tok1[1] = {t->token}, *sock1[1] = {s->sockid};
-    int other_live = t->live_seen[0] && strcmp(t->live_seen, s->sockid) != 0 &&
+    int other_live = t->live_seen && t->live_seen[0] && strcmp(t->live_seen, s->sockid) != 0 &&
                      !local_socket_gone(w, t->live_seen);
-    if (t->hello_resume != 1 && other_live) {
+    if (f->hello_resume != 1 && other_live) {
         char fresh[SW_TOKEN_MAX + 1];
         sw_random_hex(fresh, 16);
         sw_log(SW_LOG_INFO, "token %.8s…: duplicate tab gets a new token", t->token);
-        if (t->hello_resume == -1) /* refused credentials: said before the welcome */
+        if (f->hello_resume == -1) /* refused credentials: said before the welcome */
             sw_session_send_error(s, -1, SW_ERRC_BAD_RESUME,
                                   "unknown conn_id or conn_token; continuing as a new connection");
         sw_token_t *t2 = sw_token_get(w, fresh);
@@ -1694,10 +1915,10 @@ static void run_hello(sw_token_t *t)
         finish_current(t);
         return;
     }
-    if (t->hello_resume == 1 && other_live) /* the stale socket, if still open */
+    if (f->hello_resume == 1 && other_live) /* the stale socket, if still open */
         close_elsewhere(t, t->live_seen);
     sw_store_live(w->store, SW_LIVE_SET, tok1, sock1, 1, w->cfg->presence_ttl_ms);
-    if (t->hello_resume == 1 && !s->sse) {
+    if (f->hello_resume == 1 && !s->sse) {
         snprintf(s->conn_id, sizeof(s->conn_id), "%s",
                  json_string_value(json_object_get(resume, "conn_id")));
         snprintf(s->conn_token, sizeof(s->conn_token), "%s",
@@ -1706,7 +1927,7 @@ static void run_hello(sw_token_t *t)
         hello_sync(t, s);
         return;
     }
-    if (t->hello_resume == -1)
+    if (f->hello_resume == -1)
         sw_session_send_error(s, -1, SW_ERRC_BAD_RESUME,
                               "unknown conn_id or conn_token; continuing as a new connection");
     commit_fields_t cf;

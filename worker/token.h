@@ -84,36 +84,21 @@ typedef struct sw_tlink {
     sw_shared_t *r;
     uint64_t applied_seq;  /* the shared seq the client view reflects */
     int64_t presence_seen; /* the presence count the client view reflects */
+    /* Group fan-out (sw_token_catchup_group) sent the clients the shared
+     * view at sent_seq/sent_presence without folding it into the tree: the
+     * tree lags the client view until the next fold. */
+    int lag;
+    uint64_t sent_seq;
+    int64_t sent_presence;
 } sw_tlink_t;
 
-struct sw_token {
-    UT_hash_handle hh;
-    char token[SW_TOKEN_MAX + 1];
-    sw_worker_t *w;
-    struct sw_event_queue queue;
-    uint32_t qlen;
-    sw_event_t *current; /* in flight, or NULL */
-    int loading;         /* waiting for the store */
-    sw_tree_t tree;
-    int have_tree;
-    int exists;   /* the token hash exists in the store */
-    uint64_t seq; /* the store's seq, as of the last load/commit */
-    struct sw_session_list sessions;
-    uint32_t nsessions;
-    struct sw_task_list tasks;
-    ev_timer retry_w; /* lease busy backoff */
-    uint64_t busy_since_ms;
-    uint32_t busy_delay_ms;
-    int pending_store;         /* a store callback is outstanding */
-    int lease_held;            /* our lease is (believed) held */
-    uint64_t lease_until_ms;   /* our estimate of the lease's end (monotonic) */
-    uint64_t last_active_ms;   /* last event start or end: idle release */
-    uint64_t ttl_refreshed_ms; /* last commit that refreshed the hash TTL */
-    uint64_t load_sent_ms;     /* when the acquire was sent */
-    int release_asked;         /* another worker asked for the lease */
-    int asked_holder;          /* this busy streak already asked the holder */
-    int in_kick;
-    /* The step being committed (owned while pending_store). */
+/* What only the event in flight needs, from its start (kick) to
+ * finish_current: kept out of sw_token_t so that an idle token stays
+ * small. Made when an event starts and recycled when it finishes through
+ * a free list of at most SW_INFLIGHT_POOL entries (token.c; past it they
+ * are freed), so steady-state events do not allocate it. */
+typedef struct sw_inflight {
+    /* The step being committed (owned while have_step). */
     sw_step_t step;
     int have_step;
     json_t *acc; /* delta being committed: {state: {var: v}} */
@@ -122,27 +107,62 @@ struct sw_token {
     int commit_renew;
     int commit_refresh;
     uint64_t commit_sent_ms;
-    int commit_full; /* hydrate: the answer is a full delta */
-    /* Shared state. The tree, kept while the token has sessions, is the
-     * client view: what its clients have been sent. */
-    sw_tlink_t tl[SW_MAX_TOKEN_SHARED]; /* sorted by shared token name */
-    size_t ntl;
-    json_t *private_copies; /* {state: vars}: private copies of linked states */
-    json_t *conn_rec;       /* the stored connection record {"id","kh"} (_conn), or NULL */
-    int hello_resume;       /* HELLO: 0 fresh, 1 valid resume, -1 refused */
-    char live_seen[64];     /* sw:{T}:live as of the last load ("" none) */
-    json_t *new_links;      /* links after this step's link ops, or NULL */
-    size_t link_idx;        /* progress through the step's link ops */
-    int waiting;            /* 0, or what the current event waits for */
-    int old_view;           /* the tree was the client view before this load */
-    int catchup_pending;    /* shared changes arrived while busy */
-    int presence_on;        /* presence entries added for the links */
-    int resume_queued;
-    TAILQ_ENTRY(sw_token) resume_link;
+    int commit_full;       /* hydrate: the answer is a full delta */
+    int hello_resume;      /* HELLO: 0 fresh, 1 valid resume, -1 refused */
+    json_t *new_links;     /* links after this step's link ops, or NULL */
+    size_t link_idx;       /* progress through the step's link ops */
+    uint64_t load_sent_ms; /* when the acquire was sent */
+    uint64_t busy_since_ms;
+    uint32_t busy_delay_ms;
+    int asked_holder;                         /* this busy streak already asked the holder */
     sw_shared_t *writes[SW_MAX_TOKEN_SHARED]; /* shared tokens in the commit */
     json_t *write_changed[SW_MAX_TOKEN_SHARED];
     uint64_t write_seq[SW_MAX_TOKEN_SHARED]; /* the shared seq each write makes */
     size_t nwrites;
+} sw_inflight_t;
+
+/* Recycled sw_inflight_t kept per worker (past it they are freed). */
+#define SW_INFLIGHT_POOL 64
+
+struct sw_token {
+    UT_hash_handle hh;
+    char token[SW_TOKEN_MAX + 1];
+    sw_worker_t *w;
+    struct sw_event_queue queue;
+    uint32_t qlen;
+    sw_event_t *current;   /* in flight, or NULL */
+    sw_inflight_t *flight; /* non-NULL while an event is in flight */
+    sw_tree_t tree;
+    int have_tree;
+    int exists;   /* the token hash exists in the store */
+    uint64_t seq; /* the store's seq, as of the last load/commit */
+    struct sw_session_list sessions;
+    uint32_t nsessions;
+    struct sw_task_list tasks;
+    ev_timer retry_w;          /* lease busy backoff */
+    int pending_store;         /* a store callback is outstanding */
+    int lease_held;            /* our lease is (believed) held */
+    uint64_t lease_until_ms;   /* our estimate of the lease's end (monotonic) */
+    uint64_t last_active_ms;   /* last event start or end: idle release */
+    uint64_t ttl_refreshed_ms; /* last commit that refreshed the hash TTL */
+    int release_asked;         /* another worker asked for the lease */
+    int in_kick;
+    /* Shared state. The tree, kept while the token has sessions, is the
+     * client view: what its clients have been sent. */
+    sw_tlink_t *tl;         /* [ntl], sorted by shared token name; heap, NULL when ntl == 0 */
+    size_t ntl;             /* at most SW_MAX_TOKEN_SHARED */
+    json_t *private_copies; /* {state: vars}: private copies of linked states, or NULL */
+    /* As of the last load, kept with the tree (NULL when none or the tree
+     * is dropped): the stored connection record {"id","kh"} (_conn), and
+     * sw:{T}:live (a socket id, heap string). */
+    json_t *conn_rec;
+    char *live_seen;
+    int waiting;         /* 0, or what the current event waits for */
+    int old_view;        /* the tree was the client view before this load */
+    int catchup_pending; /* shared changes arrived while busy */
+    int presence_on;     /* presence entries added for the links */
+    int resume_queued;
+    TAILQ_ENTRY(sw_token) resume_link;
 };
 
 /* Find the token in this worker, or create it (empty queue, no state
@@ -172,6 +192,14 @@ void sw_token_gc(sw_worker_t *w);
 /* Shared state changed (a fan-out message, a reread, presence): bring
  * the token's clients up to date now, or after its current event. */
 void sw_token_catchup(sw_token_t *t);
+
+/* Fan-out of one change of shared token r to its linked local tokens
+ * toks[0..n) (borrowed; r's copy is current). Used when
+ * sw_appdef_fanout_needs_private() == 0: tokens whose every shared state is
+ * linked to r and whose clients hold the same view of r get one delta,
+ * computed and encoded once; only the seq prefix differs per client.
+ * Other tokens catch up one by one (sw_token_catchup). */
+void sw_token_catchup_group(sw_shared_t *r, sw_token_t *const *toks, size_t n);
 
 /* What the current event waited for (a shared token's write slot or its
  * copy) is there: continue it from the worker's resume step. */
