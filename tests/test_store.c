@@ -2,14 +2,13 @@
  * harness) and in memory. */
 #include "worker/store.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <criterion/criterion.h>
-
-#include <signal.h>
 #include <ev.h>
 
 #include "common/util.h"
@@ -226,6 +225,7 @@ static const char *cmd_str(redisContext *c, const char *fmt, ...)
 
 static void setup_loop(void)
 {
+    signal(SIGPIPE, SIG_IGN); /* as the master does (worker/store.h) */
     loop = ev_loop_new(EVFLAG_AUTO);
     cr_assert_not_null(loop);
 }

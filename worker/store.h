@@ -140,7 +140,10 @@ typedef void (*sw_store_commit_cb)(void *udata, int status);
  * Returns NULL on a bad URL or an empty holder_id (logged). Zero opts
  * fields take the defaults. The store is usable at once: requests made
  * before the connection is up are queued (Redis) or fail with SW_EUNAVAIL
- * after the first failed attempt. */
+ * after the first failed attempt. The process must ignore SIGPIPE (the
+ * master does): hiredis writes with write(2), and the commands of a loop
+ * pass are written right before the loop polls, which may be before the
+ * loss of the connection has been read. */
 sw_store_t *sw_store_new(struct ev_loop *loop, const sw_store_opts_t *opts);
 
 /* Close connections; pending callbacks complete with SW_EUNAVAIL before

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include <hiredis/async.h>
+#include <hiredis/sds.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/adapters/libev.h>
 #include <openssl/evp.h>
@@ -242,6 +243,7 @@ typedef struct redis_store {
     uint32_t backoff_ms;
     ev_timer retry_w;
     ev_timer watchdog_w;  /* drops a connection that stopped answering */
+    ev_prepare flush_w;   /* writes the commands of this loop pass before it blocks */
     uint32_t awaiting;    /* commands sent whose reply has not come */
     uint64_t progress_ms; /* last reply, or first send after a quiet spell */
     char sha[SCRIPT__COUNT][41];
@@ -423,9 +425,29 @@ struct rsub;
 static void rsub_free(struct redis_store *rs, struct rsub *sub);
 static void on_sub_retry(struct ev_loop *loop, ev_timer *w, int revents);
 
+/* The request in RESP ("Redis serialization protocol specification":
+ * an array of bulk strings), formatted into one reused buffer: hiredis
+ * copies it into its output buffer (redisAsyncFormattedCommand), which
+ * costs less than its own per-argument formatting. */
 static int req_send(redisAsyncContext *ac, rreq_t *q)
 {
-    if (redisAsyncCommandArgv(ac, on_reply, q, q->argc, q->argv, q->argvlen) != REDIS_OK)
+    static sw_buf_t resp; /* one worker thread per process */
+    char num[24];
+    sw_buf_reset(&resp);
+    (void)sw_buf_append(&resp, "*", 1);
+    (void)sw_buf_append(&resp, num, u64_dec(num, (unsigned long long)q->argc));
+    (void)sw_buf_append(&resp, "\r\n", 2);
+    for (int i = 0; i < q->argc; i++) {
+        (void)sw_buf_append(&resp, "$", 1);
+        (void)sw_buf_append(&resp, num, u64_dec(num, (unsigned long long)q->argvlen[i]));
+        (void)sw_buf_append(&resp, "\r\n", 2);
+        (void)sw_buf_append(&resp, q->argv[i], q->argvlen[i]);
+        (void)sw_buf_append(&resp, "\r\n", 2);
+    }
+    int rc = redisAsyncFormattedCommand(ac, on_reply, q, resp.data, resp.len);
+    if (resp.cap > 65536)
+        sw_buf_destroy(&resp); /* big commands do not pin their buffer */
+    if (rc != REDIS_OK)
         return SW_EUNAVAIL;
     q->sent_ns = sw_now_ns();
     if (q->rs->awaiting++ == 0)
@@ -683,6 +705,21 @@ static void on_script_load(redisAsyncContext *ac, void *reply, void *priv)
         sw_log(SW_LOG_ERROR, "redis: SCRIPT LOAD: %s", rep->str);
 }
 
+/* Commands issued during a loop pass sit in hiredis's output buffer, and
+ * the libev adapter would start the write watcher, wait a poll for
+ * writability and stop it again: two epoll_ctl and an extra wake-up per
+ * batch. Writing them here, right before the loop polls, sends them in one
+ * write(2); the watcher started and stopped within the pass costs libev
+ * no epoll_ctl (fd changes are applied lazily). A partial write leaves
+ * the watcher on, as before. */
+static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    redis_store_t *rs = sw_container_of(w, redis_store_t, flush_w);
+    if (rs->ac && rs->connected && rs->ac->c.obuf && sdslen(rs->ac->c.obuf) > 0)
+        redisAsyncHandleWrite(rs->ac);
+}
 /* Start an async connection to the store's Redis (TCP or unix socket),
  * attached to the loop. NULL with the reason in why when it cannot even
  * start (the caller marks the connection down). */
@@ -765,6 +802,9 @@ sw_store_t *sw_store_redis_new(struct ev_loop *loop, const sw_store_opts_t *opts
     ev_timer_init(&rs->watchdog_w, on_watchdog, WATCHDOG_PERIOD_S, WATCHDOG_PERIOD_S);
     ev_timer_start(loop, &rs->watchdog_w);
     ev_unref(loop); /* the watchdog alone does not keep the loop alive */
+    ev_prepare_init(&rs->flush_w, on_flush);
+    ev_prepare_start(loop, &rs->flush_w);
+    ev_unref(loop); /* nor does the flush step */
     for (int i = 0; i < SCRIPT__COUNT; i++)
         sha1_hex(SCRIPTS[i], rs->sha[i]);
     start_connect(rs);
@@ -786,6 +826,8 @@ static void redis_destroy(sw_store_t *s)
     ev_timer_stop(s->loop, &rs->retry_w);
     ev_ref(s->loop);
     ev_timer_stop(s->loop, &rs->watchdog_w);
+    ev_ref(s->loop);
+    ev_prepare_stop(s->loop, &rs->flush_w);
     if (rs->ac) {
         redisAsyncContext *ac = rs->ac;
         rs->ac = NULL;
