@@ -375,8 +375,15 @@ static void deliver(bconn_t *c, int64_t cnt, uint64_t now)
         b->res->stale++;
         return;
     }
-    if (cnt > c->last_count + 1)
-        c->missed += (uint64_t)(cnt - c->last_count - 1);
+    /* Skipped counts (changes folded into one delta) are missing when
+     * their change was sent in the window; the warm-up's join wave does
+     * not count. */
+    for (int64_t m = c->last_count + 1; m < cnt; m++) {
+        uint64_t km = (uint64_t)(m - r->base - 1);
+        if (m > r->base && km < r->nsent && b->phase >= PH_MEASURE &&
+            r->send_ns[km] >= b->measure_start_ns)
+            c->missed++;
+    }
     c->last_count = cnt;
     uint64_t k = (uint64_t)(cnt - r->base - 1);
     if (k >= r->nsent) {
