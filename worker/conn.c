@@ -136,6 +136,10 @@ struct sw_conn {
     unsigned abandon : 1;     /* peer presumed dead: close once the output is tried */
     unsigned ws_frag : 1;     /* the last data frame started had no FIN */
     unsigned hibernating : 1; /* WebSocket conn without a wslay context */
+    /* wslay has nothing to write and writing is enabled, as of the last
+     * flush: data frames go straight into `out` without asking wslay.
+     * Cleared before every call that may make wslay queue a frame. */
+    unsigned ws_idle_out : 1;
     unsigned rx_ctrl : 1;     /* the frame being received is a control frame */
     unsigned rx_text : 1;     /* the data message being received is text */
     unsigned rx_fin : 1;      /* the data frame being received ends its message */
@@ -324,6 +328,7 @@ static void ws_ping(sw_conn_t *c)
         .msg = (const uint8_t *)PING_PAYLOAD,
         .msg_length = sizeof(PING_PAYLOAD) - 1,
     };
+    c->ws_idle_out = 0;
     int rv = wslay_event_queue_msg(c->ws, &msg);
     if (rv != 0 && rv != WSLAY_ERR_NO_MORE_MSG) {
         sw_log(SW_LOG_DEBUG, "conn %llu: wslay_event_queue_msg(ping): %d",
@@ -424,9 +429,12 @@ static void conn_flush(sw_conn_t *c)
     sw_conn_env_t *env = c->env;
     if (c->dead)
         return;
-    if (c->ws && wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
-        conn_finish(c);
-        return;
+    if (c->ws && !c->ws_idle_out) {
+        if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
+            conn_finish(c);
+            return;
+        }
+        c->ws_idle_out = !wslay_event_want_write(c->ws) && wslay_event_get_write_enabled(c->ws);
     }
     if (c->out.len) {
         ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
@@ -613,6 +621,7 @@ static void ws_close(sw_conn_t *c, uint16_t code, const char *reason)
     size_t rlen = reason ? strlen(reason) : 0;
     if (rlen > 123) /* RFC 6455 §5.5: control payload <= 125 bytes */
         rlen = 123;
+    c->ws_idle_out = 0;
     int rv = wslay_event_queue_close(c->ws, code, (const uint8_t *)reason, rlen);
     if (rv != 0 && rv != WSLAY_ERR_NO_MORE_MSG) {
         conn_finish(c);
@@ -657,6 +666,7 @@ static void ws_feed(sw_conn_t *c, const char *data, size_t len)
 {
     c->feed = data;
     c->feed_len = len;
+    c->ws_idle_out = 0; /* a pong, or a close, may be queued */
     int rv = wslay_event_recv(c->ws);
     c->feed = NULL;
     c->feed_len = 0;
@@ -699,6 +709,7 @@ static int ws_ctx_new(sw_conn_t *c)
     /* Data frames reach ws_chunk_cb unbuffered: no allocation and copy per
      * message in wslay. */
     wslay_event_config_set_no_buffering(c->ws, 1);
+    c->ws_idle_out = 0;
     c->ws_unframed = 0;
     c->ws_frag = 0;
     c->rx_ptr = NULL;
@@ -1356,6 +1367,7 @@ static int ws_queue_text(sw_conn_t *c, const struct iovec *iov, int iovcnt, size
         msg = flat;
     }
     struct wslay_event_msg m = {.opcode = WSLAY_TEXT_FRAME, .msg = msg, .msg_length = len};
+    c->ws_idle_out = 0;
     int rv = wslay_event_queue_msg(c->ws, &m);
     free(flat);
     if (rv != 0)
@@ -1375,7 +1387,7 @@ int sw_conn_sendv(sw_conn_t *c, const struct iovec *iov, int iovcnt)
     if (ws_wake(c) != 0)
         return SW_ERR; /* the conn is closed, on_close follows */
     c->last_act = ev_now(c->env->loop);
-    size_t queued = c->out.len + wslay_event_get_queued_msg_length(c->ws);
+    size_t queued = c->out.len + (c->ws_idle_out ? 0 : wslay_event_get_queued_msg_length(c->ws));
     size_t bound = c->env->max_send_bytes;
     if (bound && (len > bound || queued > bound - len)) {
         sw_log(SW_LOG_INFO, "conn %llu: output over %zu bytes, closing (backpressure)",
@@ -1390,7 +1402,8 @@ int sw_conn_sendv(sw_conn_t *c, const struct iovec *iov, int iovcnt)
      * something waits there (a pong or ping, a close), the message waits
      * behind it; write_enabled is off once a close went out (wslay then
      * refuses: SW_ECLOSED). */
-    if (!wslay_event_get_write_enabled(c->ws) || wslay_event_want_write(c->ws)) {
+    if (!c->ws_idle_out &&
+        (!wslay_event_get_write_enabled(c->ws) || wslay_event_want_write(c->ws))) {
         int rc = ws_queue_text(c, iov, iovcnt, len);
         if (rc == 0)
             mark_pending(c);

@@ -35,9 +35,9 @@
  * its wslay context and its empty buffers (about 9 KB), keeping only the
  * conn itself. Input, sw_conn_send, sw_conn_close and a due ping create a
  * fresh context first, so hibernation is invisible to the peer and to the
- * callbacks. Heap freed this way is handed back to the OS (glibc
- * malloc_trim) at most every couple of seconds per worker, and only after
- * many conns hibernated.
+ * callbacks. Heap freed this way is handed back to the OS
+ * (sw_alloc_release: jemalloc purge, or glibc malloc_trim) at most every
+ * couple of seconds per worker, and only after many conns hibernated.
  *
  * Lifetime: the conn is freed by conn.c, never by a callback. env->on_close
  * is called for conns that had on_open or became SSE streams
@@ -103,7 +103,7 @@ typedef struct sw_conn_env {
     ev_prepare flush;
     TAILQ_HEAD(sw_conn_pending, sw_conn) pending; /* conns with work for flush */
     size_t nhib; /* WebSocket conns hibernating (no wslay context) */
-    /* Returns heap freed by hibernation to the OS (malloc_trim), at most
+    /* Returns heap freed by hibernation to the OS (sw_alloc_release), at most
      * once per couple of seconds; not keeping the loop alive. */
     ev_timer trim;
     size_t trim_pending; /* hibernations since the last trim */
