@@ -140,12 +140,12 @@ struct sw_conn {
      * flush: data frames go straight into `out` without asking wslay.
      * Cleared before every call that may make wslay queue a frame. */
     unsigned ws_idle_out : 1;
-    unsigned rx_ctrl : 1;     /* the frame being received is a control frame */
-    unsigned rx_text : 1;     /* the data message being received is text */
-    unsigned rx_fin : 1;      /* the data frame being received ends its message */
-    unsigned rx_drop : 1;     /* the data message is over max_message_bytes (1009) */
-    sw_buf_t in;              /* unparsed input: pipelined HTTP, first WebSocket bytes */
-    sw_buf_t out;             /* bytes for the socket */
+    unsigned rx_ctrl : 1; /* the frame being received is a control frame */
+    unsigned rx_text : 1; /* the data message being received is text */
+    unsigned rx_fin : 1;  /* the data frame being received ends its message */
+    unsigned rx_drop : 1; /* the data message is over max_message_bytes (1009) */
+    sw_buf_t in;          /* unparsed input: pipelined HTTP, first WebSocket bytes */
+    sw_buf_t out;         /* bytes for the socket */
     /* The text message being received (wslay buffers no data frames, see
      * ws_chunk_cb): its bytes borrowed from wslay's input buffer when one
      * chunk holds it all (rx_ptr), else copied into rx. */
