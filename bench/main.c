@@ -27,6 +27,8 @@ typedef struct run {
     uint64_t rss0, rss1;           /* bytes: before the first connect, at the end */
     size_t rss0_procs, rss1_procs; /* processes summed */
     int rss0_ok, rss1_ok;
+    uint64_t steal0, steal1, total0, total1; /* machine CPU ticks (/proc/stat) */
+    int cpu_ok;
 } run_t;
 
 /* Sum of VmRSS (proc(5), /proc/PID/status, kB) over the master `pid` and
@@ -59,6 +61,7 @@ static int read_rss(int pid, sw_proc_snap_t *tmp, uint64_t *bytes, size_t *procs
 static void on_start(void *udata)
 {
     run_t *r = udata;
+    r->cpu_ok = sw_sysstat_cpu(&r->steal0, &r->total0) == 0;
     if (r->pid)
         r->proc_ok = sw_sysstat_procs(r->pid, r->proc0) == 0;
     if (r->rc)
@@ -68,6 +71,8 @@ static void on_start(void *udata)
 static void on_end(void *udata)
 {
     run_t *r = udata;
+    if (r->cpu_ok)
+        r->cpu_ok = sw_sysstat_cpu(&r->steal1, &r->total1) == 0;
     if (r->pid && r->measure_rss) {
         sw_proc_snap_t *tmp = sw_xcalloc(1, sizeof(*tmp));
         r->rss1_ok = read_rss(r->pid, tmp, &r->rss1, &r->rss1_procs) == 0;
@@ -94,7 +99,7 @@ static void usage(const char *argv0)
            "  --connections N    concurrent clients, events, hotroom, idle (100), resume "
            "(1000)\n"
            "  --hold S           idle: seconds to hold the connections open (10)\n"
-           "  --route PATH       events, idle: hydrate route (events /room/bench, idle /)\n"
+           "  --route PATH       events, idle: hydrate route (/)\n"
            "  --protocol P       statewire | socketio: Engine.IO/Socket.IO framing, path\n"
            "                     /socket.io/?EIO=4&transport=websocket (statewire)\n"
            "  --duration S       measure window, seconds (10; resume: 30, the bound for\n"
@@ -577,6 +582,14 @@ int main(int argc, char **argv)
             json_object_set_new(h, "final_count", json_integer(res.final_count));
         json_object_update(rep, h);
         json_decref(h);
+    }
+
+    /* A guest whose hypervisor hands its CPUs to others measures noise:
+     * say how much of the machine was taken during the window. */
+    if (r.cpu_ok && r.total1 > r.total0) {
+        double pct = 100.0 * (double)(r.steal1 - r.steal0) / (double)(r.total1 - r.total0);
+        printf("  %-28s %.1f %%\n", "CPU stolen (hypervisor)", pct);
+        json_object_set_new(rep, "cpu_steal_pct", json_real(pct));
     }
 
     /* CPU and Redis per answered event, or per delivered delta and per

@@ -86,6 +86,29 @@ int sw_sysstat_procs(int master_pid, sw_proc_snap_t *out)
     return 0;
 }
 
+int sw_sysstat_cpu(uint64_t *steal, uint64_t *total)
+{
+    unsigned long long v[10] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) {
+        sw_log(SW_LOG_WARN, "bench: fopen(/proc/stat): %s", strerror(errno));
+        return SW_ENOTFOUND;
+    }
+    /* cpu user nice system idle iowait irq softirq steal guest guest_nice */
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                   &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]);
+    fclose(f);
+    if (n < 8) {
+        sw_log(SW_LOG_WARN, "bench: /proc/stat: no cpu line with steal time");
+        return SW_ENOTFOUND;
+    }
+    *steal = v[7];
+    *total = 0;
+    for (int i = 0; i < 8; i++) /* guest time is counted in user already */
+        *total += v[i];
+    return 0;
+}
+
 int sw_sysstat_children(int master_pid, int *first, int *count)
 {
     char path[96];

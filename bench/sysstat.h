@@ -40,6 +40,12 @@ double sw_sysstat_procs_delta_s(const sw_proc_snap_t *start, const sw_proc_snap_
  * child, *first = 0 and *count = 0. */
 int sw_sysstat_children(int master_pid, int *first, int *count);
 
+/* The machine's CPU time (clock ticks, every CPU) from the "cpu" line of
+ * /proc/stat (proc(5)): *total = every field, *steal = "steal", the time
+ * a hypervisor gave to other guests. Returns 0, or SW_ENOTFOUND when the
+ * file cannot be read or parsed (logged). */
+int sw_sysstat_cpu(uint64_t *steal, uint64_t *total);
+
 /* Redis counters at one moment. */
 typedef struct sw_redis_snap {
     double cpu_s;   /* used_cpu_sys + used_cpu_user, seconds */
