@@ -1429,13 +1429,17 @@ Test(conn_ping, sse_keepalive_comment_no_timeout)
      * silence, it gets ":\n" on every silent interval. */
     while (mono_ms() - t0 < 2 * (PING_INTERVAL_MS + PING_TIMEOUT_MS)) {
         char got[3] = {0};
-        uint64_t t1 = mono_ms();
         cr_assert_eq(read_exact(fd, got, 2), 0, "the stream stays open");
         cr_assert_str_eq(got, ":\n");
-        cr_assert_geq(mono_ms() - t1, PING_INTERVAL_MS - 40, "not before the interval");
         comments++;
     }
+    uint64_t elapsed = mono_ms() - t0;
     cr_assert_geq(comments, 4, "a comment per silent interval (%d)", comments);
+    /* Counted over the whole window, not per gap: a read delayed by the
+     * scheduler makes the next gap look short. */
+    cr_assert_leq((uint64_t)comments, elapsed / (PING_INTERVAL_MS - 20) + 1,
+                  "not more often than the interval (%d in %llu ms)", comments,
+                  (unsigned long long)elapsed);
     cr_assert_eq(atomic_load(&g_closes), 0);
     close(fd);
     expect_idle(1);
