@@ -103,10 +103,10 @@ static json_t *pump(tc_t *t, int ms)
     return m;
 }
 
-static tc_t *tc_open(int hi, const char *token)
+static tc_t *tc_open_port(int port, const char *token)
 {
     tc_t *t = calloc(1, sizeof(*t));
-    t->c = sw_wsc_connect("127.0.0.1", host[hi]->port, "/_event", T_MS);
+    t->c = sw_wsc_connect("127.0.0.1", port, "/_event", T_MS);
     if (!t->c) {
         free(t);
         return NULL;
@@ -121,6 +121,11 @@ static tc_t *tc_open(int hi, const char *token)
     t->state = json_object();
     t->next_id = 1;
     return t;
+}
+
+static tc_t *tc_open(int hi, const char *token)
+{
+    return tc_open_port(host[hi]->port, token);
 }
 
 static void tc_free(tc_t *t)
@@ -484,6 +489,70 @@ Test(shared, group_fanout_keeps_every_view_exact, .timeout = 120)
     for (int i = 0; i < N; i++)
         tc_free(c[i]);
     tc_free(f);
+}
+
+/* A client whose tree lags (group fan-out) and that then stays busy while
+ * the room changes more often than the worker keeps sent views (8) cannot
+ * get an exact difference any more: it gets one full delta, then the
+ * answer to its event, and ends with the room's state. Busy here: its
+ * event waits for a lease another holder has. One worker, so that the
+ * three clients share the group. */
+Test(shared, lagging_client_past_the_kept_views_gets_a_full_delta, .timeout = 120)
+{
+    const char *extra[] = {"--lease-ms", "3000", NULL};
+    sw_test_server_t *solo = sw_test_server_start(0, sw_test_redis_url(redis), 1, extra);
+    cr_assert(solo);
+    tc_t *a = tc_open_port(solo->port, "tok-fa");
+    tc_t *x = tc_open_port(solo->port, "tok-fx");
+    tc_t *y = tc_open_port(solo->port, "tok-fy");
+    cr_assert(a && x && y);
+    tc_hydrate(a, "/room/fb");
+    tc_hydrate(x, "/room/fb");
+    tc_hydrate(y, "/room/fb");
+    json_decref(tc_call(y, "counter.increment", NULL, NULL)); /* a leads, x lags */
+    cr_assert(wait_int(x, "counter", "count", 1, T_MS));
+    cr_assert(wait_int(a, "counter", "count", 1, T_MS));
+    /* x's worker gives x's lease up when idle (lease-ms/2), then another
+     * holder takes it: x's next event waits. */
+    redisContext *rc = sw_test_redis_connect(redis);
+    int taken = 0;
+    for (int i = 0; i < 50 && !taken; i++) {
+        usleep(100000);
+        redisReply *r = redisCommand(rc, "SET sw:{tok-fx}:lease intruder NX PX 3000");
+        taken = r && r->type == REDIS_REPLY_STATUS;
+        freeReplyObject(r);
+    }
+    cr_assert(taken, "x's lease was released when idle");
+    int ix = tc_send(x, "counter.increment", NULL);
+    usleep(200000); /* x's event is waiting for the lease */
+    for (int i = 0; i < 12; i++)
+        json_decref(tc_call(y, "counter.increment", NULL, NULL));
+    freeReplyObject(redisCommand(rc, "DEL sw:{tok-fx}:lease"));
+    redisFree(rc);
+    /* Before the answer: one full delta without id. */
+    int full = 0;
+    for (;;) {
+        json_t *m = pump(x, T_MS);
+        cr_assert(m, "x gets its answer");
+        if (json_is_true(json_object_get(m, "full")) && !json_object_get(m, "id"))
+            full = 1;
+        int answer = json_object_get(m, "id") && json_integer_value(json_object_get(m, "id")) == ix;
+        if (answer)
+            cr_assert_str_eq(json_string_value(json_object_get(m, "type")), "delta");
+        json_decref(m);
+        if (answer)
+            break;
+    }
+    cr_assert(full, "x got a full delta before its answer");
+    cr_assert(wait_int(y, "counter", "count", 14, T_MS));
+    cr_assert(wait_int(x, "counter", "count", 14, T_MS));
+    cr_assert(wait_int(a, "counter", "count", 14, T_MS));
+    cr_assert_eq(redis_shared_count("room:fb"), 14);
+    cr_assert_eq(x->errors, 0);
+    tc_free(a);
+    tc_free(x);
+    tc_free(y);
+    sw_test_server_stop(solo, SIGTERM, 5000);
 }
 
 Test(shared, killed_worker_presence_expires_and_recovers, .timeout = 120)
