@@ -523,8 +523,20 @@ Test(shared, lagging_client_past_the_kept_views_gets_a_full_delta, .timeout = 12
         freeReplyObject(r);
     }
     cr_assert(taken, "x's lease was released when idle");
+    /* x's worker asks the holder for the lease through its inbox: seeing
+     * that request proves x's event is waiting. */
+    redisContext *sub = sw_test_redis_connect(redis);
+    cr_assert(sub);
+    freeReplyObject(redisCommand(sub, "SUBSCRIBE sw:{inbox:intruder}:ch"));
+    struct timeval tv = {.tv_sec = 5};
+    redisSetTimeout(sub, tv);
     int ix = tc_send(x, "counter.increment", NULL);
-    usleep(200000); /* x's event is waiting for the lease */
+    redisReply *ask = NULL;
+    cr_assert_eq(redisGetReply(sub, (void **)&ask), REDIS_OK, "the holder is asked for the lease");
+    cr_assert(ask && ask->type == REDIS_REPLY_ARRAY && ask->elements == 3 &&
+              strcmp(ask->element[2]->str, "tok-fx") == 0);
+    freeReplyObject(ask);
+    redisFree(sub);
     for (int i = 0; i < 12; i++)
         json_decref(tc_call(y, "counter.increment", NULL, NULL));
     freeReplyObject(redisCommand(rc, "DEL sw:{tok-fx}:lease"));
