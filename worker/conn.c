@@ -74,10 +74,10 @@
 #define TIMER_SLACK 0.0005 /* seconds: a deadline this close counts as reached */
 #define HIBERNATE_AFTER (SW_CONN_HIBERNATE_MS / 1000.)
 /* Returning freed heap to the OS: at most every TRIM_INTERVAL seconds, and
- * only once TRIM_MIN_HIB conns hibernated since the last time (about
- * 0.5 MB freed). */
+ * only once TRIM_MIN_UNITS units (hibernated conns' worth) were freed since
+ * the last time (about 0.5 MB). */
 #define TRIM_INTERVAL 2.0
-#define TRIM_MIN_HIB 64
+#define TRIM_MIN_UNITS 64
 
 enum { MODE_HTTP = 0, MODE_WS = 1, MODE_SSE = 2 };
 enum { LAST_NONE, LAST_URL, LAST_FIELD, LAST_VALUE };
@@ -754,8 +754,8 @@ static int ws_can_hibernate(const sw_conn_t *c)
  * while allocating). sw_alloc_release() hands the free pages back
  * (common/alloc.h: jemalloc's purge or glibc's malloc_trim); it walks the
  * heap, so it runs at most every TRIM_INTERVAL seconds and only after
- * TRIM_MIN_HIB hibernations, from this timer rather than from each conn's
- * hibernation. */
+ * TRIM_MIN_UNITS were freed (sw_conn_env_heap_freed), from this timer
+ * rather than from each conn's hibernation. */
 static void trim_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
@@ -779,7 +779,13 @@ static void ws_hibernate(sw_conn_t *c)
     hs_free(c);
     c->hibernating = 1;
     env->nhib++;
-    if (++env->trim_pending >= TRIM_MIN_HIB && !ev_is_active(&env->trim)) {
+    sw_conn_env_heap_freed(env, 1);
+}
+
+void sw_conn_env_heap_freed(sw_conn_env_t *env, size_t units)
+{
+    env->trim_pending += units;
+    if (env->trim_pending >= TRIM_MIN_UNITS && !ev_is_active(&env->trim)) {
         ev_tstamp after = env->last_trim + TRIM_INTERVAL - ev_now(env->loop);
         ev_timer_set(&env->trim, after > 0. ? after : 0., 0.);
         ev_timer_start(env->loop, &env->trim);

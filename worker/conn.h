@@ -103,10 +103,11 @@ typedef struct sw_conn_env {
     ev_prepare flush;
     TAILQ_HEAD(sw_conn_pending, sw_conn) pending; /* conns with work for flush */
     size_t nhib; /* WebSocket conns hibernating (no wslay context) */
-    /* Returns heap freed by hibernation to the OS (sw_alloc_release), at most
-     * once per couple of seconds; not keeping the loop alive. */
+    /* Returns heap freed by hibernation (and by whoever else calls
+     * sw_conn_env_heap_freed) to the OS (sw_alloc_release), at most once
+     * per couple of seconds; not keeping the loop alive. */
     ev_timer trim;
-    size_t trim_pending; /* hibernations since the last trim */
+    size_t trim_pending; /* units freed since the last trim */
     ev_tstamp last_trim;
 } sw_conn_env_t;
 
@@ -204,6 +205,13 @@ int sw_conn_sse_send(sw_conn_t *c, const char *event, const char *id, const char
 
 /* Bytes queued for output and not yet written. */
 size_t sw_conn_pending_bytes(const sw_conn_t *c);
+
+/* The worker freed heap worth `units` hibernated conns (a wslay context
+ * and buffers, about 9 KB each): once 64 units were freed, the heap is
+ * handed back to the OS (sw_alloc_release) from env's timer, at most every
+ * 2 s. Hibernation calls it with 1; other big frees (dropped state trees)
+ * count their share, so that one throttle serves the whole worker. */
+void sw_conn_env_heap_freed(sw_conn_env_t *env, size_t units);
 
 /* Number of WebSocket conns of env hibernating right now (env->nhib; for
  * stats and tests). */

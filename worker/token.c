@@ -5,7 +5,6 @@
 
 #include <openssl/evp.h>
 
-#include "common/alloc.h"
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/mpjson.h"
@@ -801,17 +800,14 @@ void sw_token_live_all(sw_worker_t *w, sw_live_op_t op)
     free(socks);
 }
 
-/* Trees dropped by the lease sweep before the heap is handed back to the
- * OS (sw_alloc_release), at most every SW_RELEASE_INTERVAL_MS. Per
- * process: one worker per process (worker.h). */
-#define SW_RELEASE_MIN_DROPS 16
-#define SW_RELEASE_INTERVAL_MS 2000
-static size_t trees_dropped;
-static uint64_t last_release_ms;
+/* What a dropped state tree frees, in sw_conn_env_heap_freed units
+ * (hibernated conns' worth): 16 dropped trees make a release. */
+#define SW_TREE_HEAP_UNITS 4
 
 void sw_token_sweep_leases(sw_worker_t *w, uint64_t idle_ms)
 {
     uint64_t now = sw_now_ms();
+    size_t dropped = 0;
     sw_token_t *t, *tmp;
     HASH_ITER(hh, w->tokens, t, tmp)
     {
@@ -825,20 +821,16 @@ void sw_token_sweep_leases(sw_worker_t *w, uint64_t idle_ms)
              * now (the next event reloads). Linked tokens keep the client
              * view that fan-out deltas are computed against. */
             if (t->ntl == 0) {
-                trees_dropped += t->have_tree ? 1 : 0;
+                dropped += t->have_tree ? 1 : 0;
                 drop_tree(t);
             }
         }
     }
     /* The trees of idle tokens are the last heap an idle connection frees
-     * (after its conn hibernated): hand the pages back to the OS. The
-     * sweep runs periodically, so drops within the interval are released
-     * by a later call. */
-    if (trees_dropped >= SW_RELEASE_MIN_DROPS && now - last_release_ms >= SW_RELEASE_INTERVAL_MS) {
-        trees_dropped = 0;
-        last_release_ms = now;
-        sw_alloc_release();
-    }
+     * (after its conn hibernated): the pages go back to the OS through the
+     * worker's one release throttle. */
+    if (dropped)
+        sw_conn_env_heap_freed(&w->conns, dropped * SW_TREE_HEAP_UNITS);
 }
 
 void sw_token_lease_wanted(sw_worker_t *w, const char *token)
