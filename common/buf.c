@@ -56,6 +56,19 @@ int sw_buf_append(sw_buf_t *b, const void *p, size_t n)
     return 0;
 }
 
+int sw_buf_appendv(sw_buf_t *b, const struct iovec *iov, int iovcnt)
+{
+    size_t n = 0;
+    for (int i = 0; i < iovcnt; i++)
+        n += iov[i].iov_len;
+    int rc = sw_buf_reserve(b, n);
+    if (rc)
+        return rc;
+    for (int i = 0; i < iovcnt; i++)
+        (void)sw_buf_append(b, iov[i].iov_base, iov[i].iov_len); /* room reserved */
+    return 0;
+}
+
 int sw_buf_append_str(sw_buf_t *b, const char *s)
 {
     return sw_buf_append(b, s, strlen(s));

@@ -7,6 +7,7 @@
 #define SW_COMMON_BUF_H
 
 #include <stddef.h>
+#include <sys/uio.h>
 
 typedef struct sw_buf {
     char *data; /* owned; NULL until the first append */
@@ -26,6 +27,9 @@ int sw_buf_reserve(sw_buf_t *b, size_t n);
 /* Append n bytes. 0 or SW_ETOOLARGE. */
 int sw_buf_append(sw_buf_t *b, const void *p, size_t n);
 int sw_buf_append_str(sw_buf_t *b, const char *s);
+/* Append the pieces iov[0..iovcnt) (their concatenation); all or nothing.
+ * 0 or SW_ETOOLARGE. */
+int sw_buf_appendv(sw_buf_t *b, const struct iovec *iov, int iovcnt);
 int sw_buf_printf(sw_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Remove the first n bytes (n <= len). */
 void sw_buf_consume(sw_buf_t *b, size_t n);

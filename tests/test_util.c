@@ -36,6 +36,23 @@ Test(buf, append_within_and_past_bound)
     sw_buf_destroy(&b);
 }
 
+Test(buf, appendv_concatenates_all_or_nothing)
+{
+    sw_buf_t b;
+    sw_buf_init(&b, 8);
+    struct iovec iov[3] = {{"ab", 2}, {"", 0}, {"cde", 3}};
+    cr_assert_eq(sw_buf_appendv(&b, iov, 3), 0);
+    cr_assert_eq(b.len, 5);
+    cr_assert_str_eq(b.data, "abcde");
+    /* 5 + 5 bytes pass the bound of 8: nothing of it is appended. */
+    cr_assert_eq(sw_buf_appendv(&b, iov, 3), SW_ETOOLARGE);
+    cr_assert_eq(b.len, 5);
+    cr_assert_str_eq(b.data, "abcde");
+    cr_assert_eq(sw_buf_appendv(&b, iov, 0), 0);
+    cr_assert_eq(b.len, 5);
+    sw_buf_destroy(&b);
+}
+
 Test(buf, unbounded_growth_keeps_nul)
 {
     sw_buf_t b;

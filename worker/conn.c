@@ -641,12 +641,10 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         c->rx_ptr = NULL;
         c->rx_drop = 0;
         c->rx_total = 0;
-        if (c->dead || c->closing || drop)
-            goto done;
         /* wslay has validated the UTF-8 of the whole message (1007). */
-        if (arg->opcode == WSLAY_TEXT_FRAME && c->env->on_message)
+        if (!c->dead && !c->closing && !drop && arg->opcode == WSLAY_TEXT_FRAME &&
+            c->env->on_message)
             c->env->on_message(c, data, len);
-    done:
         if (c->rx.cap > OUT_KEEP)
             sw_buf_destroy(&c->rx);
         else
@@ -1360,22 +1358,17 @@ static size_t ws_text_header(uint8_t hdr[WS_MAX_HEADER], uint64_t len)
  * copies it), behind what waits there. */
 static int ws_queue_text(sw_conn_t *c, const struct iovec *iov, int iovcnt, size_t len)
 {
-    uint8_t *flat = NULL;
+    sw_buf_t flat; /* wslay takes one piece */
+    sw_buf_init(&flat, 0);
     const uint8_t *msg = iovcnt == 1 ? iov[0].iov_base : NULL;
     if (iovcnt > 1) {
-        flat = sw_xmalloc(len ? len : 1);
-        size_t off = 0;
-        for (int i = 0; i < iovcnt; i++) {
-            if (iov[i].iov_len)
-                memcpy(flat + off, iov[i].iov_base, iov[i].iov_len);
-            off += iov[i].iov_len;
-        }
-        msg = flat;
+        (void)sw_buf_appendv(&flat, iov, iovcnt); /* unbounded buffer: cannot fail */
+        msg = (const uint8_t *)flat.data;
     }
     struct wslay_event_msg m = {.opcode = WSLAY_TEXT_FRAME, .msg = msg, .msg_length = len};
     c->ws_idle_out = 0;
     int rv = wslay_event_queue_msg(c->ws, &m);
-    free(flat);
+    sw_buf_destroy(&flat);
     if (rv != 0)
         return rv == WSLAY_ERR_NO_MORE_MSG ? SW_ECLOSED : SW_ERR;
     return 0;
@@ -1419,8 +1412,7 @@ int sw_conn_sendv(sw_conn_t *c, const struct iovec *iov, int iovcnt)
     size_t hlen = ws_text_header(hdr, len);
     sw_buf_reserve(&c->out, hlen + len); /* unbounded buffer: cannot fail */
     sw_buf_append(&c->out, hdr, hlen);
-    for (int i = 0; i < iovcnt; i++)
-        sw_buf_append(&c->out, iov[i].iov_base, iov[i].iov_len);
+    sw_buf_appendv(&c->out, iov, iovcnt);
     mark_pending(c);
     return 0;
 }

@@ -82,8 +82,7 @@ int sw_session_sendv(sw_session_t *s, const struct iovec *iov, int iovcnt)
         return SW_EINVAL;
     sw_buf_t b; /* an event stream needs the message in one piece */
     sw_buf_init(&b, 0);
-    for (int i = 0; i < iovcnt; i++)
-        sw_buf_append(&b, iov[i].iov_base, iov[i].iov_len);
+    (void)sw_buf_appendv(&b, iov, iovcnt); /* unbounded buffer: cannot fail */
     int rc = sw_session_send(s, b.data ? b.data : "", b.len);
     sw_buf_destroy(&b);
     return rc;
