@@ -429,18 +429,23 @@ static void on_sub_retry(struct ev_loop *loop, ev_timer *w, int revents);
  * an array of bulk strings), formatted into one reused buffer: hiredis
  * copies it into its output buffer (redisAsyncFormattedCommand), which
  * costs less than its own per-argument formatting. */
+static void resp_count(sw_buf_t *b, char type, size_t n) /* "*3\r\n", "$7\r\n" */
+{
+    char line[24];
+    line[0] = type;
+    size_t len = 1 + u64_dec(line + 1, (unsigned long long)n);
+    line[len++] = '\r';
+    line[len++] = '\n';
+    (void)sw_buf_append(b, line, len); /* unbounded buffer: cannot fail */
+}
+
 static int req_send(redisAsyncContext *ac, rreq_t *q)
 {
     static sw_buf_t resp; /* one worker thread per process */
-    char num[24];
     sw_buf_reset(&resp);
-    (void)sw_buf_append(&resp, "*", 1);
-    (void)sw_buf_append(&resp, num, u64_dec(num, (unsigned long long)q->argc));
-    (void)sw_buf_append(&resp, "\r\n", 2);
+    resp_count(&resp, '*', (size_t)q->argc);
     for (int i = 0; i < q->argc; i++) {
-        (void)sw_buf_append(&resp, "$", 1);
-        (void)sw_buf_append(&resp, num, u64_dec(num, (unsigned long long)q->argvlen[i]));
-        (void)sw_buf_append(&resp, "\r\n", 2);
+        resp_count(&resp, '$', q->argvlen[i]);
         (void)sw_buf_append(&resp, q->argv[i], q->argvlen[i]);
         (void)sw_buf_append(&resp, "\r\n", 2);
     }
@@ -720,6 +725,7 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
     if (rs->ac && rs->connected && rs->ac->c.obuf && sdslen(rs->ac->c.obuf) > 0)
         redisAsyncHandleWrite(rs->ac);
 }
+
 /* Start an async connection to the store's Redis (TCP or unix socket),
  * attached to the loop. NULL with the reason in why when it cannot even
  * start (the caller marks the connection down). */
