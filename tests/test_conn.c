@@ -1522,6 +1522,14 @@ static size_t put_frame(uint8_t *buf, size_t n, int opcode, const char *payload)
     return n;
 }
 
+/* The server's answer to a "burst" message: b1, b2, b3. */
+static void expect_burst(int fd)
+{
+    expect_text_n(fd, "b1", 2);
+    expect_text_n(fd, "b2", 2);
+    expect_text_n(fd, "b3", 2);
+}
+
 /* Server messages framed directly and control frames queued in wslay
  * share the output: every frame stays whole, in a valid order. */
 Test(conn, direct_frames_and_control_frames_in_order)
@@ -1534,18 +1542,14 @@ Test(conn, direct_frames_and_control_frames_in_order)
     n = put_frame(buf, n, 0x1, "burst");
     cli_write(fd, buf, n);
     expect_frame(fd, 0xA, "p1", 2);
-    expect_text_n(fd, "b1", 2);
-    expect_text_n(fd, "b2", 2);
-    expect_text_n(fd, "b3", 2);
+    expect_burst(fd);
 
     /* Burst, then a ping in the same packet: the burst is framed directly
      * and the pong follows it. */
     n = put_frame(buf, 0, 0x1, "burst");
     n = put_frame(buf, n, 0x9, "p2");
     cli_write(fd, buf, n);
-    expect_text_n(fd, "b1", 2);
-    expect_text_n(fd, "b2", 2);
-    expect_text_n(fd, "b3", 2);
+    expect_burst(fd);
     expect_frame(fd, 0xA, "p2", 2);
 
     /* Ping, burst, ping: the burst waits in wslay behind the first pong,
@@ -1557,9 +1561,7 @@ Test(conn, direct_frames_and_control_frames_in_order)
     cli_write(fd, buf, n);
     expect_frame(fd, 0xA, "p3", 2);
     expect_frame(fd, 0xA, "p4", 2);
-    expect_text_n(fd, "b1", 2);
-    expect_text_n(fd, "b2", 2);
-    expect_text_n(fd, "b3", 2);
+    expect_burst(fd);
 
     /* Burst, ping, burst: the first burst direct, the pong, the second
      * burst behind the pong. */
@@ -1567,13 +1569,9 @@ Test(conn, direct_frames_and_control_frames_in_order)
     n = put_frame(buf, n, 0x9, "p5");
     n = put_frame(buf, n, 0x1, "burst");
     cli_write(fd, buf, n);
-    expect_text_n(fd, "b1", 2);
-    expect_text_n(fd, "b2", 2);
-    expect_text_n(fd, "b3", 2);
+    expect_burst(fd);
     expect_frame(fd, 0xA, "p5", 2);
-    expect_text_n(fd, "b1", 2);
-    expect_text_n(fd, "b2", 2);
-    expect_text_n(fd, "b3", 2);
+    expect_burst(fd);
 
     /* Direct frames, then the close: the close comes last, later sends
      * are refused (checked on the server side). */

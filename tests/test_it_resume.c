@@ -250,6 +250,30 @@ Test(resume, resumed_client_of_a_room_gets_the_current_shared_state)
     sw_wsc_free(other);
 }
 
+/* Wait for the worker to give token's idle lease up, drop what is still
+ * queued for client a (on_load), then expire the state the way a TTL
+ * would. */
+static void expire_state(sw_wsc_t *a, const char *token)
+{
+    sleep(2);
+    json_t *old;
+    while ((old = sw_wsc_recv_json(a, 200)))
+        json_decref(old);
+    redisContext *rc = sw_test_redis_connect(redis);
+    freeReplyObject(redisCommand(rc, "DEL sw:{%s}", token));
+    redisFree(rc);
+}
+
+/* The next message a gets, which must be a full delta (new reference). */
+static json_t *expect_full_first(sw_wsc_t *a)
+{
+    json_t *first = sw_wsc_recv_json(a, T_MS);
+    cr_assert(first);
+    cr_assert(json_is_true(json_object_get(first, "full")), "a full delta comes first: %s",
+              json_dumps(first, JSON_COMPACT));
+    return first;
+}
+
 Test(resume, expired_state_is_rehydrated_before_the_event)
 {
     sw_wsc_t *a = open_on(0);
@@ -257,22 +281,11 @@ Test(resume, expired_state_is_rehydrated_before_the_event)
     json_decref(call(a, 1, "hydrate", NULL, "/"));
     json_decref(call(a, 2, "counter.increment", NULL, NULL));
     json_decref(call(a, 3, "counter.increment", NULL, NULL));
-    /* Wait for the worker to give the idle lease up, then expire the
-     * state the way a TTL would. */
-    sleep(2);
-    json_t *old;
-    while ((old = sw_wsc_recv_json(a, 200))) /* what is still queued (on_load) */
-        json_decref(old);
-    redisContext *rc = sw_test_redis_connect(redis);
-    freeReplyObject(redisCommand(rc, "DEL sw:{tok-exp}"));
-    redisFree(rc);
+    expire_state(a, "tok-exp");
     json_t *m = json_pack("{s:s,s:i,s:s}", "type", "event", "id", 4, "name", "counter.increment");
     sw_wsc_send_json(a, m);
     json_decref(m);
-    json_t *first = sw_wsc_recv_json(a, T_MS);
-    cr_assert(first);
-    cr_assert(json_is_true(json_object_get(first, "full")), "a full delta comes first: %s",
-              json_dumps(first, JSON_COMPACT));
+    json_t *first = expect_full_first(a);
     cr_assert_null(json_object_get(first, "id"));
     cr_assert_eq(count_in(first), 0, "defaults, never the stale state");
     json_decref(first);
@@ -292,23 +305,14 @@ Test(resume, expired_state_is_rehydrated_on_the_route_the_client_last_sent)
     cr_assert_eq(sw_wsc_send_json(a, m), 0);
     json_decref(m);
     json_decref(sw_wsc_wait(a, NULL, 1, T_MS));
-    sleep(2); /* the idle lease is given up */
-    json_t *old;
-    while ((old = sw_wsc_recv_json(a, 200)))
-        json_decref(old);
-    redisContext *rc = sw_test_redis_connect(redis);
-    freeReplyObject(redisCommand(rc, "DEL sw:{tok-exp-route}"));
-    redisFree(rc);
+    expire_state(a, "tok-exp-route");
     /* An event without a router: the rehydrate uses the one the client
      * sent with its hydrate. */
     m = json_pack("{s:s,s:i,s:s}", "type", "event", "id", 2, "name", "room.set_name");
     json_object_set_new(m, "payload", json_pack("{s:s}", "value", "x"));
     sw_wsc_send_json(a, m);
     json_decref(m);
-    json_t *first = sw_wsc_recv_json(a, T_MS);
-    cr_assert(first);
-    cr_assert(json_is_true(json_object_get(first, "full")), "a full delta comes first: %s",
-              json_dumps(first, JSON_COMPACT));
+    json_t *first = expect_full_first(a);
     json_t *room = json_object_get(json_object_get(first, "delta"), "room");
     cr_assert_str_eq(json_string_value(json_object_get(room, "room_id")), "r1",
                      "computed from the route: %s", json_dumps(first, JSON_COMPACT));
