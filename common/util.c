@@ -149,6 +149,19 @@ void sw_random_hex(char *out, size_t nbytes)
     out[2 * nbytes] = '\0';
 }
 
+size_t sw_u64_dec(char *out, uint64_t v)
+{
+    char tmp[SW_U64_DIGITS];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 int sw_secure_equal(const void *a, size_t alen, const void *b, size_t blen)
 {
     if (alen != blen)

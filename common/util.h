@@ -63,6 +63,12 @@ void sw_random_hex(char *out, size_t nbytes);
  * when equal. Lengths are compared too (length is not secret). */
 int sw_secure_equal(const void *a, size_t alen, const void *b, size_t blen);
 
+/* The decimal digits of v into out (no sign, no NUL; at most
+ * SW_U64_DIGITS bytes); returns how many. For hot paths that must not go
+ * through printf. */
+#define SW_U64_DIGITS 20
+size_t sw_u64_dec(char *out, uint64_t v);
+
 /* Set O_NONBLOCK and FD_CLOEXEC on fd. Returns 0 or SW_ERR (logged). */
 int sw_fd_nonblock(int fd);
 

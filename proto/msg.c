@@ -513,22 +513,10 @@ static int undo(sw_buf_t *out, size_t start, int rc)
     return rc;
 }
 
-/* Decimal digits of v into the end of tmp[24]; returns the first digit. */
-static char *u64_digits(char tmp[24], uint64_t v)
-{
-    char *p = tmp + 24;
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return p;
-}
-
 static int put_u64(sw_buf_t *out, uint64_t v)
 {
-    char tmp[24];
-    char *p = u64_digits(tmp, v);
-    return put_raw(out, p, (size_t)(tmp + 24 - p));
+    char tmp[SW_U64_DIGITS];
+    return put_raw(out, tmp, sw_u64_dec(tmp, v));
 }
 
 /* Length of the UTF-8 sequence at p (at most n bytes available), 0 when
@@ -737,14 +725,13 @@ size_t sw_msg_delta_head(char *buf, size_t cap, uint64_t seq)
     static const char pre[] = "{\"type\":\"delta\",\"seq\":";
     if (!buf || seq > (uint64_t)INT64_MAX)
         return 0;
-    char tmp[24];
-    char *p = u64_digits(tmp, seq);
-    size_t nd = (size_t)(tmp + 24 - p);
+    char tmp[SW_U64_DIGITS];
+    size_t nd = sw_u64_dec(tmp, seq);
     size_t len = sizeof(pre) - 1 + nd;
     if (cap < len + 1)
         return 0;
     memcpy(buf, pre, sizeof(pre) - 1);
-    memcpy(buf + sizeof(pre) - 1, p, nd);
+    memcpy(buf + sizeof(pre) - 1, tmp, nd);
     buf[len] = '\0';
     return len;
 }

@@ -53,6 +53,21 @@ Test(buf, appendv_concatenates_all_or_nothing)
     sw_buf_destroy(&b);
 }
 
+Test(util, u64_dec_writes_every_digit)
+{
+    char out[SW_U64_DIGITS + 1];
+    size_t n = sw_u64_dec(out, 0);
+    out[n] = '\0';
+    cr_assert_str_eq(out, "0");
+    n = sw_u64_dec(out, 1234567890u);
+    out[n] = '\0';
+    cr_assert_str_eq(out, "1234567890");
+    n = sw_u64_dec(out, UINT64_MAX);
+    cr_assert_eq(n, SW_U64_DIGITS);
+    out[n] = '\0';
+    cr_assert_str_eq(out, "18446744073709551615");
+}
+
 Test(buf, unbounded_growth_keeps_nul)
 {
     sw_buf_t b;

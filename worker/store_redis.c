@@ -349,20 +349,6 @@ static void req_free(rreq_t *q)
     rs->npool++;
 }
 
-/* Decimal digits of v into out (no NUL); returns the length. */
-static size_t u64_dec(char *out, unsigned long long v)
-{
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return n;
-}
-
 static void req_arg(rreq_t *q, const void *p, size_t n)
 {
     q->off[q->argc] = q->buf.len;
@@ -385,7 +371,7 @@ static void req_argf(rreq_t *q, const char *fmt, unsigned long long v)
     }
     p = (size_t)(pct - fmt);
     memcpy(num, fmt, p);
-    p += u64_dec(num + p, v);
+    p += sw_u64_dec(num + p, v);
     req_arg(q, num, p);
 }
 
@@ -433,7 +419,7 @@ static void resp_count(sw_buf_t *b, char type, size_t n) /* "*3\r\n", "$7\r\n" *
 {
     char line[24];
     line[0] = type;
-    size_t len = 1 + u64_dec(line + 1, (unsigned long long)n);
+    size_t len = 1 + sw_u64_dec(line + 1, n);
     line[len++] = '\r';
     line[len++] = '\n';
     (void)sw_buf_append(b, line, len); /* unbounded buffer: cannot fail */
