@@ -1,10 +1,12 @@
 #include "server/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -32,6 +34,10 @@ enum {
     OPT_PRESENCE_TTL,
     OPT_PING_INTERVAL,
     OPT_PING_TIMEOUT,
+    OPT_HTTP_TIMEOUT,
+    OPT_ALLOWED_ORIGINS,
+    OPT_MAX_EVENTS_PER_S,
+    OPT_SECRET,
 };
 
 /* Liveness bounds: below 10 ms a ping timer would fire every few loop
@@ -63,6 +69,10 @@ static const struct setting {
     {"presence-ttl-ms", "STATEWIRE_PRESENCE_TTL_MS", OPT_PRESENCE_TTL},
     {"ping-interval-ms", "STATEWIRE_PING_INTERVAL_MS", OPT_PING_INTERVAL},
     {"ping-timeout-ms", "STATEWIRE_PING_TIMEOUT_MS", OPT_PING_TIMEOUT},
+    {"http-timeout-ms", "STATEWIRE_HTTP_TIMEOUT_MS", OPT_HTTP_TIMEOUT},
+    {"allowed-origins", "STATEWIRE_ALLOWED_ORIGINS", OPT_ALLOWED_ORIGINS},
+    {"max-events-per-s", "STATEWIRE_MAX_EVENTS_PER_S", OPT_MAX_EVENTS_PER_S},
+    {"secret", "STATEWIRE_SECRET", OPT_SECRET},
 };
 
 static int default_workers(void)
@@ -91,6 +101,8 @@ void sw_config_defaults(sw_config_t *cfg)
     cfg->presence_ttl_ms = 15000;
     cfg->ping_interval_ms = 25000;
     cfg->ping_timeout_ms = 20000;
+    cfg->http_timeout_ms = 10000;
+    cfg->max_events_per_s = 1000;
 }
 
 void sw_config_usage(const char *argv0)
@@ -126,6 +138,18 @@ void sw_config_usage(const char *argv0)
            "                           else >= 10 [STATEWIRE_PING_INTERVAL_MS] (25000)\n"
            "  --ping-timeout-ms MS     close a pinged client that sends nothing for this\n"
            "                           long (>= 10) [STATEWIRE_PING_TIMEOUT_MS] (20000)\n"
+           "  --http-timeout-ms MS     time for a request head, a body, an idle keep-alive\n"
+           "                           connection and a WebSocket's hello (>= 10)\n"
+           "                           [STATEWIRE_HTTP_TIMEOUT_MS] (10000)\n"
+           "  --allowed-origins LIST   comma-separated origins (scheme://host[:port]) that\n"
+           "                           may connect; others get 403 [STATEWIRE_ALLOWED_ORIGINS]\n"
+           "                           (any origin)\n"
+           "  --max-events-per-s N     events per connection per second; above it they are\n"
+           "                           answered rate_limited; 0 = no limit\n"
+           "                           [STATEWIRE_MAX_EVENTS_PER_S] (1000)\n"
+           "  --secret KEY             key signing event-stream credentials, the same on\n"
+           "                           every host (16..255 bytes) [STATEWIRE_SECRET]\n"
+           "                           (a random key kept in Redis)\n"
            "  -h, --help               show this help\n"
            "  -V, --version            show the version\n",
            argv0, WORKERS_MAX);
@@ -164,6 +188,88 @@ static int copy_str(const char *name, const char *s, char *dst, size_t cap)
     }
     memcpy(dst, s, n + 1);
     return 0;
+}
+
+/* One origin of an allowlist: "scheme://host[:port]" with an http(s)
+ * scheme, a non-empty host of [A-Za-z0-9.-] (or a bracketed IPv6
+ * address), an optional port of 1..5 digits, and nothing after (no path,
+ * no trailing slash): the form a browser sends (RFC 6454 §6.1). */
+static int origin_valid(const char *o, size_t n)
+{
+    size_t i;
+    if (n > 7 && strncasecmp(o, "http://", 7) == 0)
+        i = 7;
+    else if (n > 8 && strncasecmp(o, "https://", 8) == 0)
+        i = 8;
+    else
+        return 0;
+    size_t host = i;
+    if (i < n && o[i] == '[') {
+        while (i < n && o[i] != ']')
+            i++;
+        if (i == n)
+            return 0;
+        i++;
+    } else {
+        while (i < n && (isalnum((unsigned char)o[i]) || o[i] == '.' || o[i] == '-'))
+            i++;
+    }
+    if (i == host)
+        return 0;
+    if (i < n && o[i] == ':') {
+        size_t p = ++i;
+        while (i < n && isdigit((unsigned char)o[i]))
+            i++;
+        if (i == p || i - p > 5)
+            return 0;
+    }
+    return i == n;
+}
+
+/* Each comma-separated entry of an allowlist must be an origin; spaces
+ * around entries are allowed. 0 or SW_EINVAL (message printed). */
+static int check_origins(const char *name, const char *list)
+{
+    const char *p = list;
+    for (;;) {
+        while (*p == ' ')
+            p++;
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        while (n && p[n - 1] == ' ')
+            n--;
+        if (!origin_valid(p, n)) {
+            fprintf(stderr,
+                    "statewire: invalid origin '%.*s' in %s (expected scheme://host[:port], "
+                    "comma-separated)\n",
+                    (int)n, p, name);
+            return SW_EINVAL;
+        }
+        if (!end)
+            return 0;
+        p = end + 1;
+    }
+}
+
+int sw_config_origin_allowed(const sw_config_t *cfg, const char *origin)
+{
+    if (!origin || !cfg->allowed_origins[0])
+        return 1;
+    size_t olen = strlen(origin);
+    const char *p = cfg->allowed_origins;
+    for (;;) {
+        while (*p == ' ')
+            p++;
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        while (n && p[n - 1] == ' ')
+            n--;
+        if (n == olen && strncasecmp(p, origin, n) == 0)
+            return 1;
+        if (!end)
+            return 0;
+        p = end + 1;
+    }
 }
 
 /* Apply one setting; `name` is the flag ("--port") or the environment
@@ -283,6 +389,30 @@ static int apply(sw_config_t *cfg, int id, const char *name, const char *val)
             return SW_EINVAL;
         cfg->ping_timeout_ms = (uint32_t)v;
         return 0;
+    case OPT_HTTP_TIMEOUT:
+        if (parse_uint(name, val, PING_MIN_MS, PING_MAX_MS, &v) != 0)
+            return SW_EINVAL;
+        cfg->http_timeout_ms = (uint32_t)v;
+        return 0;
+    case OPT_ALLOWED_ORIGINS:
+        if (copy_str(name, val, cfg->allowed_origins, sizeof(cfg->allowed_origins)) != 0)
+            return SW_EINVAL;
+        if (check_origins(name, val) != 0) {
+            cfg->allowed_origins[0] = '\0';
+            return SW_EINVAL;
+        }
+        return 0;
+    case OPT_MAX_EVENTS_PER_S:
+        if (parse_uint(name, val, 0, 1000000, &v) != 0)
+            return SW_EINVAL;
+        cfg->max_events_per_s = (uint32_t)v;
+        return 0;
+    case OPT_SECRET:
+        if (strlen(val) < 16) {
+            fprintf(stderr, "statewire: %s must be at least 16 bytes\n", name);
+            return SW_EINVAL;
+        }
+        return copy_str(name, val, cfg->secret, sizeof(cfg->secret));
     default:
         return SW_EINVAL;
     }

@@ -19,6 +19,10 @@
  *   --presence-ttl-ms MS     STATEWIRE_PRESENCE_TTL_MS   15000 (>= 300)
  *   --ping-interval-ms MS    STATEWIRE_PING_INTERVAL_MS  25000 (0 = no pings, else >= 10)
  *   --ping-timeout-ms MS     STATEWIRE_PING_TIMEOUT_MS   20000 (>= 10)
+ *   --http-timeout-ms MS     STATEWIRE_HTTP_TIMEOUT_MS   10000 (>= 10)
+ *   --allowed-origins LIST   STATEWIRE_ALLOWED_ORIGINS   (any origin)
+ *   --max-events-per-s N     STATEWIRE_MAX_EVENTS_PER_S  1000 (0 = no limit)
+ *   --secret KEY             STATEWIRE_SECRET            (one kept in Redis)
  *   --help, --version
  */
 #ifndef SW_SERVER_CONFIG_H
@@ -49,6 +53,22 @@ typedef struct sw_config {
      * ping_timeout_ms after it closes the connection. 0 interval: off. */
     uint32_t ping_interval_ms;
     uint32_t ping_timeout_ms;
+    /* Time allowed for an HTTP request head, a request body, an idle
+     * keep-alive connection, and a WebSocket before its hello
+     * (worker/conn.h); 408 where an answer can still be written. */
+    uint32_t http_timeout_ms;
+    /* Origin allowlist: comma-separated origins ("https://a.example,
+     * http://localhost:8000"), each "scheme://host[:port]", compared
+     * exactly (sw_config_origin_allowed). "" = any origin. */
+    char allowed_origins[2048];
+    /* Events accepted per connection per second (a token bucket holding
+     * one second's worth); above it events are answered rate_limited.
+     * 0 = no limit. */
+    uint32_t max_events_per_s;
+    /* Key that signs event-stream credentials (any worker of any host
+     * checks a POST's conn_id and conn_token without Redis). "" = a random
+     * key kept in Redis (sw:secret), shared by every host of that Redis. */
+    char secret[256];
 } sw_config_t;
 
 /* Fill cfg with built-in defaults. */
@@ -59,6 +79,13 @@ void sw_config_defaults(sw_config_t *cfg);
  * SW_EINVAL on a bad flag or value (a message naming it is printed to
  * stderr). */
 int sw_config_parse(sw_config_t *cfg, int argc, char **argv);
+
+/* Is `origin` (an Origin header value, borrowed) allowed by
+ * cfg->allowed_origins? 1 when the list is empty or holds it exactly
+ * (RFC 6454 §6.1 serialisation: scheme, host and port, compared as
+ * bytes, ASCII case-insensitively), else 0. NULL origin: 1 (requests
+ * without Origin are not refused by the list). */
+int sw_config_origin_allowed(const sw_config_t *cfg, const char *origin);
 
 /* Print usage to stdout. */
 void sw_config_usage(const char *argv0);

@@ -31,6 +31,10 @@ static const char *const all_env[] = {
     "STATEWIRE_PRESENCE_TTL_MS",
     "STATEWIRE_PING_INTERVAL_MS",
     "STATEWIRE_PING_TIMEOUT_MS",
+    "STATEWIRE_HTTP_TIMEOUT_MS",
+    "STATEWIRE_ALLOWED_ORIGINS",
+    "STATEWIRE_MAX_EVENTS_PER_S",
+    "STATEWIRE_SECRET",
 };
 
 static void clean_env(void)
@@ -94,6 +98,10 @@ Test(config, defaults)
     cr_assert_eq(c.drain_timeout_ms, 10000);
     cr_assert_eq(c.ping_interval_ms, 25000);
     cr_assert_eq(c.ping_timeout_ms, 20000);
+    cr_assert_eq(c.http_timeout_ms, 10000);
+    cr_assert_str_eq(c.allowed_origins, "");
+    cr_assert_eq(c.max_events_per_s, 1000);
+    cr_assert_str_eq(c.secret, "");
 }
 
 Test(config, no_args_keeps_defaults)
@@ -385,5 +393,63 @@ Test(config, bad_ping_values, .init = cr_redirect_stderr)
     sw_config_t c;
     cr_assert_eq(parse(&c, NULL), SW_EINVAL);
     cr_assert(strstr(stderr_text(), "STATEWIRE_PING_TIMEOUT_MS") != NULL);
+    clean_env();
+}
+
+Test(config, trust_flags_and_env)
+{
+    clean_env();
+    sw_config_t c;
+    cr_assert_eq(parse(&c, "--http-timeout-ms", "250", "--max-events-per-s", "0", "--secret",
+                       "0123456789abcdef", NULL),
+                 0);
+    cr_assert_eq(c.http_timeout_ms, 250);
+    cr_assert_eq(c.max_events_per_s, 0, "0: no limit");
+    cr_assert_str_eq(c.secret, "0123456789abcdef");
+    cr_assert_eq(parse(&c, "--allowed-origins", "https://a.example, http://localhost:8000", NULL),
+                 0);
+    cr_assert(sw_config_origin_allowed(&c, "https://a.example"));
+    cr_assert(sw_config_origin_allowed(&c, "HTTPS://A.example"), "case-insensitive");
+    cr_assert(sw_config_origin_allowed(&c, "http://localhost:8000"));
+    cr_assert(sw_config_origin_allowed(&c, NULL), "no Origin: not refused by the list");
+    cr_assert_not(sw_config_origin_allowed(&c, "http://localhost:8001"), "port differs");
+    cr_assert_not(sw_config_origin_allowed(&c, "http://a.example"), "scheme differs");
+    cr_assert_not(sw_config_origin_allowed(&c, "https://a.example.evil"));
+    cr_assert_not(sw_config_origin_allowed(&c, "https://a.exampl"));
+    cr_assert_not(sw_config_origin_allowed(&c, "null"));
+    cr_assert_not(sw_config_origin_allowed(&c, ""));
+    cr_assert_eq(parse(&c, NULL), 0);
+    cr_assert(sw_config_origin_allowed(&c, "https://anything.example"), "no list: any origin");
+
+    setenv("STATEWIRE_HTTP_TIMEOUT_MS", "3000", 1);
+    setenv("STATEWIRE_ALLOWED_ORIGINS", "http://[::1]:9000", 1);
+    setenv("STATEWIRE_MAX_EVENTS_PER_S", "50", 1);
+    cr_assert_eq(parse(&c, NULL), 0);
+    cr_assert_eq(c.http_timeout_ms, 3000);
+    cr_assert_eq(c.max_events_per_s, 50);
+    cr_assert(sw_config_origin_allowed(&c, "http://[::1]:9000"));
+    cr_assert_eq(parse(&c, "--max-events-per-s", "7", NULL), 0);
+    cr_assert_eq(c.max_events_per_s, 7, "flag over env");
+    clean_env();
+}
+
+Test(config, bad_trust_values, .init = cr_redirect_stderr)
+{
+    clean_env();
+    assert_rejected("--http-timeout-ms", "0");
+    assert_rejected("--http-timeout-ms", "9");
+    assert_rejected("--max-events-per-s", "-1");
+    assert_rejected("--max-events-per-s", "1000001");
+    assert_rejected("--secret", "short");
+    assert_rejected("--allowed-origins", "a.example");
+    assert_rejected("--allowed-origins", "https://a.example/");
+    assert_rejected("--allowed-origins", "https://a.example/path");
+    assert_rejected("--allowed-origins", "ftp://a.example");
+    assert_rejected("--allowed-origins", "https://a.example,");
+    assert_rejected("--allowed-origins", "https://a.example:123456");
+    assert_rejected("--allowed-origins", "https://");
+    const char *err = stderr_text();
+    cr_assert(strstr(err, "--allowed-origins") != NULL, "message names the flag: %s", err);
+    cr_assert(strstr(err, "--secret") != NULL, "%s", err);
     clean_env();
 }
