@@ -183,3 +183,48 @@ int sw_fd_nonblock(int fd)
     }
     return 0;
 }
+
+size_t sw_utf8_seq(const unsigned char *p, size_t n)
+{
+    unsigned char u = p[0];
+    size_t len;
+    uint32_t cp;
+    if (u < 0x80)
+        return 1;
+    if (u >= 0xC2 && u <= 0xDF) {
+        len = 2;
+        cp = u & 0x1F;
+    } else if (u >= 0xE0 && u <= 0xEF) {
+        len = 3;
+        cp = u & 0x0F;
+    } else if (u >= 0xF0 && u <= 0xF4) {
+        len = 4;
+        cp = u & 0x07;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || (len == 3 && cp < 0x800) ||
+        (len == 4 && cp < 0x10000))
+        return 0;
+    return len;
+}
+
+size_t sw_utf8_valid_prefix(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        size_t k = sw_utf8_seq(p + i, n - i);
+        if (k == 0)
+            break;
+        i += k;
+    }
+    return i;
+}

@@ -69,6 +69,17 @@ int sw_secure_equal(const void *a, size_t alen, const void *b, size_t blen);
 #define SW_U64_DIGITS 20
 size_t sw_u64_dec(char *out, uint64_t v);
 
+/* Length of the UTF-8 sequence at p (n >= 1 bytes available), 0 when it
+ * is invalid or cut short (RFC 3629 §3-4: no overlong forms, no
+ * surrogates, at most U+10FFFF; the rules jansson applies to strings). */
+size_t sw_utf8_seq(const unsigned char *p, size_t n);
+
+/* Length of the longest prefix of s[0..n) that is valid UTF-8 and ends on
+ * a character boundary: n when all of s is valid. For text that must go
+ * into a JSON string (an error message quoting client input, a third-party
+ * library's message cut at a fixed size). */
+size_t sw_utf8_valid_prefix(const char *s, size_t n);
+
 /* Set O_NONBLOCK and FD_CLOEXEC on fd. Returns 0 or SW_ERR (logged). */
 int sw_fd_nonblock(int fd);
 

@@ -519,41 +519,6 @@ static int put_u64(sw_buf_t *out, uint64_t v)
     return put_raw(out, tmp, sw_u64_dec(tmp, v));
 }
 
-/* Length of the UTF-8 sequence at p (at most n bytes available), 0 when
- * invalid (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF;
- * the rules jansson applies to its strings). */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned char u = p[0];
-    size_t len;
-    uint32_t cp;
-    if (u < 0x80)
-        return 1;
-    if (u >= 0xC2 && u <= 0xDF) {
-        len = 2;
-        cp = u & 0x1F;
-    } else if (u >= 0xE0 && u <= 0xEF) {
-        len = 3;
-        cp = u & 0x0F;
-    } else if (u >= 0xF0 && u <= 0xF4) {
-        len = 4;
-        cp = u & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || (len == 3 && cp < 0x800) ||
-        (len == 4 && cp < 0x10000))
-        return 0;
-    return len;
-}
-
 /* Append s[0..len) as a JSON string (RFC 8259 §7) exactly as jansson's
  * JSON_COMPACT dump writes it: '"' and '\\' escaped, control characters as
  * \b \f \n \r \t or \u00XX, everything else (also '/' and non-ASCII) as
@@ -573,7 +538,7 @@ static int put_strn(sw_buf_t *out, const char *s, size_t len)
             break;
         unsigned char ch = *p;
         if (ch >= 0x80) {
-            size_t n = utf8_seq(p, (size_t)(end - p));
+            size_t n = sw_utf8_seq(p, (size_t)(end - p));
             if (!n)
                 return SW_EINVAL;
             p += n;

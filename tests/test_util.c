@@ -185,3 +185,19 @@ Test(util, secure_equal)
     cr_assert_eq(sw_secure_equal("", 0, "", 0), 1);
     cr_assert_eq(sw_secure_equal("a\0b", 3, "a\0c", 3), 0);
 }
+
+Test(util, utf8_valid_prefix)
+{
+    cr_assert_eq(sw_utf8_valid_prefix("", 0), 0);
+    cr_assert_eq(sw_utf8_valid_prefix("abc", 3), 3);
+    cr_assert_eq(sw_utf8_valid_prefix("a\xc3\xa9b", 4), 4, "e-acute");
+    cr_assert_eq(sw_utf8_valid_prefix("a\xc3", 2), 1, "cut in the middle of a character");
+    cr_assert_eq(sw_utf8_valid_prefix("ab\xe2\x82", 4), 2);
+    cr_assert_eq(sw_utf8_valid_prefix("a\xffb", 3), 1, "invalid byte");
+    cr_assert_eq(sw_utf8_valid_prefix("\xc0\xaf", 2), 0, "overlong");
+    cr_assert_eq(sw_utf8_valid_prefix("x\xed\xa0\x80", 4), 1, "surrogate");
+    cr_assert_eq(sw_utf8_valid_prefix("\xf4\x90\x80\x80", 4), 0, "above U+10FFFF");
+    cr_assert_eq(sw_utf8_valid_prefix("\xf0\x9f\x98\x80!", 5), 5, "4-byte sequence");
+    cr_assert_eq(sw_utf8_seq((const unsigned char *)"\xe2\x82\xac", 3), 3);
+    cr_assert_eq(sw_utf8_seq((const unsigned char *)"\xe2\x82\xac", 2), 0, "cut short");
+}
