@@ -38,6 +38,8 @@ const char *sw_strerror(int err)
         return "SW_ETOOLARGE";
     case SW_EPROTO:
         return "SW_EPROTO";
+    case SW_EPERM:
+        return "SW_EPERM";
     case SW_EBUSY:
         return "SW_EBUSY";
     case SW_ECONFLICT:

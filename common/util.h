@@ -25,6 +25,7 @@ enum {
     SW_EPROTO = -10,    /* protocol violation by the peer */
     SW_EBUSY = -11,     /* another holder has the resource */
     SW_ECONFLICT = -12, /* compare-and-set lost: the value changed since read */
+    SW_EPERM = -13,     /* refused: not authenticated, not allowed */
 };
 
 /* Name of an SW_E* code ("SW_ELEASE"); never NULL. */

@@ -128,6 +128,51 @@ int sw_app_task(sw_app_t *app, const char *state, const char *name, sw_handler_f
  * declaration order. */
 int sw_app_on_load(sw_app_t *app, const char *pattern, const char *event);
 
+/* ---- Authentication --------------------------------------------------------
+ * Tokens are bearer secrets: without an authentication hook, whoever
+ * presents a token uses its state. An app that knows its users declares a
+ * hook; the server then calls it for every hello (WebSocket) and every
+ * event stream (SSE) before anything else, and binds each token to the
+ * first user that connects with it: a client of another user, or an
+ * anonymous one, naming a bound token gets a new token of its own and
+ * never sees or changes the bound one. A token used only anonymously stays
+ * unbound. */
+
+/* What the hook sees. Every pointer is borrowed for the call; NULL when
+ * absent. */
+typedef struct sw_auth_request {
+    const char *auth;          /* the hello's "auth" string; SSE: the "auth" query
+                                  parameter, else the token of an
+                                  "Authorization: Bearer <token>" header */
+    const char *cookie;        /* Cookie header (WebSocket: of the upgrade request) */
+    const char *origin;        /* Origin header */
+    const char *authorization; /* Authorization header, verbatim */
+    const char *token;         /* the token the client names; NULL when it asks for a new one */
+    const char *transport;     /* "websocket" or "sse" */
+    const char *peer;          /* the client's address "ip:port" as the server sees it
+                                  (behind a proxy: the proxy's) */
+} sw_auth_request_t;
+
+/* Largest user id, in bytes (without the NUL). */
+#define SW_USER_MAX 128
+
+/* The hook: to admit the client, write its user id (1..SW_USER_MAX bytes
+ * of UTF-8, no control characters) NUL-terminated into `user` (user_cap
+ * bytes, at least SW_USER_MAX + 1) and return 0; leave `user` "" (it
+ * arrives so) to admit it as anonymous. To refuse, return -1, optionally
+ * with a short reason for the client in `reason` (reason_cap bytes,
+ * arrives ""; keep secrets out): the client gets error "unauthorized" and
+ * the WebSocket is closed with 4401 (SSE: HTTP 401). A user id that breaks
+ * the rules above refuses the client (logged). Runs on the worker's loop:
+ * it must not block (verify a signed token, look up a local table; no
+ * network calls). */
+typedef int (*sw_auth_fn)(const sw_auth_request_t *req, char *user, size_t user_cap, char *reason,
+                          size_t reason_cap);
+
+/* Declare the app's authentication hook (at most one). 0, or -1 when one
+ * is declared already or fn is NULL. */
+int sw_app_auth(sw_app_t *app, sw_auth_fn fn);
+
 /* ---- Handler context ---------------------------------------------------- */
 
 /* The value of `<state>.<var>` (stored or computed), borrowed; NULL if no
@@ -152,7 +197,11 @@ int sw_ctx_set(sw_ctx_t *ctx, const char *state, const char *var, json_t *value)
  * object) for this token on the server: it runs right after this handler,
  * before any later client event, without a round trip to the client.
  * Returns 0, or -1 (logged, payload released) past 64 chained events in one
- * step or from a computed var. Dropped if the handler fails. */
+ * step (SW_MAX_CHAINED), when the token's event queue has no room left for
+ * another one (see --max-queue: internal events may use twice its size),
+ * or from a computed var: the handler decides what to do about it (fail,
+ * or go on without). Dropped if the handler fails. */
+#define SW_MAX_CHAINED 64
 int sw_ctx_chain(sw_ctx_t *ctx, const char *name, json_t *payload);
 
 /* Add the client action {"name": name, "payload": payload} to the delta's
@@ -180,6 +229,10 @@ void sw_ctx_sleep(sw_ctx_t *ctx, unsigned ms);
 
 /* The client token this handler runs for (borrowed). */
 const char *sw_ctx_token(sw_ctx_t *ctx);
+
+/* The user id the token is bound to (borrowed; see sw_app_auth), "" for
+ * an anonymous token or an app without an authentication hook. */
+const char *sw_ctx_user(sw_ctx_t *ctx);
 
 /* The client's current route path ("/room/a"; "/" when unknown), and
  * the value of a route parameter from the on_load pattern that matched

@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"
@@ -20,6 +21,7 @@ static const char *const errc_names[SW_ERRC__COUNT] = {
     [SW_ERRC_RATE_LIMITED] = "rate_limited",
     [SW_ERRC_BAD_RESUME] = "bad_resume",
     [SW_ERRC_STATE_UNAVAILABLE] = "state_unavailable",
+    [SW_ERRC_UNAUTHORIZED] = "unauthorized",
 };
 
 const char *sw_errc_name(sw_errc_t code)
@@ -102,6 +104,14 @@ static sw_errc_t decode_hello(json_t *root, sw_msg_t *out, char *why, size_t why
     sw_errc_t rc = get_ident(root, "hello", "token", 0, out->token, SW_TOKEN_MAX, why, whylen);
     if (rc)
         return rc;
+    json_t *auth = json_object_get(root, "auth");
+    if (auth) {
+        if (!json_is_string(auth) || json_string_length(auth) > SW_AUTH_MAX) {
+            set_why(why, whylen, "hello.auth must be a string of at most %d bytes", SW_AUTH_MAX);
+            return SW_ERRC_BAD_MESSAGE;
+        }
+        out->auth = sw_xstrndup(json_string_value(auth), json_string_length(auth));
+    }
     json_t *resume = json_object_get(root, "resume");
     if (!resume)
         return SW_ERRC_NONE;
@@ -460,6 +470,8 @@ fail:
     out->payload = NULL;
     json_decref(out->router);
     out->router = NULL;
+    free(out->auth);
+    out->auth = NULL;
     return rc;
 }
 
@@ -479,6 +491,8 @@ void sw_msg_destroy(sw_msg_t *m)
     m->payload = NULL;
     json_decref(m->router);
     m->router = NULL;
+    free(m->auth);
+    m->auth = NULL;
 }
 
 /* ---- encode ------------------------------------------------------------- */

@@ -26,6 +26,7 @@ typedef enum {
     SW_ERRC_RATE_LIMITED,  /* "rate_limited" */
     SW_ERRC_BAD_RESUME,    /* "bad_resume" */
     SW_ERRC_STATE_UNAVAILABLE, /* "state_unavailable" (retryable) */
+    SW_ERRC_UNAUTHORIZED,      /* "unauthorized": the app's auth hook refused the hello */
     SW_ERRC__COUNT
 } sw_errc_t;
 
@@ -38,6 +39,7 @@ sw_errc_t sw_errc_parse(const char *name);
 #define SW_TOKEN_MAX 64       /* token: 1..64 chars of [A-Za-z0-9_-] */
 #define SW_CONN_ID_MAX 64     /* conn_id / conn_token: same alphabet */
 #define SW_EVENT_NAME_MAX 160 /* "<state path>.<handler>" */
+#define SW_AUTH_MAX 4096      /* hello.auth: bytes of UTF-8 */
 
 typedef enum { SW_MSG_HELLO = 1, SW_MSG_EVENT = 2 } sw_msg_type_t;
 
@@ -49,6 +51,7 @@ typedef struct sw_msg {
     char conn_id[SW_CONN_ID_MAX + 1];
     char conn_token[SW_CONN_ID_MAX + 1];
     uint64_t last_seq;
+    char *auth; /* owned (heap); NULL when omitted; at most SW_AUTH_MAX bytes */
     /* event */
     int64_t id; /* -1 when absent */
     char name[SW_EVENT_NAME_MAX + 1];

@@ -17,7 +17,7 @@
 
 /* Error codes counted per slot: indexed by sw_errc_t (proto/msg.h), whose
  * values stay below this bound (checked in stats.c). */
-#define SW_STATS_ERRC_MAX 10
+#define SW_STATS_ERRC_MAX 16
 
 /* Histogram bucket upper bounds, ns (Prometheus "le", inclusive); one more
  * bucket (+Inf) holds everything above the last bound. Shared by every

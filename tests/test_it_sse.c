@@ -4,14 +4,10 @@
  * reconnect with Last-Event-ID that misses nothing. */
 #include <criterion/criterion.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -19,6 +15,7 @@
 #include "common/util.h"
 #include "support/redis_harness.h"
 #include "support/server_harness.h"
+#include "support/sseclient.h"
 #include "support/wsclient.h"
 
 #define T_MS 10000
@@ -51,84 +48,6 @@ static void teardown(void)
 
 TestSuite(sse, .init = setup, .fini = teardown, .timeout = 120);
 
-/* A minimal EventSource: one GET, then "event:/id:/data:" blocks. */
-typedef struct es {
-    int fd;
-    char buf[1 << 16];
-    size_t len;
-    char last_id[32];
-} es_t;
-
-static es_t *es_open(int port, const char *query, const char *last_event_id)
-{
-    es_t *e = calloc(1, sizeof(*e));
-    e->fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(connect(e->fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    char req[512];
-    int n = snprintf(req, sizeof(req),
-                     "GET /_sse?%s HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n%s%s%s\r\n",
-                     query, last_event_id ? "Last-Event-ID: " : "",
-                     last_event_id ? last_event_id : "", last_event_id ? "\r\n" : "");
-    cr_assert_eq(write(e->fd, req, (size_t)n), n);
-    return e;
-}
-
-static void es_close(es_t *e)
-{
-    close(e->fd);
-    free(e);
-}
-
-/* Next event's data as JSON (new ref), skipping the response head and
- * comments; sets e->last_id from "id:" lines. NULL on timeout/EOF. */
-static json_t *es_next(es_t *e, int timeout_ms)
-{
-    uint64_t end = sw_now_ms() + (uint64_t)timeout_ms;
-    for (;;) {
-        e->buf[e->len] = '\0';
-        char *head_end = strstr(e->buf, "\r\n\r\n");
-        if (head_end && strncmp(e->buf, "HTTP/1.1", 8) == 0) {
-            cr_assert(strstr(e->buf, "200") && strstr(e->buf, "text/event-stream"),
-                      "stream head: %.*s", (int)(head_end - e->buf), e->buf);
-            size_t skip = (size_t)(head_end + 4 - e->buf);
-            memmove(e->buf, e->buf + skip, e->len - skip);
-            e->len -= skip;
-            e->buf[e->len] = '\0';
-        }
-        char *block_end = strstr(e->buf, "\n\n");
-        if (block_end && strncmp(e->buf, "HTTP/1.1", 8) != 0) {
-            *block_end = '\0';
-            json_t *data = NULL;
-            for (char *line = e->buf, *save = NULL; (line = strtok_r(line, "\n", &save));
-                 line = NULL) {
-                if (strncmp(line, "id: ", 4) == 0)
-                    snprintf(e->last_id, sizeof(e->last_id), "%s", line + 4);
-                else if (strncmp(line, "data: ", 6) == 0)
-                    data = json_loads(line + 6, 0, NULL);
-            }
-            size_t skip = (size_t)(block_end + 2 - e->buf);
-            memmove(e->buf, e->buf + skip, e->len - skip);
-            e->len -= skip;
-            if (data)
-                return data;
-            continue; /* a comment (keep-alive) */
-        }
-        uint64_t now = sw_now_ms();
-        if (now >= end)
-            return NULL;
-        struct pollfd p = {.fd = e->fd, .events = POLLIN};
-        if (poll(&p, 1, (int)(end - now)) <= 0)
-            return NULL;
-        ssize_t k = read(e->fd, e->buf + e->len, sizeof(e->buf) - 1 - e->len);
-        if (k <= 0)
-            return NULL;
-        e->len += (size_t)k;
-    }
-}
-
 static int post(int port, const char *cid, const char *ctok, const char *messages, char **out)
 {
     char body[2048];
@@ -145,8 +64,8 @@ static json_int_t count_in(json_t *m)
 
 Test(sse, events_posted_to_any_host_apply_in_order_and_resume_misses_nothing)
 {
-    es_t *e = es_open(host[0]->port, "token=tok-sse-1", NULL);
-    json_t *w = es_next(e, T_MS);
+    sw_ssec_t *e = sw_ssec_open(host[0]->port, "token=tok-sse-1", NULL, NULL);
+    json_t *w = sw_ssec_next(e, T_MS);
     cr_assert(w, "welcome");
     cr_assert_str_eq(json_string_value(json_object_get(w, "type")), "welcome");
     char cid[80], ctok[80];
@@ -174,7 +93,7 @@ Test(sse, events_posted_to_any_host_apply_in_order_and_resume_misses_nothing)
     json_int_t last = 0;
     int seen = 0;
     while (seen < 10) {
-        json_t *m = es_next(e, T_MS);
+        json_t *m = sw_ssec_next(e, T_MS);
         cr_assert(m, "delta %d", seen);
         json_t *id = json_object_get(m, "id");
         if (id && json_integer_value(id) >= 10) {
@@ -199,16 +118,16 @@ Test(sse, events_posted_to_any_host_apply_in_order_and_resume_misses_nothing)
     usleep(100000);
     char last_id[32];
     snprintf(last_id, sizeof(last_id), "%s", e->last_id);
-    es_close(e);
+    sw_ssec_close(e);
     usleep(600000);
-    es_t *e2 = es_open(host[1]->port, "token=tok-sse-1", last_id);
-    json_t *w2 = es_next(e2, T_MS);
+    sw_ssec_t *e2 = sw_ssec_open(host[1]->port, "token=tok-sse-1", last_id, NULL);
+    json_t *w2 = sw_ssec_next(e2, T_MS);
     cr_assert(w2);
     cr_assert(json_is_true(json_object_get(w2, "resumed")), "the reconnect resumes: %s",
               json_dumps(w2, JSON_COMPACT));
     json_int_t final = 0;
     for (int i = 0; i < 20 && final != 13; i++) {
-        json_t *m = es_next(e2, 2000);
+        json_t *m = sw_ssec_next(e2, 2000);
         if (!m)
             break;
         if (json_object_get(json_object_get(m, "delta"), "counter"))
@@ -217,7 +136,7 @@ Test(sse, events_posted_to_any_host_apply_in_order_and_resume_misses_nothing)
     }
     cr_assert_eq(final, 13, "missed the task's steps: ends at %lld", (long long) final);
     json_decref(w2);
-    es_close(e2);
+    sw_ssec_close(e2);
 }
 
 Test(sse, bad_requests_get_clear_errors)

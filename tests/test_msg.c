@@ -81,6 +81,22 @@ Test(msg, hello_with_token_and_resume)
     sw_msg_destroy(&m);
 }
 
+Test(msg, hello_auth)
+{
+    sw_msg_t m;
+    char why[128];
+    cr_assert_eq(dec("{\"type\":\"hello\",\"auth\":\"eyJ.a-b_c\\u00e9\"}", &m, why), 0, "%s", why);
+    cr_assert_str_eq(m.auth, "eyJ.a-b_c\xc3\xa9");
+    sw_msg_destroy(&m);
+    cr_assert_null(m.auth);
+    cr_assert_eq(dec("{\"type\":\"hello\"}", &m, why), 0);
+    cr_assert_null(m.auth, "absent: NULL");
+    sw_msg_destroy(&m);
+    cr_assert_eq(dec("{\"type\":\"hello\",\"auth\":\"\"}", &m, why), 0);
+    cr_assert_str_eq(m.auth, "", "empty is kept: the hook decides");
+    sw_msg_destroy(&m);
+}
+
 Test(msg, hello_errors)
 {
     char tok65[128];
@@ -92,6 +108,18 @@ Test(msg, hello_errors)
                "hello.token must be a string");
     expect_err("{\"type\":\"hello\",\"token\":null}", SW_ERRC_BAD_MESSAGE, -1, "hello.token");
     expect_err("{\"type\":\"hello\",\"resume\":[]}", SW_ERRC_BAD_MESSAGE, -1, "hello.resume");
+    expect_err("{\"type\":\"hello\",\"auth\":5}", SW_ERRC_BAD_MESSAGE, -1, "hello.auth");
+    expect_err("{\"type\":\"hello\",\"auth\":\"x\",\"resume\":[]}", SW_ERRC_BAD_MESSAGE, -1,
+               "hello.resume");
+    {
+        size_t n = SW_AUTH_MAX + 1;
+        char *big = malloc(n + 64);
+        int k = snprintf(big, n + 64, "{\"type\":\"hello\",\"auth\":\"");
+        memset(big + k, 'a', n);
+        snprintf(big + k + n, 64, "\"}");
+        expect_err(big, SW_ERRC_BAD_MESSAGE, -1, "hello.auth");
+        free(big);
+    }
     expect_err("{\"type\":\"hello\",\"resume\":{\"conn_token\":\"k\"}}", SW_ERRC_BAD_MESSAGE, -1,
                "hello.resume.conn_id");
     expect_err("{\"type\":\"hello\",\"resume\":{\"conn_id\":\"c\"}}", SW_ERRC_BAD_MESSAGE, -1,
@@ -396,9 +424,9 @@ Test(msg, encode_error)
 
 Test(msg, every_error_code)
 {
-    static const char *const core[] = {"bad_json",     "bad_message",   "unknown_event",
-                                       "bad_payload",  "handler_error", "too_large",
-                                       "rate_limited", "bad_resume",    "state_unavailable"};
+    static const char *const core[] = {
+        "bad_json",  "bad_message",  "unknown_event", "bad_payload",       "handler_error",
+        "too_large", "rate_limited", "bad_resume",    "state_unavailable", "unauthorized"};
     cr_assert_eq(SW_ERRC__COUNT - 1, (int)SW_ARRAY_SIZE(core));
     cr_assert_str_eq(sw_errc_name(SW_ERRC_NONE), "");
     cr_assert_eq(sw_errc_parse(""), SW_ERRC_NONE);

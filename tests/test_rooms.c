@@ -31,7 +31,9 @@ static int run_step(const char *name, const char *payload, unsigned step, sw_ste
 
     if (payload)
         cr_assert_not_null(p, "bad test payload %s", payload);
-    rc = sw_runtime_step(&tree, "tok", name, p, step, out);
+    sw_step_in_t in = {
+        .token = "tok", .name = name, .payload = p, .step = step, .max_chained = SW_MAX_CHAINED};
+    rc = sw_runtime_step(&tree, &in, out);
     json_decref(p);
     return rc;
 }

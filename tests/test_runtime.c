@@ -189,7 +189,8 @@ static int run(const char *name, const char *payload, sw_step_t *out)
 
     if (payload)
         cr_assert_not_null(p, "bad test payload %s", payload);
-    rc = sw_runtime_step(&tree, "tok1", name, p, 0, out);
+    sw_step_in_t in = {.token = "tok1", .name = name, .payload = p, .max_chained = SW_MAX_CHAINED};
+    rc = sw_runtime_step(&tree, &in, out);
     json_decref(p);
     return rc;
 }
@@ -442,12 +443,14 @@ Test(runtime, yield_steps)
 {
     sw_step_t s;
 
-    cr_assert_eq(sw_runtime_step(&tree, "tok1", "a.yielder", NULL, 0, &s), SW_YIELD);
+    sw_step_in_t in = {.token = "tok1", .name = "a.yielder", .max_chained = SW_MAX_CHAINED};
+    cr_assert_eq(sw_runtime_step(&tree, &in, &s), SW_YIELD);
     cr_assert_eq(s.sleep_ms, 5);
     assert_json(s.delta, "{\"a\": {\"x\": 1, \"x2\": 2, \"x4\": 4, \"parity\": 1},"
                          " \"b.sub\": {\"sum\": 1}}");
     sw_step_destroy(&s);
-    cr_assert_eq(sw_runtime_step(&tree, "tok1", "a.yielder", NULL, 1, &s), SW_DONE);
+    in.step = 1;
+    cr_assert_eq(sw_runtime_step(&tree, &in, &s), SW_DONE);
     cr_assert_eq(s.sleep_ms, 0);
     assert_json(s.delta, "{\"a\": {\"x\": 2, \"x2\": 4, \"x4\": 8, \"parity\": 0},"
                          " \"b.sub\": {\"sum\": 2}}");

@@ -115,6 +115,16 @@ int sw_app_name(sw_app_t *app, const char *name)
     return 0;
 }
 
+int sw_app_auth(sw_app_t *app, sw_auth_fn fn)
+{
+    if (!fn)
+        return fail(app, "sw_app_auth: NULL hook");
+    if (app->def->auth)
+        return fail(app, "sw_app_auth: a hook is declared already");
+    app->def->auth = fn;
+    return 0;
+}
+
 int sw_app_state(sw_app_t *app, const char *path, unsigned flags)
 {
     sw_appdef_t *def = app->def;
@@ -723,4 +733,54 @@ size_t sw_appdef_on_load(const sw_appdef_t *def, const char *path, const char **
         n++;
     }
     return n;
+}
+
+int sw_appdef_has_auth(const sw_appdef_t *def)
+{
+    return def->auth != NULL;
+}
+
+/* A user id: 1..SW_USER_MAX bytes of UTF-8 without control characters. */
+static int user_valid(const char *u)
+{
+    size_t n = strnlen(u, SW_USER_MAX + 1);
+    if (n == 0 || n > SW_USER_MAX || sw_utf8_valid_prefix(u, n) != n)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)u[i] < 0x20 || u[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+int sw_appdef_authenticate(const sw_appdef_t *def, const sw_auth_request_t *req,
+                           char user[SW_USER_MAX + 1], char *reason, size_t reason_cap)
+{
+    user[0] = '\0';
+    if (reason_cap)
+        reason[0] = '\0';
+    if (!def->auth)
+        return 0;
+    char buf[SW_USER_MAX + 2];
+    buf[0] = '\0';
+    buf[sizeof(buf) - 1] = '\0';
+    int rc = def->auth(req, buf, sizeof(buf) - 1, reason, reason_cap);
+    if (reason_cap) {
+        reason[reason_cap - 1] = '\0';
+        reason[sw_utf8_valid_prefix(reason, strlen(reason))] = '\0';
+    }
+    if (rc != 0)
+        return SW_EPERM;
+    if (buf[0] == '\0')
+        return 0; /* anonymous */
+    if (!user_valid(buf)) {
+        sw_log(SW_LOG_WARN,
+               "app: the auth hook returned an invalid user id (1..%d bytes of "
+               "UTF-8 without control characters); refusing the client",
+               SW_USER_MAX);
+        if (reason_cap)
+            snprintf(reason, reason_cap, "authentication failed");
+        return SW_EPERM;
+    }
+    memcpy(user, buf, strlen(buf) + 1);
+    return 0;
 }

@@ -92,6 +92,7 @@ struct sw_appdef {
     size_t nevents;
     sw_onload_t *onload;
     size_t nonload;
+    sw_auth_fn auth; /* sw_app_auth, or NULL */
 };
 
 /* The registry's lookups (worker/app.c). NULL when not declared. */

@@ -28,7 +28,7 @@
 /* Chained events, client actions and link operations one step may
  * produce; past the bound sw_ctx_chain() / sw_ctx_action() / sw_ctx_link()
  * / sw_ctx_unlink() return -1. */
-#define SW_STEP_MAX_OUT 64
+#define SW_STEP_MAX_OUT SW_MAX_CHAINED
 
 /* marks[var id] bits */
 #define M_UNDO 0x1u  /* the var's previous value is in the undo log */
@@ -44,6 +44,8 @@ struct sw_ctx {
     sw_tree_t *t;
     const sw_appdef_t *app;
     const char *token;
+    const char *user;   /* "" when anonymous */
+    size_t max_chained; /* sw_ctx_chain calls allowed in this step */
     unsigned step;
     unsigned sleep_ms;
     json_t *actions; /* borrowed from sw_step_t; NULL outside a step */
@@ -310,6 +312,13 @@ static int push_out(sw_ctx_t *ctx, json_t *list, const char *what, const char *n
 
 int sw_ctx_chain(sw_ctx_t *ctx, const char *name, json_t *payload)
 {
+    if (ctx->chained && !ctx->in_computed && json_array_size(ctx->chained) >= ctx->max_chained &&
+        ctx->max_chained < SW_STEP_MAX_OUT) {
+        sw_log(SW_LOG_WARN, "app: sw_ctx_chain(%s): the token's event queue is full",
+               name ? name : "(null)");
+        json_decref(payload);
+        return -1;
+    }
     if (payload && !json_is_object(payload)) {
         sw_log(SW_LOG_ERROR, "app: sw_ctx_chain(%s): payload must be an object",
                name ? name : "(null)");
@@ -344,6 +353,11 @@ unsigned sw_ctx_step(sw_ctx_t *ctx)
 void sw_ctx_sleep(sw_ctx_t *ctx, unsigned ms)
 {
     ctx->sleep_ms = ms;
+}
+
+const char *sw_ctx_user(sw_ctx_t *ctx)
+{
+    return ctx->user ? ctx->user : "";
 }
 
 const char *sw_ctx_token(sw_ctx_t *ctx)
@@ -806,9 +820,10 @@ static void step_error(sw_step_t *out, const char *code, const char *fmt, ...)
     json_object_clear(out->delta);
 }
 
-int sw_runtime_step(sw_tree_t *t, const char *token, const char *name, json_t *payload,
-                    unsigned step, sw_step_t *out)
+int sw_runtime_step(sw_tree_t *t, const sw_step_in_t *in, sw_step_t *out)
 {
+    const char *name = in->name;
+    json_t *payload = in->payload;
     const sw_eventdef_t *e;
     json_t *own = NULL;
     sw_ctx_t ctx;
@@ -828,7 +843,9 @@ int sw_runtime_step(sw_tree_t *t, const char *token, const char *name, json_t *p
     }
     if (!payload)
         payload = own = json_object();
-    ctx_begin(&ctx, t, token, step);
+    ctx_begin(&ctx, t, in->token, in->step);
+    ctx.user = in->user ? in->user : "";
+    ctx.max_chained = SW_MIN(in->max_chained, (size_t)SW_MAX_CHAINED);
     ctx.actions = out->actions;
     ctx.chained = out->chained;
     ctx.link_ops = out->link_ops;

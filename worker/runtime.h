@@ -42,6 +42,17 @@ const char *sw_appdef_state(const sw_appdef_t *app, size_t i);
 /* Flags (SW_STATE_*) of a state; -1 if not declared. */
 int sw_appdef_state_flags(const sw_appdef_t *app, const char *path);
 
+/* 1 when the app declared an authentication hook (sw_app_auth). */
+int sw_appdef_has_auth(const sw_appdef_t *app);
+
+/* Run the app's authentication hook for `req` (include/statewire.h,
+ * sw_auth_fn). Returns 0 with the user id in `user` ("" = anonymous; also
+ * without a hook), or SW_EPERM when the hook refused or returned an
+ * invalid user id, with the reason for the client (valid UTF-8, may be
+ * "") in `reason` (reason_cap bytes). */
+int sw_appdef_authenticate(const sw_appdef_t *app, const sw_auth_request_t *req,
+                           char user[SW_USER_MAX + 1], char *reason, size_t reason_cap);
+
 /* Kind of an event name. */
 typedef enum {
     SW_EVENT_UNKNOWN = 0,
@@ -164,15 +175,25 @@ typedef struct sw_step {
     unsigned sleep_ms;      /* SW_YIELD from a task: delay before next step */
 } sw_step_t;
 
-/* Run step number `step` (0 first) of the event `name` with `payload`
- * (borrowed; NULL means {}) against tree `t` for `token`. On success the
+/* What one handler step runs: every pointer borrowed for the call. */
+typedef struct sw_step_in {
+    const char *token;  /* the client token (sw_ctx_token) */
+    const char *user;   /* the user it is bound to, "" or NULL: anonymous (sw_ctx_user) */
+    const char *name;   /* the event: "<state>.<handler>" or a setter */
+    json_t *payload;    /* NULL means {} */
+    unsigned step;      /* 0 on the first call, then the yields so far */
+    size_t max_chained; /* chained events the step may queue (at most SW_MAX_CHAINED;
+                           the room left in the token's queue) */
+} sw_step_in_t;
+
+/* Run step number in->step (0 first) of the event in->name with its
+ * payload against tree `t` for in->token. On success the
  * tree holds the new values and `out` says what changed. On error
  * (unknown event, handler failure, setter with a bad payload) the tree is
  * exactly as before the call and out->delta etc. are empty.
  * Setters ("<state>.set_<var>") are handled here. `out` is initialised by
  * the call; release it with sw_step_destroy(). Returns out->status. */
-int sw_runtime_step(sw_tree_t *t, const char *token, const char *name, json_t *payload,
-                    unsigned step, sw_step_t *out);
+int sw_runtime_step(sw_tree_t *t, const sw_step_in_t *in, sw_step_t *out);
 
 void sw_step_destroy(sw_step_t *s);
 

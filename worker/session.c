@@ -1,12 +1,16 @@
 #include "worker/session.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/log.h"
 #include "common/util.h"
 #include "worker/token.h"
 #include "worker/worker.h"
+
+static void http_error(sw_conn_t *c, int status, const char *code, const char *msg);
 
 static sw_session_t *session_new(sw_worker_t *w, sw_conn_t *c, int sse)
 {
@@ -28,8 +32,36 @@ static sw_session_t *session_new(sw_worker_t *w, sw_conn_t *c, int sse)
         sw_random_hex(s->conn_id, 8);
     }
     sw_random_hex(s->conn_token, 16);
+    TAILQ_INIT(&s->held);
+    s->bucket = (double)w->cfg->max_events_per_s; /* a full second's worth */
+    s->bucket_ms = sw_now_ms();
     sw_conn_set_udata(c, s);
     return s;
+}
+
+/* Take one event from the connection's token bucket (cfg->max_events_per_s
+ * per second, at most one second's worth saved up). 1 when allowed. */
+static int rate_take(sw_session_t *s)
+{
+    uint32_t rate = s->w->cfg->max_events_per_s;
+    if (!rate)
+        return 1;
+    uint64_t now = sw_now_ms();
+    double refill = (double)(now - s->bucket_ms) * rate / 1000.0;
+    s->bucket = SW_MIN((double)rate, s->bucket + refill);
+    s->bucket_ms = now;
+    if (s->bucket < 1.0)
+        return 0;
+    s->bucket -= 1.0;
+    return 1;
+}
+
+static void free_headers(sw_session_t *s)
+{
+    free(s->hdr_cookie);
+    free(s->hdr_origin);
+    free(s->hdr_authorization);
+    s->hdr_cookie = s->hdr_origin = s->hdr_authorization = NULL;
 }
 
 void sw_session_on_open(sw_conn_t *c)
@@ -92,11 +124,34 @@ void sw_session_send_error(sw_session_t *s, int64_t id, sw_errc_t code, const ch
 {
     if ((unsigned)code < SW_STATS_ERRC_MAX)
         SW_STAT_ADD(s->w->stats, errors[code], 1); /* metrics */
+    /* The message may quote client input or a library's text cut at a
+     * fixed size: keep its whole UTF-8 characters only. */
+    char msg[512];
+    size_t n = message ? strlen(message) : 0;
+    n = sw_utf8_valid_prefix(message ? message : "", SW_MIN(n, sizeof(msg) - 1));
+    memcpy(msg, message ? message : "", n);
+    msg[n] = '\0';
     sw_buf_t b;
     sw_buf_init(&b, 0);
-    sw_msg_encode_error(&b, id, code, message);
+    if (sw_msg_encode_error(&b, id, code, msg) != 0) {
+        sw_log(SW_LOG_ERROR, "cannot encode error %s: %s", sw_errc_name(code), msg);
+        sw_buf_destroy(&b);
+        return;
+    }
     sw_session_send(s, b.data, b.len);
     sw_buf_destroy(&b);
+}
+
+void sw_session_welcomed(sw_session_t *s)
+{
+    sw_event_t *ev;
+    while ((ev = TAILQ_FIRST(&s->held))) {
+        TAILQ_REMOVE(&s->held, ev, link);
+        s->nheld--;
+        sw_token_enqueue(s->tok, ev);
+        if (!s->tok) /* the session closed meanwhile: the rest goes with it */
+            break;
+    }
 }
 
 void sw_session_close(sw_session_t *s, uint16_t code, const char *reason)
@@ -107,11 +162,56 @@ void sw_session_close(sw_session_t *s, uint16_t code, const char *reason)
     sw_conn_close(s->conn, code, reason);
 }
 
+/* Run the app's auth hook for the hello of s (its upgrade request's
+ * headers were kept for it): 0 with s->user set, or SW_EPERM with the
+ * reason in `reason`. */
+static int authenticate(sw_session_t *s, const char *auth, const char *token, char *reason,
+                        size_t reason_cap)
+{
+    sw_auth_request_t req = {
+        .auth = auth,
+        .cookie = s->hdr_cookie,
+        .origin = s->hdr_origin,
+        .authorization = s->hdr_authorization,
+        .token = token && *token ? token : NULL,
+        .transport = s->sse ? "sse" : "websocket",
+        .peer = sw_conn_peer(s->conn),
+    };
+    char user[SW_USER_MAX + 1];
+    int rc = sw_appdef_authenticate(s->w->app, &req, user, reason, reason_cap);
+    free_headers(s); /* needed by nothing else */
+    if (rc != 0)
+        return rc;
+    free(s->user);
+    s->user = user[0] ? sw_xstrdup(user) : NULL;
+    return 0;
+}
+
+/* Is the request's Origin allowed (cfg->allowed_origins)? Otherwise it is
+ * answered 403 forbidden_origin here. */
+static int origin_ok(sw_worker_t *w, sw_conn_t *c, const sw_http_request_t *req)
+{
+    const char *origin = req->header(req, "Origin");
+    if (sw_config_origin_allowed(w->cfg, origin))
+        return 1;
+    sw_log(SW_LOG_INFO, "conn %s: Origin %.100s is not allowed", sw_conn_peer(c), origin);
+    http_error(c, 403, "forbidden_origin", "this Origin may not connect");
+    return 0;
+}
+
 static void on_hello(sw_session_t *s, sw_msg_t *m)
 {
     sw_worker_t *w = s->w;
     if (s->tok) {
         sw_session_send_error(s, -1, SW_ERRC_BAD_MESSAGE, "hello already received");
+        return;
+    }
+    char reason[160];
+    if (authenticate(s, m->auth, m->token, reason, sizeof(reason)) != 0) {
+        sw_log(SW_LOG_INFO, "conn %s: hello refused by the auth hook", sw_conn_peer(s->conn));
+        sw_session_send_error(s, -1, SW_ERRC_UNAUTHORIZED,
+                              reason[0] ? reason : "authentication refused");
+        sw_session_close(s, 4401, "unauthorized");
         return;
     }
     char token[SW_TOKEN_MAX + 1];
@@ -137,6 +237,13 @@ static void on_event(sw_session_t *s, sw_msg_t *m)
         sw_session_send_error(s, m->id, SW_ERRC_BAD_MESSAGE, "send hello first");
         return;
     }
+    if (!rate_take(s)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "more than %u events per second", w->cfg->max_events_per_s);
+        SW_STAT_ADD(w->stats, events_error, 1);
+        sw_session_send_error(s, m->id, SW_ERRC_RATE_LIMITED, msg);
+        return;
+    }
     if (w->draining) {
         sw_session_send_error(s, m->id, SW_ERRC_STATE_UNAVAILABLE,
                               "server is shutting down; reconnect and retry");
@@ -153,7 +260,23 @@ static void on_event(sw_session_t *s, sw_msg_t *m)
     m->router = NULL;
     sw_event_t *ev =
         sw_event_new(hydrate ? SW_EV_HYDRATE : SW_EV_CLIENT, m->id, s, m->name, payload, router);
-    sw_token_enqueue(s->tok, ev);
+    if (s->welcomed) {
+        sw_token_enqueue(s->tok, ev);
+        return;
+    }
+    /* Before its welcome the session does not know its token yet (a
+     * duplicate tab, or a token of another user, gets a new one): hold. */
+    if (s->nheld >= w->cfg->max_queue) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "too many events before the welcome (max %u)",
+                 w->cfg->max_queue);
+        SW_STAT_ADD(w->stats, events_error, 1);
+        sw_session_send_error(s, ev->id, SW_ERRC_RATE_LIMITED, msg);
+        sw_event_free(ev);
+        return;
+    }
+    TAILQ_INSERT_TAIL(&s->held, ev, link);
+    s->nheld++;
 }
 
 void sw_session_on_message(sw_conn_t *c, const char *data, size_t len)
@@ -190,11 +313,54 @@ void sw_session_on_close(sw_conn_t *c)
     SW_STAT_SUB(s->w->stats, ws_open, 1);
     SW_STAT_SUB(s->w->stats, sse_open, s->sse ? 1 : 0); /* metrics */
     sw_conn_set_udata(c, NULL);
+    sw_event_t *ev;
+    while ((ev = TAILQ_FIRST(&s->held))) {
+        TAILQ_REMOVE(&s->held, ev, link);
+        sw_event_free(ev);
+    }
+    free_headers(s);
+    free(s->user);
     free(s->router);
     free(s);
 }
 
 /* ---- SSE ---------------------------------------------------------------- */
+
+/* Value of `key` in a query string (application/x-www-form-urlencoded:
+ * "+" is a space, %XX a byte) into out (outlen bytes with the NUL), as
+ * UTF-8 text without control characters. 1 found, 0 absent, -1 bad (too
+ * long, a bad escape, invalid UTF-8 or a control character). */
+static int query_get_text(const char *query, const char *key, char *out, size_t outlen)
+{
+    size_t kl = strlen(key);
+    for (const char *p = query; p && *p;) {
+        const char *amp = strchr(p, '&');
+        size_t seg = amp ? (size_t)(amp - p) : strlen(p);
+        if (seg >= kl && strncmp(p, key, kl) == 0 && (seg == kl || p[kl] == '=')) {
+            size_t n = 0;
+            for (size_t i = kl + 1; i < seg; i++) {
+                unsigned char c = (unsigned char)p[i];
+                if (c == '+') {
+                    c = ' ';
+                } else if (c == '%') {
+                    if (i + 2 >= seg || !isxdigit((unsigned char)p[i + 1]) ||
+                        !isxdigit((unsigned char)p[i + 2]))
+                        return -1;
+                    char hex[3] = {p[i + 1], p[i + 2], 0};
+                    c = (unsigned char)strtol(hex, NULL, 16);
+                    i += 2;
+                }
+                if (c < 0x20 || c == 0x7f || n + 1 >= outlen)
+                    return -1;
+                out[n++] = (char)c;
+            }
+            out[n] = '\0';
+            return sw_utf8_valid_prefix(out, n) == n ? 1 : -1;
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return 0;
+}
 
 /* Value of `key` in a query string, percent-decoded, into out; only
  * [A-Za-z0-9_-] are accepted. 1 found, 0 absent, -1 bad. */
@@ -244,8 +410,29 @@ void sw_session_sse_open(sw_conn_t *c, const sw_http_request_t *req)
     int hk = query_get(req->query, "conn_token", ctok, sizeof(ctok));
     int hl = query_get(req->query, "last_seq", last, sizeof(last));
     const char *lei = req->header(req, "Last-Event-ID");
+    if (!origin_ok(w, c, req))
+        return;
     if (ht < 0 || hc < 0 || hk < 0 || hl < 0 || (hc > 0) != (hk > 0)) {
         http_error(c, 400, "bad_message", "token, conn_id, conn_token: [A-Za-z0-9_-], 1..64");
+        return;
+    }
+    /* The hello's auth: the auth parameter, else a Bearer token. */
+    char *auth = sw_xmalloc(SW_AUTH_MAX + 1);
+    int ha = query_get_text(req->query, "auth", auth, SW_AUTH_MAX + 1);
+    const char *authz = req->header(req, "Authorization");
+    if (ha == 0 && authz && strncasecmp(authz, "Bearer ", 7) == 0) {
+        const char *b = authz + 7;
+        while (*b == ' ')
+            b++;
+        size_t n = strlen(b);
+        if (n <= SW_AUTH_MAX) {
+            memcpy(auth, b, n + 1);
+            ha = 1;
+        }
+    }
+    if (ha < 0) {
+        free(auth);
+        http_error(c, 400, "bad_message", "auth: at most 4096 bytes of UTF-8 text");
         return;
     }
     uint64_t last_seq = 0;
@@ -258,12 +445,31 @@ void sw_session_sse_open(sw_conn_t *c, const sw_http_request_t *req)
         have_last = 1;
     }
     if (w->draining) {
+        free(auth);
         http_error(c, 503, "state_unavailable", "server is shutting down; reconnect");
+        return;
+    }
+    char user[SW_USER_MAX + 1], reason[160];
+    sw_auth_request_t areq = {
+        .auth = ha > 0 ? auth : NULL,
+        .cookie = req->header(req, "Cookie"),
+        .origin = req->header(req, "Origin"),
+        .authorization = authz,
+        .token = ht > 0 ? token : NULL,
+        .transport = "sse",
+        .peer = sw_conn_peer(c),
+    };
+    int arc = sw_appdef_authenticate(w->app, &areq, user, reason, sizeof(reason));
+    free(auth);
+    if (arc != 0) {
+        sw_log(SW_LOG_INFO, "conn %s: event stream refused by the auth hook", sw_conn_peer(c));
+        http_error(c, 401, "unauthorized", reason[0] ? reason : "authentication refused");
         return;
     }
     if (sw_conn_sse_start(c) != 0)
         return;
     sw_session_t *s = session_new(w, c, 1);
+    s->user = user[0] ? sw_xstrdup(user) : NULL;
     if (ht <= 0)
         sw_random_hex(token, 16);
     json_t *payload = NULL;
@@ -339,6 +545,8 @@ static void on_forwarded(void *udata, int status)
 void sw_session_sse_post(sw_conn_t *c, const sw_http_request_t *req)
 {
     sw_worker_t *w = sw_conn_udata(c);
+    if (!origin_ok(w, c, req))
+        return;
     json_error_t err;
     json_t *body = req->body ? json_loadb(req->body, req->body_len, 0, &err) : NULL;
     json_t *msgs = json_object_get(body, "messages");

@@ -20,6 +20,7 @@
 
 typedef struct sw_worker sw_worker_t;
 typedef struct sw_token sw_token_t;
+struct sw_event;
 
 typedef struct sw_session {
     sw_worker_t *w;
@@ -36,7 +37,20 @@ typedef struct sw_session {
     char *router;        /* the last router it sent, compact JSON text (heap), or NULL;
                             parsed only to rehydrate expired state */
     int closing;
-    int sse; /* an event stream (GET /_sse), not a WebSocket */
+    int sse;    /* an event stream (GET /_sse), not a WebSocket */
+    char *user; /* the user id the auth hook gave (heap), NULL: anonymous */
+    /* Events sent after hello and before the welcome: they join the queue
+     * of the token the welcome names (sw_session_welcomed). At most
+     * cfg->max_queue; past it each is answered rate_limited. */
+    TAILQ_HEAD(sw_session_held, sw_event) held;
+    uint32_t nheld;
+    /* The upgrade request's Cookie, Origin and Authorization headers, kept
+     * (heap, NULL when absent) for the auth hook until the hello. */
+    char *hdr_cookie, *hdr_origin, *hdr_authorization;
+    /* Rate limit (cfg->max_events_per_s): a token bucket holding one
+     * second's worth of events, refilled continuously. */
+    double bucket;
+    uint64_t bucket_ms; /* sw_now_ms() of the last refill */
 } sw_session_t;
 
 /* conn callbacks (installed in the worker's sw_conn_env_t). */
@@ -72,6 +86,10 @@ int sw_session_sendv(sw_session_t *s, const struct iovec *iov, int iovcnt);
 
 /* Send an error message answering event `id` (-1: none). */
 void sw_session_send_error(sw_session_t *s, int64_t id, sw_errc_t code, const char *message);
+
+/* The session got its welcome (token.c): the events it sent before it
+ * join its token's queue, in order. */
+void sw_session_welcomed(sw_session_t *s);
 
 /* Close the client with `code` (1001 while draining). */
 void sw_session_close(sw_session_t *s, uint16_t code, const char *reason);

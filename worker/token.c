@@ -12,10 +12,9 @@
 #include "worker/shared.h"
 #include "worker/worker.h"
 
-/* Chained events one handler step may queue; more is a handler bug. */
-#define SW_MAX_CHAINED_PER_STEP 16
 /* Internal events (chained, task steps) may use the queue up to this
- * multiple of max_queue; past it they are dropped with a log line. */
+ * multiple of max_queue: a handler's sw_ctx_chain fails past it; a task
+ * step or on_load event that finds it full is dropped with a log line. */
 #define SW_INTERNAL_QUEUE_FACTOR 2
 /* Lease busy backoff: first delay, cap. */
 #define SW_BUSY_FIRST_MS 5
@@ -277,6 +276,7 @@ static void token_free(sw_token_t *t)
     clear_step(t);
     flight_put(t);
     drop_tree(t);
+    free(t->user);
     json_decref(t->private_copies);
     HASH_DEL(w->tokens, t);
     w->ntokens--;
@@ -378,12 +378,7 @@ void sw_token_enqueue(sw_token_t *t, sw_event_t *ev)
  * after the event that made them, before later client events. */
 static void push_front_chained(sw_token_t *t, json_t *chained)
 {
-    size_t n = json_array_size(chained);
-    if (n > SW_MAX_CHAINED_PER_STEP) {
-        sw_log(SW_LOG_WARN, "token %.8s…: handler chained %zu events, keeping the first %d",
-               t->token, n, SW_MAX_CHAINED_PER_STEP);
-        n = SW_MAX_CHAINED_PER_STEP;
-    }
+    size_t n = json_array_size(chained); /* bounded by the step (sw_step_in_t.max_chained) */
     for (size_t i = n; i-- > 0;) {
         json_t *c = json_array_get(chained, i);
         const char *name = json_string_value(json_object_get(c, "name"));
@@ -944,6 +939,7 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
 
     /* The new tree: private states from the store. */
     json_t *conn_rec = NULL;
+    char *user = NULL;
     sw_tree_t fresh;
     sw_tree_init(&fresh, w->app);
     for (size_t i = 0; i < res->nfields; i++) {
@@ -956,6 +952,11 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
         if (strcmp(name, "_conn") == 0) {
             json_decref(conn_rec);
             conn_rec = json_loadb(f->data, f->len, 0, NULL);
+            continue;
+        }
+        if (strcmp(name, "_user") == 0) {
+            free(user);
+            user = f->len ? sw_xstrndup(f->data, SW_MIN(f->len, (size_t)SW_USER_MAX)) : NULL;
             continue;
         }
         int rc = sw_tree_load_state(&fresh, name, f->data, f->len);
@@ -998,6 +999,8 @@ static void on_loaded(void *udata, const sw_store_loaded_t *res)
     t->have_tree = 1;
     t->old_view = old_view;
     t->conn_rec = conn_rec;
+    free(t->user);
+    t->user = user;
     if (res->live && res->live_len) /* sw:{T}:live, as the store had it */
         t->live_seen = sw_xstrndup(res->live, SW_MIN(res->live_len, 63));
     t->exists = res->exists;
@@ -1060,14 +1063,15 @@ static void prepare(sw_token_t *t)
     if (ev->kind == SW_EV_HELLO) {
         json_t *resume = json_object_get(ev->payload, "resume");
         sw_inflight_t *f = t->flight;
-        f->hello_resume = 0;
+        f->hello_resume = SW_HELLO_FRESH;
         if (json_is_true(json_object_get(resume, "sse")))
             /* an EventSource reconnecting by itself (Last-Event-ID, same
-             * URL): a resume when the token's last connection was a stream */
-            f->hello_resume = json_is_true(json_object_get(t->conn_rec, "sse")) ? 1 : 0;
+             * URL, no credentials): run_hello decides */
+            f->hello_resume = json_is_true(json_object_get(t->conn_rec, "sse")) ? SW_HELLO_BARE_SSE
+                                                                                : SW_HELLO_FRESH;
         else if (resume)
-            f->hello_resume = resume_valid(t, resume) ? 1 : -1;
-        if (f->hello_resume == 1 && t->ntl) {
+            f->hello_resume = resume_valid(t, resume) ? SW_HELLO_RESUME : SW_HELLO_REFUSED;
+        if (f->hello_resume > 0 && t->ntl) {
             /* a resumed client of shared state gets it current: the copies */
             for (size_t i = 0; i < t->ntl; i++) {
                 int rc = sw_shared_want_sync(t->tl[i].r, t);
@@ -1125,6 +1129,9 @@ static void send_welcome(sw_token_t *t, sw_session_t *s, int resumed)
     s->client_seq = t->seq;
     sw_session_send(s, b.data, b.len);
     sw_buf_destroy(&b);
+    /* What it sent before its welcome joins this token's queue, behind
+     * the HELLO (and so after the resume sync). */
+    sw_session_welcomed(s);
 }
 
 static void send_full(sw_token_t *t, sw_session_t *s)
@@ -1218,9 +1225,17 @@ static int add_meta_field(sw_token_t *t, commit_fields_t *cf, const json_t *link
     return 0;
 }
 
-/* The "_conn" field: the connection record a resume is checked against. */
-static int add_conn_field(commit_fields_t *cf, const sw_session_t *s)
+/* The "_conn" field: the connection record a resume is checked against;
+ * and "_user" when this connection binds the token to its user. */
+static int add_conn_field(sw_token_t *t, commit_fields_t *cf, const sw_session_t *s)
 {
+    if (s->user && !t->user) {
+        sw_buf_t *u = &cf->bufs[cf->n];
+        sw_buf_init(u, 0);
+        sw_buf_append(u, s->user, strlen(s->user));
+        cf->f[cf->n] = (sw_store_field_t){"_user", 5, u->data, u->len};
+        cf->n++;
+    }
     char kh[65];
     conn_token_hash(s->conn_token, kh);
     sw_buf_t *b = &cf->bufs[cf->n];
@@ -1465,7 +1480,16 @@ static void run_step(sw_token_t *t)
         sw_step_destroy(&f->step);
         f->have_step = 0;
     }
-    sw_runtime_step(&t->tree, t->token, ev->name, ev->payload, ev->step, &f->step);
+    uint32_t bound = w->cfg->max_queue * SW_INTERNAL_QUEUE_FACTOR;
+    sw_step_in_t in = {
+        .token = t->token,
+        .user = t->user,
+        .name = ev->name,
+        .payload = ev->payload,
+        .step = ev->step,
+        .max_chained = t->qlen < bound ? SW_MIN(bound - t->qlen, (uint32_t)SW_MAX_CHAINED) : 0,
+    };
+    sw_runtime_step(&t->tree, &in, &f->step);
     f->have_step = 1;
     if (f->step.status < 0) {
         fail_current(t, sw_errc_parse(f->step.error_code), f->step.error_msg);
@@ -1723,8 +1747,10 @@ static void on_committed(void *udata, int status)
     }
     if (ev->kind == SW_EV_HELLO) {
         if (ev->origin) {
-            send_welcome(t, ev->origin, f->hello_resume == 1);
-            if (f->hello_resume == 1) {
+            if (via_store && ev->origin->user && !t->user) /* the commit bound the token */
+                t->user = sw_xstrdup(ev->origin->user);
+            send_welcome(t, ev->origin, f->hello_resume == SW_HELLO_RESUME);
+            if (f->hello_resume == SW_HELLO_RESUME) {
                 hello_sync(t, ev->origin);
                 return;
             }
@@ -1857,13 +1883,29 @@ static int local_socket_gone(sw_worker_t *w, const char *sockid)
     return 1;
 }
 
+/* The session moves to a token of its own (a duplicate tab, or a client
+ * that may not use this token): a fresh HELLO there. The events it sent
+ * before its welcome are held by the session and follow it. */
+static void move_to_new_token(sw_token_t *t, sw_session_t *s)
+{
+    char fresh[SW_TOKEN_MAX + 1];
+    sw_random_hex(fresh, 16);
+    sw_token_t *t2 = sw_token_get(t->w, fresh);
+    s->welcomed = 0;
+    sw_token_detach(t, s);
+    sw_token_attach(t2, s);
+    sw_token_enqueue(t2, sw_event_new(SW_EV_HELLO, -1, s, "hello", NULL, NULL));
+}
+
 /* hello: a valid resume is the same connection coming back, on any worker
  * or host; on_load does not run. A WebSocket keeps its credentials and is
  * welcomed at once; an event stream gets new ones (its conn_id routes POSTs
  * to its worker), stored before its welcome. A fresh connection (no
  * resume, or a refused one: bad_resume) stores its credentials, then gets
- * its welcome. A second live connection without valid credentials is a
- * duplicate tab: it moves to a new token. */
+ * its welcome. A client that may not use this token (bound to another
+ * user) or a second live connection without valid credentials (a
+ * duplicate tab) moves to a new token: it never reads, writes or closes
+ * anything of this one. */
 static void run_hello(sw_token_t *t)
 {
     sw_event_t *ev = t->current;
@@ -1876,41 +1918,34 @@ static void run_hello(sw_token_t *t)
     json_t *resume = json_object_get(ev->payload, "resume");
     sw_worker_t *w = t->w;
     const char *tok1[1] = {t->token}, *sock1[1] = {s->sockid};
-    int other_live = t->live_seen && t->live_seen[0] && strcmp(t->live_seen, s->sockid) != 0 &&
-                     !local_socket_gone(w, t->live_seen);
-    if (f->hello_resume != 1 && other_live) {
-        char fresh[SW_TOKEN_MAX + 1];
-        sw_random_hex(fresh, 16);
-        sw_log(SW_LOG_INFO, "token %.8s…: duplicate tab gets a new token", t->token);
-        if (f->hello_resume == -1) /* refused credentials: said before the welcome */
-            sw_session_send_error(s, -1, SW_ERRC_BAD_RESUME,
-                                  "unknown conn_id or conn_token; continuing as a new connection");
-        sw_token_t *t2 = sw_token_get(w, fresh);
-        /* events it sent after hello belong to the new token */
-        sw_event_t *moved[64];
-        size_t nmoved = 0;
-        sw_event_t *e, *next;
-        for (e = TAILQ_FIRST(&t->queue); e; e = next) {
-            next = TAILQ_NEXT(e, link);
-            if (e->origin == s && nmoved < SW_ARRAY_SIZE(moved)) {
-                TAILQ_REMOVE(&t->queue, e, link);
-                t->qlen--;
-                moved[nmoved++] = e;
-            }
-        }
-        s->welcomed = 0;
-        sw_token_detach(t, s);
-        sw_token_attach(t2, s);
-        sw_token_enqueue(t2, sw_event_new(SW_EV_HELLO, -1, s, "hello", NULL, NULL));
-        for (size_t i = 0; i < nmoved; i++)
-            sw_token_enqueue(t2, moved[i]);
+    if (t->user && (!s->user || strcmp(t->user, s->user) != 0)) {
+        sw_log(SW_LOG_INFO, "token %.8s…: bound to another user; the client gets a new token",
+               t->token);
+        if (f->hello_resume == SW_HELLO_RESUME || f->hello_resume == SW_HELLO_REFUSED)
+            sw_session_send_error(
+                s, -1, SW_ERRC_BAD_RESUME,
+                "this token belongs to another user; continuing with a new token");
+        move_to_new_token(t, s);
         finish_current(t);
         return;
     }
-    if (f->hello_resume == 1 && other_live) /* the stale socket, if still open */
+    int other_live = t->live_seen && t->live_seen[0] && strcmp(t->live_seen, s->sockid) != 0 &&
+                     !local_socket_gone(w, t->live_seen);
+    if (f->hello_resume == SW_HELLO_BARE_SSE) /* only once the last stream really ended */
+        f->hello_resume = other_live ? SW_HELLO_FRESH : SW_HELLO_RESUME;
+    if (f->hello_resume != SW_HELLO_RESUME && other_live) {
+        sw_log(SW_LOG_INFO, "token %.8s…: duplicate tab gets a new token", t->token);
+        if (f->hello_resume == SW_HELLO_REFUSED) /* refused credentials: said before the welcome */
+            sw_session_send_error(s, -1, SW_ERRC_BAD_RESUME,
+                                  "unknown conn_id or conn_token; continuing as a new connection");
+        move_to_new_token(t, s);
+        finish_current(t);
+        return;
+    }
+    if (f->hello_resume == SW_HELLO_RESUME && other_live) /* the stale socket, if still open */
         close_elsewhere(t, t->live_seen);
     sw_store_live(w->store, SW_LIVE_SET, tok1, sock1, 1, w->cfg->presence_ttl_ms);
-    if (f->hello_resume == 1 && !s->sse) {
+    if (f->hello_resume == SW_HELLO_RESUME && !s->sse) {
         snprintf(s->conn_id, sizeof(s->conn_id), "%s",
                  json_string_value(json_object_get(resume, "conn_id")));
         snprintf(s->conn_token, sizeof(s->conn_token), "%s",
@@ -1919,12 +1954,12 @@ static void run_hello(sw_token_t *t)
         hello_sync(t, s);
         return;
     }
-    if (f->hello_resume == -1)
+    if (f->hello_resume == SW_HELLO_REFUSED)
         sw_session_send_error(s, -1, SW_ERRC_BAD_RESUME,
                               "unknown conn_id or conn_token; continuing as a new connection");
     commit_fields_t cf;
     cf.n = 0;
-    add_conn_field(&cf, s);
+    add_conn_field(t, &cf, s);
     commit(t, &cf, NULL, 0, NULL, 0, 0); /* welcome once the credentials are stored */
 }
 

@@ -108,7 +108,7 @@ typedef struct sw_inflight {
     int commit_refresh;
     uint64_t commit_sent_ms;
     int commit_full;       /* hydrate: the answer is a full delta */
-    int hello_resume;      /* HELLO: 0 fresh, 1 valid resume, -1 refused */
+    int hello_resume;      /* HELLO: SW_HELLO_* */
     json_t *new_links;     /* links after this step's link ops, or NULL */
     size_t link_idx;       /* progress through the step's link ops */
     uint64_t load_sent_ms; /* when the acquire was sent */
@@ -120,6 +120,16 @@ typedef struct sw_inflight {
     uint64_t write_seq[SW_MAX_TOKEN_SHARED]; /* the shared seq each write makes */
     size_t nwrites;
 } sw_inflight_t;
+
+/* What a HELLO's resume is, as judged against the token's stored record. */
+enum {
+    SW_HELLO_FRESH = 0,    /* no resume */
+    SW_HELLO_RESUME = 1,   /* valid credentials (or an allowed bare SSE reconnect) */
+    SW_HELLO_REFUSED = -1, /* credentials that do not match: bad_resume */
+    SW_HELLO_BARE_SSE = 2, /* an EventSource's own reconnect (Last-Event-ID, no
+                              credentials): a resume only when the token's last
+                              connection was a stream and none is live now */
+};
 
 /* Recycled sw_inflight_t kept per worker (past it they are freed). */
 #define SW_INFLIGHT_POOL 64
@@ -157,6 +167,9 @@ struct sw_token {
      * sw:{T}:live (a socket id, heap string). */
     json_t *conn_rec;
     char *live_seen;
+    /* The user id the token is bound to (stored field _user), heap; NULL
+     * while unbound. From the last load; a hello that binds sets it. */
+    char *user;
     int waiting;         /* 0, or what the current event waits for */
     int old_view;        /* the tree was the client view before this load */
     int catchup_pending; /* shared changes arrived while busy */

@@ -402,6 +402,12 @@ static int pump(sw_wsc_t *c, uint64_t deadline)
 
 sw_wsc_t *sw_wsc_connect(const char *host, int port, const char *path, int timeout_ms)
 {
+    return sw_wsc_connect_ex(host, port, path, NULL, timeout_ms, NULL, NULL);
+}
+
+sw_wsc_t *sw_wsc_connect_ex(const char *host, int port, const char *path, const char *extra_headers,
+                            int timeout_ms, int *status, char **body)
+{
     uint64_t deadline = deadline_of(timeout_ms);
     sw_wsc_t *c = NULL;
     char *req = NULL;
@@ -415,6 +421,10 @@ sw_wsc_t *sw_wsc_connect(const char *host, int port, const char *path, int timeo
 
     resp_init(&rs, &parser, &settings);
     sw_buf_init(&head, HEAD_MAX);
+    if (status)
+        *status = -1;
+    if (body)
+        *body = NULL;
 
     fd = tcp_connect(host, port, deadline);
     if (fd < 0)
@@ -428,8 +438,8 @@ sw_wsc_t *sw_wsc_connect(const char *host, int port, const char *path, int timeo
     }
     req = sw_xasprintf("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                        "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                       "Sec-WebSocket-Version: 13\r\n\r\n",
-                       path, host, port, key);
+                       "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                       path, host, port, key, extra_headers ? extra_headers : "");
     if (write_all(fd, req, strlen(req), deadline) != 0) {
         sw_log(SW_LOG_WARN, "wsclient: sending the upgrade request failed");
         goto fail;
@@ -473,8 +483,36 @@ sw_wsc_t *sw_wsc_connect(const char *host, int port, const char *path, int timeo
                http_errno_description(HTTP_PARSER_ERRNO(&parser)));
         goto fail;
     }
+    if (status)
+        *status = (int)parser.status_code;
     if (parser.status_code != 101) {
-        sw_log(SW_LOG_WARN, "wsclient: upgrade answered %u, not 101", parser.status_code);
+        if (!status)
+            sw_log(SW_LOG_WARN, "wsclient: upgrade answered %u, not 101", parser.status_code);
+        /* The refusal's body: what followed the head, then until the
+         * response ends. */
+        if (head.len > head_len)
+            http_parser_execute(&parser, &settings, head.data + head_len, head.len - head_len);
+        while (body && !rs.complete && HTTP_PARSER_ERRNO(&parser) == HPE_OK) {
+            char chunk[4096];
+            ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                if (wait_fd(fd, POLLIN, deadline) <= 0)
+                    break;
+                continue;
+            }
+            if (n < 0)
+                break;
+            http_parser_execute(&parser, &settings, chunk, (size_t)n);
+            if (n == 0)
+                break;
+        }
+        if (body) {
+            size_t blen;
+            char *b = sw_buf_steal(&rs.body, &blen);
+            *body = b ? b : sw_xstrdup("");
+        }
         goto fail;
     }
     if (!rs.upgrade || strcasecmp(rs.upgrade, "websocket") != 0) {
@@ -714,6 +752,12 @@ int sw_wsc_fd(const sw_wsc_t *c)
 int sw_test_http(const char *host, int port, const char *method, const char *path, const char *body,
                  char **resp_body, int timeout_ms)
 {
+    return sw_test_http_ex(host, port, method, path, NULL, body, resp_body, timeout_ms);
+}
+
+int sw_test_http_ex(const char *host, int port, const char *method, const char *path,
+                    const char *extra_headers, const char *body, char **resp_body, int timeout_ms)
+{
     uint64_t deadline = deadline_of(timeout_ms);
     resp_state_t rs;
     http_parser parser;
@@ -728,13 +772,14 @@ int sw_test_http(const char *host, int port, const char *method, const char *pat
     fd = tcp_connect(host, port, deadline);
     if (fd < 0)
         goto fail;
+    const char *xh = extra_headers ? extra_headers : "";
     if (body)
-        req = sw_xasprintf("%s %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n"
+        req = sw_xasprintf("%s %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n%s"
                            "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                           method, path, host, port, strlen(body), body);
+                           method, path, host, port, xh, strlen(body), body);
     else
-        req = sw_xasprintf("%s %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n", method,
-                           path, host, port);
+        req = sw_xasprintf("%s %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n%s\r\n", method,
+                           path, host, port, xh);
     if (write_all(fd, req, strlen(req), deadline) != 0) {
         sw_log(SW_LOG_WARN, "http: sending %s %s failed", method, path);
         goto fail;

@@ -38,6 +38,15 @@ typedef struct sw_wsc sw_wsc_t;
  * failure (reason logged). */
 sw_wsc_t *sw_wsc_connect(const char *host, int port, const char *path, int timeout_ms);
 
+/* sw_wsc_connect with `extra_headers` (NULL, or CRLF-terminated header
+ * lines such as "Origin: http://a.example\r\n") in the upgrade request.
+ * When status is not NULL it gets the HTTP status of the answer (101, or
+ * a refusal such as 403; -1 when there was none), and a refusal is not
+ * logged; when body is not NULL it gets the refusal's body (heap, caller
+ * frees; NULL after a 101 or without an answer). */
+sw_wsc_t *sw_wsc_connect_ex(const char *host, int port, const char *path, const char *extra_headers,
+                            int timeout_ms, int *status, char **body);
+
 /* Send one text message (a single masked frame; masks from RAND_bytes).
  * data need not be NUL-terminated and need not be valid UTF-8 (hostile
  * tests). Blocks until written (at most 5 s). Returns 0, SW_ECLOSED when
@@ -119,5 +128,10 @@ int sw_wsc_fd(const sw_wsc_t *c);
  * I/O, parse error or timeout (logged). */
 int sw_test_http(const char *host, int port, const char *method, const char *path, const char *body,
                  char **resp_body, int timeout_ms);
+
+/* sw_test_http with extra request headers: NULL, or CRLF-terminated
+ * lines ("Origin: http://a.example\r\n"). */
+int sw_test_http_ex(const char *host, int port, const char *method, const char *path,
+                    const char *extra_headers, const char *body, char **resp_body, int timeout_ms);
 
 #endif

@@ -1,0 +1,522 @@
+/* Integration: nobody gets in — a connection naming a live token never
+ * sees, changes or closes it without that connection's credentials (SSE
+ * Last-Event-ID, a hello followed by a burst of events in one write),
+ * POSTs are checked by the stream's owner before they are accepted, the
+ * app's authentication hook and the user binding of tokens, the Origin
+ * allowlist, the per-connection event rate limit, and errors that always
+ * say what they are. Two server instances ("two hosts", 2 workers each)
+ * with the demo app, and one with the trust test app (tests/apps), on one
+ * real redis-server. */
+#include <criterion/criterion.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+
+#include "common/buf.h"
+#include "common/util.h"
+#include "support/redis_harness.h"
+#include "support/server_harness.h"
+#include "support/sseclient.h"
+#include "support/wsclient.h"
+
+#define T_MS 10000
+#define GOOD_ORIGIN "http://good.example:8080"
+
+static sw_test_redis_t *redis;
+static sw_test_server_t *host[2]; /* demo app */
+static sw_test_server_t *app;     /* trust test app, Origin allowlist, 20 events/s */
+
+static void setup(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    redis = sw_test_redis_start(0);
+    cr_assert(redis);
+    for (int i = 0; i < 2; i++) {
+        host[i] = sw_test_server_start(0, sw_test_redis_url(redis), 2, NULL);
+        cr_assert(host[i]);
+    }
+    const char *extra[] = {"--app",     SW_TEST_TRUST_APP,    "--allowed-origins",
+                           GOOD_ORIGIN, "--max-events-per-s", "20",
+                           NULL};
+    app = sw_test_server_start(0, sw_test_redis_url(redis), 1, extra);
+    cr_assert(app);
+}
+
+static void teardown(void)
+{
+    for (int i = 0; i < 2; i++) {
+        if (host[i])
+            sw_test_server_stop(host[i], SIGTERM, 5000);
+        host[i] = NULL;
+    }
+    if (app)
+        sw_test_server_stop(app, SIGTERM, 5000);
+    app = NULL;
+    if (redis)
+        sw_test_redis_stop(redis);
+    redis = NULL;
+}
+
+TestSuite(trust, .init = setup, .fini = teardown, .timeout = 120);
+
+static const char *str(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+static json_t *call(sw_wsc_t *c, int id, const char *name, const char *payload, const char *path)
+{
+    json_t *m = json_pack("{s:s,s:i,s:s}", "type", "event", "id", id, "name", name);
+    if (payload)
+        json_object_set_new(m, "payload", json_loads(payload, 0, NULL));
+    if (path)
+        json_object_set_new(m, "router", json_pack("{s:s}", "path", path));
+    cr_assert_eq(sw_wsc_send_json(c, m), 0);
+    json_decref(m);
+    return sw_wsc_wait(c, NULL, id, T_MS);
+}
+
+static json_int_t var_in(json_t *msg, const char *state, const char *var)
+{
+    return json_integer_value(
+        json_object_get(json_object_get(json_object_get(msg, "delta"), state), var));
+}
+
+static json_int_t count_in(json_t *msg)
+{
+    return var_in(msg, "counter", "count");
+}
+
+/* Append one masked client text frame (RFC 6455 §5.2; a zero masking key
+ * leaves the payload as is) to b. */
+static void frame(sw_buf_t *b, const char *text)
+{
+    size_t n = strlen(text);
+    unsigned char hdr[8] = {0x81};
+    size_t hl;
+    if (n < 126) {
+        hdr[1] = (unsigned char)(0x80 | n);
+        hl = 2;
+    } else {
+        cr_assert(n <= 0xffff);
+        hdr[1] = 0x80 | 126;
+        hdr[2] = (unsigned char)(n >> 8);
+        hdr[3] = (unsigned char)n;
+        hl = 4;
+    }
+    sw_buf_append(b, hdr, hl);
+    sw_buf_append(b, "\0\0\0\0", 4);
+    sw_buf_append(b, text, n);
+}
+
+/* A WebSocket client on token `tok` at route "/" with counter.count == n. */
+static sw_wsc_t *victim(int hi, const char *tok, int n)
+{
+    sw_wsc_t *v = sw_wsc_connect("127.0.0.1", host[hi]->port, "/_event", T_MS);
+    cr_assert(v);
+    json_t *w = sw_wsc_hello(v, tok, NULL, T_MS);
+    cr_assert(w);
+    cr_assert_str_eq(str(w, "token"), tok);
+    json_decref(w);
+    json_decref(call(v, 1, "hydrate", NULL, "/"));
+    for (int i = 0; i < n; i++) {
+        json_t *d = call(v, 2 + i, "counter.increment", NULL, NULL);
+        cr_assert_eq(count_in(d), i + 1);
+        json_decref(d);
+    }
+    return v;
+}
+
+Test(trust, hello_then_a_burst_of_events_in_one_write_never_reaches_a_live_token)
+{
+    sw_wsc_t *v = victim(0, "tok-burst", 5);
+    for (int hi = 0; hi < 2; hi++) { /* the victim's worker's host, and another */
+        sw_wsc_t *a = sw_wsc_connect("127.0.0.1", host[hi]->port, "/_event", T_MS);
+        cr_assert(a);
+        sw_buf_t b;
+        sw_buf_init(&b, 0);
+        frame(&b, "{\"type\":\"hello\",\"token\":\"tok-burst\"}");
+        for (int i = 1; i <= 100; i++) {
+            char m[96];
+            snprintf(m, sizeof(m), "{\"type\":\"event\",\"id\":%d,\"name\":\"counter.increment\"}",
+                     i);
+            frame(&b, m);
+        }
+        cr_assert_eq(sw_wsc_send_raw(a, b.data, b.len), 0, "hello + 100 events in one write");
+        sw_buf_destroy(&b);
+        json_t *w = sw_wsc_wait(a, "welcome", -1, T_MS);
+        cr_assert(w);
+        cr_assert_str_neq(str(w, "token"), "tok-burst", "a duplicate gets a token of its own");
+        json_decref(w);
+        json_t *last = sw_wsc_wait(a, NULL, 100, T_MS);
+        cr_assert(last, "every event is answered");
+        cr_assert_eq(count_in(last), 100, "all 100 ran on the new token: %s",
+                     json_dumps(last, JSON_COMPACT));
+        json_decref(last);
+        sw_wsc_free(a);
+    }
+    /* The victim's state is untouched, and its connection still works. */
+    json_t *d = call(v, 50, "counter.increment", NULL, NULL);
+    cr_assert(d);
+    cr_assert_eq(count_in(d), 6, "the victim's count went from 5 to %lld", (long long)count_in(d));
+    json_decref(d);
+    sw_wsc_free(v);
+}
+
+static void post_body(char *body, size_t cap, const char *cid, const char *ctok,
+                      const char *messages)
+{
+    snprintf(body, cap, "{\"conn_id\":\"%s\",\"conn_token\":\"%s\",\"messages\":%s}", cid, ctok,
+             messages);
+}
+
+static int post(int port, const char *cid, const char *ctok, const char *messages, char **out)
+{
+    char body[4096];
+    post_body(body, sizeof(body), cid, ctok, messages);
+    return sw_test_http("127.0.0.1", port, "POST", "/_event", body, out, T_MS);
+}
+
+/* An event stream's welcome: conn_id and conn_token into cid / ctok. */
+static void stream_creds(sw_ssec_t *e, const char *want_token, char cid[80], char ctok[80])
+{
+    json_t *w = sw_ssec_next(e, T_MS);
+    cr_assert(w, "welcome");
+    cr_assert_str_eq(str(w, "type"), "welcome");
+    if (want_token)
+        cr_assert_str_eq(str(w, "token"), want_token);
+    snprintf(cid, 80, "%s", str(w, "conn_id"));
+    snprintf(ctok, 80, "%s", str(w, "conn_token"));
+    json_decref(w);
+}
+
+Test(trust, last_event_id_without_credentials_never_takes_over_a_live_stream)
+{
+    sw_ssec_t *v = sw_ssec_open(host[0]->port, "token=tok-sse-victim", NULL, NULL);
+    char cid[80], ctok[80];
+    stream_creds(v, "tok-sse-victim", cid, ctok);
+    char *resp = NULL;
+    cr_assert_eq(post(host[0]->port, cid, ctok,
+                      "[{\"type\":\"event\",\"id\":1,\"name\":\"hydrate\",\"router\":{\"path\":"
+                      "\"/\"}},{\"type\":\"event\",\"id\":2,\"name\":\"counter.add\","
+                      "\"payload\":{\"amount\":5}}]",
+                      &resp),
+                 202, "%s", resp);
+    free(resp);
+    json_int_t seq = 0;
+    for (;;) {
+        json_t *m = sw_ssec_next(v, T_MS);
+        cr_assert(m);
+        json_int_t id = json_integer_value(json_object_get(m, "id"));
+        seq = json_integer_value(json_object_get(m, "seq"));
+        json_decref(m);
+        if (id == 2)
+            break;
+    }
+    /* The attacker knows the token and sends what an EventSource sends
+     * when it reconnects by itself, to the victim's host and another. */
+    for (int hi = 0; hi < 2; hi++) {
+        char lei[32];
+        snprintf(lei, sizeof(lei), "%lld", (long long)(hi == 0 ? 0 : seq));
+        sw_ssec_t *a = sw_ssec_open(host[hi]->port, "token=tok-sse-victim", lei, NULL);
+        json_t *w = sw_ssec_next(a, T_MS);
+        cr_assert(w);
+        cr_assert_str_eq(str(w, "type"), "welcome");
+        cr_assert_str_neq(str(w, "token"), "tok-sse-victim", "a second tab: a new token");
+        cr_assert_not(json_is_true(json_object_get(w, "resumed")));
+        json_decref(w);
+        json_t *m = sw_ssec_next(a, 800);
+        cr_assert_null(m, "the attacker gets nothing of the victim: %s",
+                       m ? json_dumps(m, JSON_COMPACT) : "");
+        sw_ssec_close(a);
+    }
+    /* The victim's stream is open and still works. */
+    cr_assert_eq(post(host[1]->port, cid, ctok,
+                      "[{\"type\":\"event\",\"id\":3,\"name\":\"counter.increment\"}]", &resp),
+                 202);
+    free(resp);
+    json_t *m = sw_ssec_next(v, T_MS);
+    cr_assert(m, "the victim's stream was not closed");
+    cr_assert_eq(json_integer_value(json_object_get(m, "id")), 3);
+    cr_assert_eq(count_in(m), 6);
+    json_decref(m);
+    sw_ssec_close(v);
+}
+
+Test(trust, an_error_always_carries_its_code_and_a_message)
+{
+    sw_wsc_t *c = sw_wsc_connect("127.0.0.1", host[0]->port, "/_event", T_MS);
+    cr_assert(c);
+    /* "\é: an unterminated string whose error text jansson cuts inside
+     * the two-byte character. */
+    cr_assert_eq(sw_wsc_send_text(c, "\"\\\xc3\xa9", 4), 0);
+    json_t *e = sw_wsc_recv_json(c, T_MS);
+    cr_assert(e, "an answer that is JSON");
+    cr_assert_str_eq(str(e, "type"), "error");
+    cr_assert_str_eq(str(e, "code"), "bad_json");
+    cr_assert(str(e, "message") && strlen(str(e, "message")) > 0);
+    json_decref(e);
+    sw_wsc_free(c);
+}
+
+/* ---- the authentication hook ------------------------------------------- */
+
+static sw_wsc_t *app_client(const char *extra_headers)
+{
+    sw_wsc_t *c =
+        sw_wsc_connect_ex("127.0.0.1", app->port, "/_event", extra_headers, T_MS, NULL, NULL);
+    cr_assert(c);
+    return c;
+}
+
+static json_t *hello_auth(sw_wsc_t *c, const char *token, const char *auth, const json_t *resume)
+{
+    json_t *h = json_pack("{s:s}", "type", "hello");
+    if (token)
+        json_object_set_new(h, "token", json_string(token));
+    if (auth)
+        json_object_set_new(h, "auth", json_string(auth));
+    if (resume)
+        json_object_set(h, "resume", (json_t *)resume);
+    cr_assert_eq(sw_wsc_send_json(c, h), 0);
+    json_decref(h);
+    return sw_wsc_recv_json(c, T_MS);
+}
+
+static char *whoami(sw_wsc_t *c, int id)
+{
+    json_t *d = call(c, id, "me.whoami", NULL, NULL);
+    cr_assert(d);
+    json_t *u = json_object_get(json_object_get(json_object_get(d, "delta"), "me"), "user");
+    char *out = strdup(u ? json_string_value(u) : "(unchanged)");
+    json_decref(d);
+    return out;
+}
+
+Test(trust, a_refused_hello_gets_unauthorized_and_close_4401)
+{
+    const char *refused[] = {"deny", "bad-user"};
+    for (size_t i = 0; i < 2; i++) {
+        sw_wsc_t *c = app_client(NULL);
+        json_t *e = hello_auth(c, "tok-refused", refused[i], NULL);
+        cr_assert(e);
+        cr_assert_str_eq(str(e, "type"), "error");
+        cr_assert_str_eq(str(e, "code"), "unauthorized");
+        if (i == 0)
+            cr_assert_str_eq(str(e, "message"), "denied by test", "the hook's reason");
+        json_decref(e);
+        cr_assert_null(sw_wsc_recv_json(c, T_MS));
+        cr_assert(sw_wsc_closed(c));
+        cr_assert_eq(sw_wsc_close_code(c), 4401);
+        sw_wsc_free(c);
+    }
+}
+
+Test(trust, a_token_is_bound_to_its_first_user)
+{
+    sw_wsc_t *alice = app_client(NULL);
+    json_t *w = hello_auth(alice, "tok-alice", "user:alice", NULL);
+    cr_assert_str_eq(str(w, "type"), "welcome");
+    cr_assert_str_eq(str(w, "token"), "tok-alice");
+    json_decref(w);
+    char *u = whoami(alice, 1);
+    cr_assert_str_eq(u, "alice");
+    free(u);
+    json_t *d = call(alice, 2, "me.increment", NULL, NULL);
+    cr_assert_eq(var_in(d, "me", "count"), 1);
+    json_decref(d);
+
+    /* Another user, and an anonymous client, naming alice's token (alice
+     * still connected, and after she left) get tokens of their own. */
+    for (int round = 0; round < 2; round++) {
+        const char *who[] = {"user:bob", NULL};
+        for (int k = 0; k < 2; k++) {
+            sw_wsc_t *x = app_client(NULL);
+            w = hello_auth(x, "tok-alice", who[k], NULL);
+            cr_assert_str_eq(str(w, "type"), "welcome");
+            cr_assert_str_neq(str(w, "token"), "tok-alice");
+            json_decref(w);
+            u = whoami(x, 1);
+            cr_assert_str_eq(u, k == 0 ? "bob" : "(unchanged)", "round %d: %s", round, u);
+            free(u);
+            d = call(x, 2, "me.increment", NULL, NULL);
+            cr_assert_eq(var_in(d, "me", "count"), 1, "its own state");
+            json_decref(d);
+            sw_wsc_free(x);
+        }
+        if (round == 0) {
+            sw_wsc_free(alice);
+            usleep(200000);
+        }
+    }
+    /* Alice comes back (no credentials, her old socket is gone): her token. */
+    alice = app_client(NULL);
+    w = hello_auth(alice, "tok-alice", "user:alice", NULL);
+    cr_assert_str_eq(str(w, "token"), "tok-alice");
+    json_decref(w);
+    d = call(alice, 3, "me.increment", NULL, NULL);
+    cr_assert_eq(var_in(d, "me", "count"), 2, "nobody else wrote into it");
+    json_decref(d);
+    sw_wsc_free(alice);
+}
+
+Test(trust, a_resume_of_a_bound_token_by_another_user_is_refused)
+{
+    sw_wsc_t *a = app_client(NULL);
+    json_t *w = hello_auth(a, "tok-erin", "user:erin", NULL);
+    cr_assert_str_eq(str(w, "token"), "tok-erin");
+    json_t *resume = json_pack("{s:s,s:s,s:i}", "conn_id", str(w, "conn_id"), "conn_token",
+                               str(w, "conn_token"), "last_seq", 0);
+    json_decref(w);
+    sw_wsc_free(a);
+    usleep(200000);
+    sw_wsc_t *m = app_client(NULL);
+    json_t *e = hello_auth(m, "tok-erin", "user:mallory", resume);
+    cr_assert_str_eq(str(e, "type"), "error");
+    cr_assert_str_eq(str(e, "code"), "bad_resume");
+    json_decref(e);
+    w = sw_wsc_wait(m, "welcome", -1, T_MS);
+    cr_assert_str_neq(str(w, "token"), "tok-erin");
+    cr_assert_not(json_is_true(json_object_get(w, "resumed")));
+    json_decref(w);
+    sw_wsc_free(m);
+    /* Erin herself resumes. */
+    sw_wsc_t *b = app_client(NULL);
+    w = hello_auth(b, "tok-erin", "user:erin", resume);
+    cr_assert_str_eq(str(w, "type"), "welcome");
+    cr_assert(json_is_true(json_object_get(w, "resumed")));
+    json_decref(w);
+    json_decref(resume);
+    sw_wsc_free(b);
+}
+
+Test(trust, event_streams_authenticate_with_the_auth_parameter_or_a_bearer_token)
+{
+    char *body = NULL;
+    cr_assert_eq(sw_test_http("127.0.0.1", app->port, "GET", "/_sse?token=tok-s1&auth=deny", NULL,
+                              &body, T_MS),
+                 401);
+    json_t *j = json_loads(body, 0, NULL);
+    cr_assert(j, "a JSON body: %s", body);
+    cr_assert_str_eq(str(json_object_get(j, "error"), "code"), "unauthorized");
+    json_decref(j);
+    free(body);
+
+    sw_ssec_t *e = sw_ssec_open(app->port, "token=tok-s1&auth=user%3Adave", NULL, NULL);
+    char cid[80], ctok[80];
+    stream_creds(e, "tok-s1", cid, ctok);
+    char *resp = NULL;
+    cr_assert_eq(
+        post(app->port, cid, ctok, "[{\"type\":\"event\",\"id\":1,\"name\":\"me.whoami\"}]", &resp),
+        202);
+    free(resp);
+    json_t *d = sw_ssec_next(e, T_MS);
+    cr_assert_str_eq(str(json_object_get(json_object_get(d, "delta"), "me"), "user"), "dave");
+    json_decref(d);
+    sw_ssec_close(e);
+
+    /* Another user's stream for dave's token: a token of its own. */
+    sw_ssec_t *f =
+        sw_ssec_open(app->port, "token=tok-s1", NULL, "Authorization: Bearer user:frank\r\n");
+    json_t *w = sw_ssec_next(f, T_MS);
+    cr_assert_str_eq(str(w, "type"), "welcome");
+    cr_assert_str_neq(str(w, "token"), "tok-s1");
+    json_decref(w);
+    sw_ssec_close(f);
+}
+
+Test(trust, handlers_chain_at_most_64_events_and_see_the_bound)
+{
+    sw_wsc_t *c = app_client(NULL);
+    json_t *w = hello_auth(c, NULL, NULL, NULL);
+    json_decref(w);
+    json_t *d = call(c, 1, "me.chain", "{\"n\": 70}", NULL);
+    cr_assert(d);
+    cr_assert_eq(var_in(d, "me", "chained"), 64);
+    cr_assert_eq(var_in(d, "me", "refused"), 6, "sw_ctx_chain returned -1 past the bound");
+    json_decref(d);
+    /* The 64 chained increments run next. */
+    json_int_t count = 0;
+    while (count < 64) {
+        json_t *m = sw_wsc_recv_json(c, T_MS);
+        cr_assert(m, "count reached %lld", (long long)count);
+        if (var_in(m, "me", "count"))
+            count = var_in(m, "me", "count");
+        json_decref(m);
+    }
+    cr_assert_eq(count, 64);
+    sw_wsc_free(c);
+}
+
+Test(trust, events_above_the_rate_are_answered_rate_limited_and_nothing_else_is_lost)
+{
+    sw_wsc_t *c = app_client(NULL);
+    json_decref(hello_auth(c, NULL, NULL, NULL));
+    sw_buf_t b;
+    sw_buf_init(&b, 0);
+    for (int i = 1; i <= 60; i++) {
+        char m[96];
+        snprintf(m, sizeof(m), "{\"type\":\"event\",\"id\":%d,\"name\":\"me.increment\"}", i);
+        frame(&b, m);
+    }
+    cr_assert_eq(sw_wsc_send_raw(c, b.data, b.len), 0);
+    sw_buf_destroy(&b);
+    int ok = 0, limited = 0;
+    json_int_t count = 0;
+    for (int i = 0; i < 60; i++) {
+        json_t *m = sw_wsc_recv_json(c, T_MS);
+        cr_assert(m, "answer %d of 60", i + 1);
+        if (strcmp(str(m, "type"), "error") == 0) {
+            cr_assert_str_eq(str(m, "code"), "rate_limited");
+            cr_assert(json_integer_value(json_object_get(m, "id")) > 0, "the error has the id");
+            limited++;
+        } else {
+            ok++;
+            count = var_in(m, "me", "count");
+        }
+        json_decref(m);
+    }
+    cr_assert_eq(ok + limited, 60, "every event answered once");
+    cr_assert(ok >= 20 && ok <= 22, "one second's worth passes: %d", ok);
+    cr_assert_eq(count, ok, "exactly the accepted events were applied");
+    /* A second later the bucket has refilled: the connection is fine. */
+    usleep(1100000);
+    json_t *d = call(c, 100, "me.increment", NULL, NULL);
+    cr_assert_eq(var_in(d, "me", "count"), ok + 1);
+    json_decref(d);
+    sw_wsc_free(c);
+}
+
+Test(trust, event_streams_and_posts_from_another_origin_get_403)
+{
+    const char *bad = "Origin: http://evil.example\r\n";
+    char *body = NULL;
+    cr_assert_eq(sw_test_http_ex("127.0.0.1", app->port, "GET", "/_sse?token=tok-o1", bad, NULL,
+                                 &body, T_MS),
+                 403);
+    cr_assert(strstr(body, "\"forbidden_origin\""), "%s", body);
+    free(body);
+    cr_assert_eq(sw_test_http_ex("127.0.0.1", app->port, "POST", "/_event", bad,
+                                 "{\"conn_id\":\"x\",\"conn_token\":\"y\",\"messages\":[]}", &body,
+                                 T_MS),
+                 403);
+    cr_assert(strstr(body, "\"forbidden_origin\""), "%s", body);
+    free(body);
+    /* The allowed origin, and no Origin at all, pass. */
+    sw_ssec_t *e = sw_ssec_open(app->port, "token=tok-o1", NULL, "Origin: " GOOD_ORIGIN "\r\n");
+    char cid[80], ctok[80];
+    stream_creds(e, "tok-o1", cid, ctok);
+    char req[512];
+    post_body(req, sizeof(req), cid, ctok, "[]");
+    cr_assert_eq(sw_test_http_ex("127.0.0.1", app->port, "POST", "/_event",
+                                 "Origin: " GOOD_ORIGIN "\r\n", req, &body, T_MS),
+                 202, "%s", body);
+    free(body);
+    sw_ssec_close(e);
+}
