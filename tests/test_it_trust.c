@@ -520,3 +520,99 @@ Test(trust, event_streams_and_posts_from_another_origin_get_403)
     free(body);
     sw_ssec_close(e);
 }
+
+/* ---- POST /_event is checked before it is accepted ---------------------- */
+
+/* Redis's count of PUBLISH commands so far (INFO commandstats). */
+static long long publishes(void)
+{
+    redisContext *rc = sw_test_redis_connect(redis);
+    cr_assert(rc);
+    redisReply *r = redisCommand(rc, "INFO commandstats");
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    long long n = 0;
+    const char *p = strstr(r->str, "cmdstat_publish:calls=");
+    if (p)
+        n = atoll(p + strlen("cmdstat_publish:calls="));
+    freeReplyObject(r);
+    redisFree(rc);
+    return n;
+}
+
+static void assert_refused(int port, const char *cid, const char *ctok, int want_status)
+{
+    char *resp = NULL;
+    int st = post(port, cid, ctok, "[{\"type\":\"event\",\"id\":9,\"name\":\"counter.increment\"}]",
+                  &resp);
+    cr_assert_eq(st, want_status, "POST %s / %s: %d %s", cid, ctok, st, resp);
+    json_t *j = json_loads(resp, 0, NULL);
+    cr_assert(j, "a JSON body: %s", resp);
+    cr_assert_str_eq(str(json_object_get(j, "error"), "code"), "bad_resume");
+    cr_assert(str(json_object_get(j, "error"), "message"));
+    json_decref(j);
+    free(resp);
+}
+
+Test(trust, posts_with_forged_credentials_are_refused_on_every_host_without_redis_work)
+{
+    sw_ssec_t *e = sw_ssec_open(host[0]->port, "token=tok-post", NULL, NULL);
+    char cid[80], ctok[80];
+    stream_creds(e, "tok-post", cid, ctok);
+    char *resp = NULL;
+    cr_assert_eq(post(host[1]->port, cid, ctok,
+                      "[{\"type\":\"event\",\"id\":1,\"name\":\"hydrate\",\"router\":{\"path\":"
+                      "\"/\"}}]",
+                      &resp),
+                 202);
+    free(resp);
+    json_t *m;
+    while ((m = sw_ssec_next(e, 1000)))
+        json_decref(m);
+
+    /* A wrong conn_token, a made-up conn_id (with the owner's holder and
+     * "_"), a real conn_id with its tag changed: on both hosts (both
+     * workers of each: several POSTs), no PUBLISH at all. */
+    char wrong_tok[80], made_up[96], bad_tag[80];
+    snprintf(wrong_tok, sizeof(wrong_tok), "%s", ctok);
+    wrong_tok[0] = wrong_tok[0] == 'a' ? 'b' : 'a';
+    snprintf(made_up, sizeof(made_up), "%.*s_999", (int)(strrchr(cid, '_') - cid), cid);
+    snprintf(bad_tag, sizeof(bad_tag), "%s", cid);
+    bad_tag[strlen(bad_tag) - 1] = bad_tag[strlen(bad_tag) - 1] == '0' ? '1' : '0';
+    long long before = publishes();
+    for (int round = 0; round < 4; round++) {
+        for (int hi = 0; hi < 2; hi++) {
+            assert_refused(host[hi]->port, cid, wrong_tok, 403);
+            assert_refused(host[hi]->port, made_up, ctok, 404);
+            assert_refused(host[hi]->port, "w0-1-abc_5", ctok, 404);
+            assert_refused(host[hi]->port, bad_tag, ctok, 404);
+            assert_refused(host[hi]->port, "no-such-stream", "x", 404);
+        }
+    }
+    cr_assert_eq(publishes(), before, "a refused POST makes Redis do nothing");
+    /* Nothing reached the stream. */
+    m = sw_ssec_next(e, 500);
+    cr_assert_null(m, "%s", m ? json_dumps(m, JSON_COMPACT) : "");
+
+    /* The real credentials work from every host, in order. */
+    for (int i = 0; i < 6; i++) {
+        char msg[96];
+        snprintf(msg, sizeof(msg),
+                 "[{\"type\":\"event\",\"id\":%d,\"name\":\"counter.increment\"}]", 10 + i);
+        cr_assert_eq(post(host[i % 2]->port, cid, ctok, msg, &resp), 202);
+        cr_assert(strstr(resp, "\"accepted\":1"), "%s", resp);
+        free(resp);
+    }
+    json_int_t count = 0;
+    while (count < 6 && (m = sw_ssec_next(e, T_MS))) {
+        count = count_in(m);
+        json_decref(m);
+    }
+    cr_assert_eq(count, 6);
+
+    /* Once the stream is gone, its own credentials get 404 everywhere. */
+    sw_ssec_close(e);
+    usleep(300000);
+    for (int hi = 0; hi < 2; hi++)
+        for (int k = 0; k < 2; k++)
+            assert_refused(host[hi]->port, cid, ctok, 404);
+}

@@ -1171,3 +1171,78 @@ Test(store_redis, resync_after_restart, .timeout = 30)
     sw_store_free(a);
     sw_store_free(b);
 }
+
+/* ---- the signing secret and acknowledged publishes --------------------------------- */
+
+typedef struct value_res {
+    int done;
+    int status;
+    char value[300];
+} value_res_t;
+
+static void on_value(void *udata, int status, const char *value, size_t len)
+{
+    value_res_t *v = udata;
+    cr_assert_eq(v->done, 0, "value callback called twice");
+    v->done = 1;
+    v->status = status;
+    snprintf(v->value, sizeof(v->value), "%.*s", (int)len, value);
+}
+
+typedef struct recv_res {
+    int done;
+    int status;
+    int64_t count;
+} recv_res_t;
+
+static void on_recv_res(void *udata, int status, int64_t count)
+{
+    recv_res_t *c = udata;
+    cr_assert_eq(c->done, 0, "count callback called twice");
+    c->done = 1;
+    c->status = status;
+    c->count = count;
+}
+
+/* The first proposal wins for every store of the deployment; an
+ * acknowledged publish says how many subscribers got it. */
+static void secret_and_receivers(const char *url)
+{
+    sw_store_t *a = mk(url, "w1", 0, 0, 0);
+    sw_store_t *b = mk(url, "w2", 0, 0, 0);
+    cr_assert_eq(sw_store_secret(a, "", 0, on_value, NULL), SW_EINVAL);
+    value_res_t va = {0}, vb = {0};
+    cr_assert_eq(sw_store_secret(a, "first-proposal", 14, on_value, &va), 0);
+    cr_assert(wait_flag(&va.done, WAIT_MS));
+    cr_assert_eq(sw_store_secret(b, "second-proposal", 15, on_value, &vb), 0);
+    cr_assert(wait_flag(&vb.done, WAIT_MS));
+    cr_assert_eq(va.status, 0);
+    cr_assert_eq(vb.status, 0);
+    cr_assert_str_eq(va.value, "first-proposal");
+    cr_assert_str_eq(vb.value, "first-proposal", "the second store adopts the first key");
+
+    recv_res_t none = {0}, one = {0};
+    cr_assert_eq(sw_store_publish_acked(a, "inbox:nobody", "x", 1, on_recv_res, &none), 0);
+    cr_assert(wait_flag(&none.done, WAIT_MS));
+    cr_assert_eq(none.status, 0);
+    cr_assert_eq(none.count, 0, "nobody subscribes");
+    sub_rec_t rec = {0};
+    subscribe_ok(b, "inbox:w2", &rec);
+    cr_assert_eq(sw_store_publish_acked(a, "inbox:w2", "hi", 2, on_recv_res, &one), 0);
+    cr_assert(wait_flag(&one.done, WAIT_MS));
+    cr_assert_eq(one.status, 0);
+    cr_assert_eq(one.count, 1);
+    cr_assert(wait_count(&rec.nmsg, 1));
+    sw_store_free(a);
+    sw_store_free(b);
+}
+
+Test(store_redis, secret_and_publish_receivers)
+{
+    secret_and_receivers(sw_test_redis_url(redis));
+}
+
+Test(store_mem, secret_and_publish_receivers)
+{
+    secret_and_receivers(NULL);
+}

@@ -160,6 +160,8 @@ struct sw_conn {
     size_t feed_len;
     char *peer;
     void *udata;
+    unsigned refs; /* sw_conn_ref holds: the struct outlives the socket */
+    unsigned reaped : 1;
 };
 
 static void conn_flush(sw_conn_t *c);
@@ -248,6 +250,11 @@ static void conn_reap(sw_conn_t *c)
     sw_buf_destroy(&c->out);
     sw_buf_destroy(&c->rx);
     free(c->peer);
+    c->peer = NULL;
+    if (c->refs) { /* an upper layer still holds it (sw_conn_unref frees) */
+        c->reaped = 1;
+        return;
+    }
     free(c);
 }
 
@@ -1286,6 +1293,22 @@ sw_conn_t *sw_conn_new(sw_conn_env_t *env, int fd)
     }
     ev_io_start(env->loop, &c->rio);
     return c;
+}
+
+void sw_conn_ref(sw_conn_t *c)
+{
+    c->refs++;
+}
+
+void sw_conn_unref(sw_conn_t *c)
+{
+    if (c->refs == 0) {
+        sw_log(SW_LOG_ERROR, "conn %llu: sw_conn_unref without a reference",
+               (unsigned long long)c->id);
+        return;
+    }
+    if (--c->refs == 0 && c->reaped)
+        free(c);
 }
 
 uint64_t sw_conn_id(const sw_conn_t *c)

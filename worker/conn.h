@@ -124,6 +124,14 @@ void sw_conn_env_destroy(sw_conn_env_t *env);
  * start reading. Returns the conn, or NULL (fd closed, logged). */
 sw_conn_t *sw_conn_new(sw_conn_env_t *env, int fd);
 
+/* Hold c: its struct stays allocated after it closes (on_close, when owed,
+ * still runs as usual; sw_conn_http_reply and the send calls on a closed
+ * conn do nothing) until the matching sw_conn_unref. For an upper layer
+ * that answers an HTTP request later, from a callback of its own: the
+ * client may be gone by then. Every ref needs one unref. */
+void sw_conn_ref(sw_conn_t *c);
+void sw_conn_unref(sw_conn_t *c);
+
 /* Unique id of the conn within its worker process (never reused). */
 uint64_t sw_conn_id(const sw_conn_t *c);
 

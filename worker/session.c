@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "common/log.h"
+#include "worker/credentials.h"
 #include "common/util.h"
 #include "worker/token.h"
 #include "worker/worker.h"
@@ -24,14 +25,16 @@ static sw_session_t *session_new(sw_worker_t *w, sw_conn_t *c, int sse)
     SW_STAT_ADD(w->stats, ws_open, 1);
     SW_STAT_ADD(w->stats, sse_open, sse ? 1 : 0); /* metrics */
     if (sse) {
-        /* An event stream's conn_id names its worker: POSTs from any host
-         * are routed to it ("<holder id>_<n>"). */
-        snprintf(s->conn_id, sizeof(s->conn_id), "%s_%llu", w->holder_id,
-                 (unsigned long long)sw_conn_id(c));
+        /* An event stream's conn_id names its worker, and both credentials
+         * are signed (worker/credentials.h): POSTs from any host are
+         * checked where they land, then routed to it. */
+        (void)sw_cred_stream_id(&w->cred_key, w->holder_id, sw_conn_id(c), s->conn_id,
+                                sizeof(s->conn_id));
+        sw_cred_stream_token(&w->cred_key, s->conn_id, s->conn_token);
     } else {
         sw_random_hex(s->conn_id, 8);
+        sw_random_hex(s->conn_token, 16);
     }
-    sw_random_hex(s->conn_token, 16);
     TAILQ_INIT(&s->held);
     s->bucket = (double)w->cfg->max_events_per_s; /* a full second's worth */
     s->bucket_ms = sw_now_ms();
@@ -444,9 +447,11 @@ void sw_session_sse_open(sw_conn_t *c, const sw_http_request_t *req)
         last_seq = strtoull(last, NULL, 10);
         have_last = 1;
     }
-    if (w->draining) {
+    if (w->draining || !w->have_cred_key) {
         free(auth);
-        http_error(c, 503, "state_unavailable", "server is shutting down; reconnect");
+        http_error(c, 503, "state_unavailable",
+                   w->draining ? "server is shutting down; reconnect"
+                               : "server is starting (state store out of reach); retry");
         return;
     }
     char user[SW_USER_MAX + 1], reason[160];
@@ -495,17 +500,15 @@ static sw_session_t *find_stream(sw_worker_t *w, const char *cid)
     return NULL;
 }
 
-/* Queue the messages of a POST body on the local stream. Returns how many
- * were accepted, or a negative HTTP status. */
-static int post_local(sw_worker_t *w, json_t *body)
+/* Queue the messages of a POST body on the local stream `cid`. Returns
+ * how many were accepted, or a negative HTTP status: -404 no such live
+ * stream here, -403 a wrong conn_token. */
+static int post_local(sw_worker_t *w, const char *cid, const char *ctok, json_t *msgs)
 {
-    const char *cid = json_string_value(json_object_get(body, "conn_id"));
-    const char *ctok = json_string_value(json_object_get(body, "conn_token"));
-    json_t *msgs = json_object_get(body, "messages");
-    sw_session_t *s = cid ? find_stream(w, cid) : NULL;
+    sw_session_t *s = find_stream(w, cid);
     if (!s)
         return -404;
-    if (!ctok || !sw_secure_equal(ctok, strlen(ctok), s->conn_token, strlen(s->conn_token)))
+    if (!sw_secure_equal(ctok, strlen(ctok), s->conn_token, strlen(s->conn_token)))
         return -403;
     size_t i;
     json_t *m;
@@ -522,24 +525,86 @@ static int post_local(sw_worker_t *w, json_t *body)
     return n;
 }
 
-typedef struct post_fwd {
-    sw_conn_t *c; /* the HTTP conn waits for this reply (conn.c keeps it) */
-    sw_worker_t *w;
-    int n;
-} post_fwd_t;
-
-static void on_forwarded(void *udata, int status)
+/* Answer a POST /_event: 202 {"accepted": n}, or the refusal for a
+ * negative status from post_local. */
+static void post_answer(sw_conn_t *c, int n)
 {
-    post_fwd_t *pf = udata;
-    char body[64];
-    if (status == 0) {
-        int len = snprintf(body, sizeof(body), "{\"accepted\":%d}", pf->n);
-        sw_conn_http_reply(pf->c, 202, "application/json", "Cache-Control: no-store\r\n", body,
-                           (size_t)len);
+    if (n == -404) {
+        http_error(c, 404, "bad_resume", "no such event stream");
+    } else if (n == -403) {
+        http_error(c, 403, "bad_resume", "wrong conn_token");
     } else {
-        http_error(pf->c, 503, "state_unavailable", "could not reach the stream's worker; retry");
+        char out[64];
+        int len = snprintf(out, sizeof(out), "{\"accepted\":%d}", n);
+        sw_conn_http_reply(c, 202, "application/json", "Cache-Control: no-store\r\n", out,
+                           (size_t)len);
     }
+}
+
+/* How long a POST forwarded to the stream's worker waits for its answer. */
+#define POST_FORWARD_TIMEOUT_S 5.0
+
+/* A POST forwarded to the worker that owns the stream, waiting for that
+ * worker's answer ("A:" in this worker's inbox). It holds the HTTP conn
+ * (sw_conn_ref) and is freed once it has answered the client and the
+ * PUBLISH has completed (the store's callback has it as udata). */
+typedef struct sw_post_fwd {
+    LIST_ENTRY(sw_post_fwd) link; /* w->posts */
+    sw_worker_t *w;
+    sw_conn_t *c;
+    uint64_t id;
+    ev_timer timer;
+    int answered;  /* the client has its answer */
+    int published; /* the PUBLISH completed */
+} sw_post_fwd_t;
+
+static void fwd_maybe_free(sw_post_fwd_t *pf)
+{
+    if (!pf->answered || !pf->published)
+        return;
+    LIST_REMOVE(pf, link);
     free(pf);
+}
+
+/* Answer the client once: n accepted, or -403 / -404; -503 could not be
+ * forwarded; -504 no answer in time. */
+static void fwd_answer(sw_post_fwd_t *pf, int n)
+{
+    if (pf->answered)
+        return;
+    pf->answered = 1;
+    ev_timer_stop(pf->w->loop, &pf->timer);
+    if (n == -503)
+        http_error(pf->c, 503, "state_unavailable",
+                   "could not reach the stream's worker; nothing was queued; retry");
+    else if (n == -504)
+        http_error(pf->c, 504, "state_unavailable",
+                   "the stream's worker did not confirm in time; answers, if any, arrive on the "
+                   "stream");
+    else
+        post_answer(pf->c, n);
+    sw_conn_unref(pf->c);
+    pf->c = NULL;
+}
+
+static void fwd_timeout_cb(struct ev_loop *loop, ev_timer *tw, int revents)
+{
+    sw_post_fwd_t *pf = sw_container_of(tw, sw_post_fwd_t, timer);
+    sw_log(SW_LOG_WARN, "forwarded POST %llu: no answer within %.0f s", (unsigned long long)pf->id,
+           POST_FORWARD_TIMEOUT_S);
+    fwd_answer(pf, -504);
+    fwd_maybe_free(pf);
+}
+
+static void on_forwarded(void *udata, int status, int64_t receivers)
+{
+    sw_post_fwd_t *pf = udata;
+    pf->published = 1;
+    if (status != 0)
+        fwd_answer(pf, -503);
+    else if (receivers == 0) /* its worker is gone, and the stream with it */
+        fwd_answer(pf, -404);
+    fwd_maybe_free(pf);
 }
 
 void sw_session_sse_post(sw_conn_t *c, const sw_http_request_t *req)
@@ -551,56 +616,113 @@ void sw_session_sse_post(sw_conn_t *c, const sw_http_request_t *req)
     json_t *body = req->body ? json_loadb(req->body, req->body_len, 0, &err) : NULL;
     json_t *msgs = json_object_get(body, "messages");
     const char *cid = json_string_value(json_object_get(body, "conn_id"));
-    if (!json_is_object(body) || !json_is_array(msgs) || !cid ||
-        !json_is_string(json_object_get(body, "conn_token"))) {
+    const char *ctok = json_string_value(json_object_get(body, "conn_token"));
+    if (!json_is_object(body) || !json_is_array(msgs) || !cid || !ctok) {
         http_error(c, 400, body ? "bad_message" : "bad_json",
                    "body must be {\"conn_id\",\"conn_token\",\"messages\":[...]}");
         json_decref(body);
         return;
     }
-    int mine;
-    size_t hl = sw_worker_id_holder(w, cid, '_', &mine);
-    if (!strchr(cid, '_') || mine) {
-        int n = post_local(w, body);
-        if (n == -404)
-            http_error(c, 404, "bad_resume", "no such event stream");
-        else if (n == -403)
-            http_error(c, 403, "bad_resume", "wrong conn_token");
-        else {
-            char out[64];
-            int len = snprintf(out, sizeof(out), "{\"accepted\":%d}", n);
-            sw_conn_http_reply(c, 202, "application/json", "Cache-Control: no-store\r\n", out,
-                               (size_t)len);
+    /* Checked here, whichever worker this is: a made-up conn_id or a
+     * wrong conn_token costs no one else anything. */
+    size_t hl = 0;
+    if (!w->have_cred_key) {
+        http_error(c, 503, "state_unavailable",
+                   "server is starting (state store out of reach); retry");
+    } else if (!sw_cred_check_id(&w->cred_key, cid, &hl)) {
+        post_answer(c, -404);
+    } else if (!sw_cred_check_token(&w->cred_key, cid, ctok)) {
+        post_answer(c, -403);
+    } else if (hl == strlen(w->holder_id) && strncmp(cid, w->holder_id, hl) == 0) {
+        post_answer(c, post_local(w, cid, ctok, msgs));
+    } else {
+        /* The stream lives in another worker (here or on another host):
+         * it checks and queues, then answers through our inbox. */
+        sw_post_fwd_t *pf = sw_xcalloc(1, sizeof(*pf));
+        pf->w = w;
+        pf->c = c;
+        pf->id = ++w->next_post_id;
+        sw_conn_ref(c);
+        LIST_INSERT_HEAD(&w->posts, pf, link);
+        char inbox[96];
+        snprintf(inbox, sizeof(inbox), "inbox:%.*s", (int)SW_MIN(hl, 64), cid);
+        sw_buf_t b;
+        sw_buf_init(&b, 0);
+        sw_buf_printf(&b, "P:%llu:%s:", (unsigned long long)pf->id, w->holder_id);
+        sw_buf_append(&b, req->body, req->body_len);
+        ev_timer_init(&pf->timer, fwd_timeout_cb, POST_FORWARD_TIMEOUT_S, 0.);
+        ev_timer_start(w->loop, &pf->timer);
+        if (sw_store_publish_acked(w->store, inbox, b.data, b.len, on_forwarded, pf) != 0) {
+            pf->published = 1;
+            fwd_answer(pf, -404);
+            fwd_maybe_free(pf);
         }
-        json_decref(body);
-        return;
+        sw_buf_destroy(&b);
     }
-    /* The stream lives in another worker (here or on another host). */
-    char inbox[80];
-    snprintf(inbox, sizeof(inbox), "inbox:%.*s", (int)SW_MIN(hl, 60), cid);
-    sw_buf_t b;
-    sw_buf_init(&b, 0);
-    sw_buf_append(&b, "E:", 2);
-    sw_buf_append(&b, req->body, req->body_len);
-    post_fwd_t *pf = sw_xcalloc(1, sizeof(*pf));
-    pf->c = c;
-    pf->w = w;
-    pf->n = (int)json_array_size(msgs);
-    if (sw_store_publish_acked(w->store, inbox, b.data, b.len, on_forwarded, pf) != 0) {
-        free(pf);
-        http_error(c, 400, "bad_resume", "bad conn_id");
-    }
-    sw_buf_destroy(&b);
     json_decref(body);
 }
 
-void sw_session_sse_forwarded(sw_worker_t *w, const char *data, size_t len)
+void sw_session_post_forwarded(sw_worker_t *w, const char *data, size_t len)
 {
-    json_t *body = json_loadb(data, len, 0, NULL);
-    if (json_is_object(body)) {
-        int n = post_local(w, body);
-        if (n < 0)
-            sw_log(SW_LOG_INFO, "forwarded POST refused (%d): unknown stream or conn_token", -n);
+    /* "<id>:<reply holder>:<body>" */
+    const char *end = data + len;
+    const char *c1 = memchr(data, ':', len);
+    const char *c2 = c1 ? memchr(c1 + 1, ':', (size_t)(end - c1 - 1)) : NULL;
+    if (!c1 || !c2 || c1 == data || c2 == c1 + 1 || c2 - c1 - 1 > 64 || c1 - data > 20) {
+        sw_log(SW_LOG_WARN, "inbox: malformed forwarded POST");
+        return;
     }
+    char id[24], reply_to[72];
+    snprintf(id, sizeof(id), "%.*s", (int)(c1 - data), data);
+    snprintf(reply_to, sizeof(reply_to), "inbox:%.*s", (int)(c2 - c1 - 1), c1 + 1);
+    json_t *body = json_loadb(c2 + 1, (size_t)(end - c2 - 1), 0, NULL);
+    const char *cid = json_string_value(json_object_get(body, "conn_id"));
+    const char *ctok = json_string_value(json_object_get(body, "conn_token"));
+    json_t *msgs = json_object_get(body, "messages");
+    int n = cid && ctok && json_is_array(msgs) ? post_local(w, cid, ctok, msgs) : -404;
+    if (n < 0)
+        sw_log(SW_LOG_INFO, "forwarded POST refused (%d): the stream is gone or the token wrong",
+               -n);
+    char ans[64];
+    int al = snprintf(ans, sizeof(ans), "A:%s:%d", id, n);
+    if (sw_store_publish(w->store, reply_to, ans, (size_t)al) != 0)
+        sw_log(SW_LOG_WARN, "cannot answer forwarded POST %s (state store out of reach)", id);
     json_decref(body);
+}
+
+void sw_session_post_answered(sw_worker_t *w, const char *data, size_t len)
+{
+    /* "<id>:<n>" */
+    char buf[48];
+    if (len >= sizeof(buf))
+        return;
+    memcpy(buf, data, len);
+    buf[len] = '\0';
+    char *colon = strchr(buf, ':');
+    if (!colon)
+        return;
+    *colon = '\0';
+    uint64_t id = strtoull(buf, NULL, 10);
+    int n = atoi(colon + 1);
+    sw_post_fwd_t *pf;
+    LIST_FOREACH(pf, &w->posts, link)
+    {
+        if (pf->id == id) {
+            fwd_answer(pf, n);
+            fwd_maybe_free(pf);
+            return;
+        }
+    }
+}
+
+void sw_session_posts_cancel(sw_worker_t *w)
+{
+    sw_post_fwd_t *pf;
+    while ((pf = LIST_FIRST(&w->posts))) {
+        ev_timer_stop(w->loop, &pf->timer);
+        if (pf->c)
+            sw_conn_unref(pf->c);
+        LIST_REMOVE(pf, link);
+        free(pf); /* the store is freed after this: its callbacks are cancelled */
+    }
 }

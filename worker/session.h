@@ -66,14 +66,29 @@ void sw_session_on_close(sw_conn_t *c);
 void sw_session_sse_open(sw_conn_t *c, const sw_http_request_t *req);
 
 /* POST /_event {"conn_id","conn_token","messages":[...]}: the client
- * messages of an event stream. When the stream lives in this worker they
- * are queued at once; otherwise they are forwarded to its worker's inbox
- * (the conn_id names it) and answered once Redis has taken them, so
- * successive POSTs keep their order on any host. 202 {"accepted": n}. */
+ * messages of an event stream, checked before anything else: the signed
+ * conn_id (404) and conn_token (403) are verified where the POST lands
+ * (worker/credentials.h), with no Redis command. When the stream lives in
+ * this worker they are queued at once; otherwise they are forwarded to
+ * its worker's inbox ("P:"), which checks that the stream is live and the
+ * conn_token its own, queues, and answers ("A:"). The client gets 202
+ * {"accepted": n} only then; 404 when the stream is gone (or nobody
+ * receives the forward), 503 when Redis is out of reach, 504 when no
+ * answer came within 5 s. */
 void sw_session_sse_post(sw_conn_t *c, const sw_http_request_t *req);
 
-/* A POST body forwarded by another worker (inbox "E:" message). */
-void sw_session_sse_forwarded(sw_worker_t *w, const char *body, size_t len);
+/* Inbox "P:<id>:<reply holder>:<body>": a POST forwarded by another
+ * worker. Queue it on the local stream if it is live and the conn_token
+ * matches, then answer "A:<id>:<n>" (n accepted, or -403 / -404) to the
+ * reply holder's inbox. */
+void sw_session_post_forwarded(sw_worker_t *w, const char *data, size_t len);
+
+/* Inbox "A:<id>:<n>": the answer to a POST this worker forwarded. */
+void sw_session_post_answered(sw_worker_t *w, const char *data, size_t len);
+
+/* Worker exit: drop the forwarded POSTs still waiting (after the store is
+ * freed, so that no store callback refers to them). */
+void sw_session_posts_cancel(sw_worker_t *w);
 
 /* Send a pre-encoded message. Returns 0 or the sw_conn_send error (the
  * conn closes itself at its output bound). */

@@ -129,6 +129,8 @@ static void deliver(sw_store_t *s, sw_store_done_t *d, int cancelled)
         d->commit_cb(d->udata, d->status);
     else if (d->count_cb)
         d->count_cb(d->udata, d->status, d->count);
+    else if (d->value_cb)
+        d->value_cb(d->udata, d->status, d->blob ? d->blob : "", d->blob_len);
     done_free(d);
 }
 
@@ -427,11 +429,19 @@ int sw_store_reap(sw_store_t *s, const char *holder)
 }
 
 int sw_store_publish_acked(sw_store_t *s, const char *name, const char *data, size_t len,
-                           sw_store_commit_cb cb, void *udata)
+                           sw_store_count_cb cb, void *udata)
 {
     if (!s || !data || !cb || !token_ok(name))
         return SW_EINVAL;
     return s->ops->publish_acked(s, name, data, len, cb, udata);
+}
+
+int sw_store_secret(sw_store_t *s, const char *proposal, size_t len, sw_store_value_cb cb,
+                    void *udata)
+{
+    if (!s || !proposal || len == 0 || len > 256 || !cb)
+        return SW_EINVAL;
+    return s->ops->secret(s, proposal, len, cb, udata);
 }
 
 int sw_store_publish(sw_store_t *s, const char *name, const char *data, size_t len)

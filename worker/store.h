@@ -250,16 +250,29 @@ int sw_store_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
  * Fire and forget; the count reaped is logged. */
 int sw_store_reap(sw_store_t *s, const char *holder);
 
-/* PUBLISH with a completion: cb(udata, status) once Redis has taken the
- * message (status 0) or failed (SW_EUNAVAIL), so that a caller can answer
- * only after the message is ordered. 0 or SW_EINVAL. */
+/* PUBLISH with a completion: cb(udata, status, receivers) once Redis has
+ * taken the message (status 0; receivers: how many subscribers got it, the
+ * integer reply of PUBLISH, https://redis.io/commands/publish) or failed
+ * (SW_EUNAVAIL), so that a caller can answer only after the message is
+ * ordered, and knows when nobody listens. 0 or SW_EINVAL. */
 int sw_store_publish_acked(sw_store_t *s, const char *name, const char *data, size_t len,
-                           sw_store_commit_cb cb, void *udata);
+                           sw_store_count_cb cb, void *udata);
 
 /* PUBLISH data on the channel sw:{name}:ch (fire and forget): a message
  * to another worker's inbox ("inbox:<holder id>") or a shared token's
  * subscribers. 0, SW_EINVAL, SW_EUNAVAIL. */
 int sw_store_publish(sw_store_t *s, const char *name, const char *data, size_t len);
+
+/* The deployment's signing secret, shared by every worker of every host
+ * of one Redis: the string key sw:secret is set to `proposal` when absent
+ * (SET NX), then read, in one script. cb(udata, status, value, len):
+ * status 0 with the stored value (borrowed for the call), or SW_EUNAVAIL.
+ * The in-memory store keeps one per process (the first proposal). 0,
+ * SW_EINVAL (proposal empty or over 256 bytes), SW_EUNAVAIL (Redis out of
+ * reach: no callback; ask again later). */
+typedef void (*sw_store_value_cb)(void *udata, int status, const char *value, size_t len);
+int sw_store_secret(sw_store_t *s, const char *proposal, size_t len, sw_store_value_cb cb,
+                    void *udata);
 
 /* Release the lease if it is still ours (compare-and-delete script);
  * fire and forget. Returns 0, SW_EINVAL, or SW_EUNAVAIL while Redis is

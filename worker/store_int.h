@@ -56,8 +56,10 @@ typedef struct sw_store_ops {
     int (*live)(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
                 const char *const *sockids, size_t n, uint32_t ttl_ms);
     int (*publish_acked)(sw_store_t *s, const char *name, const char *data, size_t len,
-                         sw_store_commit_cb cb, void *udata);
+                         sw_store_count_cb cb, void *udata);
     int (*reap)(sw_store_t *s, const char *holder);
+    int (*secret)(sw_store_t *s, const char *proposal, size_t len, sw_store_value_cb cb,
+                  void *udata);
 } sw_store_ops_t;
 
 /* A completion waiting to be delivered from the loop (ev_idle). At most
@@ -75,7 +77,8 @@ typedef struct sw_store_done {
     sw_store_load_cb load_cb;
     sw_store_commit_cb commit_cb;
     sw_store_count_cb count_cb;
-    sw_store_log_cb log_cb; /* run items of read_log */
+    sw_store_log_cb log_cb;     /* run items of read_log */
+    sw_store_value_cb value_cb; /* value in blob/blob_len */
     void *udata;
     sw_store_loaded_t loaded; /* load result (loaded.status is the status) */
     int status;               /* commit / count status */

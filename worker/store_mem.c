@@ -323,9 +323,10 @@ static void run_resync(sw_store_t *s, sw_store_done_t *d, int cancelled)
 }
 
 /* Publish on token's channel: queue the message on every store that
- * subscribes to it. */
-static void publish(const char *token, const char *msg, size_t len)
+ * subscribes to it. Returns how many do. */
+static size_t publish(const char *token, const char *msg, size_t len)
 {
+    size_t n = 0;
     mem_store_t *st;
     LL_FOREACH(g_stores, st)
     {
@@ -342,7 +343,9 @@ static void publish(const char *token, const char *msg, size_t len)
             memcpy(d->blob, msg, len);
         d->blob_len = len;
         sw_store_defer(&st->base, d);
+        n++;
     }
+    return n;
 }
 
 /* ---- Sweep ---------------------------------------------------------------------------- */
@@ -696,10 +699,9 @@ static int mem_reap(sw_store_t *s, const char *holder)
 }
 
 static int mem_publish_acked(sw_store_t *s, const char *name, const char *data, size_t len,
-                             sw_store_commit_cb cb, void *udata)
+                             sw_store_count_cb cb, void *udata)
 {
-    publish(name, data, len);
-    sw_store_defer_commit(s, cb, udata, 0);
+    sw_store_defer_count(s, cb, udata, 0, (int64_t)publish(name, data, len));
     return 0;
 }
 
@@ -710,7 +712,30 @@ static int mem_publish(sw_store_t *s, const char *name, const char *data, size_t
     return 0;
 }
 
+/* One secret per process, like one Redis for its clients. */
+static char g_secret[257];
+static size_t g_secret_len;
+
+static int mem_secret(sw_store_t *s, const char *proposal, size_t len, sw_store_value_cb cb,
+                      void *udata)
+{
+    if (!g_secret_len) {
+        memcpy(g_secret, proposal, len);
+        g_secret_len = len;
+    }
+    sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
+    d->value_cb = cb;
+    d->udata = udata;
+    d->blob = sw_xmalloc(g_secret_len);
+    memcpy(d->blob, g_secret, g_secret_len);
+    d->blob_len = g_secret_len;
+    s->inflight++;
+    sw_store_defer(s, d);
+    return 0;
+}
+
 static const sw_store_ops_t MEM_OPS = {
+    .secret = mem_secret,
     .publish = mem_publish,
     .read_log = mem_read_log,
     .live = mem_live,

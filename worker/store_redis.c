@@ -593,8 +593,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         complete_log(q, rep);
         break;
     case REQ_PUBLISH:
-        sw_store_complete_commit(&q->rs->base, q->commit_cb, q->udata,
-                                 rep && rep->type == REDIS_REPLY_INTEGER ? 0 : SW_EUNAVAIL);
+        sw_store_complete_count(&q->rs->base, q->count_cb, q->udata,
+                                rep && rep->type == REDIS_REPLY_INTEGER ? 0 : SW_EUNAVAIL,
+                                rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0);
         break;
     default:
         if (rep && rep->type == REDIS_REPLY_ERROR)
@@ -1104,16 +1105,62 @@ static int redis_reap(sw_store_t *s, const char *holder)
     return 0;
 }
 
+/* KEYS[1] sw:secret; ARGV[1] the proposal: set when absent, then read. */
+static const char SECRET_LUA[] = "redis.call('SET', KEYS[1], ARGV[1], 'NX')\n"
+                                 "return redis.call('GET', KEYS[1])\n";
+
+typedef struct secret_req {
+    sw_store_value_cb cb;
+    void *udata;
+} secret_req_t;
+
+static void on_secret(redisAsyncContext *ac, void *reply, void *priv)
+{
+    redisReply *rep = reply;
+    secret_req_t *q = priv;
+    redis_store_t *rs = ac->data;
+    if (rs && rs->base.inflight > 0)
+        rs->base.inflight--;
+    if (rep && rep->type == REDIS_REPLY_STRING && rep->len > 0) {
+        q->cb(q->udata, 0, rep->str, rep->len);
+    } else {
+        if (rep && rep->type == REDIS_REPLY_ERROR)
+            sw_log(SW_LOG_WARN, "redis: secret script: %s", rep->str);
+        q->cb(q->udata, SW_EUNAVAIL, "", 0);
+    }
+    free(q);
+}
+
+static int redis_secret(sw_store_t *s, const char *proposal, size_t len, sw_store_value_cb cb,
+                        void *udata)
+{
+    redis_store_t *rs = rs_of(s);
+    if (!rs->ac)
+        return SW_EUNAVAIL;
+    secret_req_t *q = sw_xcalloc(1, sizeof(*q));
+    q->cb = cb;
+    q->udata = udata;
+    /* EVAL (not EVALSHA): once per worker start, like the reap */
+    const char *argv[5] = {"EVAL", SECRET_LUA, "1", "sw:secret", proposal};
+    size_t argvlen[5] = {4, strlen(SECRET_LUA), 1, 9, len};
+    if (redisAsyncCommandArgv(rs->ac, on_secret, q, 5, argv, argvlen) != REDIS_OK) {
+        free(q);
+        return SW_EUNAVAIL;
+    }
+    s->inflight++;
+    return 0;
+}
+
 static int redis_publish_acked(sw_store_t *s, const char *name, const char *data, size_t len,
-                               sw_store_commit_cb cb, void *udata)
+                               sw_store_count_cb cb, void *udata)
 {
     redis_store_t *rs = rs_of(s);
     if (!rs->ac) {
-        sw_store_defer_commit(s, cb, udata, SW_EUNAVAIL);
+        sw_store_defer_count(s, cb, udata, SW_EUNAVAIL, 0);
         return 0;
     }
     rreq_t *q = req_new(rs, REQ_PUBLISH, -1, 3);
-    q->commit_cb = cb;
+    q->count_cb = cb;
     q->udata = udata;
     req_arg(q, "PUBLISH", 7);
     req_arg_key(q, name, ":ch");
@@ -1121,7 +1168,7 @@ static int redis_publish_acked(sw_store_t *s, const char *name, const char *data
     req_seal(q);
     if (req_send(rs->ac, q) < 0) {
         req_free(q);
-        sw_store_defer_commit(s, cb, udata, SW_EUNAVAIL);
+        sw_store_defer_count(s, cb, udata, SW_EUNAVAIL, 0);
         return 0;
     }
     s->inflight++;
@@ -1342,6 +1389,7 @@ static const sw_store_ops_t REDIS_OPS = {
     .live = redis_live,
     .publish_acked = redis_publish_acked,
     .reap = redis_reap,
+    .secret = redis_secret,
     .destroy = redis_destroy,
     .ready = redis_ready,
     .acquire_load = redis_acquire_load,

@@ -93,14 +93,19 @@ static void lease_sweep_cb(struct ev_loop *loop, ev_timer *tw, int revents)
 }
 
 /* The inbox: another worker wants a lease this worker holds ("<token>"),
- * or a resumed connection replaced one of this worker's sockets
- * ("C:<token>:<sockid>"). */
+ * a resumed connection replaced one of this worker's sockets
+ * ("C:<token>:<sockid>"), a POST for one of this worker's event streams
+ * ("P:...") or the answer to a POST this worker forwarded ("A:..."). */
 static void inbox_cb(void *udata, const char *data, size_t len)
 {
     sw_worker_t *w = udata;
     char buf[160];
-    if (len >= 2 && strncmp(data, "E:", 2) == 0) {
-        sw_session_sse_forwarded(w, data + 2, len - 2);
+    if (len >= 2 && strncmp(data, "P:", 2) == 0) {
+        sw_session_post_forwarded(w, data + 2, len - 2);
+        return;
+    }
+    if (len >= 2 && strncmp(data, "A:", 2) == 0) {
+        sw_session_post_answered(w, data + 2, len - 2);
         return;
     }
     if (len == 0 || len >= sizeof(buf))
@@ -125,6 +130,32 @@ static void live_refresh_cb(struct ev_loop *loop, ev_timer *tw, int revents)
 {
     sw_worker_t *w = sw_container_of(tw, sw_worker_t, live_w);
     sw_token_live_all(w, SW_LIVE_REFRESH);
+}
+
+/* The signing key (worker/credentials.h): from --secret, or the random
+ * one every worker of one Redis shares (sw_store_secret), asked for until
+ * the store answers. */
+static void on_secret(void *udata, int status, const char *value, size_t len)
+{
+    sw_worker_t *w = udata;
+    if (status != 0 || len == 0) {
+        ev_timer_set(&w->secret_w, 0.5, 0.);
+        ev_timer_start(w->loop, &w->secret_w);
+        return;
+    }
+    sw_cred_key_init(&w->cred_key, value, len);
+    w->have_cred_key = 1;
+}
+
+static void secret_cb(struct ev_loop *loop, ev_timer *tw, int revents)
+{
+    sw_worker_t *w = sw_container_of(tw, sw_worker_t, secret_w);
+    char proposal[65];
+    sw_random_hex(proposal, 32);
+    if (sw_store_secret(w->store, proposal, 64, on_secret, w) != 0) {
+        ev_timer_set(tw, 0.5, 0.);
+        ev_timer_start(loop, tw);
+    }
 }
 
 static void publish_cb(struct ev_loop *loop, ev_prepare *pw, int revents)
@@ -406,6 +437,14 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
     double live_period = cfg->presence_ttl_ms / 3000.0;
     ev_timer_init(&w->live_w, live_refresh_cb, live_period, live_period);
     ev_timer_start(loop, &w->live_w);
+    LIST_INIT(&w->posts);
+    ev_timer_init(&w->secret_w, secret_cb, 0., 0.);
+    if (cfg->secret[0]) {
+        sw_cred_key_init(&w->cred_key, cfg->secret, strlen(cfg->secret));
+        w->have_cred_key = 1;
+    } else {
+        ev_timer_start(loop, &w->secret_w); /* asks the store from the loop */
+    }
     snprintf(w->inbox, sizeof(w->inbox), "inbox:%s", w->holder_id);
     if (sw_store_subscribe(w->store, w->inbox, inbox_cb, NULL, w) != 0)
         sw_log(SW_LOG_WARN, "cannot subscribe to %s: lease hand-off falls back to expiry",
@@ -420,6 +459,7 @@ out:
     sw_token_free_all(w);
     if (w->store)
         sw_store_free(w->store);
+    sw_session_posts_cancel(w);
     free(w);
     return rc;
 }

@@ -16,6 +16,7 @@
 #include "server/config.h"
 #include "server/stats.h"
 #include "worker/conn.h"
+#include "worker/credentials.h"
 #include "worker/runtime.h"
 #include "worker/session.h"
 #include "worker/store.h"
@@ -54,6 +55,13 @@ typedef struct sw_worker {
     ev_prepare publish_w;  /* publishes counters to shared stats */
     ev_idle gc_w;          /* frees idle tokens outside callbacks */
     int gc_pending;
+    /* The key that signs event-stream credentials (--secret, or the one
+     * kept in Redis, fetched at start: secret_w retries until then). */
+    sw_cred_key_t cred_key;
+    int have_cred_key;
+    ev_timer secret_w;
+    LIST_HEAD(sw_worker_posts, sw_post_fwd) posts; /* forwarded POSTs awaiting answers */
+    uint64_t next_post_id;
 } sw_worker_t;
 
 /* Run the worker until it stops. `slot` is its index (logs, stats).
