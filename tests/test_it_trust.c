@@ -616,3 +616,19 @@ Test(trust, posts_with_forged_credentials_are_refused_on_every_host_without_redi
         for (int k = 0; k < 2; k++)
             assert_refused(host[hi]->port, cid, ctok, 404);
 }
+
+Test(trust, other_methods_on_the_event_endpoint_get_405)
+{
+    const char *methods[] = {"PUT", "DELETE", "PATCH"};
+    for (size_t i = 0; i < SW_ARRAY_SIZE(methods); i++) {
+        char *body = NULL;
+        cr_assert_eq(sw_test_http("127.0.0.1", host[0]->port, methods[i], "/_event", "{}", &body,
+                                  T_MS),
+                     405, "%s", methods[i]);
+        json_t *j = json_loads(body, 0, NULL);
+        cr_assert(j, "%s", body);
+        cr_assert_str_eq(str(json_object_get(j, "error"), "code"), "method_not_allowed");
+        json_decref(j);
+        free(body);
+    }
+}

@@ -238,7 +238,13 @@ static void on_http(sw_conn_t *c, const sw_http_request_t *req)
         sw_session_sse_open(c, req);
         return;
     }
-    if (strcmp(req->path, "/_event") == 0 && strcmp(req->method, "POST") == 0) {
+    if (strcmp(req->path, "/_event") == 0) {
+        if (strcmp(req->method, "POST") != 0) { /* GET is the upgrade (conn.c) */
+            const char *b = "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"use GET "
+                            "(WebSocket) or POST\"}}";
+            sw_conn_http_reply(c, 405, "application/json", "Allow: GET, POST\r\n", b, strlen(b));
+            return;
+        }
         sw_session_sse_post(c, req);
         return;
     }
