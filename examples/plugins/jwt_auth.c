@@ -153,8 +153,10 @@ static const char *check_claims(json_t *claims, time_t now, char *user, size_t u
     if (!json_is_object(claims))
         return "malformed claims";
     json_t *sub = json_object_get(claims, "sub");
-    if (!json_is_string(sub) || json_string_length(sub) == 0)
+    if (!sub)
         return "sub is required";
+    if (!json_is_string(sub))
+        return "sub must be a string";
     if (!user_id_ok(json_string_value(sub), json_string_length(sub)) ||
         json_string_length(sub) >= user_cap)
         return "sub is not a valid user id";
