@@ -4,7 +4,8 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config
       libhiredis-dev libev-dev libmsgpack-dev libjansson-dev libcriterion-dev
-      libwslay-dev libhttp-parser-dev libssl-dev uthash-dev libjemalloc-dev redis-server curl python3
+      libwslay-dev libhttp-parser-dev libssl-dev uthash-dev libjemalloc-dev libjwt-dev
+      redis-server curl python3
       chromium nginx)
 missing=()
 for p in "${PKGS[@]}"; do

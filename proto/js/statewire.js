@@ -15,7 +15,7 @@
 //   sw.state;  // {statePath: {var: value}}; replaced (not mutated) on every delta: read-only
 //   sw.token;  // the token in use (a duplicate tab gets a new one from the server)
 //   sw.status; sw.lastSeq; sw.resumed; sw.transportInUse ('ws' | 'sse' | null)
-//   sw.onError(({code, message}) => ...); // errors answering no event (bad_resume)
+//   sw.onError(({code, message}) => ...); // errors answering no event (bad_resume, unauthorized)
 //   sw.close(); // rejects queued events with 'closed'; status 'offline'
 // onStatus/subscribe/onAction/onError return an unsubscribe function;
 // onStatus also calls its listener at once with the current status.
@@ -25,7 +25,19 @@
 // query (hydrate router query, optional), token (initial token when none is
 // stored), storage (a sessionStorage-like object), WebSocket (constructor),
 // backoff {min: 250, max: 10000, jitter: 0.3} (ms), timeoutMs (10000:
-// bound on connect + welcome + sync).
+// bound on connect + welcome + sync), auth (see below).
+//
+// Authentication (docs/auth.md): `auth` is a string (for example a JWT made
+// by the app's backend), or a function returning a string or a promise of
+// one. A function is called before every connect, reconnects included, so
+// it can hand out a fresh token when the last one expires:
+//   new Statewire({ auth: async () => (await fetch('/api/statewire-token')).text() });
+// The value goes into the hello (`auth`) on WebSocket and into the `auth`
+// query parameter of the event stream on SSE; null, undefined or '' send
+// none. A function that throws or rejects counts as a failed connect (the
+// client retries with backoff). A refusal reaches onError as
+// {code: 'unauthorized', message} on both transports; the client keeps
+// reconnecting with backoff, calling `auth` again each time, until close().
 //
 // Behaviour:
 // - sessionStorage 'statewire.token' keeps the token, 'statewire.resume'
@@ -102,6 +114,7 @@ export class Statewire {
     this.query = opts.query || null;
     this.backoff = Object.assign({ min: 250, max: 10000, jitter: 0.3 }, opts.backoff || {});
     this.timeoutMs = opts.timeoutMs || 10000;
+    this._auth = opts.auth === undefined ? null : opts.auth;
     this._storage = opts.storage || defaultStorage();
     this._WS = 'WebSocket' in opts ? opts.WebSocket : g.WebSocket;
     this._state = {};
@@ -264,8 +277,29 @@ export class Statewire {
     const conn = { gen, kind: sse ? 'sse' : 'ws', opened: false, welcome: null };
     this._conn = conn;
     conn.deadline = setTimeout(() => this._lost(gen, 'timeout'), this.timeoutMs);
-    if (sse) this._openSse(conn);
-    else this._openWs(conn);
+    const go = (auth) => {
+      if (this._conn !== conn) return; // timed out or closed meanwhile
+      conn.auth = typeof auth === 'string' && auth !== '' ? auth : null;
+      if (sse) this._openSse(conn);
+      else this._openWs(conn);
+    };
+    if (typeof this._auth !== 'function') {
+      go(this._auth);
+      return;
+    }
+    let pending;
+    try {
+      pending = Promise.resolve(this._auth());
+    } catch (e) {
+      pending = Promise.reject(e);
+    }
+    pending.then(go, () => this._lost(gen, 'auth failed'));
+  }
+
+  _emitError(err) {
+    for (const fn of this._errorFns) {
+      try { fn(err); } catch (e) { console.error(e); }
+    }
   }
 
   _openWs(conn) {
@@ -283,6 +317,7 @@ export class Statewire {
       this.transportInUse = 'ws';
       const hello = { type: 'hello' };
       if (this._token) hello.token = this._token;
+      if (conn.auth) hello.auth = conn.auth;
       if (this._creds) hello.resume = { conn_id: this._creds.conn_id, conn_token: this._creds.conn_token, last_seq: this._lastSeq };
       conn.sentResume = hello.resume || null;
       ws.send(JSON.stringify(hello));
@@ -301,6 +336,7 @@ export class Statewire {
   _openSse(conn) {
     const q = new URLSearchParams();
     if (this._token) q.set('token', this._token);
+    if (conn.auth) q.set('auth', conn.auth);
     if (this._creds) {
       q.set('conn_id', this._creds.conn_id);
       q.set('conn_token', this._creds.conn_token);
@@ -314,7 +350,14 @@ export class Statewire {
     const fail = () => this._lost(conn.gen, 'sse closed');
     g.fetch(`${this.url}/_sse?${q}`, { headers: { Accept: 'text/event-stream' }, cache: 'no-store', signal: ctl.signal })
       .then(async (res) => {
-        if (!res.ok || !res.body) throw new Error(`SSE ${res.status}`);
+        if (!res.ok || !res.body) {
+          let err = null;
+          try { err = (await res.json()).error; } catch { /* no JSON body */ }
+          // a refused authentication is reported as on WebSocket
+          if (this._conn === conn && err && err.code === 'unauthorized')
+            this._emitError({ code: err.code, message: err.message });
+          throw new Error(`SSE ${res.status}`);
+        }
         if (this._conn !== conn) return;
         conn.opened = true;
         this.transportInUse = 'sse';
@@ -551,9 +594,7 @@ export class Statewire {
       return;
     }
     if (m.code === 'bad_resume') this._saveResume(null); // the welcome that follows is fresh
-    for (const fn of this._errorFns) {
-      try { fn({ code: m.code, message: m.message }); } catch (err) { console.error(err); }
-    }
+    this._emitError({ code: m.code, message: m.message });
   }
 }
 
