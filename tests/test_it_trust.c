@@ -301,8 +301,8 @@ static char *whoami(sw_wsc_t *c, int id)
 
 Test(trust, a_refused_hello_gets_unauthorized_and_close_4401)
 {
-    const char *refused[] = {"deny", "bad-user"};
-    for (size_t i = 0; i < 2; i++) {
+    const char *refused[] = {"deny", "bad-user", "bad-user-c1"};
+    for (size_t i = 0; i < SW_ARRAY_SIZE(refused); i++) {
         sw_wsc_t *c = app_client(NULL);
         json_t *e = hello_auth(c, "tok-refused", refused[i], NULL);
         cr_assert(e);
@@ -622,9 +622,9 @@ Test(trust, other_methods_on_the_event_endpoint_get_405)
     const char *methods[] = {"PUT", "DELETE", "PATCH"};
     for (size_t i = 0; i < SW_ARRAY_SIZE(methods); i++) {
         char *body = NULL;
-        cr_assert_eq(sw_test_http("127.0.0.1", host[0]->port, methods[i], "/_event", "{}", &body,
-                                  T_MS),
-                     405, "%s", methods[i]);
+        cr_assert_eq(
+            sw_test_http("127.0.0.1", host[0]->port, methods[i], "/_event", "{}", &body, T_MS), 405,
+            "%s", methods[i]);
         json_t *j = json_loads(body, 0, NULL);
         cr_assert(j, "%s", body);
         cr_assert_str_eq(str(json_object_get(j, "error"), "code"), "method_not_allowed");

@@ -740,15 +740,20 @@ int sw_appdef_has_auth(const sw_appdef_t *def)
     return def->auth != NULL;
 }
 
-/* A user id: 1..SW_USER_MAX bytes of UTF-8 without control characters. */
+/* A user id: 1..SW_USER_MAX bytes of UTF-8 without control characters
+ * (C0, DEL, C1). */
 static int user_valid(const char *u)
 {
     size_t n = strnlen(u, SW_USER_MAX + 1);
     if (n == 0 || n > SW_USER_MAX || sw_utf8_valid_prefix(u, n) != n)
         return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)u[i] < 0x20 || u[i] == 0x7f)
-            return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)u[i];
+        if (c < 0x20 || c == 0x7f)
+            return 0; /* C0 and DEL */
+        if (c == 0xc2 && i + 1 < n && (unsigned char)u[i + 1] < 0xa0)
+            return 0; /* C1: U+0080..U+009F */
+    }
     return 1;
 }
 

@@ -3,7 +3,7 @@
  *   auth "user:<name>"                 as user <name>
  *   Cookie "sw_user=<name>"            as user <name> (when there is no auth)
  *   auth "deny"                        refused with the reason "denied by test"
- *   auth "bad-user"                    a user id with a control character (refused)
+ *   auth "bad-user", "bad-user-c1"     a user id with a C0 / C1 control character (refused)
  *   anything else, or nothing          anonymous
  * State "me" (private): `user` and `count`, and the events
  *   me.whoami                 user = sw_ctx_user()
@@ -25,6 +25,10 @@ static int auth(const sw_auth_request_t *req, char *user, size_t user_cap, char 
     }
     if (a && strcmp(a, "bad-user") == 0) {
         snprintf(user, user_cap, "bad\nuser");
+        return 0;
+    }
+    if (a && strcmp(a, "bad-user-c1") == 0) {
+        snprintf(user, user_cap, "bad\xc2\x85user"); /* U+0085, a C1 control */
         return 0;
     }
     if (a && strncmp(a, "user:", 5) == 0) {
