@@ -36,6 +36,7 @@ static sw_session_t *session_new(sw_worker_t *w, sw_conn_t *c, int sse)
         sw_random_hex(s->conn_token, 16);
     }
     TAILQ_INIT(&s->held);
+    s->max_id = -1;
     s->bucket = (double)w->cfg->max_events_per_s; /* a full second's worth */
     s->bucket_ms = sw_now_ms();
     sw_conn_set_udata(c, s);
@@ -240,6 +241,20 @@ static void on_event(sw_session_t *s, sw_msg_t *m)
         sw_session_send_error(s, m->id, SW_ERRC_BAD_MESSAGE, "send hello first");
         return;
     }
+    if (m->id >= 0) {
+        if (m->id <= s->max_id) {
+            /* ids of a connection increase: a repeated or lower one is a
+             * resend, not applied again, answered with an empty delta at
+             * the client's seq (PROTOCOL-CORE "applied at most once") */
+            sw_buf_t b;
+            sw_buf_init(&b, 0);
+            sw_msg_encode_delta(&b, s->client_seq, m->id, NULL, NULL, 0);
+            sw_session_send(s, b.data, b.len);
+            sw_buf_destroy(&b);
+            return;
+        }
+        s->max_id = m->id;
+    }
     if (!rate_take(s)) {
         char msg[96];
         snprintf(msg, sizeof(msg), "more than %u events per second", w->cfg->max_events_per_s);
@@ -440,11 +455,15 @@ void sw_session_sse_open(sw_conn_t *c, const sw_http_request_t *req)
     }
     uint64_t last_seq = 0;
     int have_last = 0;
-    if (lei && *lei) {
-        last_seq = strtoull(lei, NULL, 10);
-        have_last = 1;
-    } else if (hl > 0) {
-        last_seq = strtoull(last, NULL, 10);
+    const char *ls = lei && *lei ? lei : hl > 0 ? last : NULL;
+    if (ls) { /* a seq: 1..19 decimal digits */
+        size_t n = strspn(ls, "0123456789");
+        if (n == 0 || n > 19 || ls[n] != '\0') {
+            free(auth);
+            http_error(c, 400, "bad_message", "last_seq / Last-Event-ID must be a seq (digits)");
+            return;
+        }
+        last_seq = strtoull(ls, NULL, 10);
         have_last = 1;
     }
     if (w->draining || !w->have_cred_key) {

@@ -32,6 +32,7 @@ typedef struct sw_session {
     char conn_token[SW_CONN_ID_MAX + 1];
     char sockid[64];     /* "<worker holder id>.<conn id>": this socket */
     uint64_t client_seq; /* the last seq this client holds */
+    int64_t max_id;      /* the highest event id this connection sent, -1: none */
     int welcomed;        /* welcome sent */
     int hydrated;        /* holds a state (a full delta reached it) */
     char *router;        /* the last router it sent, compact JSON text (heap), or NULL;

@@ -254,7 +254,9 @@ static void on_http(sw_conn_t *c, const sw_http_request_t *req)
             sw_conn_http_reply(c, 405, "application/json", "Allow: GET, HEAD\r\n", b, strlen(b));
             return;
         }
-        int ready = sw_store_ready(w->store);
+        /* ready: the store answers, and the key that signs stream credentials is
+         * known (fetched from the store at start) */
+        int ready = sw_store_ready(w->store) && w->have_cred_key;
         int n = snprintf(body, sizeof(body),
                          "{\"status\":\"%s\",\"app\":\"%s\",\"worker\":%d,\"pid\":%d,"
                          "\"store\":\"%s\",\"store_ready\":%s,\"connections\":%zu,"
