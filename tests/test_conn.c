@@ -256,6 +256,9 @@ static void on_http(sw_conn_t *c, const sw_http_request_t *req)
     else if (strcmp(req->path, "/async") == 0) {
         srv.async_conn = c;
         ev_timer_start(srv.loop, &srv.async_w);
+    } else if (strcmp(req->path, "/err") == 0) {
+        /* An error quoting client bytes (the X-Msg header). */
+        sw_conn_http_error(c, 400, "bad_request", req->header(req, "X-Msg"), "X-Err: 1\r\n");
     } else if (strcmp(req->path, "/echo") == 0) {
         const char *h = req->header(req, "x-TEST");
         char body[256];
@@ -309,7 +312,14 @@ static void *server_main(void *arg)
     return NULL;
 }
 
-static void setup_env(uint32_t ping_interval_ms, uint32_t ping_timeout_ms)
+/* What a suite changes in the server's env (zero: the defaults). */
+typedef struct {
+    uint32_t ping_interval_ms;
+    uint32_t ping_timeout_ms;
+    int no_on_http; /* env->on_http NULL: conn.c answers every request itself */
+} srv_opts_t;
+
+static void setup_opts(const srv_opts_t *o)
 {
     memset(&srv, 0, sizeof(srv));
     srv.loop = ev_loop_new(EVFLAG_AUTO);
@@ -335,9 +345,9 @@ static void setup_env(uint32_t ping_interval_ms, uint32_t ping_timeout_ms)
     srv.env.on_open = on_open;
     srv.env.on_message = on_message;
     srv.env.on_close = on_close;
-    srv.env.on_http = on_http;
-    srv.env.ping_interval_ms = ping_interval_ms;
-    srv.env.ping_timeout_ms = ping_timeout_ms;
+    srv.env.on_http = o->no_on_http ? NULL : on_http;
+    srv.env.ping_interval_ms = o->ping_interval_ms;
+    srv.env.ping_timeout_ms = o->ping_timeout_ms;
 
     ev_io_init(&srv.accept_w, accept_cb, srv.lfd, EV_READ);
     ev_io_start(srv.loop, &srv.accept_w);
@@ -347,6 +357,12 @@ static void setup_env(uint32_t ping_interval_ms, uint32_t ping_timeout_ms)
     ev_timer_start(srv.loop, &srv.stat_w);
     ev_timer_init(&srv.async_w, async_cb, 0.02, 0.);
     cr_assert_eq(pthread_create(&srv.thread, NULL, server_main, NULL), 0);
+}
+
+static void setup_env(uint32_t ping_interval_ms, uint32_t ping_timeout_ms)
+{
+    srv_opts_t o = {.ping_interval_ms = ping_interval_ms, .ping_timeout_ms = ping_timeout_ms};
+    setup_opts(&o);
 }
 
 static void setup(void)
@@ -478,6 +494,19 @@ static int read_response(int fd, http_resp_t *r)
 static int has_header(const http_resp_t *r, const char *line)
 {
     return strcasestr(r->head, line) != NULL;
+}
+
+/* The response is conn.c's JSON error: `status`, Content-Type
+ * application/json, and exactly {"error":{"code":<code>,"message":<msg>}}
+ * (code and msg need no JSON escaping). */
+static void expect_error(const http_resp_t *r, int status, const char *code, const char *msg)
+{
+    char want[512];
+    snprintf(want, sizeof(want), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
+    cr_assert_eq(r->status, status, "%s", r->head);
+    cr_assert(has_header(r, "\r\nContent-Type: application/json\r\n"), "%s", r->head);
+    cr_assert_str_eq(r->body, want);
+    cr_assert_eq(r->body_len, strlen(want));
 }
 
 static int http_once(const char *request, http_resp_t *r)
@@ -925,11 +954,13 @@ Test(conn, missing_version_426)
                   &r),
         426);
     cr_assert(has_header(&r, "\r\nSec-WebSocket-Version: 13\r\n"));
+    expect_error(&r, 426, "upgrade_required", "Sec-WebSocket-Version 13 required");
     cr_assert_eq(http_once("GET /_event HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                            "Sec-WebSocket-Version: 8\r\n\r\n",
                            &r),
                  426);
+    expect_error(&r, 426, "upgrade_required", "Sec-WebSocket-Version 13 required");
     expect_idle(0);
 }
 
@@ -938,6 +969,7 @@ Test(conn, no_upgrade_headers_426)
     http_resp_t r;
     cr_assert_eq(http_once("GET /_event HTTP/1.1\r\nHost: x\r\n\r\n", &r), 426);
     cr_assert(has_header(&r, "\r\nUpgrade: websocket\r\n"));
+    expect_error(&r, 426, "upgrade_required", "WebSocket upgrade required");
     expect_idle(0);
 }
 
@@ -945,11 +977,15 @@ Test(conn, bad_key_400)
 {
     http_resp_t r;
     cr_assert_eq(http_once(UPGRADE_REQ("c2hvcnQ="), &r), 400);
+    expect_error(&r, 400, "bad_request", "missing or invalid Sec-WebSocket-Key");
+    cr_assert(has_header(&r, "\r\nConnection: close\r\n"));
     cr_assert_eq(http_once(UPGRADE_REQ("!!!!!!!!!!!!!!!!!!!!!!=="), &r), 400);
+    expect_error(&r, 400, "bad_request", "missing or invalid Sec-WebSocket-Key");
     cr_assert_eq(http_once("GET /_event HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
                            &r),
                  400);
+    expect_error(&r, 400, "bad_request", "missing or invalid Sec-WebSocket-Key");
     expect_idle(0);
 }
 
@@ -958,7 +994,9 @@ Test(conn, garbage_400)
     http_resp_t r;
     cr_assert_eq(http_once("\x01\x02 garbage \x7f\r\n\r\n", &r), 400);
     cr_assert(has_header(&r, "\r\nConnection: close\r\n"));
+    expect_error(&r, 400, "bad_request", "malformed HTTP request: invalid HTTP method");
     cr_assert_eq(http_once("GET / HTTP/1.1\r\nBad Header\r\n\r\n", &r), 400);
+    expect_error(&r, 400, "bad_request", "malformed HTTP request: invalid character in header");
     expect_idle(0);
 }
 
@@ -971,6 +1009,8 @@ Test(conn, head_too_large_431)
     strcpy(req + off + n, "\r\n\r\n");
     http_resp_t r;
     cr_assert_eq(http_once(req, &r), 431);
+    expect_error(&r, 431, "headers_too_large", "request head over 4096 bytes or 64 header fields");
+    cr_assert(has_header(&r, "\r\nConnection: close\r\n"));
     free(req);
     /* a head that never ends */
     int fd = cli_connect();
@@ -980,6 +1020,7 @@ Test(conn, head_too_large_431)
     cli_write(fd, junk, MAX_HEADER * 3);
     free(junk);
     cr_assert_eq(read_response(fd, &r), 431);
+    expect_error(&r, 431, "headers_too_large", "request head over 4096 bytes or 64 header fields");
     cr_assert(read_eof(fd));
     close(fd);
     expect_idle(0);
@@ -994,6 +1035,7 @@ Test(conn, too_many_headers_431)
     strcpy(req + off, "\r\n");
     http_resp_t r;
     cr_assert_eq(http_once(req, &r), 431);
+    expect_error(&r, 431, "headers_too_large", "request head over 4096 bytes or 64 header fields");
     expect_idle(0);
 }
 
@@ -1002,6 +1044,8 @@ Test(conn, body_too_large_413)
     http_resp_t r;
     cr_assert_eq(http_once("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", &r),
                  413);
+    expect_error(&r, 413, "too_large", "request body over 65536 bytes");
+    cr_assert(has_header(&r, "\r\nConnection: close\r\n"));
     /* chunked body over the bound */
     int fd = cli_connect();
     cli_write_str(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
@@ -1011,6 +1055,97 @@ Test(conn, body_too_large_413)
     cli_write(fd, chunk, (size_t)n + MAX_BODY + 1);
     free(chunk);
     cr_assert_eq(read_response(fd, &r), 413);
+    expect_error(&r, 413, "too_large", "request body over 65536 bytes");
+    close(fd);
+    expect_idle(0);
+}
+
+/* sw_conn_http_error: exact JSON bodies for messages quoting client
+ * bytes, cut to 200 bytes and to valid UTF-8. */
+Test(conn, http_error_json_body)
+{
+    static const struct {
+        const char *msg;      /* X-Msg header value */
+        const char *want_msg; /* the JSON string's content */
+    } cases[] = {
+        {"hi", "hi"},
+        {"a\"b\\c\td", "a\\\"b\\\\c\\td"},       /* escaped by jansson */
+        {"caf\xc3\xa9!", "caf\xc3\xa9!"},        /* UTF-8 kept as is */
+        {"caf\xc3\xa9\xff tail", "caf\xc3\xa9"}, /* cut at the invalid byte */
+        {"ok\xe2\x82", "ok"},                    /* cut short sequence */
+        {"\xed\xa0\x80 surrogate", ""},          /* no surrogates (RFC 3629) */
+    };
+    int fd = cli_connect();
+    http_resp_t r;
+    char req[1024];
+    for (size_t i = 0; i < SW_ARRAY_SIZE(cases); i++) {
+        snprintf(req, sizeof(req), "GET /err HTTP/1.1\r\nHost: x\r\nX-Msg: %s\r\n\r\n",
+                 cases[i].msg);
+        cli_write_str(fd, req);
+        cr_assert_eq(read_response(fd, &r), 400);
+        expect_error(&r, 400, "bad_request", cases[i].want_msg);
+        cr_assert(has_header(&r, "\r\nX-Err: 1\r\n"));
+        cr_assert(!has_header(&r, "Connection: close"), "keep-alive honoured");
+    }
+    /* The message is bounded: 200 bytes, and a character cut there goes. */
+    char big[512], want[512];
+    memset(big, 'x', 300);
+    big[300] = 0;
+    memset(want, 'x', 200);
+    want[200] = 0;
+    snprintf(req, sizeof(req), "GET /err HTTP/1.1\r\nHost: x\r\nX-Msg: %s\r\n\r\n", big);
+    cli_write_str(fd, req);
+    cr_assert_eq(read_response(fd, &r), 400);
+    expect_error(&r, 400, "bad_request", want);
+    memcpy(big + 199, "\xc3\xa9", 3); /* é across the bound */
+    want[199] = 0;
+    snprintf(req, sizeof(req), "GET /err HTTP/1.1\r\nHost: x\r\nX-Msg: %s\r\n\r\n", big);
+    cli_write_str(fd, req);
+    cr_assert_eq(read_response(fd, &r), 400);
+    expect_error(&r, 400, "bad_request", want);
+    /* No header at all: an empty message. HEAD: the length, no body. */
+    cli_write_str(fd, "GET /err HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 400);
+    expect_error(&r, 400, "bad_request", "");
+    cli_write_str(fd, "HEAD /err HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    char head[512] = {0};
+    size_t n = 0;
+    while (n + 1 < sizeof(head) && read_exact(fd, head + n, 1) == 0)
+        n++;
+    cr_assert(strstr(head, "HTTP/1.1 400 Bad Request\r\n") == head, "%s", head);
+    cr_assert(strstr(head, "\r\nContent-Length: 45\r\n"), "the body's length: %s", head);
+    cr_assert(strstr(head, "\r\n\r\n") == head + n - 4, "no body after the head: %s", head);
+    close(fd);
+    expect_idle(0);
+}
+
+/* Without on_http, conn.c answers every request itself. */
+static void setup_bare(void)
+{
+    srv_opts_t o = {.no_on_http = 1};
+    setup_opts(&o);
+}
+
+TestSuite(conn_bare, .init = setup_bare, .fini = teardown, .timeout = 30);
+
+Test(conn_bare, not_found_and_method_not_allowed)
+{
+    int fd = cli_connect();
+    http_resp_t r;
+    cli_write_str(fd, "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 404);
+    expect_error(&r, 404, "not_found", "no route");
+    cr_assert(!has_header(&r, "Connection: close"));
+    cli_write_str(fd, "POST /_event HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 405);
+    expect_error(&r, 405, "method_not_allowed", "use GET");
+    cr_assert(has_header(&r, "\r\nAllow: GET\r\n"));
+    cli_write_str(fd, "GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 404, "http-parser takes %%zz in a path");
+    cli_write_str(fd, "GET http://[::1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 400);
+    cr_assert(has_header(&r, "\r\nConnection: close\r\n"));
+    cr_assert(read_eof(fd));
     close(fd);
     expect_idle(0);
 }

@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include <http_parser.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <wslay/wslay.h>
 
@@ -71,6 +72,8 @@
 /* A WebSocket conn keeps its output buffer between writes up to this
  * capacity (no malloc/free per message); hibernation frees it. */
 #define OUT_KEEP 4096
+/* Bytes of an error message that go into an error body (sw_conn_http_error). */
+#define ERROR_MESSAGE_MAX 200
 #define TIMER_SLACK 0.0005 /* seconds: a deadline this close counts as reached */
 #define HIBERNATE_AFTER (SW_CONN_HIBERNATE_MS / 1000.)
 /* Returning freed heap to the OS: at most every TRIM_INTERVAL seconds, and
@@ -960,15 +963,14 @@ static const char *trimmed(const char *v, size_t *len)
     return v;
 }
 
-static void http_simple(sw_conn_t *c, int status, const char *extra, int keep_alive)
+/* Answer with an error decided by conn.c itself: the request being read
+ * (or none) is the one answered. */
+static void http_fail(sw_conn_t *c, int status, const char *code, const char *message,
+                      const char *extra, int keep_alive)
 {
-    const char *reason = http_status_str((enum http_status)status);
-    char body[96];
-    int n = snprintf(body, sizeof(body), "%d %s\n", status, reason);
     c->awaiting_reply = 1;
     c->keep_alive = keep_alive ? 1 : 0;
-    c->head_req = 0;
-    sw_conn_http_reply(c, status, "text/plain", extra, body, (size_t)n);
+    sw_conn_http_error(c, status, code, message, extra);
 }
 
 static void ws_handshake(sw_conn_t *c, const sw_http_request_t *req)
@@ -976,19 +978,21 @@ static void ws_handshake(sw_conn_t *c, const sw_http_request_t *req)
     sw_conn_env_t *env = c->env;
     size_t vlen, klen;
     if (strcmp(req->method, "GET") != 0) {
-        http_simple(c, 405, "Allow: GET\r\n", c->keep_alive);
+        http_fail(c, 405, "method_not_allowed", "use GET", "Allow: GET\r\n", c->keep_alive);
         return;
     }
     if (!has_token(req->header(req, "Upgrade"), "websocket") ||
         !has_token(req->header(req, "Connection"), "upgrade")) {
-        http_simple(c, 426, "Upgrade: websocket\r\n", c->keep_alive);
+        http_fail(c, 426, "upgrade_required", "WebSocket upgrade required",
+                  "Upgrade: websocket\r\n", c->keep_alive);
         return;
     }
     const char *version = req->header(req, "Sec-WebSocket-Version");
     if (version)
         version = trimmed(version, &vlen);
     if (!version || vlen != 2 || memcmp(version, "13", 2) != 0) {
-        http_simple(c, 426, "Sec-WebSocket-Version: 13\r\n", c->keep_alive);
+        http_fail(c, 426, "upgrade_required", "Sec-WebSocket-Version 13 required",
+                  "Sec-WebSocket-Version: 13\r\n", c->keep_alive);
         return;
     }
     const char *key = req->header(req, "Sec-WebSocket-Key");
@@ -996,7 +1000,7 @@ static void ws_handshake(sw_conn_t *c, const sw_http_request_t *req)
     if (key)
         key = trimmed(key, &klen);
     if (!key || sw_ws_accept_key(key, klen, accept) != 0) {
-        http_simple(c, 400, NULL, 0);
+        http_fail(c, 400, "bad_request", "missing or invalid Sec-WebSocket-Key", NULL, 0);
         return;
     }
     if (ws_ctx_new(c) != 0) {
@@ -1035,7 +1039,7 @@ static void http_dispatch(sw_conn_t *c)
     c->head_req = p->method == HTTP_HEAD;
     http_parser_url_init(&u);
     if (http_parser_parse_url(hs->hb.data, hs->url_len, p->method == HTTP_CONNECT, &u) != 0) {
-        http_simple(c, 400, NULL, 0);
+        http_fail(c, 400, "bad_request", "malformed request target", NULL, 0);
         return;
     }
     /* path and query are copied from the url in the same buffer: make room
@@ -1070,12 +1074,32 @@ static void http_dispatch(sw_conn_t *c)
     else if (env->on_http)
         env->on_http(c, &req);
     else
-        http_simple(c, 404, NULL, c->keep_alive);
+        http_fail(c, 404, "not_found", "no route", NULL, c->keep_alive);
     if (c->hs && c->mode == MODE_HTTP) {
         sw_buf_reset(&c->hs->hb);
         sw_buf_destroy(&c->hs->body);
         c->hs->nhdr = 0;
     }
+}
+
+/* Answer input that cannot be parsed (status 400, 413 or 431, err the
+ * parser's error), then close. */
+static void http_bad_input(sw_conn_t *c, int status, enum http_errno err)
+{
+    char msg[128];
+    const char *code = "bad_request";
+    c->head_req = 0;
+    if (status == 413) {
+        code = "too_large";
+        snprintf(msg, sizeof(msg), "request body over %zu bytes", max_body(c->env));
+    } else if (status == 431) {
+        code = "headers_too_large";
+        snprintf(msg, sizeof(msg), "request head over %zu bytes or %d header fields",
+                 max_header(c->env), MAX_HEADERS);
+    } else {
+        snprintf(msg, sizeof(msg), "malformed HTTP request: %s", http_errno_description(err));
+    }
+    http_fail(c, status, code, msg, NULL, 0);
 }
 
 /* Parse requests from data; returns the bytes used. Stops at a request
@@ -1103,14 +1127,14 @@ static size_t http_input(sw_conn_t *c, const char *data, size_t len)
                                                       : 400;
             sw_log(SW_LOG_DEBUG, "conn %llu: bad request (%s): %d", (unsigned long long)c->id,
                    http_errno_name(err), status);
-            http_simple(c, status, NULL, 0);
+            http_bad_input(c, status, err);
             off = len;
             break;
         }
         if (hs->in_msg && !hs->headers_done) {
             hs->head_bytes += n;
             if (hs->head_bytes > max_header(c->env)) {
-                http_simple(c, 431, NULL, 0);
+                http_bad_input(c, 431, HPE_OK);
                 off = len;
                 break;
             }
@@ -1477,6 +1501,25 @@ void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
         ev_io_start(c->env->loop, &c->rio);
     if (!c->in_input && c->in.len)
         c->need_parse = 1;
+}
+
+void sw_conn_http_error(sw_conn_t *c, int status, const char *code, const char *message,
+                        const char *extra_headers)
+{
+    static const char fallback[] = "{\"error\":{\"code\":\"internal_error\",\"message\":\"\"}}";
+    const char *msg = message ? message : "";
+    /* A cut at the byte bound may split a character: keep whole ones. */
+    size_t len = sw_utf8_valid_prefix(msg, strnlen(msg, ERROR_MESSAGE_MAX));
+    json_t *obj =
+        json_pack("{s:{s:s,s:s%}}", "error", "code", code ? code : "", "message", msg, len);
+    char *body = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    if (!body)
+        sw_log(SW_LOG_WARN, "conn %llu: cannot encode the error body (code not UTF-8?)",
+               (unsigned long long)c->id);
+    sw_conn_http_reply(c, status, "application/json", extra_headers, body ? body : fallback,
+                       body ? strlen(body) : sizeof(fallback) - 1);
+    free(body);
+    json_decref(obj);
 }
 
 #define SSE_HEAD                                                                                   \

@@ -7,9 +7,20 @@
  * the connection switches to WebSocket mode: each complete text message
  * goes to env->on_message. Other requests go to env->on_http, which must
  * answer each with sw_conn_http_reply() (keep-alive is honoured; requests
- * are answered in order). Bad HTTP gets 400, an oversized request head
- * 431, an oversized body 413, a failed
- * upgrade 400 / 426.
+ * are answered in order).
+ *
+ * Answers conn.c gives by itself are JSON errors (sw_conn_http_error:
+ * {"error":{"code":C,"message":M}}, RFC 9110 §15.5): malformed HTTP 400
+ * "bad_request"; a request head over max_header_bytes or 64 header fields
+ * 431 "headers_too_large"; a body over max_body_bytes 413 "too_large";
+ * an upgrade request without Upgrade / Connection: upgrade 426
+ * "upgrade_required" (with Upgrade: websocket), with a version other than
+ * 13 426 "upgrade_required" (with Sec-WebSocket-Version: 13), without a
+ * valid Sec-WebSocket-Key 400 "bad_request"; without env->on_http, another
+ * method on ws_path 405 "method_not_allowed" (Allow: GET) and any other
+ * path 404 "not_found". Each closes the connection after the answer
+ * (Connection: close) except 404, 405 and 426, which keep it open when
+ * the request allows (keep-alive, and not itself an Upgrade request).
  *
  * Bounds and what happens at them:
  *  - WebSocket message over max_message_bytes: close 1009 (RFC 6455 §7.4.1).
@@ -168,6 +179,20 @@ void sw_conn_abort(sw_conn_t *c);
  * Content-Length and without body (RFC 9110 §8.6, §15.3.5). */
 void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
                         const char *extra_headers, const char *body, size_t len);
+
+/* Answer the current HTTP request with an error (RFC 9110 §15.5, §15.6):
+ * `status`, Content-Type application/json and the compact JSON body
+ * {"error":{"code":<code>,"message":<message>}}, built by jansson (every
+ * byte escaped as JSON needs). `code` is a short ASCII token
+ * ("bad_request"); `message` (NULL: "") may quote client input of any
+ * bytes: only its first 200 bytes are used, cut further to their longest
+ * valid UTF-8 prefix (RFC 8259 §8.1; jansson refuses invalid UTF-8).
+ * Both are borrowed. `extra_headers` and everything else as for
+ * sw_conn_http_reply (keep-alive honoured, no body for HEAD, a logged
+ * no-op without a pending request). Every answer conn.c gives by itself
+ * goes through here. */
+void sw_conn_http_error(sw_conn_t *c, int status, const char *code, const char *message,
+                        const char *extra_headers);
 
 /* ---- Server-Sent Events (WHATWG HTML "Server-sent events") -------------
  * From env->on_http, instead of sw_conn_http_reply(): answer the current

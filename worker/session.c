@@ -229,10 +229,7 @@ static int query_get(const char *query, const char *key, char *out, size_t outle
 
 static void http_error(sw_conn_t *c, int status, const char *code, const char *msg)
 {
-    char body[320];
-    int n =
-        snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
-    sw_conn_http_reply(c, status, "application/json", NULL, body, (size_t)n);
+    sw_conn_http_error(c, status, code, msg, NULL);
 }
 
 void sw_session_sse_open(sw_conn_t *c, const sw_http_request_t *req)

@@ -200,8 +200,7 @@ static void on_http(sw_conn_t *c, const sw_http_request_t *req)
     }
     if (strcmp(req->path, "/_sse") == 0) {
         if (strcmp(req->method, "GET") != 0) {
-            const char *b = "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"use GET\"}}";
-            sw_conn_http_reply(c, 405, "application/json", "Allow: GET\r\n", b, strlen(b));
+            sw_conn_http_error(c, 405, "method_not_allowed", "use GET", "Allow: GET\r\n");
             return;
         }
         sw_session_sse_open(c, req);
@@ -213,8 +212,7 @@ static void on_http(sw_conn_t *c, const sw_http_request_t *req)
     }
     if (strcmp(req->path, "/healthz") == 0) {
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
-            const char *b = "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"use GET\"}}";
-            sw_conn_http_reply(c, 405, "application/json", "Allow: GET, HEAD\r\n", b, strlen(b));
+            sw_conn_http_error(c, 405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n");
             return;
         }
         int ready = sw_store_ready(w->store);
@@ -231,10 +229,8 @@ static void on_http(sw_conn_t *c, const sw_http_request_t *req)
     }
     if (sw_static_serve(c, req)) /* the demo page and /statewire.js */
         return;
-    int n = snprintf(body, sizeof(body),
-                     "{\"error\":{\"code\":\"not_found\",\"message\":\"no route %s %.200s\"}}",
-                     req->method, req->path);
-    sw_conn_http_reply(c, 404, "application/json", NULL, body, (size_t)n);
+    snprintf(body, sizeof(body), "no route %s %s", req->method, req->path);
+    sw_conn_http_error(c, 404, "not_found", body, NULL); /* cut to valid UTF-8 there */
 }
 
 /* ---- stop and drain ---------------------------------------------------- */
