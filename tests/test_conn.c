@@ -75,12 +75,28 @@ static void open_del(sw_conn_t *c)
     }
 }
 
-static void on_open(sw_conn_t *c)
+/* Refuses the upgrade of a client whose Origin is http://evil.example
+ * (403 quoting the origin, path and query), and without an answer that of
+ * http://silent.example. */
+static int on_open(sw_conn_t *c, const sw_http_request_t *req)
 {
+    if (sw_conn_send(c, "early", 5) != SW_ECLOSED) /* not a WebSocket yet */
+        atomic_fetch_add(&g_double_close, 1);
+    const char *origin = req->header(req, "origin");
+    if (origin && strcmp(origin, "http://evil.example") == 0) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "origin %s may not open %s %s?%s", origin, req->method,
+                 req->path, req->query);
+        sw_conn_http_error(c, 403, "forbidden_origin", msg, NULL);
+        return -1;
+    }
+    if (origin && strcmp(origin, "http://silent.example") == 0)
+        return 1;
     int *count = calloc(1, sizeof(int)); /* on_close count of this conn */
     sw_conn_set_udata(c, count);
     open_add(c);
     atomic_fetch_add(&g_opens, 1);
+    return 0;
 }
 
 static void on_close(sw_conn_t *c)
@@ -682,6 +698,61 @@ Test(conn, upgrade_accept_header)
               r.head);
     cr_assert(has_header(&r, "\r\nUpgrade: websocket\r\n"));
     cr_assert(has_header(&r, "\r\nConnection: Upgrade\r\n"));
+    ws_close_clean(fd);
+    expect_idle(1);
+}
+
+/* on_open refuses: its answer goes out, no 101, no on_close, and the
+ * connection closes after the answer. */
+Test(conn, on_open_refuses_with_403)
+{
+    int fd = cli_connect();
+    cli_write_str(fd, "GET /_event?room=1 HTTP/1.1\r\n"
+                      "Host: localhost\r\n"
+                      "Origin: http://evil.example\r\n"
+                      "Upgrade: websocket\r\n"
+                      "Connection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n");
+    /* A frame right behind the request is not read as WebSocket input. */
+    ws_send_text(fd, "ignored");
+    http_resp_t r;
+    cr_assert_eq(read_response(fd, &r), 403, "%s", r.head);
+    expect_error(&r, 403, "forbidden_origin",
+                 "origin http://evil.example may not open GET /_event?room=1");
+    cr_assert(has_header(&r, "\r\nConnection: close\r\n"));
+    cr_assert(!has_header(&r, "Sec-WebSocket-Accept"));
+    cr_assert(!has_header(&r, "Upgrade:"));
+    cr_assert(read_eof(fd), "nothing after the answer");
+    close(fd);
+
+    /* Refused without an answer: conn.c answers 403 itself. */
+    fd = cli_connect();
+    cli_write_str(fd, "GET /_event HTTP/1.1\r\n"
+                      "Host: localhost\r\n"
+                      "Origin: http://silent.example\r\n"
+                      "Upgrade: websocket\r\n"
+                      "Connection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 403, "%s", r.head);
+    expect_error(&r, 403, "forbidden", "upgrade refused");
+    cr_assert(read_eof(fd));
+    close(fd);
+    expect_idle(0); /* no open, no on_close */
+
+    /* Any other origin is accepted. */
+    fd = cli_connect();
+    cli_write_str(fd, "GET /_event HTTP/1.1\r\n"
+                      "Host: localhost\r\n"
+                      "Origin: http://good.example\r\n"
+                      "Upgrade: websocket\r\n"
+                      "Connection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 101, "%s", r.head);
+    ws_send_text(fd, "hello");
+    expect_text(fd, "hello");
     ws_close_clean(fd);
     expect_idle(1);
 }

@@ -1007,6 +1007,24 @@ static void ws_handshake(sw_conn_t *c, const sw_http_request_t *req)
         conn_finish(c);
         return;
     }
+    /* The upper layer may refuse (a forbidden Origin): then it has answered
+     * the request, there is no upgrade and nothing is owed. No further
+     * request is read either way (Connection: close on a refusal). */
+    c->keep_alive = 0;
+    if (env->on_open && env->on_open(c, req) != 0) {
+        wslay_event_context_free(c->ws);
+        c->ws = NULL;
+        if (!c->dead && c->awaiting_reply) {
+            sw_log(SW_LOG_WARN, "conn %llu: on_open refused the upgrade without an answer",
+                   (unsigned long long)c->id);
+            http_fail(c, 403, "forbidden", "upgrade refused", NULL, 0);
+        }
+        return;
+    }
+    if (c->dead) { /* sw_conn_abort from on_open: accepted, so on_close is owed */
+        c->opened = 1;
+        return;
+    }
     sw_buf_printf(&c->out,
                   "HTTP/1.1 101 Switching Protocols\r\n"
                   "Upgrade: websocket\r\n"
@@ -1021,8 +1039,8 @@ static void ws_handshake(sw_conn_t *c, const sw_http_request_t *req)
     if (!ev_is_active(&c->rio))
         ev_io_start(env->loop, &c->rio);
     ws_timer_start(c);
-    if (env->on_open)
-        env->on_open(c);
+    if (c->close_after_reply) /* sw_conn_close from on_open */
+        ws_close(c, 1000, NULL);
 }
 
 /* Dispatch the complete request in c->hs. */

@@ -51,7 +51,8 @@
  * couple of seconds per worker, and only after many conns hibernated.
  *
  * Lifetime: the conn is freed by conn.c, never by a callback. env->on_close
- * is called for conns that had on_open or became SSE streams
+ * is called for conns whose upgrade on_open accepted or that became SSE
+ * streams
  * (sw_conn_sse_start), exactly once, when they close for whatever reason
  * (peer, error, sw_conn_close); it runs from the loop
  * (the env's flush step), never inside sw_conn_send/close/abort. The conn
@@ -96,7 +97,18 @@ typedef struct sw_conn_env {
     size_t max_body_bytes;     /* HTTP body bound (413 above) */
     uint32_t ping_interval_ms; /* WebSocket silence before a ping; 0: no pings, no timeout */
     uint32_t ping_timeout_ms;  /* after a ping, silence before the close; 0: never close */
-    void (*on_open)(sw_conn_t *c);
+    /* A valid upgrade request (GET ws_path, RFC 6455 §4.2.1) arrived; the
+     * 101 is not queued yet and the conn is not yet a WebSocket
+     * (sw_conn_send refuses). req (method, path, query, header()) is
+     * borrowed for the call. Return 0 to accept: the 101 goes out, and
+     * on_close is owed exactly once from then on (also after
+     * sw_conn_abort or sw_conn_close made here). Return nonzero to refuse,
+     * after answering the request with sw_conn_http_reply or
+     * sw_conn_http_error (e.g. 403 for a forbidden Origin, RFC 6455
+     * §4.2.2 item 4 and §10.2): no upgrade, on_close is not owed,
+     * and the conn closes after the answer (Connection: close). A refusal
+     * without an answer is answered 403 "forbidden" (logged). */
+    int (*on_open)(sw_conn_t *c, const sw_http_request_t *req);
     void (*on_message)(sw_conn_t *c, const char *data, size_t len);
     void (*on_close)(sw_conn_t *c);
     void (*on_http)(sw_conn_t *c, const sw_http_request_t *req);
@@ -126,7 +138,7 @@ typedef struct sw_conn_env {
  * the caller fills the rest, before or after. Does not touch env->loop. */
 void sw_conn_env_init(sw_conn_env_t *env);
 
-/* Tear down: close every conn now (on_close for those that had on_open or
+/* Tear down: close every conn now (on_close for those on_open accepted or
  * are SSE streams), free them and stop the flush watcher. For shutdown
  * and tests; env can be initialised again afterwards. */
 void sw_conn_env_destroy(sw_conn_env_t *env);

@@ -32,11 +32,13 @@ static sw_session_t *session_new(sw_worker_t *w, sw_conn_t *c, int sse)
     return s;
 }
 
-void sw_session_on_open(sw_conn_t *c)
+int sw_session_on_open(sw_conn_t *c, const sw_http_request_t *req)
 {
+    (void)req;
     /* Until on_open the conn's udata is the worker (set by sw_worker on
      * accept); from here on it is the session. */
     session_new(sw_conn_udata(c), c, 0);
+    return 0;
 }
 
 /* The "type" of an encoded server message (encoders write it first) and,
