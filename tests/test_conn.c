@@ -871,6 +871,160 @@ Test(conn, unmasked_1002)
     expect_idle(1);
 }
 
+/* ---- protocol errors: the close frame with the RFC 6455 code (§7.4.1),
+ * then the socket goes (the server waits for no reply) ---------------- */
+
+/* The next frame is a close with `code` and no reason, then EOF. */
+static void expect_fail_close(int fd, int code)
+{
+    char reason[64];
+    cr_assert_eq(ws_expect_close(fd, reason, sizeof(reason), NULL), code);
+    cr_assert_str_eq(reason, "");
+    cr_assert(read_eof(fd), "the server closes after its close frame");
+    close(fd);
+}
+
+/* A fresh WebSocket that has sent (and got back) one message. */
+static int ws_connect_used(void)
+{
+    int fd = ws_connect();
+    ws_send_text(fd, "first");
+    expect_text(fd, "first");
+    return fd;
+}
+
+Test(conn, fragmented_control_frame_1002)
+{
+    int fd = ws_connect_used();
+    ws_send_frame(fd, 0, 0x9, "p", 1, 1); /* a ping without FIN (§5.5) */
+    expect_fail_close(fd, 1002);
+    fd = ws_connect_used();
+    ws_send_frame(fd, 0, 0x8, "\x03\xe8", 2, 1); /* a close without FIN */
+    expect_fail_close(fd, 1002);
+    expect_idle(2);
+}
+
+Test(conn, control_frame_over_125_bytes_1002)
+{
+    int fd = ws_connect_used();
+    char p[126];
+    memset(p, 'p', sizeof(p));
+    ws_send_frame(fd, 1, 0x9, p, sizeof(p), 1); /* 16-bit length form (§5.5) */
+    expect_fail_close(fd, 1002);
+    expect_idle(1);
+}
+
+Test(conn, length_with_top_bit_set_1002)
+{
+    int fd = ws_connect_used();
+    /* 64-bit length 2^63 + 5: "the most significant bit MUST be 0" (§5.2) */
+    const uint8_t f[] = {0x81, 0x80 | 127, 0x80, 0, 0,   0,   0,   0,   0,  5,
+                         0,    0,          0,    0, 'h', 'e', 'l', 'l', 'o'};
+    cli_write(fd, f, sizeof(f));
+    expect_fail_close(fd, 1002);
+    expect_idle(1);
+}
+
+Test(conn, non_minimal_length_1002)
+{
+    /* "the minimal number of bytes MUST be used to encode the length" (§5.2) */
+    int fd = ws_connect_used();
+    const uint8_t f16[] = {0x81, 0x80 | 126, 0, 5, 0, 0, 0, 0, 'h', 'e', 'l', 'l', 'o'};
+    cli_write(fd, f16, sizeof(f16));
+    expect_fail_close(fd, 1002);
+    fd = ws_connect_used();
+    const uint8_t f64[] = {0x81, 0x80 | 127, 0, 0, 0,   0,   0,   0,   0,  5,
+                           0,    0,          0, 0, 'h', 'e', 'l', 'l', 'o'};
+    cli_write(fd, f64, sizeof(f64));
+    expect_fail_close(fd, 1002);
+    expect_idle(2);
+}
+
+Test(conn, reserved_opcodes_1002)
+{
+    static const int ops[] = {0x3, 0x4, 0x5, 0x6, 0x7, 0xB, 0xC, 0xD, 0xE, 0xF};
+    for (size_t i = 0; i < SW_ARRAY_SIZE(ops); i++) {
+        int fd = ws_connect_used();
+        ws_send_frame(fd, 1, ops[i], "x", 1, 1);
+        expect_fail_close(fd, 1002);
+    }
+    /* Also between the fragments of a message. */
+    int fd = ws_connect_used();
+    ws_send_frame(fd, 0, 0x1, "ab", 2, 1);
+    ws_send_frame(fd, 1, 0xB, "", 0, 1);
+    expect_fail_close(fd, 1002);
+    expect_idle((int)SW_ARRAY_SIZE(ops) + 1);
+}
+
+Test(conn, rsv_bits_without_extension_1002)
+{
+    for (int rsv = 0x40; rsv >= 0x10; rsv >>= 1) { /* RSV1, RSV2, RSV3 (§5.2) */
+        int fd = ws_connect_used();
+        const uint8_t f[] = {(uint8_t)(0x81 | rsv), 0x82, 0, 0, 0, 0, 'h', 'i'};
+        cli_write(fd, f, sizeof(f));
+        expect_fail_close(fd, 1002);
+    }
+    int fd = ws_connect_used();
+    const uint8_t ping[] = {0x89 | 0x40, 0x80, 0, 0, 0, 0}; /* RSV1 on a ping */
+    cli_write(fd, ping, sizeof(ping));
+    expect_fail_close(fd, 1002);
+    expect_idle(4);
+}
+
+Test(conn, continuation_without_message_1002)
+{
+    int fd = ws_connect_used();
+    ws_send_frame(fd, 1, 0x0, "tail", 4, 1); /* §5.4 */
+    expect_fail_close(fd, 1002);
+    expect_idle(1);
+}
+
+Test(conn, new_message_inside_fragmented_one_1002)
+{
+    int fd = ws_connect_used();
+    ws_send_frame(fd, 0, 0x1, "part", 4, 1);
+    ws_send_frame(fd, 1, 0x1, "new", 3, 1); /* §5.4: continuation expected */
+    expect_fail_close(fd, 1002);
+    fd = ws_connect_used();
+    ws_send_frame(fd, 0, 0x1, "part", 4, 1);
+    ws_send_frame(fd, 1, 0x2, "\x01", 1, 1);
+    expect_fail_close(fd, 1002);
+    expect_idle(2);
+}
+
+Test(conn, unmasked_control_frame_1002)
+{
+    int fd = ws_connect_used();
+    ws_send_frame(fd, 1, 0x9, "p", 1, 0); /* §5.1: every client frame is masked */
+    expect_fail_close(fd, 1002);
+    expect_idle(1);
+}
+
+Test(conn, close_reason_invalid_utf8_1007)
+{
+    int fd = ws_connect_used();
+    ws_send_frame(fd, 1, 0x8, "\x03\xe8ok\xc3\x28", 6, 1); /* §5.5.1, §8.1 */
+    expect_fail_close(fd, 1007);
+    expect_idle(1);
+}
+
+Test(conn, close_with_bad_status_1002)
+{
+    /* 1005, 1006 and 1015 never go on the wire; < 1000 and >= 5000 are not
+     * codes (§7.4.1, §7.4.2); a 1-byte body has no room for a code. */
+    static const uint8_t bodies[][2] = {
+        {0x03, 0xed}, {0x03, 0xee}, {0x03, 0xf7}, {0x03, 0xe7}, {0x13, 0x88}};
+    for (size_t i = 0; i < SW_ARRAY_SIZE(bodies); i++) {
+        int fd = ws_connect_used();
+        ws_send_frame(fd, 1, 0x8, bodies[i], 2, 1);
+        expect_fail_close(fd, 1002);
+    }
+    int fd = ws_connect_used();
+    ws_send_frame(fd, 1, 0x8, "\x03", 1, 1);
+    expect_fail_close(fd, 1002);
+    expect_idle((int)SW_ARRAY_SIZE(bodies) + 1);
+}
+
 Test(conn, server_close_1000_bye)
 {
     int fd = ws_connect();

@@ -539,7 +539,7 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
  * its end: below 0 the last frame is incomplete, above 0 bytes of the next
  * one are buffered in wslay. As ws_feed() lets wslay consume everything
  * handed to it, 0 after a feed means those frames are also processed.
- * Frames wslay rejects never reach here but close the conn. */
+ * Frames wslay rejects never reach here but fail the conn (1002). */
 static void ws_frame_start_cb(wslay_event_context_ptr ctx,
                               const struct wslay_event_on_frame_recv_start_arg *arg,
                               void *user_data)
@@ -550,6 +550,12 @@ static void ws_frame_start_cb(wslay_event_context_ptr ctx,
     /* payload_length <= max_recv_msg_length (checked before this call). */
     c->ws_unframed -= (int64_t)(hdr + arg->payload_length);
     c->rx_ctrl = (arg->opcode & 0x8) != 0; /* RFC 6455 §5.5 */
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1) {
+        /* No room for a status code (§5.5.1): wslay would echo a close
+         * without one; 1002 goes first, wslay's echo is then refused. */
+        (void)wslay_event_queue_close(ctx, 1002, NULL, 0);
+        wslay_event_shutdown_read(ctx);
+    }
     if (c->rx_ctrl)
         return; /* control frames may come between fragments; wslay buffers them */
     c->ws_frag = !arg->fin;
@@ -661,6 +667,33 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     }
 }
 
+static int ws_ctx_new(sw_conn_t *c);
+
+/* wslay's framing layer refused a frame header: a control frame without
+ * FIN or with more than 125 bytes (RFC 6455 §5.5), a payload length with
+ * its top bit set or not in its minimal form (§5.2). wslay 1.1.1 then
+ * queues a close frame *without* a status code, stops reading and returns
+ * WSLAY_ERR_CALLBACK_FAILURE (our callbacks never fail inside
+ * wslay_event_recv). Answer 1002 instead (§7.4.1): a fresh context queues
+ * it, with reading shut, and the conn closes as after any close it sent.
+ * Data messages still queued in the old context are dropped, as wslay
+ * drops them once its close went out; every frame in `out` is whole
+ * (ws_send_cb takes all), so the close frame follows them cleanly. */
+static void ws_fail_framing(sw_conn_t *c)
+{
+    sw_log(SW_LOG_DEBUG, "conn %llu: bad frame header, closing (1002)", (unsigned long long)c->id);
+    wslay_event_context_free(c->ws);
+    c->ws = NULL;
+    if (ws_ctx_new(c) != 0) {
+        conn_finish(c);
+        return;
+    }
+    (void)wslay_event_queue_close(c->ws, 1002, NULL, 0); /* a fresh context takes it */
+    wslay_event_shutdown_read(c->ws);
+    start_closing(c);
+    mark_pending(c);
+}
+
 /* Hand input to wslay; everything is consumed (or dropped once wslay
  * stops reading). */
 static void ws_feed(sw_conn_t *c, const char *data, size_t len)
@@ -673,6 +706,11 @@ static void ws_feed(sw_conn_t *c, const char *data, size_t len)
     c->feed_len = 0;
     if (c->dead)
         return;
+    if (rv == WSLAY_ERR_CALLBACK_FAILURE && !wslay_event_get_read_enabled(c->ws) &&
+        !wslay_event_get_close_sent(c->ws)) {
+        ws_fail_framing(c);
+        return;
+    }
     if (rv != 0) {
         sw_log(SW_LOG_DEBUG, "conn %llu: wslay_event_recv: %d", (unsigned long long)c->id, rv);
         conn_finish(c);

@@ -26,7 +26,17 @@
  *  - WebSocket message over max_message_bytes: close 1009 (RFC 6455 §7.4.1).
  *  - Output queued for the client over max_send_bytes (a slow reader):
  *    close 1013 "backpressure", the client is expected to resume.
- *  - Binary frames: close 1003 (unsupported data). Invalid UTF-8 text: 1007.
+ *  - Protocol errors (RFC 6455 §7.4.1) are answered with a close frame
+ *    carrying the code, after which the conn closes as for any close it
+ *    sent (stops reading, flushes, FIN, bounded by the closing phase):
+ *    1002 for an unmasked client frame, RSV bits (no extension is
+ *    negotiated), a reserved opcode (3-7, 0xB-0xF), a control frame
+ *    without FIN or over 125 bytes, a payload length with its top bit set
+ *    or not in minimal form, a continuation frame without a message, a new
+ *    data frame inside a fragmented message, a close frame with a 1-byte
+ *    body or a status code that may not be sent (§7.4.2); 1007 for
+ *    invalid UTF-8 in a text message or in a close frame's reason; 1003
+ *    for a binary message (unsupported data).
  *  - Liveness (RFC 6455 §5.5.2/§5.5.3): a WebSocket client that sent
  *    nothing for ping_interval_ms gets a ping (payload "sw"); when nothing
  *    at all (a pong or any other byte) arrives within ping_timeout_ms after
