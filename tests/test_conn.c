@@ -32,6 +32,7 @@
 #define MAX_BODY 65536
 #define FLOOD_MSG (64 * 1024)
 #define FLOOD_TOTAL (10 * 1024 * 1024)
+#define SLOW_MS 1200 /* GET /slow is answered this late */
 
 /* ---- server thread ---------------------------------------------------- */
 
@@ -42,6 +43,7 @@ static struct {
     ev_async stop_w;
     ev_timer stat_w;
     ev_timer async_w; /* answers GET /async later */
+    ev_timer slow_w;  /* answers GET /slow much later (SLOW_MS) */
     sw_conn_t *async_conn;
     int lfd;
     int port;
@@ -171,6 +173,8 @@ static void on_message(sw_conn_t *c, const char *data, size_t len)
 {
     if (frame_command(c, data, len))
         return;
+    if (len == 5 && memcmp(data, "hello", 5) == 0)
+        sw_conn_ws_greeted(c); /* and echoed below */
     if (len == 5 && memcmp(data, "close", 5) == 0) {
         sw_conn_close(c, 1000, "bye");
         return;
@@ -272,6 +276,9 @@ static void on_http(sw_conn_t *c, const sw_http_request_t *req)
     else if (strcmp(req->path, "/async") == 0) {
         srv.async_conn = c;
         ev_timer_start(srv.loop, &srv.async_w);
+    } else if (strcmp(req->path, "/slow") == 0) {
+        srv.async_conn = c;
+        ev_timer_start(srv.loop, &srv.slow_w);
     } else if (strcmp(req->path, "/err") == 0) {
         /* An error quoting client bytes (the X-Msg header). */
         sw_conn_http_error(c, 400, "bad_request", req->header(req, "X-Msg"), "X-Err: 1\r\n");
@@ -332,6 +339,7 @@ static void *server_main(void *arg)
 typedef struct {
     uint32_t ping_interval_ms;
     uint32_t ping_timeout_ms;
+    uint32_t http_timeout_ms;
     int no_on_http; /* env->on_http NULL: conn.c answers every request itself */
 } srv_opts_t;
 
@@ -364,6 +372,7 @@ static void setup_opts(const srv_opts_t *o)
     srv.env.on_http = o->no_on_http ? NULL : on_http;
     srv.env.ping_interval_ms = o->ping_interval_ms;
     srv.env.ping_timeout_ms = o->ping_timeout_ms;
+    srv.env.http_timeout_ms = o->http_timeout_ms;
 
     ev_io_init(&srv.accept_w, accept_cb, srv.lfd, EV_READ);
     ev_io_start(srv.loop, &srv.accept_w);
@@ -372,6 +381,7 @@ static void setup_opts(const srv_opts_t *o)
     ev_timer_init(&srv.stat_w, stat_cb, 0.002, 0.002);
     ev_timer_start(srv.loop, &srv.stat_w);
     ev_timer_init(&srv.async_w, async_cb, 0.02, 0.);
+    ev_timer_init(&srv.slow_w, async_cb, SLOW_MS / 1000., 0.);
     cr_assert_eq(pthread_create(&srv.thread, NULL, server_main, NULL), 0);
 }
 
@@ -2013,4 +2023,203 @@ Test(conn, messages_cut_anywhere)
     expect_text(fd, "last");
     ws_close_clean(fd);
     expect_idle(1);
+}
+
+/* ---- timeouts (http_timeout_ms) ----------------------------------------- */
+
+#define TMO_MS 500
+
+static void setup_timeout(void)
+{
+    srv_opts_t o = {.http_timeout_ms = TMO_MS};
+    setup_opts(&o);
+}
+
+TestSuite(conn_timeout, .init = setup_timeout, .fini = teardown, .timeout = 30);
+
+/* The next response is the 408 for `phase`, then EOF. */
+static void expect_408(int fd, const char *phase)
+{
+    http_resp_t r;
+    char msg[96];
+    cr_assert_eq(read_response(fd, &r), 408, "%s", r.head);
+    snprintf(msg, sizeof(msg), "no complete %s within %d ms", phase, TMO_MS);
+    expect_error(&r, 408, "timeout", msg);
+    cr_assert(has_header(&r, "\r\nConnection: close\r\n"));
+    cr_assert(read_eof(fd), "closed after the 408");
+}
+
+/* Elapsed ms since t0 is at least the timeout (less timer slack) and
+ * within a generous bound. */
+static void expect_took_timeout(uint64_t t0)
+{
+    uint64_t took = mono_ms() - t0;
+    cr_assert_geq(took, TMO_MS - 20, "not before the timeout: %llu ms", (unsigned long long)took);
+    cr_assert_lt(took, TMO_MS + 1500, "soon after the timeout: %llu ms", (unsigned long long)took);
+}
+
+Test(conn_timeout, idle_connection_408)
+{
+    uint64_t t0 = mono_ms();
+    int fd = cli_connect();
+    expect_408(fd, "request");
+    expect_took_timeout(t0);
+    close(fd);
+    expect_idle(0);
+}
+
+Test(conn_timeout, keepalive_idle_counts_from_the_reply)
+{
+    int fd = cli_connect();
+    usleep(TMO_MS * 1000 * 6 / 10); /* most of the first idle phase */
+    http_resp_t r;
+    cli_write_str(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 200);
+    uint64_t t1 = mono_ms();
+    expect_408(fd, "request");
+    expect_took_timeout(t1);
+    close(fd);
+    expect_idle(0);
+}
+
+Test(conn_timeout, dribbled_head_is_cut_off)
+{
+    /* One byte per 100 ms: every byte is news, but the head's deadline
+     * does not move. */
+    int fd = cli_connect();
+    const char *req =
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    uint64_t t0 = mono_ms();
+    size_t i;
+    for (i = 0; req[i] && !readable_within(fd, 100); i++)
+        cli_write(fd, req + i, 1);
+    cr_assert(req[i] != 0, "answered before the head was complete");
+    expect_408(fd, "request head");
+    expect_took_timeout(t0);
+    close(fd);
+    expect_idle(0);
+}
+
+Test(conn_timeout, stalled_body_408)
+{
+    int fd = cli_connect();
+    cli_write_str(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
+    uint64_t t0 = mono_ms();
+    expect_408(fd, "request body");
+    expect_took_timeout(t0);
+    close(fd);
+    expect_idle(0);
+}
+
+Test(conn_timeout, each_phase_has_its_own_deadline)
+{
+    /* Idle, head and body each take 60% of the timeout: together well
+     * over it, none over it alone. */
+    int fd = cli_connect();
+    const useconds_t part = TMO_MS * 1000 * 6 / 10;
+    usleep(part);
+    cli_write_str(fd, "POST /echo HTTP/1.1\r\n");
+    usleep(part);
+    cli_write_str(fd, "Host: x\r\nContent-Length: 4\r\n\r\nbo");
+    usleep(part);
+    cli_write_str(fd, "dy");
+    http_resp_t r;
+    cr_assert_eq(read_response(fd, &r), 200, "%s", r.head);
+    cr_assert_str_eq(r.body, "POST||(none)|body");
+    close(fd);
+    expect_idle(0);
+}
+
+Test(conn_timeout, no_deadline_while_the_reply_is_owed)
+{
+    cr_assert_gt(SLOW_MS, 2 * TMO_MS);
+    int fd = cli_connect();
+    http_resp_t r;
+    cli_write_str(fd, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 200, "the late answer, no 408: %s", r.head);
+    cr_assert_str_eq(r.body, "later");
+    uint64_t t1 = mono_ms();
+    expect_408(fd, "request"); /* then idle again */
+    expect_took_timeout(t1);
+    close(fd);
+    expect_idle(0);
+}
+
+Test(conn_timeout, websocket_without_hello_1008)
+{
+    uint64_t t0 = mono_ms();
+    int fd = ws_connect();
+    ws_send_text(fd, "not a hello"); /* messages do not count */
+    expect_text(fd, "not a hello");
+    char reason[64], want[64];
+    cr_assert_eq(ws_expect_close(fd, reason, sizeof(reason), NULL), 1008);
+    snprintf(want, sizeof(want), "no hello within %d ms", TMO_MS);
+    cr_assert_str_eq(reason, want);
+    expect_took_timeout(t0);
+    ws_send_close(fd, 1008);
+    cr_assert(read_eof(fd), "closing handshake finished");
+    close(fd);
+    expect_idle(1);
+}
+
+Test(conn_timeout, greeted_websocket_stays)
+{
+    int fd = ws_connect();
+    ws_send_text(fd, "hello"); /* greets (sw_conn_ws_greeted) and echoes */
+    expect_text(fd, "hello");
+    cr_assert_not(readable_within(fd, 3 * TMO_MS), "no close for a greeted conn");
+    ws_send_text(fd, "still");
+    expect_text(fd, "still");
+    ws_close_clean(fd);
+    expect_idle(1);
+}
+
+Test(conn_timeout, event_stream_has_no_timeout)
+{
+    int fd = sse_open("GET /sse-quiet HTTP/1.1\r\nHost: x\r\n\r\n", SSE_HEAD);
+    cr_assert_not(readable_within(fd, 3 * TMO_MS), "no 408, no close");
+    cr_assert_eq(atomic_load(&g_nconns), 1);
+    cr_assert_eq(atomic_load(&g_closes), 0);
+    close(fd);
+    expect_idle(1);
+}
+
+/* The hello deadline of a hibernating conn still fires. */
+#define HIB_TMO_MS (SW_CONN_HIBERNATE_MS + 800)
+
+static void setup_hib_timeout(void)
+{
+    srv_opts_t o = {.http_timeout_ms = HIB_TMO_MS};
+    setup_opts(&o);
+}
+
+TestSuite(conn_hib_timeout, .init = setup_hib_timeout, .fini = teardown, .timeout = 30);
+
+Test(conn_hib_timeout, hello_deadline_fires_from_hibernation)
+{
+    uint64_t t0 = mono_ms();
+    int silent = ws_connect();
+    int greeted = ws_connect();
+    ws_send_text(greeted, "hello");
+    expect_text(greeted, "hello");
+    cr_assert_eq(wait_hibernating(2, HIB_WAIT_MS), 2, "both hibernate before the deadline");
+    cr_assert_lt(mono_ms() - t0, HIB_TMO_MS);
+    char reason[64], want[64];
+    cr_assert_eq(ws_expect_close(silent, reason, sizeof(reason), NULL), 1008);
+    snprintf(want, sizeof(want), "no hello within %d ms", HIB_TMO_MS);
+    cr_assert_str_eq(reason, want);
+    uint64_t took = mono_ms() - t0;
+    cr_assert_geq(took, HIB_TMO_MS - 20, "%llu ms", (unsigned long long)took);
+    cr_assert_lt(took, HIB_TMO_MS + 1500, "%llu ms", (unsigned long long)took);
+    ws_send_close(silent, 1008);
+    cr_assert(read_eof(silent));
+    close(silent);
+    /* The greeted one stays, hibernating again, and still works. */
+    cr_assert_not(readable_within(greeted, 500));
+    cr_assert_eq(wait_hibernating(1, HIB_WAIT_MS), 1);
+    ws_send_text(greeted, "still");
+    expect_text(greeted, "still");
+    ws_close_clean(greeted);
+    expect_idle(2);
 }

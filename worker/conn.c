@@ -16,13 +16,16 @@
  * reads everything before the socket goes (no RST on unread input). The
  * whole closing phase is bounded by CLOSE_TIMEOUT.
  *
- * Liveness and hibernation: the conn's one timer also watches an open
- * WebSocket. Input only stamps `last_rx` and `last_act`, output only
- * `last_act`; the timer callback works out what is due from those stamps
- * and re-arms itself for the earliest deadline (libev's "Be smart about
- * timeouts", method 2), so busy conns touch the timer heap at most once per
- * SW_CONN_HIBERNATE_MS. The first input after a ping (the pong) and a
- * wake-up from hibernation re-arm the timer once.
+ * Liveness, timeouts and hibernation: the conn's one timer also watches
+ * the deadlines of an HTTP conn and of an open WebSocket. Input only
+ * stamps `last_rx` and `last_act`, output only `last_act`, the start of an
+ * HTTP phase (or the upgrade) only `deadline`; the timer callback works
+ * out what is due from those stamps and re-arms itself for the earliest
+ * deadline (libev's "Be smart about timeouts", method 2), so busy conns
+ * touch the timer heap at most once per SW_CONN_HIBERNATE_MS (WebSocket)
+ * or http_timeout_ms (HTTP). The first input after a ping (the pong), a
+ * wake-up from hibernation, and a reply after one whose wait outlasted
+ * the timer, re-arm the timer once.
  *
  * Hibernation frees the wslay context (about 8.8 KB: the frame context
  * alone has a 4 KB input buffer, the event context a 4 KB output buffer)
@@ -112,7 +115,13 @@ struct sw_conn {
     int fd;
     ev_io rio;
     ev_io wio;
-    ev_timer timer; /* bounds the closing phase; before it, liveness and hibernation */
+    ev_timer timer; /* bounds the closing phase; before it, the deadlines below */
+    /* ev_now() by which the current phase must end, 0 for none: in HTTP
+     * mode the phase (idle, head, body) started + http_timeout_ms (none
+     * while the reply is owed); on an open WebSocket the hello (upgrade +
+     * http_timeout_ms, none once greeted). Set when a phase starts, never
+     * moved by input; the timer catches up lazily. */
+    ev_tstamp deadline;
     /* ev_now() of the last WebSocket input; while ping_out, of the ping. */
     ev_tstamp last_rx;
     /* ev_now() of the last WebSocket input or output (or failed attempt
@@ -265,6 +274,28 @@ static void start_closing(sw_conn_t *c)
     mark_pending(c);
 }
 
+/* Start an HTTP phase (idle, head or body) now: it must end within
+ * http_timeout_ms (RFC 9110 §15.5.9). Only the stamp moves: the timer was
+ * armed for an earlier phase's deadline (phases start in order), and
+ * http_timer re-arms it for this one when it fires. */
+static void http_phase_start(sw_conn_t *c)
+{
+    uint32_t ms = c->env->http_timeout_ms;
+    c->deadline = ms ? ev_now(c->env->loop) + ms / 1000. : 0.;
+}
+
+/* After the phase stamp was set outside the timer's reach (the timer is
+ * stopped while a reply is owed): arm it for the deadline. */
+static void http_timer_arm(sw_conn_t *c)
+{
+    sw_conn_env_t *env = c->env;
+    if (c->deadline <= 0. || ev_is_active(&c->timer))
+        return;
+    ev_tstamp after = c->deadline - ev_now(env->loop);
+    ev_timer_set(&c->timer, after > 0. ? after : 0., 0.);
+    ev_timer_start(env->loop, &c->timer);
+}
+
 /* Our side is done: send FIN, then read and discard until the peer's EOF
  * (or the close timer). */
 static void shutdown_write(sw_conn_t *c)
@@ -282,22 +313,27 @@ static void shutdown_write(sw_conn_t *c)
 }
 
 static void ws_close(sw_conn_t *c, uint16_t code, const char *reason);
+static void http_fail(sw_conn_t *c, int status, const char *code, const char *message,
+                      const char *extra, int keep_alive);
 
 static int ws_wake(sw_conn_t *c);
 static int ws_can_hibernate(const sw_conn_t *c);
 static void ws_hibernate(sw_conn_t *c);
 
 /* Re-arm the timer of an open WebSocket conn for its earliest deadline:
- * the ping (or, with a ping out, the ping timeout) and, unless it already
- * hibernates, hibernation. Stops it when nothing is due. */
+ * the hello (until greeted, also while hibernating), the ping (or, with a
+ * ping out, the ping timeout) and, unless it already hibernates,
+ * hibernation. Stops it when nothing is due. */
 static void ws_timer_arm(sw_conn_t *c)
 {
     const sw_conn_env_t *env = c->env;
-    ev_tstamp next = -1.;
+    ev_tstamp next = c->deadline > 0. ? c->deadline : -1.;
     if (env->ping_interval_ms) {
         uint32_t ms =
             c->ping_out && env->ping_timeout_ms ? env->ping_timeout_ms : env->ping_interval_ms;
-        next = c->last_rx + ms / 1000.;
+        ev_tstamp p = c->last_rx + ms / 1000.;
+        if (next < 0. || p < next)
+            next = p;
     }
     if (!c->hibernating) {
         ev_tstamp h = c->last_act + HIBERNATE_AFTER;
@@ -312,11 +348,14 @@ static void ws_timer_arm(sw_conn_t *c)
     ev_timer_start(env->loop, &c->timer);
 }
 
-/* Start watching a freshly opened WebSocket conn. */
+/* Start watching a freshly opened WebSocket conn; its hello is due
+ * within http_timeout_ms (sw_conn_ws_greeted). */
 static void ws_timer_start(sw_conn_t *c)
 {
+    uint32_t ms = c->env->http_timeout_ms;
     c->last_rx = c->last_act = ev_now(c->env->loop);
     c->ping_out = 0;
+    c->deadline = ms ? c->last_rx + ms / 1000. : 0.;
     ws_timer_arm(c);
 }
 
@@ -353,6 +392,14 @@ static void ws_timer(sw_conn_t *c)
 {
     sw_conn_env_t *env = c->env;
     ev_tstamp now = ev_now(env->loop);
+    if (c->deadline > 0. && now >= c->deadline - TIMER_SLACK) {
+        char reason[48]; /* RFC 6455 §7.4.1: 1008, policy violation */
+        snprintf(reason, sizeof(reason), "no hello within %u ms", (unsigned)env->http_timeout_ms);
+        sw_log(SW_LOG_INFO, "conn %llu: %s, closing", (unsigned long long)c->id, reason);
+        c->deadline = 0.;
+        ws_close(c, 1008, reason);
+        return;
+    }
     if (env->ping_interval_ms) {
         if (c->ping_out && env->ping_timeout_ms) {
             if (now >= c->last_rx + env->ping_timeout_ms / 1000. - TIMER_SLACK) {
@@ -408,11 +455,43 @@ static void sse_timer(sw_conn_t *c)
     sse_timer_arm(c);
 }
 
+/* The phase timer of an HTTP conn fired. While a reply is owed no
+ * deadline runs: the timer stays stopped until sw_conn_http_reply starts
+ * the idle phase. Past the phase's deadline: 408 and close (RFC 9110
+ * §15.5.9); before it (a later phase started since the timer was armed):
+ * re-arm. */
+static void http_timer(sw_conn_t *c)
+{
+    sw_conn_env_t *env = c->env;
+    if (c->awaiting_reply || c->deadline <= 0.)
+        return;
+    ev_tstamp left = c->deadline - ev_now(env->loop);
+    if (left > TIMER_SLACK) {
+        ev_timer_set(&c->timer, left, 0.);
+        ev_timer_start(env->loop, &c->timer);
+        return;
+    }
+    const char *phase = !c->hs || !c->hs->in_msg ? "request"
+                        : !c->hs->headers_done   ? "request head"
+                                                 : "request body";
+    char msg[96];
+    snprintf(msg, sizeof(msg), "no complete %s within %u ms", phase,
+             (unsigned)env->http_timeout_ms);
+    sw_log(SW_LOG_INFO, "conn %llu: %s, closing (408)", (unsigned long long)c->id, msg);
+    c->deadline = 0.;
+    c->head_req = 0;
+    http_fail(c, 408, "timeout", msg, NULL, 0);
+}
+
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
     sw_conn_t *c = sw_container_of(w, sw_conn_t, timer);
+    if (!c->closing && !c->dead && c->mode == MODE_HTTP) {
+        http_timer(c);
+        return;
+    }
     if (!c->closing && !c->dead && c->mode == MODE_WS) {
         ws_timer(c);
         return;
@@ -848,6 +927,7 @@ static int hp_message_begin(http_parser *p)
 {
     sw_conn_t *c = p->data;
     http_state_t *hs = c->hs;
+    http_phase_start(c); /* head: from its first byte */
     sw_buf_reset(&hs->hb);
     sw_buf_destroy(&hs->body);
     hs->url_len = 0;
@@ -911,6 +991,7 @@ static int hp_headers_complete(http_parser *p)
     if (hb_add(hs, c, "", 1))
         return -1;
     hs->headers_done = 1;
+    http_phase_start(c); /* body */
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > max_body(c->env)) {
         hs->error_status = 413;
         return -1;
@@ -1090,6 +1171,7 @@ static void http_dispatch(sw_conn_t *c)
     struct http_parser_url u;
 
     c->awaiting_reply = 1;
+    c->deadline = 0.; /* none while the reply is owed */
     /* After an Upgrade request http-parser does not parse further input. */
     c->keep_alive = hs->keep_alive && !p->upgrade && !c->close_after_reply;
     c->head_req = p->method == HTTP_HEAD;
@@ -1358,6 +1440,7 @@ sw_conn_t *sw_conn_new(sw_conn_env_t *env, int fd)
     ev_io_init(&c->rio, rio_cb, fd, EV_READ);
     ev_io_init(&c->wio, wio_cb, fd, EV_WRITE);
     ev_timer_init(&c->timer, timer_cb, CLOSE_TIMEOUT, 0.);
+    http_phase_start(c); /* idle: the first request is due */
     TAILQ_INSERT_TAIL(&env->conns, c, link);
     env->nconns++;
     if (!ev_is_active(&env->flush)) {
@@ -1365,6 +1448,7 @@ sw_conn_t *sw_conn_new(sw_conn_env_t *env, int fd)
         ev_unref(env->loop); /* the flush watcher alone keeps no loop alive */
     }
     ev_io_start(env->loop, &c->rio);
+    http_timer_arm(c);
     return c;
 }
 
@@ -1555,6 +1639,8 @@ void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
     }
     if (!ev_is_active(&c->rio))
         ev_io_start(c->env->loop, &c->rio);
+    http_phase_start(c); /* idle until the next request's first byte */
+    http_timer_arm(c);
     if (!c->in_input && c->in.len)
         c->need_parse = 1;
 }
@@ -1585,6 +1671,12 @@ void sw_conn_http_error(sw_conn_t *c, int status, const char *code, const char *
     "X-Accel-Buffering: no\r\n"                                                                    \
     "Connection: keep-alive\r\n\r\n"
 
+void sw_conn_ws_greeted(sw_conn_t *c)
+{
+    if (c->mode == MODE_WS)
+        c->deadline = 0.; /* the timer catches up when it fires */
+}
+
 int sw_conn_sse_start(sw_conn_t *c)
 {
     sw_conn_env_t *env = c->env;
@@ -1604,6 +1696,7 @@ int sw_conn_sse_start(sw_conn_t *c)
      * connection (RFC 7230 §3.3.3 item 7). */
     sw_buf_append(&c->out, SSE_HEAD, sizeof(SSE_HEAD) - 1);
     c->mode = MODE_SSE;
+    c->deadline = 0.; /* an event stream has no deadline */
     c->opened = 1;
     c->need_parse = 0;
     env->nws++;

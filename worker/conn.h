@@ -45,9 +45,27 @@
  *    without waiting for the closing handshake (the peer is presumed
  *    dead), and on_close follows as for any close. Any input from the
  *    client counts as a sign of life, including a frame still arriving.
- *    The conn's one ev_timer serves this, hibernation (below) and the
- *    closing phase, rescheduled lazily from its own callback (libev "Be
- *    smart about timeouts", method 2).
+ *    The conn's one ev_timer serves this, the timeouts and hibernation
+ *    (below) and the closing phase, rescheduled lazily from its own
+ *    callback (libev "Be smart about timeouts", method 2).
+ *
+ * Timeouts (http_timeout_ms, 0: none):
+ *  - HTTP: a request goes through three phases, each bounded by
+ *    http_timeout_ms on its own: idle (from the accept, or from the
+ *    previous reply on a keep-alive connection, to the first byte of the
+ *    next request), head (first byte to the end of the headers) and body
+ *    (to the end of the message). A phase's deadline is fixed when it
+ *    starts: more bytes do not move it, so a head dribbled a byte at a
+ *    time is still cut off. No deadline runs while a reply is owed (the
+ *    upper layer works on it). At the deadline: 408 "timeout" with
+ *    Connection: close (RFC 9110 §15.5.9), then the closing phase.
+ *  - WebSocket: the upper layer calls sw_conn_ws_greeted() once it has
+ *    accepted the peer's first protocol message (the statewire hello). A
+ *    conn not greeted within http_timeout_ms of its upgrade is closed
+ *    with 1008 (policy violation, RFC 6455 §7.4.1), reason "no hello
+ *    within <N> ms", and the usual closing handshake (bounded). The
+ *    deadline fires from hibernation too. Greeted conns have none.
+ *  - Event streams have none.
  *
  * Hibernation: an open WebSocket conn that has had no input and no output
  * for SW_CONN_HIBERNATE_MS, and sits at a clean message boundary (every
@@ -107,6 +125,9 @@ typedef struct sw_conn_env {
     size_t max_body_bytes;     /* HTTP body bound (413 above) */
     uint32_t ping_interval_ms; /* WebSocket silence before a ping; 0: no pings, no timeout */
     uint32_t ping_timeout_ms;  /* after a ping, silence before the close; 0: never close */
+    /* HTTP: bound of each phase of a request (idle, head, body: 408); an
+     * open WebSocket: bound before sw_conn_ws_greeted (1008). 0: off. */
+    uint32_t http_timeout_ms;
     /* A valid upgrade request (GET ws_path, RFC 6455 §4.2.1) arrived; the
      * 101 is not queued yet and the conn is not yet a WebSocket
      * (sw_conn_send refuses). req (method, path, query, header()) is
@@ -185,6 +206,12 @@ int sw_conn_send(sw_conn_t *c, const char *data, size_t len);
  * SW_EINVAL for iovcnt < 0 (nothing queued). For a message encoded once
  * for many clients with a per-client prefix. */
 int sw_conn_sendv(sw_conn_t *c, const struct iovec *iov, int iovcnt);
+
+/* The upper layer accepted the peer's first protocol message (the
+ * statewire hello): the hello deadline of an open WebSocket conn (see
+ * "Timeouts") no longer applies. Idempotent; a no-op for other conns.
+ * Touches no timer (the conn's timer catches up when it fires). */
+void sw_conn_ws_greeted(sw_conn_t *c);
 
 /* Start the WebSocket closing handshake with `code` and `reason` (RFC 6455
  * §5.5.1), flush what is queued, then close the socket (forcibly after 2 s).

@@ -130,6 +130,7 @@ static void on_hello(sw_session_t *s, sw_msg_t *m)
     sw_token_t *t = sw_token_get(w, token);
     sw_token_attach(t, s);
     sw_token_enqueue(t, sw_event_new(SW_EV_HELLO, -1, s, "hello", payload, NULL));
+    sw_conn_ws_greeted(s->conn); /* the hello came in time (--http-timeout-ms) */
 }
 
 static void on_event(sw_session_t *s, sw_msg_t *m)

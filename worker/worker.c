@@ -377,6 +377,7 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
     w->conns.max_body_bytes = cfg->max_message_bytes;
     w->conns.ping_interval_ms = cfg->ping_interval_ms;
     w->conns.ping_timeout_ms = cfg->ping_timeout_ms;
+    w->conns.http_timeout_ms = cfg->http_timeout_ms;
     w->conns.on_open = sw_session_on_open;
     w->conns.on_message = sw_session_on_message;
     w->conns.on_close = sw_session_on_close;
