@@ -33,6 +33,7 @@
 #define FLOOD_MSG (64 * 1024)
 #define FLOOD_TOTAL (10 * 1024 * 1024)
 #define SLOW_MS 1200 /* GET /slow is answered this late */
+#define FILL_MSGS 10 /* "fillclose": 640 KiB, under MAX_SEND, over what a socket takes */
 
 /* ---- server thread ---------------------------------------------------- */
 
@@ -52,6 +53,14 @@ static struct {
 
 static atomic_int g_opens, g_closes, g_double_close, g_nconns, g_nws;
 static atomic_int g_flood_done, g_flood_rc, g_flood_sent;
+/* ev_now() in microseconds (server thread): when a flood or trickle hit
+ * the output bound, and when the last on_close ran. */
+static atomic_llong g_bound_at_us, g_close_at_us;
+
+static long long now_us(void)
+{
+    return (long long)(ev_now(srv.loop) * 1e6);
+}
 static atomic_int g_nhib; /* hibernating conns, copied by stat_cb */
 
 /* Open WebSocket conns, for messages that act on the others (server
@@ -75,6 +84,58 @@ static void open_del(sw_conn_t *c)
         if (g_open[i] == c)
             g_open[i] = NULL;
     }
+}
+
+/* "trickle" (WebSocket) and GET /sse-trickle: one TRICKLE_MSG-byte
+ * message per millisecond from a timer, across loop iterations, until the
+ * conn refuses one; the most bytes ever queued for it are recorded. One
+ * trickle at a time (server thread). */
+#define TRICKLE_MSG (16 * 1024)
+static struct {
+    ev_timer w;
+    sw_conn_t *c;
+    int sse, sent;
+    size_t max_pending;
+} g_trickle;
+static atomic_int g_trickle_done, g_trickle_rc, g_trickle_sent;
+static atomic_long g_trickle_max_pending;
+
+static void trickle_end(int rc)
+{
+    ev_timer_stop(srv.loop, &g_trickle.w);
+    g_trickle.c = NULL;
+    atomic_store(&g_bound_at_us, now_us());
+    atomic_store(&g_trickle_sent, g_trickle.sent);
+    atomic_store(&g_trickle_max_pending, (long)g_trickle.max_pending);
+    atomic_store(&g_trickle_rc, rc);
+    atomic_store(&g_trickle_done, 1);
+}
+
+static void trickle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    static char chunk[TRICKLE_MSG];
+    memset(chunk, 't', sizeof(chunk));
+    sw_conn_t *c = g_trickle.c;
+    int rc = g_trickle.sse ? sw_conn_sse_send(c, "t", NULL, chunk, sizeof(chunk))
+                           : sw_conn_send(c, chunk, sizeof(chunk));
+    g_trickle.max_pending = SW_MAX(g_trickle.max_pending, sw_conn_pending_bytes(c));
+    if (rc != 0)
+        trickle_end(rc);
+    else
+        g_trickle.sent++;
+}
+
+static void trickle_start(sw_conn_t *c, int sse)
+{
+    g_trickle.c = c;
+    g_trickle.sse = sse;
+    g_trickle.sent = 0;
+    g_trickle.max_pending = 0;
+    ev_timer_init(&g_trickle.w, trickle_cb, 0.001, 0.001);
+    ev_timer_start(srv.loop, &g_trickle.w);
 }
 
 /* Refuses the upgrade of a client whose Origin is http://evil.example
@@ -105,11 +166,14 @@ static void on_close(sw_conn_t *c)
 {
     int *count = sw_conn_udata(c);
     open_del(c);
+    if (g_trickle.c == c)
+        trickle_end(SW_ECLOSED); /* closed before its bound */
     if (++*count > 1)
         atomic_fetch_add(&g_double_close, 1);
     if (sw_conn_send(c, "late", 4) != SW_ECLOSED) /* no Criterion asserts off the main thread */
         atomic_fetch_add(&g_double_close, 1);
     free(count); /* a second on_close would be a use-after-free (ASan) */
+    atomic_store(&g_close_at_us, now_us());
     atomic_fetch_add(&g_closes, 1);
 }
 
@@ -193,12 +257,13 @@ static void on_message(sw_conn_t *c, const char *data, size_t len)
         }
         return;
     }
-    if (len == 5 && memcmp(data, "flood", 5) == 0) {
-        char *chunk = malloc(FLOOD_MSG);
-        memset(chunk, 'x', FLOOD_MSG);
+    if (len >= 5 && memcmp(data, "flood", 5) == 0) { /* "flood" or "flood <size>" */
+        size_t size = len > 6 ? strtoul(data + 6, NULL, 10) : FLOOD_MSG;
+        char *chunk = malloc(size);
+        memset(chunk, 'x', size);
         int rc = 0, sent = 0;
-        for (size_t total = 0; total < FLOOD_TOTAL; total += FLOOD_MSG) {
-            rc = sw_conn_send(c, chunk, FLOOD_MSG);
+        for (size_t total = 0; total < FLOOD_TOTAL; total += size) {
+            rc = sw_conn_send(c, chunk, size);
             if (rc != 0)
                 break;
             sent++;
@@ -206,7 +271,23 @@ static void on_message(sw_conn_t *c, const char *data, size_t len)
         free(chunk);
         atomic_store(&g_flood_sent, sent);
         atomic_store(&g_flood_rc, rc);
+        atomic_store(&g_bound_at_us, now_us());
         atomic_store(&g_flood_done, 1);
+        return;
+    }
+    if (len == 9 && memcmp(data, "fillclose", 9) == 0) { /* FILL_MSGS x FLOOD_MSG, then close */
+        char *chunk = malloc(FLOOD_MSG);
+        memset(chunk, 'f', FLOOD_MSG);
+        for (int i = 0; i < FILL_MSGS; i++) {
+            if (sw_conn_send(c, chunk, FLOOD_MSG) != 0)
+                atomic_fetch_add(&g_double_close, 1);
+        }
+        free(chunk);
+        sw_conn_close(c, 1000, "bye");
+        return;
+    }
+    if (len == 7 && memcmp(data, "trickle", 7) == 0) {
+        trickle_start(c, 0);
         return;
     }
     sw_conn_send(c, data, len);
@@ -248,12 +329,15 @@ static void sse_http(sw_conn_t *c, const sw_http_request_t *req)
         if (sw_conn_sse_send(c, "late", NULL, "x", 1) != SW_ECLOSED)
             atomic_fetch_add(&g_sse_bad, 1);
     }
-    if (strcmp(req->path, "/sse-flood") == 0) {
-        char *chunk = malloc(SSE_FLOOD_DATA);
-        memset(chunk, 'x', SSE_FLOOD_DATA);
+    if (strcmp(req->path, "/sse-trickle") == 0)
+        trickle_start(c, 1);
+    if (strcmp(req->path, "/sse-flood") == 0) { /* ?<size>: of each event's data */
+        size_t size = req->query[0] ? strtoul(req->query, NULL, 10) : SSE_FLOOD_DATA;
+        char *chunk = malloc(size);
+        memset(chunk, 'x', size);
         int rc = 0, sent = 0;
-        for (size_t total = 0; total < FLOOD_TOTAL; total += SSE_FLOOD_DATA) {
-            rc = sw_conn_sse_send(c, "big", NULL, chunk, SSE_FLOOD_DATA);
+        for (size_t total = 0; total < FLOOD_TOTAL; total += size) {
+            rc = sw_conn_sse_send(c, "big", NULL, chunk, size);
             if (rc != 0)
                 break;
             sent++;
@@ -263,6 +347,7 @@ static void sse_http(sw_conn_t *c, const sw_http_request_t *req)
             atomic_fetch_add(&g_sse_bad, 1);
         atomic_store(&g_sse_flood_sent, sent);
         atomic_store(&g_sse_flood_rc, rc);
+        atomic_store(&g_bound_at_us, now_us());
         atomic_store(&g_sse_flood_done, 1);
     }
 }
@@ -340,7 +425,8 @@ typedef struct {
     uint32_t ping_interval_ms;
     uint32_t ping_timeout_ms;
     uint32_t http_timeout_ms;
-    int no_on_http; /* env->on_http NULL: conn.c answers every request itself */
+    size_t max_send_bytes; /* 0: MAX_SEND */
+    int no_on_http;        /* env->on_http NULL: conn.c answers every request itself */
 } srv_opts_t;
 
 static void setup_opts(const srv_opts_t *o)
@@ -363,7 +449,8 @@ static void setup_opts(const srv_opts_t *o)
     srv.env.loop = srv.loop;
     srv.env.ws_path = "/_event";
     srv.env.max_message_bytes = MAX_MESSAGE;
-    srv.env.max_send_bytes = MAX_SEND;
+    srv.env.max_send_bytes = o->max_send_bytes ? o->max_send_bytes : MAX_SEND;
+    srv.env.sndbuf_bytes = SW_CONN_SNDBUF_BYTES; /* as the worker */
     srv.env.max_header_bytes = MAX_HEADER;
     srv.env.max_body_bytes = MAX_BODY;
     srv.env.on_open = on_open;
@@ -483,6 +570,23 @@ static int read_eof(int fd)
     char ch;
     ssize_t r = read(fd, &ch, 1);
     return r == 0 || (r < 0 && errno == ECONNRESET);
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* 1 when fd has input within ms. */
+static int readable_within(int fd, int ms)
+{
+    fd_set rs;
+    FD_ZERO(&rs);
+    FD_SET(fd, &rs);
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    return select(fd + 1, &rs, NULL, NULL, &tv) > 0;
 }
 
 typedef struct {
@@ -1061,25 +1165,62 @@ Test(conn, server_close_timeout_without_peer_close)
     expect_idle(1);
 }
 
-Test(conn, flood_backpressure_1013)
+/* Read until the connection ends (bounded by SO_RCVTIMEO); returns the
+ * bytes read. *err: 0 for EOF, else the errno (ECONNRESET: a reset). */
+static size_t drain(int fd, int *err)
+{
+    static char buf[65536];
+    size_t total = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof(buf));
+        if (r <= 0) {
+            *err = r == 0 ? 0 : errno;
+            return total;
+        }
+        total += (size_t)r;
+    }
+}
+
+/* A burst over the output bound that the client does not read: its
+ * socket (SW_CONN_SNDBUF_BYTES) cannot take what is queued, so a 1013
+ * could not reach it either: the conn is reset, the server's queued bytes
+ * are dropped. (A client that can still take the close gets 1013: see
+ * conn_bound.) */
+Test(conn, flood_unread_burst_is_reset)
 {
     int fd = ws_connect();
     ws_send_text(fd, "flood");
-    /* Do not read until the server has queued all it could. */
     for (int i = 0; i < 2500 && !atomic_load(&g_flood_done); i++)
         usleep(2000);
     cr_assert(atomic_load(&g_flood_done));
     cr_assert_eq(atomic_load(&g_flood_rc), SW_ETOOLARGE);
-    cr_assert_lt((size_t)atomic_load(&g_flood_sent) * FLOOD_MSG, (size_t)FLOOD_TOTAL);
-    size_t skipped = 0;
-    char reason[64];
-    cr_assert_eq(ws_expect_close(fd, reason, sizeof(reason), &skipped), 1013);
-    cr_assert_str_eq(reason, "backpressure");
-    cr_assert_eq(skipped, (size_t)atomic_load(&g_flood_sent) * FLOOD_MSG,
-                 "messages queued before the bound are delivered, then the close");
-    cr_assert_leq(skipped, (size_t)MAX_SEND);
-    close(fd);
+    size_t queued = (size_t)atomic_load(&g_flood_sent) * (FLOOD_MSG + 4);
+    cr_assert_leq(queued, (size_t)MAX_SEND);
+    cr_assert_gt(queued + FLOOD_MSG + 4, (size_t)MAX_SEND, "stopped at the bound");
     expect_idle(1);
+    long long wait_ms = (atomic_load(&g_close_at_us) - atomic_load(&g_bound_at_us)) / 1000;
+    cr_assert_lt(wait_ms, 1000, "dropped at once, not after the close timeout (%lld ms)", wait_ms);
+    int err = 0;
+    size_t got = drain(fd, &err);
+    cr_assert_eq(err, ECONNRESET, "reset, not a close: %s", strerror(err));
+    cr_assert_lt(got, queued, "what the socket did not take was dropped (%zu of %zu)", got, queued);
+    close(fd);
+}
+
+/* The close timeout resets a conn whose output the client does not take:
+ * the kernel keeps nothing for it. */
+Test(conn, close_timeout_resets_unread_output)
+{
+    int fd = ws_connect();
+    uint64_t t0 = mono_ms();
+    ws_send_text(fd, "fillclose");
+    expect_idle(1);
+    cr_assert_geq(mono_ms() - t0, 1500, "after the close timeout (2 s)");
+    int err = 0;
+    size_t got = drain(fd, &err);
+    cr_assert_eq(err, ECONNRESET, "reset, not a close: %s", strerror(err));
+    cr_assert_lt(got, (size_t)FILL_MSGS * FLOOD_MSG, "unsent output dropped (%zu)", got);
+    close(fd);
 }
 
 Test(conn, abrupt_client_close_calls_on_close)
@@ -1388,23 +1529,6 @@ Test(conn_bare, not_found_and_method_not_allowed)
 /* ---- liveness (ping / pong) -------------------------------------------- */
 
 TestSuite(conn_ping, .init = setup_ping, .fini = teardown, .timeout = 30);
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* 1 when fd has input within ms. */
-static int readable_within(int fd, int ms)
-{
-    fd_set rs;
-    FD_ZERO(&rs);
-    FD_SET(fd, &rs);
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    return select(fd + 1, &rs, NULL, NULL, &tv) > 0;
-}
 
 static void expect_ping(int fd)
 {
@@ -1763,33 +1887,6 @@ Test(conn, sse_ignores_input_after_the_switch)
     expect_idle(1);
 }
 
-Test(conn, sse_output_bound_closes_stream)
-{
-    int fd = cli_connect();
-    cli_write_str(fd, "GET /sse-flood HTTP/1.1\r\nHost: x\r\n\r\n");
-    /* Do not read until the server has queued all it could. */
-    for (int i = 0; i < 2500 && !atomic_load(&g_sse_flood_done); i++)
-        usleep(2000);
-    cr_assert(atomic_load(&g_sse_flood_done));
-    cr_assert_eq(atomic_load(&g_sse_flood_rc), SW_ETOOLARGE);
-    size_t ev = strlen("event: big\ndata: \n\n") + SSE_FLOOD_DATA;
-    size_t sent = (size_t)atomic_load(&g_sse_flood_sent);
-    cr_assert_gt(sent, 0);
-    cr_assert_leq(strlen(SSE_HEAD) + sent * ev, (size_t)MAX_SEND);
-    cr_assert_gt(strlen(SSE_HEAD) + (sent + 1) * ev, (size_t)MAX_SEND, "stopped at the bound");
-    /* Events queued before the bound arrive, then EOF. */
-    size_t total = 0;
-    char buf[65536];
-    ssize_t r;
-    while ((r = read(fd, buf, sizeof(buf))) > 0)
-        total += (size_t)r;
-    cr_assert_eq(r, 0, "EOF after the queued events");
-    cr_assert_eq(total, strlen(SSE_HEAD) + sent * ev);
-    close(fd);
-    expect_idle(1);
-    cr_assert_eq(atomic_load(&g_sse_bad), 0);
-}
-
 Test(conn_ping, sse_keepalive_comment_no_timeout)
 {
     int fd = sse_open("GET /sse-quiet HTTP/1.1\r\nHost: x\r\n\r\n", SSE_HEAD);
@@ -1822,8 +1919,17 @@ Test(conn, sse_output_bound_client_never_reads)
     for (int i = 0; i < 2500 && !atomic_load(&g_sse_flood_done); i++)
         usleep(2000);
     cr_assert_eq(atomic_load(&g_sse_flood_rc), SW_ETOOLARGE);
-    /* Never read: the closing phase is bounded, on_close follows once. */
+    /* Never read: 1 MiB queued cannot go into the socket, reset at once,
+     * on_close follows once. */
     expect_idle(1);
+    long long wait_ms = (atomic_load(&g_close_at_us) - atomic_load(&g_bound_at_us)) / 1000;
+    cr_assert_lt(wait_ms, 1000, "dropped at once, not after the close timeout (%lld ms)", wait_ms);
+    size_t ev = strlen("event: big\ndata: \n\n") + SSE_FLOOD_DATA;
+    size_t queued = strlen(SSE_HEAD) + (size_t)atomic_load(&g_sse_flood_sent) * ev;
+    int err = 0;
+    size_t got = drain(fd, &err);
+    cr_assert_eq(err, ECONNRESET, "reset, not a close: %s", strerror(err));
+    cr_assert_lt(got, queued, "what the socket did not take was dropped");
     close(fd);
     cr_assert_eq(atomic_load(&g_sse_bad), 0);
 }
@@ -2222,4 +2328,113 @@ Test(conn_hib_timeout, hello_deadline_fires_from_hibernation)
     expect_text(greeted, "still");
     ws_close_clean(greeted);
     expect_idle(2);
+}
+
+/* ---- the output bound (a small max_send_bytes) --------------------------- */
+
+#define BOUND_SEND (64 * 1024)
+#define BOUND_MSG (16 * 1024)
+
+static void setup_bound(void)
+{
+    srv_opts_t o = {.max_send_bytes = BOUND_SEND};
+    setup_opts(&o);
+}
+
+TestSuite(conn_bound, .init = setup_bound, .fini = teardown, .timeout = 30);
+
+/* A client that reads slowly but whose socket still takes everything
+ * queued at the bound: what was queued arrives, then close 1013. */
+Test(conn_bound, flood_backpressure_1013)
+{
+    int fd = ws_connect();
+    char cmd[32];
+    snprintf(cmd, sizeof(cmd), "flood %d", BOUND_MSG);
+    ws_send_text(fd, cmd);
+    /* Do not read until the server has queued all it could. */
+    for (int i = 0; i < 2500 && !atomic_load(&g_flood_done); i++)
+        usleep(2000);
+    cr_assert(atomic_load(&g_flood_done));
+    cr_assert_eq(atomic_load(&g_flood_rc), SW_ETOOLARGE);
+    size_t sent = (size_t)atomic_load(&g_flood_sent);
+    cr_assert_eq(sent, BOUND_SEND / (BOUND_MSG + 4), "frames (4-byte headers) up to the bound");
+    size_t skipped = 0;
+    char reason[64];
+    cr_assert_eq(ws_expect_close(fd, reason, sizeof(reason), &skipped), 1013);
+    cr_assert_str_eq(reason, "backpressure");
+    cr_assert_eq(skipped, sent * BOUND_MSG,
+                 "messages queued before the bound are delivered, then the close");
+    ws_send_close(fd, 1013);
+    cr_assert(read_eof(fd), "closing handshake finished");
+    close(fd);
+    expect_idle(1);
+}
+
+Test(conn_bound, sse_output_bound_closes_stream)
+{
+    int fd = cli_connect();
+    char req[64];
+    snprintf(req, sizeof(req), "GET /sse-flood?%d HTTP/1.1\r\nHost: x\r\n\r\n", BOUND_MSG);
+    cli_write_str(fd, req);
+    /* Do not read until the server has queued all it could. */
+    for (int i = 0; i < 2500 && !atomic_load(&g_sse_flood_done); i++)
+        usleep(2000);
+    cr_assert(atomic_load(&g_sse_flood_done));
+    cr_assert_eq(atomic_load(&g_sse_flood_rc), SW_ETOOLARGE);
+    size_t ev = strlen("event: big\ndata: \n\n") + BOUND_MSG;
+    size_t sent = (size_t)atomic_load(&g_sse_flood_sent);
+    cr_assert_gt(sent, 0);
+    cr_assert_leq(strlen(SSE_HEAD) + sent * ev, (size_t)BOUND_SEND);
+    cr_assert_gt(strlen(SSE_HEAD) + (sent + 1) * ev, (size_t)BOUND_SEND, "stopped at the bound");
+    /* Events queued before the bound arrive, then EOF. */
+    int err = -1;
+    size_t total = drain(fd, &err);
+    cr_assert_eq(err, 0, "EOF after the queued events: %s", strerror(err));
+    cr_assert_eq(total, strlen(SSE_HEAD) + sent * ev);
+    close(fd);
+    expect_idle(1);
+    cr_assert_eq(atomic_load(&g_sse_bad), 0);
+}
+
+/* A client that stops reading while the server keeps sending, one
+ * message per loop iteration: the kernel buffers fill, then the server's
+ * queue grows to the bound, never past it, and the conn is reset. */
+static void expect_stalled_reset(int fd, uint64_t t0, size_t per_msg)
+{
+    for (int i = 0; i < 2500 && !atomic_load(&g_trickle_done); i++)
+        usleep(2000);
+    cr_assert(atomic_load(&g_trickle_done), "the server stopped sending");
+    cr_assert_eq(atomic_load(&g_trickle_rc), SW_ETOOLARGE);
+    size_t sent = (size_t)atomic_load(&g_trickle_sent);
+    size_t maxp = (size_t)atomic_load(&g_trickle_max_pending);
+    cr_assert_leq(maxp, (size_t)BOUND_SEND, "queued bytes within the bound (max %zu)", maxp);
+    cr_assert_gt(maxp, (size_t)BOUND_SEND - per_msg, "the queue reached the bound (max %zu)", maxp);
+    cr_assert_gt(sent * per_msg, (size_t)BOUND_SEND, "the socket took a share first");
+    expect_idle(1);
+    uint64_t took = mono_ms() - t0;
+    cr_assert_lt(took, 5000, "dropped in %llu ms", (unsigned long long)took);
+    long long wait_ms = (atomic_load(&g_close_at_us) - atomic_load(&g_bound_at_us)) / 1000;
+    cr_assert_lt(wait_ms, 1000, "dropped at once, not after the close timeout (%lld ms)", wait_ms);
+    int err = 0;
+    size_t got = drain(fd, &err);
+    cr_assert_eq(err, ECONNRESET, "reset, not a close: %s", strerror(err));
+    cr_assert_lt(got, sent * per_msg, "queued bytes were dropped (%zu of %zu)", got,
+                 sent * per_msg);
+    close(fd);
+}
+
+Test(conn_bound, stalled_reader_is_reset)
+{
+    int fd = ws_connect();
+    uint64_t t0 = mono_ms();
+    ws_send_text(fd, "trickle");
+    expect_stalled_reset(fd, t0, TRICKLE_MSG + 4);
+}
+
+Test(conn_bound, sse_stalled_reader_is_reset)
+{
+    uint64_t t0 = mono_ms();
+    int fd = sse_open("GET /sse-trickle HTTP/1.1\r\nHost: x\r\n\r\n", SSE_HEAD);
+    expect_stalled_reset(fd, t0, strlen("event: t\ndata: \n\n") + TRICKLE_MSG);
+    cr_assert_eq(atomic_load(&g_sse_bad), 0);
 }

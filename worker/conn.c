@@ -14,7 +14,10 @@
  * then (HTTP, or WebSocket once both close frames are exchanged) shuts
  * down its write side and drains input until the peer's EOF, so the peer
  * reads everything before the socket goes (no RST on unread input). The
- * whole closing phase is bounded by CLOSE_TIMEOUT.
+ * whole closing phase is bounded by CLOSE_TIMEOUT. A socket closed while
+ * output is still unsent (close timeout, dead peer, a stalled reader at
+ * the output bound, sw_conn_abort) is reset instead (conn_reset), so the
+ * kernel does not keep that output for a peer that does not take it.
  *
  * Liveness, timeouts and hibernation: the conn's one timer also watches
  * the deadlines of an HTTP conn and of an open WebSocket. Input only
@@ -51,8 +54,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <linux/sockios.h>
 
 #include <http_parser.h>
 #include <jansson.h>
@@ -142,10 +148,14 @@ struct sw_conn {
     unsigned keep_alive : 1;     /* of the request being answered */
     unsigned head_req : 1;       /* the request being answered is HEAD */
     unsigned close_after_reply : 1;
-    unsigned need_parse : 1;  /* pipelined input to parse after a reply */
-    unsigned in_input : 1;    /* inside http_input() */
-    unsigned ping_out : 1;    /* a ping went out and no input came since */
-    unsigned abandon : 1;     /* peer presumed dead: close once the output is tried */
+    unsigned need_parse : 1; /* pipelined input to parse after a reply */
+    unsigned in_input : 1;   /* inside http_input() */
+    unsigned ping_out : 1;   /* a ping went out and no input came since */
+    unsigned abandon : 1;    /* peer presumed dead: close once the output is tried */
+    /* Output bound reached (a WebSocket or event stream): the next flush
+     * tries the socket once, then sends the 1013 close (WebSocket) or ends
+     * the stream when everything went, or resets the conn. */
+    unsigned overflow : 1;
     unsigned ws_frag : 1;     /* the last data frame started had no FIN */
     unsigned hibernating : 1; /* WebSocket conn without a wslay context */
     /* wslay has nothing to write and writing is enabled, as of the last
@@ -242,6 +252,27 @@ static void conn_finish(sw_conn_t *c)
     mark_pending(c);
 }
 
+/* Close now, and with output still unsent (in `out`, in wslay, or in the
+ * socket's send queue: SIOCOUTQ) make the kernel drop it too: SO_LINGER
+ * {1, 0} turns close() into a reset (RST) instead of a FIN queued behind
+ * bytes a stalled or dead peer may never take, so that neither the
+ * server nor the kernel keeps them. For the close timeout, an abandoned
+ * peer, the output bound and sw_conn_abort. */
+static void conn_reset(sw_conn_t *c)
+{
+    int outq = 0;
+    if (c->dead)
+        return;
+    if (c->out.len || (c->ws && wslay_event_want_write(c->ws)) ||
+        (ioctl(c->fd, SIOCOUTQ, &outq) == 0 && outq > 0)) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        if (setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0)
+            sw_log(SW_LOG_DEBUG, "conn %llu: SO_LINGER: %s", (unsigned long long)c->id,
+                   strerror(errno));
+    }
+    conn_finish(c);
+}
+
 static void conn_reap(sw_conn_t *c)
 {
     sw_conn_env_t *env = c->env;
@@ -313,6 +344,9 @@ static void shutdown_write(sw_conn_t *c)
 }
 
 static void ws_close(sw_conn_t *c, uint16_t code, const char *reason);
+/* Queue a close frame behind everything already queued; 0, or SW_ERR with
+ * the conn closed. For an open (awake) WebSocket conn. */
+static int ws_queue_close(sw_conn_t *c, uint16_t code, const char *reason);
 static void http_fail(sw_conn_t *c, int status, const char *code, const char *message,
                       const char *extra, int keep_alive);
 
@@ -501,7 +535,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     sw_log(SW_LOG_DEBUG, "conn %llu: close timeout", (unsigned long long)c->id);
-    conn_finish(c);
+    conn_reset(c);
 }
 
 /* ---- output ----------------------------------------------------------- */
@@ -520,24 +554,32 @@ static void conn_flush(sw_conn_t *c)
     }
     if (c->out.len) {
         ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-                if (c->abandon)
-                    conn_finish(c); /* a dead peer's full socket never drains */
-                else
-                    ev_io_start(env->loop, &c->wio);
-                return;
-            }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             sw_log(SW_LOG_DEBUG, "conn %llu: send: %s", (unsigned long long)c->id, strerror(errno));
             conn_finish(c);
             return;
         }
-        sw_buf_consume(&c->out, (size_t)n);
+        if (n > 0)
+            sw_buf_consume(&c->out, (size_t)n);
         if (c->out.len) {
-            if (c->abandon)
-                conn_finish(c);
-            else
+            /* A dead peer's full socket never drains; a stalled reader at
+             * the output bound cannot take the close frame either. */
+            if (c->abandon || c->overflow) {
+                if (c->overflow)
+                    sw_log(SW_LOG_INFO, "conn %llu: stalled reader at the output bound, reset",
+                           (unsigned long long)c->id);
+                conn_reset(c);
+            } else {
                 ev_io_start(env->loop, &c->wio);
+            }
+            return;
+        }
+    }
+    if (c->overflow) { /* everything queued went: the peer still reads */
+        c->overflow = 0;
+        if (c->mode == MODE_WS) {
+            if (ws_queue_close(c, 1013, "backpressure") == 0)
+                conn_flush(c); /* the close frame, in this same step */
             return;
         }
     }
@@ -549,7 +591,7 @@ static void conn_flush(sw_conn_t *c)
     else
         sw_buf_destroy(&c->out);
     if (c->closing && c->abandon) {
-        conn_finish(c); /* no closing handshake with a dead peer */
+        conn_reset(c); /* no closing handshake with a dead peer */
         return;
     }
     if (c->closing && !c->shut_wr) {
@@ -581,8 +623,9 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
             c->need_parse = 0;
             http_resume(c);
         }
-        /* A conn waiting for EV_WRITE is flushed from wio_cb. */
-        if (!c->dead && !ev_is_active(&c->wio))
+        /* A conn waiting for EV_WRITE is flushed from wio_cb, unless it
+         * reached its output bound: its socket is tried once more now. */
+        if (!c->dead && (!ev_is_active(&c->wio) || c->overflow))
             conn_flush(c);
         if (c->dead)
             conn_reap(c);
@@ -695,16 +738,13 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size
     return (ssize_t)len;
 }
 
-/* Queue a close frame behind everything already queued. */
-static void ws_close(sw_conn_t *c, uint16_t code, const char *reason)
+static int ws_queue_close(sw_conn_t *c, uint16_t code, const char *reason)
 {
-    if (c->dead || c->closing || ws_wake(c) != 0)
-        return;
     /* Move queued messages into `out` first: wslay sends control frames
      * ahead of queued data otherwise. */
     if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
         conn_finish(c);
-        return;
+        return SW_ERR;
     }
     size_t rlen = reason ? strlen(reason) : 0;
     if (rlen > 123) /* RFC 6455 §5.5: control payload <= 125 bytes */
@@ -713,9 +753,18 @@ static void ws_close(sw_conn_t *c, uint16_t code, const char *reason)
     int rv = wslay_event_queue_close(c->ws, code, (const uint8_t *)reason, rlen);
     if (rv != 0 && rv != WSLAY_ERR_NO_MORE_MSG) {
         conn_finish(c);
-        return;
+        return SW_ERR;
     }
-    start_closing(c);
+    mark_pending(c);
+    return 0;
+}
+
+static void ws_close(sw_conn_t *c, uint16_t code, const char *reason)
+{
+    if (c->dead || c->closing || ws_wake(c) != 0)
+        return;
+    if (ws_queue_close(c, code, reason) == 0)
+        start_closing(c);
 }
 
 static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
@@ -1430,6 +1479,13 @@ sw_conn_t *sw_conn_new(sw_conn_env_t *env, int fd)
     }
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* fails on unix sockets */
+    if (env->sndbuf_bytes) {
+        /* Fixed: no autotuning up to tcp_wmem[2] (4 MiB) for a client that
+         * does not read. The kernel doubles it (socket(7)). */
+        int sndbuf = (int)SW_MIN(env->sndbuf_bytes, (size_t)(INT32_MAX / 2));
+        if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) < 0)
+            sw_log(SW_LOG_DEBUG, "SO_SNDBUF %d: %s", sndbuf, strerror(errno));
+    }
     sw_conn_t *c = sw_xcalloc(1, sizeof(*c));
     c->env = env;
     c->fd = fd;
@@ -1538,6 +1594,17 @@ static int ws_queue_text(sw_conn_t *c, const struct iovec *iov, int iovcnt, size
     return 0;
 }
 
+/* The output bound is reached: no more output is taken (closing). The
+ * next flush (this loop iteration) tries to write everything queued;
+ * when the socket takes it all, a WebSocket gets close 1013 and an event
+ * stream its FIN, as for any close; otherwise the peer does not read and
+ * the conn is reset (conn_flush). */
+static void out_bound(sw_conn_t *c)
+{
+    c->overflow = 1;
+    start_closing(c);
+}
+
 int sw_conn_sendv(sw_conn_t *c, const struct iovec *iov, int iovcnt)
 {
     if (c->dead || c->closing || c->mode != MODE_WS)
@@ -1555,7 +1622,7 @@ int sw_conn_sendv(sw_conn_t *c, const struct iovec *iov, int iovcnt)
     if (bound && (len > bound || queued > bound - len)) {
         sw_log(SW_LOG_INFO, "conn %llu: output over %zu bytes, closing (backpressure)",
                (unsigned long long)c->id, bound);
-        ws_close(c, 1013, "backpressure");
+        out_bound(c);
         return SW_ETOOLARGE;
     }
     /* Frames go out in the order they enter `out`. wslay appends a frame
@@ -1603,7 +1670,7 @@ void sw_conn_close(sw_conn_t *c, uint16_t code, const char *reason)
 
 void sw_conn_abort(sw_conn_t *c)
 {
-    conn_finish(c);
+    conn_reset(c);
 }
 
 void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
@@ -1738,7 +1805,7 @@ int sw_conn_sse_send(sw_conn_t *c, const char *event, const char *id, const char
     if (bound && (n > bound || c->out.len > bound - n)) {
         sw_log(SW_LOG_INFO, "conn %llu: event stream output over %zu bytes, closing (backpressure)",
                (unsigned long long)c->id, bound);
-        start_closing(c); /* what is queued still goes out, then FIN */
+        out_bound(c); /* what is queued goes out if it can, then FIN */
         return SW_ETOOLARGE;
     }
     sw_buf_reserve(&c->out, n);

@@ -24,8 +24,31 @@
  *
  * Bounds and what happens at them:
  *  - WebSocket message over max_message_bytes: close 1009 (RFC 6455 §7.4.1).
- *  - Output queued for the client over max_send_bytes (a slow reader):
- *    close 1013 "backpressure", the client is expected to resume.
+ *  - Output queued for a WebSocket or event-stream client over
+ *    max_send_bytes (a slow or stalled reader): nothing more is queued
+ *    (SW_ETOOLARGE) and, in the same loop iteration, everything queued is
+ *    tried on the socket. If the socket takes it all, the peer still
+ *    reads: a WebSocket gets close 1013 "backpressure" behind it (RFC 6455
+ *    §7.4.1, the closing handshake as usual), an event stream its end
+ *    (FIN). Otherwise the peer is not reading and could not take a close
+ *    frame either: the conn is reset at once (SO_LINGER {1, 0}: RST), so
+ *    that neither the server nor the kernel keeps its unsent bytes, and
+ *    on_close follows as for any close. Either way the client is expected
+ *    to reconnect and resume.
+ *    What one client holds is then bounded by max_send_bytes in the
+ *    server plus its socket's kernel send buffer: SO_SNDBUF is set to
+ *    sndbuf_bytes (the worker: SW_CONN_SNDBUF_BYTES, 64 KiB), which the
+ *    kernel doubles (getsockopt reports 131072) and which turns off
+ *    send-buffer autotuning. Measured on Linux 6.18 loopback, a client
+ *    that stops reading ties up 55-152 KB of payload in the server's send
+ *    queue (SIOCOUTQ, depending on its receive window) and about 100-140
+ *    KiB of kernel memory (/proc/net/sockstat TCP mem), against 1.7-4.2 MB
+ *    and about 4.1 MiB with the kernel default (autotuning up to
+ *    tcp_wmem[2], 4 MiB). So with the default --max-send-bytes of 4 MiB:
+ *    at most about 4.1 MiB per client instead of about 8 MiB.
+ *  - Whenever conn.c closes a socket that still has unsent output (close
+ *    timeout, ping timeout, output bound, sw_conn_abort) it resets it the
+ *    same way, freeing the kernel's copy at once.
  *  - Protocol errors (RFC 6455 §7.4.1) are answered with a close frame
  *    carrying the code, after which the conn closes as for any close it
  *    sent (stops reading, flushes, FIN, bounded by the closing phase):
@@ -43,7 +66,8 @@
  *    that ping, the conn is closed: a close frame 1001 "ping timeout" is
  *    written if the socket takes it, then the socket is closed at once
  *    without waiting for the closing handshake (the peer is presumed
- *    dead), and on_close follows as for any close. Any input from the
+ *    dead; reset when output is still unsent), and on_close follows as
+ *    for any close. Any input from the
  *    client counts as a sign of life, including a frame still arriving.
  *    The conn's one ev_timer serves this, the timeouts and hibernation
  *    (below) and the closing phase, rescheduled lazily from its own
@@ -86,7 +110,8 @@
  * (the env's flush step), never inside sw_conn_send/close/abort. The conn
  * is freed right after on_close returns, so callers may keep using the
  * pointer until then and must drop it in on_close. A closing conn gets
- * 2 s to flush and finish the closing handshake, then is closed. */
+ * 2 s to flush and finish the closing handshake, then is closed (reset
+ * when output is still unsent). */
 #ifndef SW_WORKER_CONN_H
 #define SW_WORKER_CONN_H
 
@@ -102,6 +127,16 @@ typedef struct sw_conn sw_conn_t;
 /* Silence (no input, no output) after which an open WebSocket conn at a
  * message boundary frees its wslay context; see "Hibernation" above. */
 #define SW_CONN_HIBERNATE_MS 1000
+
+/* The worker's sndbuf_bytes: SO_SNDBUF of each client socket. The kernel
+ * doubles it to 128 KiB of send buffer (bookkeeping included), which
+ * bounds the kernel's share of a stalled reader (see "Bounds") at about
+ * 130 KiB instead of the 4 MiB autotuning grows to. A healthy client is
+ * limited to 128 KiB in flight per round trip: over 100 MB/s on a LAN
+ * (RTT <= 1 ms), 2.5 MB/s at 50 ms, far above what state deltas need;
+ * a big burst (a full state) is held by the server's own queue
+ * (max_send_bytes) while the socket drains it. */
+#define SW_CONN_SNDBUF_BYTES (64 * 1024)
 
 /* A parsed non-upgrade HTTP request; every pointer borrowed for the
  * duration of env->on_http. */
@@ -120,7 +155,8 @@ typedef struct sw_conn_env {
     struct ev_loop *loop;
     const char *ws_path;       /* "/_event" */
     size_t max_message_bytes;  /* WebSocket message bound */
-    size_t max_send_bytes;     /* per-connection output bound */
+    size_t max_send_bytes;     /* per-connection output bound (see "Bounds") */
+    size_t sndbuf_bytes;       /* SO_SNDBUF of client sockets; 0: kernel default (autotuning) */
     size_t max_header_bytes;   /* HTTP request head bound (431 above) */
     size_t max_body_bytes;     /* HTTP body bound (413 above) */
     uint32_t ping_interval_ms; /* WebSocket silence before a ping; 0: no pings, no timeout */
@@ -189,8 +225,10 @@ void sw_conn_set_udata(sw_conn_t *c, void *udata);
 void *sw_conn_udata(const sw_conn_t *c);
 
 /* Queue one WebSocket text message (copied). Returns 0; SW_ECLOSED when
- * the conn is closing; SW_ETOOLARGE when the output bound is reached (the
- * conn is then closed with 1013 and on_close follows); SW_ERR when a
+ * the conn is closing; SW_ETOOLARGE when the output bound is reached
+ * (nothing queued; the conn then closes with 1013 after what was queued,
+ * or is reset when its socket cannot take that, see "Bounds"; on_close
+ * follows); SW_ERR when a
  * hibernating conn cannot get a wslay context back (out of memory: the
  * conn is closed, on_close follows). Writes are batched: everything
  * queued during one loop iteration goes out in one send. The bound counts
@@ -220,7 +258,9 @@ void sw_conn_ws_greeted(sw_conn_t *c);
  * and reason unused). Idempotent. */
 void sw_conn_close(sw_conn_t *c, uint16_t code, const char *reason);
 
-/* Close the socket now, dropping queued output. Idempotent. */
+/* Close the socket now, dropping queued output: with output still unsent
+ * (here or in the kernel) the socket is reset (RST), see "Bounds".
+ * Idempotent. */
 void sw_conn_abort(sw_conn_t *c);
 
 /* Answer the current HTTP request. `extra_headers` is NULL or CRLF-
@@ -270,9 +310,10 @@ int sw_conn_is_sse(const sw_conn_t *c);
  * "id: <id>\n" (when id is not NULL), "data: <data>\n\n". data (len
  * bytes) must be one line (compact JSON). Batched like sw_conn_send (one
  * write per loop iteration, together with the conn's other output) and
- * bounded by max_send_bytes: at the bound the event is not queued, the
- * events queued before it are flushed and the stream is closed (on_close
- * follows). Returns 0; SW_ECLOSED when the conn is closing or not an
+ * bounded by max_send_bytes: at the bound the event is not queued; the
+ * events queued before it are flushed and the stream ends if the socket
+ * takes them at once, else the conn is reset (see "Bounds"); on_close
+ * follows. Returns 0; SW_ECLOSED when the conn is closing or not an
  * event stream; SW_ETOOLARGE at the bound; SW_EINVAL when event, id or
  * data contains CR or LF (nothing queued). */
 int sw_conn_sse_send(sw_conn_t *c, const char *event, const char *id, const char *data, size_t len);

@@ -373,6 +373,7 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
     w->conns.ws_path = "/_event";
     w->conns.max_message_bytes = cfg->max_message_bytes;
     w->conns.max_send_bytes = cfg->max_send_bytes;
+    w->conns.sndbuf_bytes = SW_CONN_SNDBUF_BYTES;
     w->conns.max_header_bytes = SW_MAX_HEADER_BYTES;
     w->conns.max_body_bytes = cfg->max_message_bytes;
     w->conns.ping_interval_ms = cfg->ping_interval_ms;
