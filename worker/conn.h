@@ -3,11 +3,14 @@
  * queue.
  *
  * A connection starts in HTTP mode. `GET <ws_path>` with a valid upgrade
- * request is answered 101 (Sec-WebSocket-Accept per RFC 6455 §4.2.2) and
- * the connection switches to WebSocket mode: each complete text message
- * goes to env->on_message. Other requests go to env->on_http, which must
- * answer each with sw_conn_http_reply() (keep-alive is honoured; requests
- * are answered in order).
+ * request goes to env->on_open, which may refuse it (answering it
+ * itself, e.g. 403 for a forbidden Origin: no upgrade, on_close not
+ * owed); accepted, it is answered 101 (Sec-WebSocket-Accept per RFC 6455
+ * §4.2.2) and the connection switches to WebSocket mode: each complete
+ * text message goes to env->on_message. Other requests go to
+ * env->on_http, which must answer each with sw_conn_http_reply() or
+ * sw_conn_http_error() (keep-alive is honoured; requests are answered in
+ * order).
  *
  * Answers conn.c gives by itself are JSON errors (sw_conn_http_error:
  * {"error":{"code":C,"message":M}}, RFC 9110 §15.5): malformed HTTP 400
@@ -67,8 +70,8 @@
  *    written if the socket takes it, then the socket is closed at once
  *    without waiting for the closing handshake (the peer is presumed
  *    dead; reset when output is still unsent), and on_close follows as
- *    for any close. Any input from the
- *    client counts as a sign of life, including a frame still arriving.
+ *    for any close. Any input from the client counts as a sign of life,
+ *    including a frame still arriving.
  *    The conn's one ev_timer serves this, the timeouts and hibernation
  *    (below) and the closing phase, rescheduled lazily from its own
  *    callback (libev "Be smart about timeouts", method 2).
@@ -104,14 +107,13 @@
  *
  * Lifetime: the conn is freed by conn.c, never by a callback. env->on_close
  * is called for conns whose upgrade on_open accepted or that became SSE
- * streams
- * (sw_conn_sse_start), exactly once, when they close for whatever reason
- * (peer, error, sw_conn_close); it runs from the loop
- * (the env's flush step), never inside sw_conn_send/close/abort. The conn
- * is freed right after on_close returns, so callers may keep using the
- * pointer until then and must drop it in on_close. A closing conn gets
- * 2 s to flush and finish the closing handshake, then is closed (reset
- * when output is still unsent). */
+ * streams (sw_conn_sse_start), exactly once, when they close for whatever
+ * reason (peer, error, timeout, output bound, sw_conn_close); it runs
+ * from the loop (the env's flush step), never inside
+ * sw_conn_send/close/abort. The conn is freed right after on_close
+ * returns, so callers may keep using the pointer until then and must drop
+ * it in on_close. A closing conn gets 2 s to flush and finish the closing
+ * handshake, then is closed (reset when output is still unsent). */
 #ifndef SW_WORKER_CONN_H
 #define SW_WORKER_CONN_H
 
