@@ -80,6 +80,12 @@ typedef struct sw_worker_stats {
 typedef struct sw_stats {
     uint32_t nslots;
     _Atomic uint64_t worker_restarts; /* the master's own counter: workers respawned */
+    /* The key that signs event-stream credentials (worker/credentials.h),
+     * once a worker has it: workers forked later (a respawn, a reload)
+     * start with it instead of asking Redis first. Written once: the key
+     * bytes, then cred_key_set = 1 (release); read after an acquire load. */
+    _Atomic uint32_t cred_key_set;
+    unsigned char cred_key[32];
     sw_worker_stats_t slot[];
 } sw_stats_t;
 

@@ -32,6 +32,8 @@
 #define MAX_BODY 65536
 #define FLOOD_MSG (64 * 1024)
 #define FLOOD_TOTAL (10 * 1024 * 1024)
+#define SLOW_MS 1200 /* GET /slow is answered this late */
+#define FILL_MSGS 10 /* "fillclose": 640 KiB, under MAX_SEND, over what a socket takes */
 
 /* ---- server thread ---------------------------------------------------- */
 
@@ -42,6 +44,7 @@ static struct {
     ev_async stop_w;
     ev_timer stat_w;
     ev_timer async_w; /* answers GET /async later */
+    ev_timer slow_w;  /* answers GET /slow much later (SLOW_MS) */
     sw_conn_t *async_conn;
     int lfd;
     int port;
@@ -50,6 +53,14 @@ static struct {
 
 static atomic_int g_opens, g_closes, g_double_close, g_nconns, g_nws;
 static atomic_int g_flood_done, g_flood_rc, g_flood_sent;
+/* ev_now() in microseconds (server thread): when a flood or trickle hit
+ * the output bound, and when the last on_close ran. */
+static atomic_llong g_bound_at_us, g_close_at_us;
+
+static long long now_us(void)
+{
+    return (long long)(ev_now(srv.loop) * 1e6);
+}
 static atomic_int g_nhib; /* hibernating conns, copied by stat_cb */
 
 /* Open WebSocket conns, for messages that act on the others (server
@@ -75,23 +86,94 @@ static void open_del(sw_conn_t *c)
     }
 }
 
-static void on_open(sw_conn_t *c)
+/* "trickle" (WebSocket) and GET /sse-trickle: one TRICKLE_MSG-byte
+ * message per millisecond from a timer, across loop iterations, until the
+ * conn refuses one; the most bytes ever queued for it are recorded. One
+ * trickle at a time (server thread). */
+#define TRICKLE_MSG (16 * 1024)
+static struct {
+    ev_timer w;
+    sw_conn_t *c;
+    int sse, sent;
+    size_t max_pending;
+} g_trickle;
+static atomic_int g_trickle_done, g_trickle_rc, g_trickle_sent;
+static atomic_long g_trickle_max_pending;
+
+static void trickle_end(int rc)
 {
+    ev_timer_stop(srv.loop, &g_trickle.w);
+    g_trickle.c = NULL;
+    atomic_store(&g_bound_at_us, now_us());
+    atomic_store(&g_trickle_sent, g_trickle.sent);
+    atomic_store(&g_trickle_max_pending, (long)g_trickle.max_pending);
+    atomic_store(&g_trickle_rc, rc);
+    atomic_store(&g_trickle_done, 1);
+}
+
+static void trickle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    static char chunk[TRICKLE_MSG];
+    memset(chunk, 't', sizeof(chunk));
+    sw_conn_t *c = g_trickle.c;
+    int rc = g_trickle.sse ? sw_conn_sse_send(c, "t", NULL, chunk, sizeof(chunk))
+                           : sw_conn_send(c, chunk, sizeof(chunk));
+    g_trickle.max_pending = SW_MAX(g_trickle.max_pending, sw_conn_pending_bytes(c));
+    if (rc != 0)
+        trickle_end(rc);
+    else
+        g_trickle.sent++;
+}
+
+static void trickle_start(sw_conn_t *c, int sse)
+{
+    g_trickle.c = c;
+    g_trickle.sse = sse;
+    g_trickle.sent = 0;
+    g_trickle.max_pending = 0;
+    ev_timer_init(&g_trickle.w, trickle_cb, 0.001, 0.001);
+    ev_timer_start(srv.loop, &g_trickle.w);
+}
+
+/* Refuses the upgrade of a client whose Origin is http://evil.example
+ * (403 quoting the origin, path and query), and without an answer that of
+ * http://silent.example. */
+static int on_open(sw_conn_t *c, const sw_http_request_t *req)
+{
+    if (sw_conn_send(c, "early", 5) != SW_ECLOSED) /* not a WebSocket yet */
+        atomic_fetch_add(&g_double_close, 1);
+    const char *origin = req->header(req, "origin");
+    if (origin && strcmp(origin, "http://evil.example") == 0) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "origin %s may not open %s %s?%s", origin, req->method,
+                 req->path, req->query);
+        sw_conn_http_error(c, 403, "forbidden_origin", msg, NULL);
+        return -1;
+    }
+    if (origin && strcmp(origin, "http://silent.example") == 0)
+        return 1;
     int *count = calloc(1, sizeof(int)); /* on_close count of this conn */
     sw_conn_set_udata(c, count);
     open_add(c);
     atomic_fetch_add(&g_opens, 1);
+    return 0;
 }
 
 static void on_close(sw_conn_t *c)
 {
     int *count = sw_conn_udata(c);
     open_del(c);
+    if (g_trickle.c == c)
+        trickle_end(SW_ECLOSED); /* closed before its bound */
     if (++*count > 1)
         atomic_fetch_add(&g_double_close, 1);
     if (sw_conn_send(c, "late", 4) != SW_ECLOSED) /* no Criterion asserts off the main thread */
         atomic_fetch_add(&g_double_close, 1);
     free(count); /* a second on_close would be a use-after-free (ASan) */
+    atomic_store(&g_close_at_us, now_us());
     atomic_fetch_add(&g_closes, 1);
 }
 
@@ -155,6 +237,8 @@ static void on_message(sw_conn_t *c, const char *data, size_t len)
 {
     if (frame_command(c, data, len))
         return;
+    if (len == 5 && memcmp(data, "hello", 5) == 0)
+        sw_conn_ws_greeted(c); /* and echoed below */
     if (len == 5 && memcmp(data, "close", 5) == 0) {
         sw_conn_close(c, 1000, "bye");
         return;
@@ -173,12 +257,13 @@ static void on_message(sw_conn_t *c, const char *data, size_t len)
         }
         return;
     }
-    if (len == 5 && memcmp(data, "flood", 5) == 0) {
-        char *chunk = malloc(FLOOD_MSG);
-        memset(chunk, 'x', FLOOD_MSG);
+    if (len >= 5 && memcmp(data, "flood", 5) == 0) { /* "flood" or "flood <size>" */
+        size_t size = len > 6 ? strtoul(data + 6, NULL, 10) : FLOOD_MSG;
+        char *chunk = malloc(size);
+        memset(chunk, 'x', size);
         int rc = 0, sent = 0;
-        for (size_t total = 0; total < FLOOD_TOTAL; total += FLOOD_MSG) {
-            rc = sw_conn_send(c, chunk, FLOOD_MSG);
+        for (size_t total = 0; total < FLOOD_TOTAL; total += size) {
+            rc = sw_conn_send(c, chunk, size);
             if (rc != 0)
                 break;
             sent++;
@@ -186,7 +271,23 @@ static void on_message(sw_conn_t *c, const char *data, size_t len)
         free(chunk);
         atomic_store(&g_flood_sent, sent);
         atomic_store(&g_flood_rc, rc);
+        atomic_store(&g_bound_at_us, now_us());
         atomic_store(&g_flood_done, 1);
+        return;
+    }
+    if (len == 9 && memcmp(data, "fillclose", 9) == 0) { /* FILL_MSGS x FLOOD_MSG, then close */
+        char *chunk = malloc(FLOOD_MSG);
+        memset(chunk, 'f', FLOOD_MSG);
+        for (int i = 0; i < FILL_MSGS; i++) {
+            if (sw_conn_send(c, chunk, FLOOD_MSG) != 0)
+                atomic_fetch_add(&g_double_close, 1);
+        }
+        free(chunk);
+        sw_conn_close(c, 1000, "bye");
+        return;
+    }
+    if (len == 7 && memcmp(data, "trickle", 7) == 0) {
+        trickle_start(c, 0);
         return;
     }
     sw_conn_send(c, data, len);
@@ -228,12 +329,15 @@ static void sse_http(sw_conn_t *c, const sw_http_request_t *req)
         if (sw_conn_sse_send(c, "late", NULL, "x", 1) != SW_ECLOSED)
             atomic_fetch_add(&g_sse_bad, 1);
     }
-    if (strcmp(req->path, "/sse-flood") == 0) {
-        char *chunk = malloc(SSE_FLOOD_DATA);
-        memset(chunk, 'x', SSE_FLOOD_DATA);
+    if (strcmp(req->path, "/sse-trickle") == 0)
+        trickle_start(c, 1);
+    if (strcmp(req->path, "/sse-flood") == 0) { /* ?<size>: of each event's data */
+        size_t size = req->query[0] ? strtoul(req->query, NULL, 10) : SSE_FLOOD_DATA;
+        char *chunk = malloc(size);
+        memset(chunk, 'x', size);
         int rc = 0, sent = 0;
-        for (size_t total = 0; total < FLOOD_TOTAL; total += SSE_FLOOD_DATA) {
-            rc = sw_conn_sse_send(c, "big", NULL, chunk, SSE_FLOOD_DATA);
+        for (size_t total = 0; total < FLOOD_TOTAL; total += size) {
+            rc = sw_conn_sse_send(c, "big", NULL, chunk, size);
             if (rc != 0)
                 break;
             sent++;
@@ -243,6 +347,7 @@ static void sse_http(sw_conn_t *c, const sw_http_request_t *req)
             atomic_fetch_add(&g_sse_bad, 1);
         atomic_store(&g_sse_flood_sent, sent);
         atomic_store(&g_sse_flood_rc, rc);
+        atomic_store(&g_bound_at_us, now_us());
         atomic_store(&g_sse_flood_done, 1);
     }
 }
@@ -256,6 +361,12 @@ static void on_http(sw_conn_t *c, const sw_http_request_t *req)
     else if (strcmp(req->path, "/async") == 0) {
         srv.async_conn = c;
         ev_timer_start(srv.loop, &srv.async_w);
+    } else if (strcmp(req->path, "/slow") == 0) {
+        srv.async_conn = c;
+        ev_timer_start(srv.loop, &srv.slow_w);
+    } else if (strcmp(req->path, "/err") == 0) {
+        /* An error quoting client bytes (the X-Msg header). */
+        sw_conn_http_error(c, 400, "bad_request", req->header(req, "X-Msg"), "X-Err: 1\r\n");
     } else if (strcmp(req->path, "/echo") == 0) {
         const char *h = req->header(req, "x-TEST");
         char body[256];
@@ -309,7 +420,16 @@ static void *server_main(void *arg)
     return NULL;
 }
 
-static void setup_env(uint32_t ping_interval_ms, uint32_t ping_timeout_ms)
+/* What a suite changes in the server's env (zero: the defaults). */
+typedef struct {
+    uint32_t ping_interval_ms;
+    uint32_t ping_timeout_ms;
+    uint32_t http_timeout_ms;
+    size_t max_send_bytes; /* 0: MAX_SEND */
+    int no_on_http;        /* env->on_http NULL: conn.c answers every request itself */
+} srv_opts_t;
+
+static void setup_opts(const srv_opts_t *o)
 {
     memset(&srv, 0, sizeof(srv));
     srv.loop = ev_loop_new(EVFLAG_AUTO);
@@ -329,15 +449,17 @@ static void setup_env(uint32_t ping_interval_ms, uint32_t ping_timeout_ms)
     srv.env.loop = srv.loop;
     srv.env.ws_path = "/_event";
     srv.env.max_message_bytes = MAX_MESSAGE;
-    srv.env.max_send_bytes = MAX_SEND;
+    srv.env.max_send_bytes = o->max_send_bytes ? o->max_send_bytes : MAX_SEND;
+    srv.env.sndbuf_bytes = SW_CONN_SNDBUF_BYTES; /* as the worker */
     srv.env.max_header_bytes = MAX_HEADER;
     srv.env.max_body_bytes = MAX_BODY;
     srv.env.on_open = on_open;
     srv.env.on_message = on_message;
     srv.env.on_close = on_close;
-    srv.env.on_http = on_http;
-    srv.env.ping_interval_ms = ping_interval_ms;
-    srv.env.ping_timeout_ms = ping_timeout_ms;
+    srv.env.on_http = o->no_on_http ? NULL : on_http;
+    srv.env.ping_interval_ms = o->ping_interval_ms;
+    srv.env.ping_timeout_ms = o->ping_timeout_ms;
+    srv.env.http_timeout_ms = o->http_timeout_ms;
 
     ev_io_init(&srv.accept_w, accept_cb, srv.lfd, EV_READ);
     ev_io_start(srv.loop, &srv.accept_w);
@@ -346,7 +468,14 @@ static void setup_env(uint32_t ping_interval_ms, uint32_t ping_timeout_ms)
     ev_timer_init(&srv.stat_w, stat_cb, 0.002, 0.002);
     ev_timer_start(srv.loop, &srv.stat_w);
     ev_timer_init(&srv.async_w, async_cb, 0.02, 0.);
+    ev_timer_init(&srv.slow_w, async_cb, SLOW_MS / 1000., 0.);
     cr_assert_eq(pthread_create(&srv.thread, NULL, server_main, NULL), 0);
+}
+
+static void setup_env(uint32_t ping_interval_ms, uint32_t ping_timeout_ms)
+{
+    srv_opts_t o = {.ping_interval_ms = ping_interval_ms, .ping_timeout_ms = ping_timeout_ms};
+    setup_opts(&o);
 }
 
 static void setup(void)
@@ -443,6 +572,23 @@ static int read_eof(int fd)
     return r == 0 || (r < 0 && errno == ECONNRESET);
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* 1 when fd has input within ms. */
+static int readable_within(int fd, int ms)
+{
+    fd_set rs;
+    FD_ZERO(&rs);
+    FD_SET(fd, &rs);
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    return select(fd + 1, &rs, NULL, NULL, &tv) > 0;
+}
+
 typedef struct {
     int status;
     char head[8192];
@@ -478,6 +624,19 @@ static int read_response(int fd, http_resp_t *r)
 static int has_header(const http_resp_t *r, const char *line)
 {
     return strcasestr(r->head, line) != NULL;
+}
+
+/* The response is conn.c's JSON error: `status`, Content-Type
+ * application/json, and exactly {"error":{"code":<code>,"message":<msg>}}
+ * (code and msg need no JSON escaping). */
+static void expect_error(const http_resp_t *r, int status, const char *code, const char *msg)
+{
+    char want[512];
+    snprintf(want, sizeof(want), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
+    cr_assert_eq(r->status, status, "%s", r->head);
+    cr_assert(has_header(r, "\r\nContent-Type: application/json\r\n"), "%s", r->head);
+    cr_assert_str_eq(r->body, want);
+    cr_assert_eq(r->body_len, strlen(want));
 }
 
 static int http_once(const char *request, http_resp_t *r)
@@ -657,6 +816,61 @@ Test(conn, upgrade_accept_header)
     expect_idle(1);
 }
 
+/* on_open refuses: its answer goes out, no 101, no on_close, and the
+ * connection closes after the answer. */
+Test(conn, on_open_refuses_with_403)
+{
+    int fd = cli_connect();
+    cli_write_str(fd, "GET /_event?room=1 HTTP/1.1\r\n"
+                      "Host: localhost\r\n"
+                      "Origin: http://evil.example\r\n"
+                      "Upgrade: websocket\r\n"
+                      "Connection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n");
+    /* A frame right behind the request is not read as WebSocket input. */
+    ws_send_text(fd, "ignored");
+    http_resp_t r;
+    cr_assert_eq(read_response(fd, &r), 403, "%s", r.head);
+    expect_error(&r, 403, "forbidden_origin",
+                 "origin http://evil.example may not open GET /_event?room=1");
+    cr_assert(has_header(&r, "\r\nConnection: close\r\n"));
+    cr_assert(!has_header(&r, "Sec-WebSocket-Accept"));
+    cr_assert(!has_header(&r, "Upgrade:"));
+    cr_assert(read_eof(fd), "nothing after the answer");
+    close(fd);
+
+    /* Refused without an answer: conn.c answers 403 itself. */
+    fd = cli_connect();
+    cli_write_str(fd, "GET /_event HTTP/1.1\r\n"
+                      "Host: localhost\r\n"
+                      "Origin: http://silent.example\r\n"
+                      "Upgrade: websocket\r\n"
+                      "Connection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 403, "%s", r.head);
+    expect_error(&r, 403, "forbidden", "upgrade refused");
+    cr_assert(read_eof(fd));
+    close(fd);
+    expect_idle(0); /* no open, no on_close */
+
+    /* Any other origin is accepted. */
+    fd = cli_connect();
+    cli_write_str(fd, "GET /_event HTTP/1.1\r\n"
+                      "Host: localhost\r\n"
+                      "Origin: http://good.example\r\n"
+                      "Upgrade: websocket\r\n"
+                      "Connection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 101, "%s", r.head);
+    ws_send_text(fd, "hello");
+    expect_text(fd, "hello");
+    ws_close_clean(fd);
+    expect_idle(1);
+}
+
 Test(conn, echo_text)
 {
     int fd = ws_connect();
@@ -771,6 +985,160 @@ Test(conn, unmasked_1002)
     expect_idle(1);
 }
 
+/* ---- protocol errors: the close frame with the RFC 6455 code (§7.4.1),
+ * then the socket goes (the server waits for no reply) ---------------- */
+
+/* The next frame is a close with `code` and no reason, then EOF. */
+static void expect_fail_close(int fd, int code)
+{
+    char reason[64];
+    cr_assert_eq(ws_expect_close(fd, reason, sizeof(reason), NULL), code);
+    cr_assert_str_eq(reason, "");
+    cr_assert(read_eof(fd), "the server closes after its close frame");
+    close(fd);
+}
+
+/* A fresh WebSocket that has sent (and got back) one message. */
+static int ws_connect_used(void)
+{
+    int fd = ws_connect();
+    ws_send_text(fd, "first");
+    expect_text(fd, "first");
+    return fd;
+}
+
+Test(conn, fragmented_control_frame_1002)
+{
+    int fd = ws_connect_used();
+    ws_send_frame(fd, 0, 0x9, "p", 1, 1); /* a ping without FIN (§5.5) */
+    expect_fail_close(fd, 1002);
+    fd = ws_connect_used();
+    ws_send_frame(fd, 0, 0x8, "\x03\xe8", 2, 1); /* a close without FIN */
+    expect_fail_close(fd, 1002);
+    expect_idle(2);
+}
+
+Test(conn, control_frame_over_125_bytes_1002)
+{
+    int fd = ws_connect_used();
+    char p[126];
+    memset(p, 'p', sizeof(p));
+    ws_send_frame(fd, 1, 0x9, p, sizeof(p), 1); /* 16-bit length form (§5.5) */
+    expect_fail_close(fd, 1002);
+    expect_idle(1);
+}
+
+Test(conn, length_with_top_bit_set_1002)
+{
+    int fd = ws_connect_used();
+    /* 64-bit length 2^63 + 5: "the most significant bit MUST be 0" (§5.2) */
+    const uint8_t f[] = {0x81, 0x80 | 127, 0x80, 0, 0,   0,   0,   0,   0,  5,
+                         0,    0,          0,    0, 'h', 'e', 'l', 'l', 'o'};
+    cli_write(fd, f, sizeof(f));
+    expect_fail_close(fd, 1002);
+    expect_idle(1);
+}
+
+Test(conn, non_minimal_length_1002)
+{
+    /* "the minimal number of bytes MUST be used to encode the length" (§5.2) */
+    int fd = ws_connect_used();
+    const uint8_t f16[] = {0x81, 0x80 | 126, 0, 5, 0, 0, 0, 0, 'h', 'e', 'l', 'l', 'o'};
+    cli_write(fd, f16, sizeof(f16));
+    expect_fail_close(fd, 1002);
+    fd = ws_connect_used();
+    const uint8_t f64[] = {0x81, 0x80 | 127, 0, 0, 0,   0,   0,   0,   0,  5,
+                           0,    0,          0, 0, 'h', 'e', 'l', 'l', 'o'};
+    cli_write(fd, f64, sizeof(f64));
+    expect_fail_close(fd, 1002);
+    expect_idle(2);
+}
+
+Test(conn, reserved_opcodes_1002)
+{
+    static const int ops[] = {0x3, 0x4, 0x5, 0x6, 0x7, 0xB, 0xC, 0xD, 0xE, 0xF};
+    for (size_t i = 0; i < SW_ARRAY_SIZE(ops); i++) {
+        int fd = ws_connect_used();
+        ws_send_frame(fd, 1, ops[i], "x", 1, 1);
+        expect_fail_close(fd, 1002);
+    }
+    /* Also between the fragments of a message. */
+    int fd = ws_connect_used();
+    ws_send_frame(fd, 0, 0x1, "ab", 2, 1);
+    ws_send_frame(fd, 1, 0xB, "", 0, 1);
+    expect_fail_close(fd, 1002);
+    expect_idle((int)SW_ARRAY_SIZE(ops) + 1);
+}
+
+Test(conn, rsv_bits_without_extension_1002)
+{
+    for (int rsv = 0x40; rsv >= 0x10; rsv >>= 1) { /* RSV1, RSV2, RSV3 (§5.2) */
+        int fd = ws_connect_used();
+        const uint8_t f[] = {(uint8_t)(0x81 | rsv), 0x82, 0, 0, 0, 0, 'h', 'i'};
+        cli_write(fd, f, sizeof(f));
+        expect_fail_close(fd, 1002);
+    }
+    int fd = ws_connect_used();
+    const uint8_t ping[] = {0x89 | 0x40, 0x80, 0, 0, 0, 0}; /* RSV1 on a ping */
+    cli_write(fd, ping, sizeof(ping));
+    expect_fail_close(fd, 1002);
+    expect_idle(4);
+}
+
+Test(conn, continuation_without_message_1002)
+{
+    int fd = ws_connect_used();
+    ws_send_frame(fd, 1, 0x0, "tail", 4, 1); /* §5.4 */
+    expect_fail_close(fd, 1002);
+    expect_idle(1);
+}
+
+Test(conn, new_message_inside_fragmented_one_1002)
+{
+    int fd = ws_connect_used();
+    ws_send_frame(fd, 0, 0x1, "part", 4, 1);
+    ws_send_frame(fd, 1, 0x1, "new", 3, 1); /* §5.4: continuation expected */
+    expect_fail_close(fd, 1002);
+    fd = ws_connect_used();
+    ws_send_frame(fd, 0, 0x1, "part", 4, 1);
+    ws_send_frame(fd, 1, 0x2, "\x01", 1, 1);
+    expect_fail_close(fd, 1002);
+    expect_idle(2);
+}
+
+Test(conn, unmasked_control_frame_1002)
+{
+    int fd = ws_connect_used();
+    ws_send_frame(fd, 1, 0x9, "p", 1, 0); /* §5.1: every client frame is masked */
+    expect_fail_close(fd, 1002);
+    expect_idle(1);
+}
+
+Test(conn, close_reason_invalid_utf8_1007)
+{
+    int fd = ws_connect_used();
+    ws_send_frame(fd, 1, 0x8, "\x03\xe8ok\xc3\x28", 6, 1); /* §5.5.1, §8.1 */
+    expect_fail_close(fd, 1007);
+    expect_idle(1);
+}
+
+Test(conn, close_with_bad_status_1002)
+{
+    /* 1005, 1006 and 1015 never go on the wire; < 1000 and >= 5000 are not
+     * codes (§7.4.1, §7.4.2); a 1-byte body has no room for a code. */
+    static const uint8_t bodies[][2] = {
+        {0x03, 0xed}, {0x03, 0xee}, {0x03, 0xf7}, {0x03, 0xe7}, {0x13, 0x88}};
+    for (size_t i = 0; i < SW_ARRAY_SIZE(bodies); i++) {
+        int fd = ws_connect_used();
+        ws_send_frame(fd, 1, 0x8, bodies[i], 2, 1);
+        expect_fail_close(fd, 1002);
+    }
+    int fd = ws_connect_used();
+    ws_send_frame(fd, 1, 0x8, "\x03", 1, 1);
+    expect_fail_close(fd, 1002);
+    expect_idle((int)SW_ARRAY_SIZE(bodies) + 1);
+}
+
 Test(conn, server_close_1000_bye)
 {
     int fd = ws_connect();
@@ -797,25 +1165,62 @@ Test(conn, server_close_timeout_without_peer_close)
     expect_idle(1);
 }
 
-Test(conn, flood_backpressure_1013)
+/* Read until the connection ends (bounded by SO_RCVTIMEO); returns the
+ * bytes read. *err: 0 for EOF, else the errno (ECONNRESET: a reset). */
+static size_t drain(int fd, int *err)
+{
+    static char buf[65536];
+    size_t total = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof(buf));
+        if (r <= 0) {
+            *err = r == 0 ? 0 : errno;
+            return total;
+        }
+        total += (size_t)r;
+    }
+}
+
+/* A burst over the output bound that the client does not read: its
+ * socket (SW_CONN_SNDBUF_BYTES) cannot take what is queued, so a 1013
+ * could not reach it either: the conn is reset, the server's queued bytes
+ * are dropped. (A client that can still take the close gets 1013: see
+ * conn_bound.) */
+Test(conn, flood_unread_burst_is_reset)
 {
     int fd = ws_connect();
     ws_send_text(fd, "flood");
-    /* Do not read until the server has queued all it could. */
     for (int i = 0; i < 2500 && !atomic_load(&g_flood_done); i++)
         usleep(2000);
     cr_assert(atomic_load(&g_flood_done));
     cr_assert_eq(atomic_load(&g_flood_rc), SW_ETOOLARGE);
-    cr_assert_lt((size_t)atomic_load(&g_flood_sent) * FLOOD_MSG, (size_t)FLOOD_TOTAL);
-    size_t skipped = 0;
-    char reason[64];
-    cr_assert_eq(ws_expect_close(fd, reason, sizeof(reason), &skipped), 1013);
-    cr_assert_str_eq(reason, "backpressure");
-    cr_assert_eq(skipped, (size_t)atomic_load(&g_flood_sent) * FLOOD_MSG,
-                 "messages queued before the bound are delivered, then the close");
-    cr_assert_leq(skipped, (size_t)MAX_SEND);
-    close(fd);
+    size_t queued = (size_t)atomic_load(&g_flood_sent) * (FLOOD_MSG + 4);
+    cr_assert_leq(queued, (size_t)MAX_SEND);
+    cr_assert_gt(queued + FLOOD_MSG + 4, (size_t)MAX_SEND, "stopped at the bound");
     expect_idle(1);
+    long long wait_ms = (atomic_load(&g_close_at_us) - atomic_load(&g_bound_at_us)) / 1000;
+    cr_assert_lt(wait_ms, 1000, "dropped at once, not after the close timeout (%lld ms)", wait_ms);
+    int err = 0;
+    size_t got = drain(fd, &err);
+    cr_assert_eq(err, ECONNRESET, "reset, not a close: %s", strerror(err));
+    cr_assert_lt(got, queued, "what the socket did not take was dropped (%zu of %zu)", got, queued);
+    close(fd);
+}
+
+/* The close timeout resets a conn whose output the client does not take:
+ * the kernel keeps nothing for it. */
+Test(conn, close_timeout_resets_unread_output)
+{
+    int fd = ws_connect();
+    uint64_t t0 = mono_ms();
+    ws_send_text(fd, "fillclose");
+    expect_idle(1);
+    cr_assert_geq(mono_ms() - t0, 1500, "after the close timeout (2 s)");
+    int err = 0;
+    size_t got = drain(fd, &err);
+    cr_assert_eq(err, ECONNRESET, "reset, not a close: %s", strerror(err));
+    cr_assert_lt(got, (size_t)FILL_MSGS * FLOOD_MSG, "unsent output dropped (%zu)", got);
+    close(fd);
 }
 
 Test(conn, abrupt_client_close_calls_on_close)
@@ -925,11 +1330,13 @@ Test(conn, missing_version_426)
                   &r),
         426);
     cr_assert(has_header(&r, "\r\nSec-WebSocket-Version: 13\r\n"));
+    expect_error(&r, 426, "upgrade_required", "Sec-WebSocket-Version 13 required");
     cr_assert_eq(http_once("GET /_event HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                            "Sec-WebSocket-Version: 8\r\n\r\n",
                            &r),
                  426);
+    expect_error(&r, 426, "upgrade_required", "Sec-WebSocket-Version 13 required");
     expect_idle(0);
 }
 
@@ -938,6 +1345,7 @@ Test(conn, no_upgrade_headers_426)
     http_resp_t r;
     cr_assert_eq(http_once("GET /_event HTTP/1.1\r\nHost: x\r\n\r\n", &r), 426);
     cr_assert(has_header(&r, "\r\nUpgrade: websocket\r\n"));
+    expect_error(&r, 426, "upgrade_required", "WebSocket upgrade required");
     expect_idle(0);
 }
 
@@ -945,11 +1353,15 @@ Test(conn, bad_key_400)
 {
     http_resp_t r;
     cr_assert_eq(http_once(UPGRADE_REQ("c2hvcnQ="), &r), 400);
+    expect_error(&r, 400, "bad_request", "missing or invalid Sec-WebSocket-Key");
+    cr_assert(has_header(&r, "\r\nConnection: close\r\n"));
     cr_assert_eq(http_once(UPGRADE_REQ("!!!!!!!!!!!!!!!!!!!!!!=="), &r), 400);
+    expect_error(&r, 400, "bad_request", "missing or invalid Sec-WebSocket-Key");
     cr_assert_eq(http_once("GET /_event HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
                            &r),
                  400);
+    expect_error(&r, 400, "bad_request", "missing or invalid Sec-WebSocket-Key");
     expect_idle(0);
 }
 
@@ -958,7 +1370,9 @@ Test(conn, garbage_400)
     http_resp_t r;
     cr_assert_eq(http_once("\x01\x02 garbage \x7f\r\n\r\n", &r), 400);
     cr_assert(has_header(&r, "\r\nConnection: close\r\n"));
+    expect_error(&r, 400, "bad_request", "malformed HTTP request: invalid HTTP method");
     cr_assert_eq(http_once("GET / HTTP/1.1\r\nBad Header\r\n\r\n", &r), 400);
+    expect_error(&r, 400, "bad_request", "malformed HTTP request: invalid character in header");
     expect_idle(0);
 }
 
@@ -971,6 +1385,8 @@ Test(conn, head_too_large_431)
     strcpy(req + off + n, "\r\n\r\n");
     http_resp_t r;
     cr_assert_eq(http_once(req, &r), 431);
+    expect_error(&r, 431, "headers_too_large", "request head over 4096 bytes or 64 header fields");
+    cr_assert(has_header(&r, "\r\nConnection: close\r\n"));
     free(req);
     /* a head that never ends */
     int fd = cli_connect();
@@ -980,6 +1396,7 @@ Test(conn, head_too_large_431)
     cli_write(fd, junk, MAX_HEADER * 3);
     free(junk);
     cr_assert_eq(read_response(fd, &r), 431);
+    expect_error(&r, 431, "headers_too_large", "request head over 4096 bytes or 64 header fields");
     cr_assert(read_eof(fd));
     close(fd);
     expect_idle(0);
@@ -994,6 +1411,7 @@ Test(conn, too_many_headers_431)
     strcpy(req + off, "\r\n");
     http_resp_t r;
     cr_assert_eq(http_once(req, &r), 431);
+    expect_error(&r, 431, "headers_too_large", "request head over 4096 bytes or 64 header fields");
     expect_idle(0);
 }
 
@@ -1002,6 +1420,8 @@ Test(conn, body_too_large_413)
     http_resp_t r;
     cr_assert_eq(http_once("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", &r),
                  413);
+    expect_error(&r, 413, "too_large", "request body over 65536 bytes");
+    cr_assert(has_header(&r, "\r\nConnection: close\r\n"));
     /* chunked body over the bound */
     int fd = cli_connect();
     cli_write_str(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
@@ -1011,6 +1431,97 @@ Test(conn, body_too_large_413)
     cli_write(fd, chunk, (size_t)n + MAX_BODY + 1);
     free(chunk);
     cr_assert_eq(read_response(fd, &r), 413);
+    expect_error(&r, 413, "too_large", "request body over 65536 bytes");
+    close(fd);
+    expect_idle(0);
+}
+
+/* sw_conn_http_error: exact JSON bodies for messages quoting client
+ * bytes, cut to 200 bytes and to valid UTF-8. */
+Test(conn, http_error_json_body)
+{
+    static const struct {
+        const char *msg;      /* X-Msg header value */
+        const char *want_msg; /* the JSON string's content */
+    } cases[] = {
+        {"hi", "hi"},
+        {"a\"b\\c\td", "a\\\"b\\\\c\\td"},       /* escaped by jansson */
+        {"caf\xc3\xa9!", "caf\xc3\xa9!"},        /* UTF-8 kept as is */
+        {"caf\xc3\xa9\xff tail", "caf\xc3\xa9"}, /* cut at the invalid byte */
+        {"ok\xe2\x82", "ok"},                    /* cut short sequence */
+        {"\xed\xa0\x80 surrogate", ""},          /* no surrogates (RFC 3629) */
+    };
+    int fd = cli_connect();
+    http_resp_t r;
+    char req[1024];
+    for (size_t i = 0; i < SW_ARRAY_SIZE(cases); i++) {
+        snprintf(req, sizeof(req), "GET /err HTTP/1.1\r\nHost: x\r\nX-Msg: %s\r\n\r\n",
+                 cases[i].msg);
+        cli_write_str(fd, req);
+        cr_assert_eq(read_response(fd, &r), 400);
+        expect_error(&r, 400, "bad_request", cases[i].want_msg);
+        cr_assert(has_header(&r, "\r\nX-Err: 1\r\n"));
+        cr_assert(!has_header(&r, "Connection: close"), "keep-alive honoured");
+    }
+    /* The message is bounded: 200 bytes, and a character cut there goes. */
+    char big[512], want[512];
+    memset(big, 'x', 300);
+    big[300] = 0;
+    memset(want, 'x', 200);
+    want[200] = 0;
+    snprintf(req, sizeof(req), "GET /err HTTP/1.1\r\nHost: x\r\nX-Msg: %s\r\n\r\n", big);
+    cli_write_str(fd, req);
+    cr_assert_eq(read_response(fd, &r), 400);
+    expect_error(&r, 400, "bad_request", want);
+    memcpy(big + 199, "\xc3\xa9", 3); /* é across the bound */
+    want[199] = 0;
+    snprintf(req, sizeof(req), "GET /err HTTP/1.1\r\nHost: x\r\nX-Msg: %s\r\n\r\n", big);
+    cli_write_str(fd, req);
+    cr_assert_eq(read_response(fd, &r), 400);
+    expect_error(&r, 400, "bad_request", want);
+    /* No header at all: an empty message. HEAD: the length, no body. */
+    cli_write_str(fd, "GET /err HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 400);
+    expect_error(&r, 400, "bad_request", "");
+    cli_write_str(fd, "HEAD /err HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    char head[512] = {0};
+    size_t n = 0;
+    while (n + 1 < sizeof(head) && read_exact(fd, head + n, 1) == 0)
+        n++;
+    cr_assert(strstr(head, "HTTP/1.1 400 Bad Request\r\n") == head, "%s", head);
+    cr_assert(strstr(head, "\r\nContent-Length: 45\r\n"), "the body's length: %s", head);
+    cr_assert(strstr(head, "\r\n\r\n") == head + n - 4, "no body after the head: %s", head);
+    close(fd);
+    expect_idle(0);
+}
+
+/* Without on_http, conn.c answers every request itself. */
+static void setup_bare(void)
+{
+    srv_opts_t o = {.no_on_http = 1};
+    setup_opts(&o);
+}
+
+TestSuite(conn_bare, .init = setup_bare, .fini = teardown, .timeout = 30);
+
+Test(conn_bare, not_found_and_method_not_allowed)
+{
+    int fd = cli_connect();
+    http_resp_t r;
+    cli_write_str(fd, "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 404);
+    expect_error(&r, 404, "not_found", "no route");
+    cr_assert(!has_header(&r, "Connection: close"));
+    cli_write_str(fd, "POST /_event HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 405);
+    expect_error(&r, 405, "method_not_allowed", "use GET");
+    cr_assert(has_header(&r, "\r\nAllow: GET\r\n"));
+    cli_write_str(fd, "GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 404, "http-parser takes %%zz in a path");
+    cli_write_str(fd, "GET http://[::1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 400);
+    cr_assert(has_header(&r, "\r\nConnection: close\r\n"));
+    cr_assert(read_eof(fd));
     close(fd);
     expect_idle(0);
 }
@@ -1018,23 +1529,6 @@ Test(conn, body_too_large_413)
 /* ---- liveness (ping / pong) -------------------------------------------- */
 
 TestSuite(conn_ping, .init = setup_ping, .fini = teardown, .timeout = 30);
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* 1 when fd has input within ms. */
-static int readable_within(int fd, int ms)
-{
-    fd_set rs;
-    FD_ZERO(&rs);
-    FD_SET(fd, &rs);
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    return select(fd + 1, &rs, NULL, NULL, &tv) > 0;
-}
 
 static void expect_ping(int fd)
 {
@@ -1393,33 +1887,6 @@ Test(conn, sse_ignores_input_after_the_switch)
     expect_idle(1);
 }
 
-Test(conn, sse_output_bound_closes_stream)
-{
-    int fd = cli_connect();
-    cli_write_str(fd, "GET /sse-flood HTTP/1.1\r\nHost: x\r\n\r\n");
-    /* Do not read until the server has queued all it could. */
-    for (int i = 0; i < 2500 && !atomic_load(&g_sse_flood_done); i++)
-        usleep(2000);
-    cr_assert(atomic_load(&g_sse_flood_done));
-    cr_assert_eq(atomic_load(&g_sse_flood_rc), SW_ETOOLARGE);
-    size_t ev = strlen("event: big\ndata: \n\n") + SSE_FLOOD_DATA;
-    size_t sent = (size_t)atomic_load(&g_sse_flood_sent);
-    cr_assert_gt(sent, 0);
-    cr_assert_leq(strlen(SSE_HEAD) + sent * ev, (size_t)MAX_SEND);
-    cr_assert_gt(strlen(SSE_HEAD) + (sent + 1) * ev, (size_t)MAX_SEND, "stopped at the bound");
-    /* Events queued before the bound arrive, then EOF. */
-    size_t total = 0;
-    char buf[65536];
-    ssize_t r;
-    while ((r = read(fd, buf, sizeof(buf))) > 0)
-        total += (size_t)r;
-    cr_assert_eq(r, 0, "EOF after the queued events");
-    cr_assert_eq(total, strlen(SSE_HEAD) + sent * ev);
-    close(fd);
-    expect_idle(1);
-    cr_assert_eq(atomic_load(&g_sse_bad), 0);
-}
-
 Test(conn_ping, sse_keepalive_comment_no_timeout)
 {
     int fd = sse_open("GET /sse-quiet HTTP/1.1\r\nHost: x\r\n\r\n", SSE_HEAD);
@@ -1452,8 +1919,17 @@ Test(conn, sse_output_bound_client_never_reads)
     for (int i = 0; i < 2500 && !atomic_load(&g_sse_flood_done); i++)
         usleep(2000);
     cr_assert_eq(atomic_load(&g_sse_flood_rc), SW_ETOOLARGE);
-    /* Never read: the closing phase is bounded, on_close follows once. */
+    /* Never read: 1 MiB queued cannot go into the socket, reset at once,
+     * on_close follows once. */
     expect_idle(1);
+    long long wait_ms = (atomic_load(&g_close_at_us) - atomic_load(&g_bound_at_us)) / 1000;
+    cr_assert_lt(wait_ms, 1000, "dropped at once, not after the close timeout (%lld ms)", wait_ms);
+    size_t ev = strlen("event: big\ndata: \n\n") + SSE_FLOOD_DATA;
+    size_t queued = strlen(SSE_HEAD) + (size_t)atomic_load(&g_sse_flood_sent) * ev;
+    int err = 0;
+    size_t got = drain(fd, &err);
+    cr_assert_eq(err, ECONNRESET, "reset, not a close: %s", strerror(err));
+    cr_assert_lt(got, queued, "what the socket did not take was dropped");
     close(fd);
     cr_assert_eq(atomic_load(&g_sse_bad), 0);
 }
@@ -1653,4 +2129,312 @@ Test(conn, messages_cut_anywhere)
     expect_text(fd, "last");
     ws_close_clean(fd);
     expect_idle(1);
+}
+
+/* ---- timeouts (http_timeout_ms) ----------------------------------------- */
+
+#define TMO_MS 500
+
+static void setup_timeout(void)
+{
+    srv_opts_t o = {.http_timeout_ms = TMO_MS};
+    setup_opts(&o);
+}
+
+TestSuite(conn_timeout, .init = setup_timeout, .fini = teardown, .timeout = 30);
+
+/* The next response is the 408 for `phase`, then EOF. */
+static void expect_408(int fd, const char *phase)
+{
+    http_resp_t r;
+    char msg[96];
+    cr_assert_eq(read_response(fd, &r), 408, "%s", r.head);
+    snprintf(msg, sizeof(msg), "no complete %s within %d ms", phase, TMO_MS);
+    expect_error(&r, 408, "timeout", msg);
+    cr_assert(has_header(&r, "\r\nConnection: close\r\n"));
+    cr_assert(read_eof(fd), "closed after the 408");
+}
+
+/* Elapsed ms since t0 is at least the timeout (less timer slack) and
+ * within a generous bound. */
+static void expect_took_timeout(uint64_t t0)
+{
+    uint64_t took = mono_ms() - t0;
+    cr_assert_geq(took, TMO_MS - 20, "not before the timeout: %llu ms", (unsigned long long)took);
+    cr_assert_lt(took, TMO_MS + 1500, "soon after the timeout: %llu ms", (unsigned long long)took);
+}
+
+Test(conn_timeout, idle_connection_408)
+{
+    uint64_t t0 = mono_ms();
+    int fd = cli_connect();
+    expect_408(fd, "request");
+    expect_took_timeout(t0);
+    close(fd);
+    expect_idle(0);
+}
+
+Test(conn_timeout, keepalive_idle_counts_from_the_reply)
+{
+    int fd = cli_connect();
+    usleep(TMO_MS * 1000 * 6 / 10); /* most of the first idle phase */
+    http_resp_t r;
+    cli_write_str(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 200);
+    uint64_t t1 = mono_ms();
+    expect_408(fd, "request");
+    expect_took_timeout(t1);
+    close(fd);
+    expect_idle(0);
+}
+
+Test(conn_timeout, dribbled_head_is_cut_off)
+{
+    /* One byte per 100 ms: every byte is news, but the head's deadline
+     * does not move. */
+    int fd = cli_connect();
+    const char *req =
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    uint64_t t0 = mono_ms();
+    size_t i;
+    for (i = 0; req[i] && !readable_within(fd, 100); i++)
+        cli_write(fd, req + i, 1);
+    cr_assert(req[i] != 0, "answered before the head was complete");
+    expect_408(fd, "request head");
+    expect_took_timeout(t0);
+    close(fd);
+    expect_idle(0);
+}
+
+Test(conn_timeout, stalled_body_408)
+{
+    int fd = cli_connect();
+    cli_write_str(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
+    uint64_t t0 = mono_ms();
+    expect_408(fd, "request body");
+    expect_took_timeout(t0);
+    close(fd);
+    expect_idle(0);
+}
+
+Test(conn_timeout, each_phase_has_its_own_deadline)
+{
+    /* Idle, head and body each take 60% of the timeout: together well
+     * over it, none over it alone. */
+    int fd = cli_connect();
+    const useconds_t part = TMO_MS * 1000 * 6 / 10;
+    usleep(part);
+    cli_write_str(fd, "POST /echo HTTP/1.1\r\n");
+    usleep(part);
+    cli_write_str(fd, "Host: x\r\nContent-Length: 4\r\n\r\nbo");
+    usleep(part);
+    cli_write_str(fd, "dy");
+    http_resp_t r;
+    cr_assert_eq(read_response(fd, &r), 200, "%s", r.head);
+    cr_assert_str_eq(r.body, "POST||(none)|body");
+    close(fd);
+    expect_idle(0);
+}
+
+Test(conn_timeout, no_deadline_while_the_reply_is_owed)
+{
+    cr_assert_gt(SLOW_MS, 2 * TMO_MS);
+    int fd = cli_connect();
+    http_resp_t r;
+    cli_write_str(fd, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, &r), 200, "the late answer, no 408: %s", r.head);
+    cr_assert_str_eq(r.body, "later");
+    uint64_t t1 = mono_ms();
+    expect_408(fd, "request"); /* then idle again */
+    expect_took_timeout(t1);
+    close(fd);
+    expect_idle(0);
+}
+
+Test(conn_timeout, websocket_without_hello_1008)
+{
+    uint64_t t0 = mono_ms();
+    int fd = ws_connect();
+    ws_send_text(fd, "not a hello"); /* messages do not count */
+    expect_text(fd, "not a hello");
+    char reason[64], want[64];
+    cr_assert_eq(ws_expect_close(fd, reason, sizeof(reason), NULL), 1008);
+    snprintf(want, sizeof(want), "no hello within %d ms", TMO_MS);
+    cr_assert_str_eq(reason, want);
+    expect_took_timeout(t0);
+    ws_send_close(fd, 1008);
+    cr_assert(read_eof(fd), "closing handshake finished");
+    close(fd);
+    expect_idle(1);
+}
+
+Test(conn_timeout, greeted_websocket_stays)
+{
+    int fd = ws_connect();
+    ws_send_text(fd, "hello"); /* greets (sw_conn_ws_greeted) and echoes */
+    expect_text(fd, "hello");
+    cr_assert_not(readable_within(fd, 3 * TMO_MS), "no close for a greeted conn");
+    ws_send_text(fd, "still");
+    expect_text(fd, "still");
+    ws_close_clean(fd);
+    expect_idle(1);
+}
+
+Test(conn_timeout, event_stream_has_no_timeout)
+{
+    int fd = sse_open("GET /sse-quiet HTTP/1.1\r\nHost: x\r\n\r\n", SSE_HEAD);
+    cr_assert_not(readable_within(fd, 3 * TMO_MS), "no 408, no close");
+    cr_assert_eq(atomic_load(&g_nconns), 1);
+    cr_assert_eq(atomic_load(&g_closes), 0);
+    close(fd);
+    expect_idle(1);
+}
+
+/* The hello deadline of a hibernating conn still fires. */
+#define HIB_TMO_MS (SW_CONN_HIBERNATE_MS + 800)
+
+static void setup_hib_timeout(void)
+{
+    srv_opts_t o = {.http_timeout_ms = HIB_TMO_MS};
+    setup_opts(&o);
+}
+
+TestSuite(conn_hib_timeout, .init = setup_hib_timeout, .fini = teardown, .timeout = 30);
+
+Test(conn_hib_timeout, hello_deadline_fires_from_hibernation)
+{
+    uint64_t t0 = mono_ms();
+    int silent = ws_connect();
+    int greeted = ws_connect();
+    ws_send_text(greeted, "hello");
+    expect_text(greeted, "hello");
+    cr_assert_eq(wait_hibernating(2, HIB_WAIT_MS), 2, "both hibernate before the deadline");
+    cr_assert_lt(mono_ms() - t0, HIB_TMO_MS);
+    char reason[64], want[64];
+    cr_assert_eq(ws_expect_close(silent, reason, sizeof(reason), NULL), 1008);
+    snprintf(want, sizeof(want), "no hello within %d ms", HIB_TMO_MS);
+    cr_assert_str_eq(reason, want);
+    uint64_t took = mono_ms() - t0;
+    cr_assert_geq(took, HIB_TMO_MS - 20, "%llu ms", (unsigned long long)took);
+    cr_assert_lt(took, HIB_TMO_MS + 1500, "%llu ms", (unsigned long long)took);
+    ws_send_close(silent, 1008);
+    cr_assert(read_eof(silent));
+    close(silent);
+    /* The greeted one stays, hibernating again, and still works. */
+    cr_assert_not(readable_within(greeted, 500));
+    cr_assert_eq(wait_hibernating(1, HIB_WAIT_MS), 1);
+    ws_send_text(greeted, "still");
+    expect_text(greeted, "still");
+    ws_close_clean(greeted);
+    expect_idle(2);
+}
+
+/* ---- the output bound (a small max_send_bytes) --------------------------- */
+
+#define BOUND_SEND (64 * 1024)
+#define BOUND_MSG (16 * 1024)
+
+static void setup_bound(void)
+{
+    srv_opts_t o = {.max_send_bytes = BOUND_SEND};
+    setup_opts(&o);
+}
+
+TestSuite(conn_bound, .init = setup_bound, .fini = teardown, .timeout = 30);
+
+/* A client that reads slowly but whose socket still takes everything
+ * queued at the bound: what was queued arrives, then close 1013. */
+Test(conn_bound, flood_backpressure_1013)
+{
+    int fd = ws_connect();
+    char cmd[32];
+    snprintf(cmd, sizeof(cmd), "flood %d", BOUND_MSG);
+    ws_send_text(fd, cmd);
+    /* Do not read until the server has queued all it could. */
+    for (int i = 0; i < 2500 && !atomic_load(&g_flood_done); i++)
+        usleep(2000);
+    cr_assert(atomic_load(&g_flood_done));
+    cr_assert_eq(atomic_load(&g_flood_rc), SW_ETOOLARGE);
+    size_t sent = (size_t)atomic_load(&g_flood_sent);
+    cr_assert_eq(sent, BOUND_SEND / (BOUND_MSG + 4), "frames (4-byte headers) up to the bound");
+    size_t skipped = 0;
+    char reason[64];
+    cr_assert_eq(ws_expect_close(fd, reason, sizeof(reason), &skipped), 1013);
+    cr_assert_str_eq(reason, "backpressure");
+    cr_assert_eq(skipped, sent * BOUND_MSG,
+                 "messages queued before the bound are delivered, then the close");
+    ws_send_close(fd, 1013);
+    cr_assert(read_eof(fd), "closing handshake finished");
+    close(fd);
+    expect_idle(1);
+}
+
+Test(conn_bound, sse_output_bound_closes_stream)
+{
+    int fd = cli_connect();
+    char req[64];
+    snprintf(req, sizeof(req), "GET /sse-flood?%d HTTP/1.1\r\nHost: x\r\n\r\n", BOUND_MSG);
+    cli_write_str(fd, req);
+    /* Do not read until the server has queued all it could. */
+    for (int i = 0; i < 2500 && !atomic_load(&g_sse_flood_done); i++)
+        usleep(2000);
+    cr_assert(atomic_load(&g_sse_flood_done));
+    cr_assert_eq(atomic_load(&g_sse_flood_rc), SW_ETOOLARGE);
+    size_t ev = strlen("event: big\ndata: \n\n") + BOUND_MSG;
+    size_t sent = (size_t)atomic_load(&g_sse_flood_sent);
+    cr_assert_gt(sent, 0);
+    cr_assert_leq(strlen(SSE_HEAD) + sent * ev, (size_t)BOUND_SEND);
+    cr_assert_gt(strlen(SSE_HEAD) + (sent + 1) * ev, (size_t)BOUND_SEND, "stopped at the bound");
+    /* Events queued before the bound arrive, then EOF. */
+    int err = -1;
+    size_t total = drain(fd, &err);
+    cr_assert_eq(err, 0, "EOF after the queued events: %s", strerror(err));
+    cr_assert_eq(total, strlen(SSE_HEAD) + sent * ev);
+    close(fd);
+    expect_idle(1);
+    cr_assert_eq(atomic_load(&g_sse_bad), 0);
+}
+
+/* A client that stops reading while the server keeps sending, one
+ * message per loop iteration: the kernel buffers fill, then the server's
+ * queue grows to the bound, never past it, and the conn is reset. */
+static void expect_stalled_reset(int fd, uint64_t t0, size_t per_msg)
+{
+    for (int i = 0; i < 2500 && !atomic_load(&g_trickle_done); i++)
+        usleep(2000);
+    cr_assert(atomic_load(&g_trickle_done), "the server stopped sending");
+    cr_assert_eq(atomic_load(&g_trickle_rc), SW_ETOOLARGE);
+    size_t sent = (size_t)atomic_load(&g_trickle_sent);
+    size_t maxp = (size_t)atomic_load(&g_trickle_max_pending);
+    cr_assert_leq(maxp, (size_t)BOUND_SEND, "queued bytes within the bound (max %zu)", maxp);
+    cr_assert_gt(maxp, (size_t)BOUND_SEND - per_msg, "the queue reached the bound (max %zu)", maxp);
+    cr_assert_gt(sent * per_msg, (size_t)BOUND_SEND, "the socket took a share first");
+    expect_idle(1);
+    uint64_t took = mono_ms() - t0;
+    cr_assert_lt(took, 5000, "dropped in %llu ms", (unsigned long long)took);
+    long long wait_ms = (atomic_load(&g_close_at_us) - atomic_load(&g_bound_at_us)) / 1000;
+    cr_assert_lt(wait_ms, 1000, "dropped at once, not after the close timeout (%lld ms)", wait_ms);
+    int err = 0;
+    size_t got = drain(fd, &err);
+    cr_assert_eq(err, ECONNRESET, "reset, not a close: %s", strerror(err));
+    cr_assert_lt(got, sent * per_msg, "queued bytes were dropped (%zu of %zu)", got,
+                 sent * per_msg);
+    close(fd);
+}
+
+Test(conn_bound, stalled_reader_is_reset)
+{
+    int fd = ws_connect();
+    uint64_t t0 = mono_ms();
+    ws_send_text(fd, "trickle");
+    expect_stalled_reset(fd, t0, TRICKLE_MSG + 4);
+}
+
+Test(conn_bound, sse_stalled_reader_is_reset)
+{
+    uint64_t t0 = mono_ms();
+    int fd = sse_open("GET /sse-trickle HTTP/1.1\r\nHost: x\r\n\r\n", SSE_HEAD);
+    expect_stalled_reset(fd, t0, strlen("event: t\ndata: \n\n") + TRICKLE_MSG);
+    cr_assert_eq(atomic_load(&g_sse_bad), 0);
 }

@@ -632,3 +632,40 @@ Test(trust, other_methods_on_the_event_endpoint_get_405)
         free(body);
     }
 }
+
+Test(trust, a_websocket_upgrade_from_another_origin_gets_403)
+{
+    const char *bad[] = {"Origin: http://evil.example\r\n", "Origin: null\r\n",
+                         "Origin: http://good.example:8081\r\n",
+                         "Origin: http://good.example:8080.evil\r\n"};
+    for (size_t i = 0; i < SW_ARRAY_SIZE(bad); i++) {
+        int status = 0;
+        char *body = NULL;
+        sw_wsc_t *c =
+            sw_wsc_connect_ex("127.0.0.1", app->port, "/_event", bad[i], T_MS, &status, &body);
+        cr_assert_null(c, "%s", bad[i]);
+        cr_assert_eq(status, 403, "%s", bad[i]);
+        json_t *j = json_loads(body ? body : "", 0, NULL);
+        cr_assert(j, "a JSON body: %s", body);
+        cr_assert_str_eq(str(json_object_get(j, "error"), "code"), "forbidden_origin");
+        json_decref(j);
+        free(body);
+    }
+    sw_wsc_t *ok = app_client("Origin: " GOOD_ORIGIN "\r\n");
+    json_t *w = hello_auth(ok, NULL, NULL, NULL);
+    cr_assert_str_eq(str(w, "type"), "welcome");
+    json_decref(w);
+    sw_wsc_free(ok);
+}
+
+Test(trust, the_hook_sees_the_upgrade_requests_cookie)
+{
+    sw_wsc_t *c = app_client("Cookie: theme=dark; sw_user=carol\r\n");
+    json_t *w = hello_auth(c, "tok-carol", NULL, NULL);
+    cr_assert_str_eq(str(w, "token"), "tok-carol");
+    json_decref(w);
+    char *u = whoami(c, 1);
+    cr_assert_str_eq(u, "carol");
+    free(u);
+    sw_wsc_free(c);
+}

@@ -14,15 +14,21 @@
  * then (HTTP, or WebSocket once both close frames are exchanged) shuts
  * down its write side and drains input until the peer's EOF, so the peer
  * reads everything before the socket goes (no RST on unread input). The
- * whole closing phase is bounded by CLOSE_TIMEOUT.
+ * whole closing phase is bounded by CLOSE_TIMEOUT. A socket closed while
+ * output is still unsent (close timeout, dead peer, a stalled reader at
+ * the output bound, sw_conn_abort) is reset instead (conn_reset), so the
+ * kernel does not keep that output for a peer that does not take it.
  *
- * Liveness and hibernation: the conn's one timer also watches an open
- * WebSocket. Input only stamps `last_rx` and `last_act`, output only
- * `last_act`; the timer callback works out what is due from those stamps
- * and re-arms itself for the earliest deadline (libev's "Be smart about
- * timeouts", method 2), so busy conns touch the timer heap at most once per
- * SW_CONN_HIBERNATE_MS. The first input after a ping (the pong) and a
- * wake-up from hibernation re-arm the timer once.
+ * Liveness, timeouts and hibernation: the conn's one timer also watches
+ * the deadlines of an HTTP conn and of an open WebSocket. Input only
+ * stamps `last_rx` and `last_act`, output only `last_act`, the start of an
+ * HTTP phase (or the upgrade) only `deadline`; the timer callback works
+ * out what is due from those stamps and re-arms itself for the earliest
+ * deadline (libev's "Be smart about timeouts", method 2), so busy conns
+ * touch the timer heap at most once per SW_CONN_HIBERNATE_MS (WebSocket)
+ * or http_timeout_ms (HTTP). The first input after a ping (the pong), a
+ * wake-up from hibernation, and a reply after one whose wait outlasted
+ * the timer, re-arm the timer once.
  *
  * Hibernation frees the wslay context (about 8.8 KB: the frame context
  * alone has a 4 KB input buffer, the event context a 4 KB output buffer)
@@ -48,10 +54,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <linux/sockios.h>
+
 #include <http_parser.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <wslay/wslay.h>
 
@@ -71,6 +81,8 @@
 /* A WebSocket conn keeps its output buffer between writes up to this
  * capacity (no malloc/free per message); hibernation frees it. */
 #define OUT_KEEP 4096
+/* Bytes of an error message that go into an error body (sw_conn_http_error). */
+#define ERROR_MESSAGE_MAX 200
 #define TIMER_SLACK 0.0005 /* seconds: a deadline this close counts as reached */
 #define HIBERNATE_AFTER (SW_CONN_HIBERNATE_MS / 1000.)
 /* Returning freed heap to the OS: at most every TRIM_INTERVAL seconds, and
@@ -109,7 +121,13 @@ struct sw_conn {
     int fd;
     ev_io rio;
     ev_io wio;
-    ev_timer timer; /* bounds the closing phase; before it, liveness and hibernation */
+    ev_timer timer; /* bounds the closing phase; before it, the deadlines below */
+    /* ev_now() by which the current phase must end, 0 for none: in HTTP
+     * mode the phase (idle, head, body) started + http_timeout_ms (none
+     * while the reply is owed); on an open WebSocket the hello (upgrade +
+     * http_timeout_ms, none once greeted). Set when a phase starts, never
+     * moved by input; the timer catches up lazily. */
+    ev_tstamp deadline;
     /* ev_now() of the last WebSocket input; while ping_out, of the ping. */
     ev_tstamp last_rx;
     /* ev_now() of the last WebSocket input or output (or failed attempt
@@ -130,10 +148,14 @@ struct sw_conn {
     unsigned keep_alive : 1;     /* of the request being answered */
     unsigned head_req : 1;       /* the request being answered is HEAD */
     unsigned close_after_reply : 1;
-    unsigned need_parse : 1;  /* pipelined input to parse after a reply */
-    unsigned in_input : 1;    /* inside http_input() */
-    unsigned ping_out : 1;    /* a ping went out and no input came since */
-    unsigned abandon : 1;     /* peer presumed dead: close once the output is tried */
+    unsigned need_parse : 1; /* pipelined input to parse after a reply */
+    unsigned in_input : 1;   /* inside http_input() */
+    unsigned ping_out : 1;   /* a ping went out and no input came since */
+    unsigned abandon : 1;    /* peer presumed dead: close once the output is tried */
+    /* Output bound reached (a WebSocket or event stream): the next flush
+     * tries the socket once, then sends the 1013 close (WebSocket) or ends
+     * the stream when everything went, or resets the conn. */
+    unsigned overflow : 1;
     unsigned ws_frag : 1;     /* the last data frame started had no FIN */
     unsigned hibernating : 1; /* WebSocket conn without a wslay context */
     /* wslay has nothing to write and writing is enabled, as of the last
@@ -232,6 +254,27 @@ static void conn_finish(sw_conn_t *c)
     mark_pending(c);
 }
 
+/* Close now, and with output still unsent (in `out`, in wslay, or in the
+ * socket's send queue: SIOCOUTQ) make the kernel drop it too: SO_LINGER
+ * {1, 0} turns close() into a reset (RST) instead of a FIN queued behind
+ * bytes a stalled or dead peer may never take, so that neither the
+ * server nor the kernel keeps them. For the close timeout, an abandoned
+ * peer, the output bound and sw_conn_abort. */
+static void conn_reset(sw_conn_t *c)
+{
+    int outq = 0;
+    if (c->dead)
+        return;
+    if (c->out.len || (c->ws && wslay_event_want_write(c->ws)) ||
+        (ioctl(c->fd, SIOCOUTQ, &outq) == 0 && outq > 0)) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        if (setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0)
+            sw_log(SW_LOG_DEBUG, "conn %llu: SO_LINGER: %s", (unsigned long long)c->id,
+                   strerror(errno));
+    }
+    conn_finish(c);
+}
+
 static void conn_reap(sw_conn_t *c)
 {
     sw_conn_env_t *env = c->env;
@@ -269,6 +312,28 @@ static void start_closing(sw_conn_t *c)
     mark_pending(c);
 }
 
+/* Start an HTTP phase (idle, head or body) now: it must end within
+ * http_timeout_ms (RFC 9110 §15.5.9). Only the stamp moves: the timer was
+ * armed for an earlier phase's deadline (phases start in order), and
+ * http_timer re-arms it for this one when it fires. */
+static void http_phase_start(sw_conn_t *c)
+{
+    uint32_t ms = c->env->http_timeout_ms;
+    c->deadline = ms ? ev_now(c->env->loop) + ms / 1000. : 0.;
+}
+
+/* After the phase stamp was set outside the timer's reach (the timer is
+ * stopped while a reply is owed): arm it for the deadline. */
+static void http_timer_arm(sw_conn_t *c)
+{
+    sw_conn_env_t *env = c->env;
+    if (c->deadline <= 0. || ev_is_active(&c->timer))
+        return;
+    ev_tstamp after = c->deadline - ev_now(env->loop);
+    ev_timer_set(&c->timer, after > 0. ? after : 0., 0.);
+    ev_timer_start(env->loop, &c->timer);
+}
+
 /* Our side is done: send FIN, then read and discard until the peer's EOF
  * (or the close timer). */
 static void shutdown_write(sw_conn_t *c)
@@ -286,22 +351,30 @@ static void shutdown_write(sw_conn_t *c)
 }
 
 static void ws_close(sw_conn_t *c, uint16_t code, const char *reason);
+/* Queue a close frame behind everything already queued; 0, or SW_ERR with
+ * the conn closed. For an open (awake) WebSocket conn. */
+static int ws_queue_close(sw_conn_t *c, uint16_t code, const char *reason);
+static void http_fail(sw_conn_t *c, int status, const char *code, const char *message,
+                      const char *extra, int keep_alive);
 
 static int ws_wake(sw_conn_t *c);
 static int ws_can_hibernate(const sw_conn_t *c);
 static void ws_hibernate(sw_conn_t *c);
 
 /* Re-arm the timer of an open WebSocket conn for its earliest deadline:
- * the ping (or, with a ping out, the ping timeout) and, unless it already
- * hibernates, hibernation. Stops it when nothing is due. */
+ * the hello (until greeted, also while hibernating), the ping (or, with a
+ * ping out, the ping timeout) and, unless it already hibernates,
+ * hibernation. Stops it when nothing is due. */
 static void ws_timer_arm(sw_conn_t *c)
 {
     const sw_conn_env_t *env = c->env;
-    ev_tstamp next = -1.;
+    ev_tstamp next = c->deadline > 0. ? c->deadline : -1.;
     if (env->ping_interval_ms) {
         uint32_t ms =
             c->ping_out && env->ping_timeout_ms ? env->ping_timeout_ms : env->ping_interval_ms;
-        next = c->last_rx + ms / 1000.;
+        ev_tstamp p = c->last_rx + ms / 1000.;
+        if (next < 0. || p < next)
+            next = p;
     }
     if (!c->hibernating) {
         ev_tstamp h = c->last_act + HIBERNATE_AFTER;
@@ -316,11 +389,14 @@ static void ws_timer_arm(sw_conn_t *c)
     ev_timer_start(env->loop, &c->timer);
 }
 
-/* Start watching a freshly opened WebSocket conn. */
+/* Start watching a freshly opened WebSocket conn; its hello is due
+ * within http_timeout_ms (sw_conn_ws_greeted). */
 static void ws_timer_start(sw_conn_t *c)
 {
+    uint32_t ms = c->env->http_timeout_ms;
     c->last_rx = c->last_act = ev_now(c->env->loop);
     c->ping_out = 0;
+    c->deadline = ms ? c->last_rx + ms / 1000. : 0.;
     ws_timer_arm(c);
 }
 
@@ -357,6 +433,14 @@ static void ws_timer(sw_conn_t *c)
 {
     sw_conn_env_t *env = c->env;
     ev_tstamp now = ev_now(env->loop);
+    if (c->deadline > 0. && now >= c->deadline - TIMER_SLACK) {
+        char reason[48]; /* RFC 6455 §7.4.1: 1008, policy violation */
+        snprintf(reason, sizeof(reason), "no hello within %u ms", (unsigned)env->http_timeout_ms);
+        sw_log(SW_LOG_INFO, "conn %llu: %s, closing", (unsigned long long)c->id, reason);
+        c->deadline = 0.;
+        ws_close(c, 1008, reason);
+        return;
+    }
     if (env->ping_interval_ms) {
         if (c->ping_out && env->ping_timeout_ms) {
             if (now >= c->last_rx + env->ping_timeout_ms / 1000. - TIMER_SLACK) {
@@ -412,11 +496,43 @@ static void sse_timer(sw_conn_t *c)
     sse_timer_arm(c);
 }
 
+/* The phase timer of an HTTP conn fired. While a reply is owed no
+ * deadline runs: the timer stays stopped until sw_conn_http_reply starts
+ * the idle phase. Past the phase's deadline: 408 and close (RFC 9110
+ * §15.5.9); before it (a later phase started since the timer was armed):
+ * re-arm. */
+static void http_timer(sw_conn_t *c)
+{
+    sw_conn_env_t *env = c->env;
+    if (c->awaiting_reply || c->deadline <= 0.)
+        return;
+    ev_tstamp left = c->deadline - ev_now(env->loop);
+    if (left > TIMER_SLACK) {
+        ev_timer_set(&c->timer, left, 0.);
+        ev_timer_start(env->loop, &c->timer);
+        return;
+    }
+    const char *phase = !c->hs || !c->hs->in_msg ? "request"
+                        : !c->hs->headers_done   ? "request head"
+                                                 : "request body";
+    char msg[96];
+    snprintf(msg, sizeof(msg), "no complete %s within %u ms", phase,
+             (unsigned)env->http_timeout_ms);
+    sw_log(SW_LOG_INFO, "conn %llu: %s, closing (408)", (unsigned long long)c->id, msg);
+    c->deadline = 0.;
+    c->head_req = 0;
+    http_fail(c, 408, "timeout", msg, NULL, 0);
+}
+
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
     sw_conn_t *c = sw_container_of(w, sw_conn_t, timer);
+    if (!c->closing && !c->dead && c->mode == MODE_HTTP) {
+        http_timer(c);
+        return;
+    }
     if (!c->closing && !c->dead && c->mode == MODE_WS) {
         ws_timer(c);
         return;
@@ -426,7 +542,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     sw_log(SW_LOG_DEBUG, "conn %llu: close timeout", (unsigned long long)c->id);
-    conn_finish(c);
+    conn_reset(c);
 }
 
 /* ---- output ----------------------------------------------------------- */
@@ -445,24 +561,32 @@ static void conn_flush(sw_conn_t *c)
     }
     if (c->out.len) {
         ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-                if (c->abandon)
-                    conn_finish(c); /* a dead peer's full socket never drains */
-                else
-                    ev_io_start(env->loop, &c->wio);
-                return;
-            }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             sw_log(SW_LOG_DEBUG, "conn %llu: send: %s", (unsigned long long)c->id, strerror(errno));
             conn_finish(c);
             return;
         }
-        sw_buf_consume(&c->out, (size_t)n);
+        if (n > 0)
+            sw_buf_consume(&c->out, (size_t)n);
         if (c->out.len) {
-            if (c->abandon)
-                conn_finish(c);
-            else
+            /* A dead peer's full socket never drains; a stalled reader at
+             * the output bound cannot take the close frame either. */
+            if (c->abandon || c->overflow) {
+                if (c->overflow)
+                    sw_log(SW_LOG_INFO, "conn %llu: stalled reader at the output bound, reset",
+                           (unsigned long long)c->id);
+                conn_reset(c);
+            } else {
                 ev_io_start(env->loop, &c->wio);
+            }
+            return;
+        }
+    }
+    if (c->overflow) { /* everything queued went: the peer still reads */
+        c->overflow = 0;
+        if (c->mode == MODE_WS) {
+            if (ws_queue_close(c, 1013, "backpressure") == 0)
+                conn_flush(c); /* the close frame, in this same step */
             return;
         }
     }
@@ -474,7 +598,7 @@ static void conn_flush(sw_conn_t *c)
     else
         sw_buf_destroy(&c->out);
     if (c->closing && c->abandon) {
-        conn_finish(c); /* no closing handshake with a dead peer */
+        conn_reset(c); /* no closing handshake with a dead peer */
         return;
     }
     if (c->closing && !c->shut_wr) {
@@ -506,8 +630,9 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
             c->need_parse = 0;
             http_resume(c);
         }
-        /* A conn waiting for EV_WRITE is flushed from wio_cb. */
-        if (!c->dead && !ev_is_active(&c->wio))
+        /* A conn waiting for EV_WRITE is flushed from wio_cb, unless it
+         * reached its output bound: its socket is tried once more now. */
+        if (!c->dead && (!ev_is_active(&c->wio) || c->overflow))
             conn_flush(c);
         if (c->dead)
             conn_reap(c);
@@ -543,7 +668,7 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
  * its end: below 0 the last frame is incomplete, above 0 bytes of the next
  * one are buffered in wslay. As ws_feed() lets wslay consume everything
  * handed to it, 0 after a feed means those frames are also processed.
- * Frames wslay rejects never reach here but close the conn. */
+ * Frames wslay rejects never reach here but fail the conn (1002). */
 static void ws_frame_start_cb(wslay_event_context_ptr ctx,
                               const struct wslay_event_on_frame_recv_start_arg *arg,
                               void *user_data)
@@ -554,6 +679,12 @@ static void ws_frame_start_cb(wslay_event_context_ptr ctx,
     /* payload_length <= max_recv_msg_length (checked before this call). */
     c->ws_unframed -= (int64_t)(hdr + arg->payload_length);
     c->rx_ctrl = (arg->opcode & 0x8) != 0; /* RFC 6455 §5.5 */
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1) {
+        /* No room for a status code (§5.5.1): wslay would echo a close
+         * without one; 1002 goes first, wslay's echo is then refused. */
+        (void)wslay_event_queue_close(ctx, 1002, NULL, 0);
+        wslay_event_shutdown_read(ctx);
+    }
     if (c->rx_ctrl)
         return; /* control frames may come between fragments; wslay buffers them */
     c->ws_frag = !arg->fin;
@@ -614,16 +745,13 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size
     return (ssize_t)len;
 }
 
-/* Queue a close frame behind everything already queued. */
-static void ws_close(sw_conn_t *c, uint16_t code, const char *reason)
+static int ws_queue_close(sw_conn_t *c, uint16_t code, const char *reason)
 {
-    if (c->dead || c->closing || ws_wake(c) != 0)
-        return;
     /* Move queued messages into `out` first: wslay sends control frames
      * ahead of queued data otherwise. */
     if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
         conn_finish(c);
-        return;
+        return SW_ERR;
     }
     size_t rlen = reason ? strlen(reason) : 0;
     if (rlen > 123) /* RFC 6455 §5.5: control payload <= 125 bytes */
@@ -632,9 +760,18 @@ static void ws_close(sw_conn_t *c, uint16_t code, const char *reason)
     int rv = wslay_event_queue_close(c->ws, code, (const uint8_t *)reason, rlen);
     if (rv != 0 && rv != WSLAY_ERR_NO_MORE_MSG) {
         conn_finish(c);
-        return;
+        return SW_ERR;
     }
-    start_closing(c);
+    mark_pending(c);
+    return 0;
+}
+
+static void ws_close(sw_conn_t *c, uint16_t code, const char *reason)
+{
+    if (c->dead || c->closing || ws_wake(c) != 0)
+        return;
+    if (ws_queue_close(c, code, reason) == 0)
+        start_closing(c);
 }
 
 static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
@@ -665,6 +802,33 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     }
 }
 
+static int ws_ctx_new(sw_conn_t *c);
+
+/* wslay's framing layer refused a frame header: a control frame without
+ * FIN or with more than 125 bytes (RFC 6455 §5.5), a payload length with
+ * its top bit set or not in its minimal form (§5.2). wslay 1.1.1 then
+ * queues a close frame *without* a status code, stops reading and returns
+ * WSLAY_ERR_CALLBACK_FAILURE (our callbacks never fail inside
+ * wslay_event_recv). Answer 1002 instead (§7.4.1): a fresh context queues
+ * it, with reading shut, and the conn closes as after any close it sent.
+ * Data messages still queued in the old context are dropped, as wslay
+ * drops them once its close went out; every frame in `out` is whole
+ * (ws_send_cb takes all), so the close frame follows them cleanly. */
+static void ws_fail_framing(sw_conn_t *c)
+{
+    sw_log(SW_LOG_DEBUG, "conn %llu: bad frame header, closing (1002)", (unsigned long long)c->id);
+    wslay_event_context_free(c->ws);
+    c->ws = NULL;
+    if (ws_ctx_new(c) != 0) {
+        conn_finish(c);
+        return;
+    }
+    (void)wslay_event_queue_close(c->ws, 1002, NULL, 0); /* a fresh context takes it */
+    wslay_event_shutdown_read(c->ws);
+    start_closing(c);
+    mark_pending(c);
+}
+
 /* Hand input to wslay; everything is consumed (or dropped once wslay
  * stops reading). */
 static void ws_feed(sw_conn_t *c, const char *data, size_t len)
@@ -677,6 +841,11 @@ static void ws_feed(sw_conn_t *c, const char *data, size_t len)
     c->feed_len = 0;
     if (c->dead)
         return;
+    if (rv == WSLAY_ERR_CALLBACK_FAILURE && !wslay_event_get_read_enabled(c->ws) &&
+        !wslay_event_get_close_sent(c->ws)) {
+        ws_fail_framing(c);
+        return;
+    }
     if (rv != 0) {
         sw_log(SW_LOG_DEBUG, "conn %llu: wslay_event_recv: %d", (unsigned long long)c->id, rv);
         conn_finish(c);
@@ -814,6 +983,7 @@ static int hp_message_begin(http_parser *p)
 {
     sw_conn_t *c = p->data;
     http_state_t *hs = c->hs;
+    http_phase_start(c); /* head: from its first byte */
     sw_buf_reset(&hs->hb);
     sw_buf_destroy(&hs->body);
     hs->url_len = 0;
@@ -877,6 +1047,7 @@ static int hp_headers_complete(http_parser *p)
     if (hb_add(hs, c, "", 1))
         return -1;
     hs->headers_done = 1;
+    http_phase_start(c); /* body */
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > max_body(c->env)) {
         hs->error_status = 413;
         return -1;
@@ -967,15 +1138,14 @@ static const char *trimmed(const char *v, size_t *len)
     return v;
 }
 
-static void http_simple(sw_conn_t *c, int status, const char *extra, int keep_alive)
+/* Answer with an error decided by conn.c itself: the request being read
+ * (or none) is the one answered. */
+static void http_fail(sw_conn_t *c, int status, const char *code, const char *message,
+                      const char *extra, int keep_alive)
 {
-    const char *reason = http_status_str((enum http_status)status);
-    char body[96];
-    int n = snprintf(body, sizeof(body), "%d %s\n", status, reason);
     c->awaiting_reply = 1;
     c->keep_alive = keep_alive ? 1 : 0;
-    c->head_req = 0;
-    sw_conn_http_reply(c, status, "text/plain", extra, body, (size_t)n);
+    sw_conn_http_error(c, status, code, message, extra);
 }
 
 static void ws_handshake(sw_conn_t *c, const sw_http_request_t *req)
@@ -983,19 +1153,21 @@ static void ws_handshake(sw_conn_t *c, const sw_http_request_t *req)
     sw_conn_env_t *env = c->env;
     size_t vlen, klen;
     if (strcmp(req->method, "GET") != 0) {
-        http_simple(c, 405, "Allow: GET\r\n", c->keep_alive);
+        http_fail(c, 405, "method_not_allowed", "use GET", "Allow: GET\r\n", c->keep_alive);
         return;
     }
     if (!has_token(req->header(req, "Upgrade"), "websocket") ||
         !has_token(req->header(req, "Connection"), "upgrade")) {
-        http_simple(c, 426, "Upgrade: websocket\r\n", c->keep_alive);
+        http_fail(c, 426, "upgrade_required", "WebSocket upgrade required",
+                  "Upgrade: websocket\r\n", c->keep_alive);
         return;
     }
     const char *version = req->header(req, "Sec-WebSocket-Version");
     if (version)
         version = trimmed(version, &vlen);
     if (!version || vlen != 2 || memcmp(version, "13", 2) != 0) {
-        http_simple(c, 426, "Sec-WebSocket-Version: 13\r\n", c->keep_alive);
+        http_fail(c, 426, "upgrade_required", "Sec-WebSocket-Version 13 required",
+                  "Sec-WebSocket-Version: 13\r\n", c->keep_alive);
         return;
     }
     const char *key = req->header(req, "Sec-WebSocket-Key");
@@ -1003,11 +1175,29 @@ static void ws_handshake(sw_conn_t *c, const sw_http_request_t *req)
     if (key)
         key = trimmed(key, &klen);
     if (!key || sw_ws_accept_key(key, klen, accept) != 0) {
-        http_simple(c, 400, NULL, 0);
+        http_fail(c, 400, "bad_request", "missing or invalid Sec-WebSocket-Key", NULL, 0);
         return;
     }
     if (ws_ctx_new(c) != 0) {
         conn_finish(c);
+        return;
+    }
+    /* The upper layer may refuse (a forbidden Origin): then it has answered
+     * the request, there is no upgrade and nothing is owed. No further
+     * request is read either way (Connection: close on a refusal). */
+    c->keep_alive = 0;
+    if (env->on_open && env->on_open(c, req) != 0) {
+        wslay_event_context_free(c->ws);
+        c->ws = NULL;
+        if (!c->dead && c->awaiting_reply) {
+            sw_log(SW_LOG_WARN, "conn %llu: on_open refused the upgrade without an answer",
+                   (unsigned long long)c->id);
+            http_fail(c, 403, "forbidden", "upgrade refused", NULL, 0);
+        }
+        return;
+    }
+    if (c->dead) { /* sw_conn_abort from on_open: accepted, so on_close is owed */
+        c->opened = 1;
         return;
     }
     sw_buf_printf(&c->out,
@@ -1024,8 +1214,8 @@ static void ws_handshake(sw_conn_t *c, const sw_http_request_t *req)
     if (!ev_is_active(&c->rio))
         ev_io_start(env->loop, &c->rio);
     ws_timer_start(c);
-    if (env->on_open)
-        env->on_open(c);
+    if (c->close_after_reply) /* sw_conn_close from on_open */
+        ws_close(c, 1000, NULL);
 }
 
 /* Dispatch the complete request in c->hs. */
@@ -1037,12 +1227,13 @@ static void http_dispatch(sw_conn_t *c)
     struct http_parser_url u;
 
     c->awaiting_reply = 1;
+    c->deadline = 0.; /* none while the reply is owed */
     /* After an Upgrade request http-parser does not parse further input. */
     c->keep_alive = hs->keep_alive && !p->upgrade && !c->close_after_reply;
     c->head_req = p->method == HTTP_HEAD;
     http_parser_url_init(&u);
     if (http_parser_parse_url(hs->hb.data, hs->url_len, p->method == HTTP_CONNECT, &u) != 0) {
-        http_simple(c, 400, NULL, 0);
+        http_fail(c, 400, "bad_request", "malformed request target", NULL, 0);
         return;
     }
     /* path and query are copied from the url in the same buffer: make room
@@ -1077,12 +1268,32 @@ static void http_dispatch(sw_conn_t *c)
     else if (env->on_http)
         env->on_http(c, &req);
     else
-        http_simple(c, 404, NULL, c->keep_alive);
+        http_fail(c, 404, "not_found", "no route", NULL, c->keep_alive);
     if (c->hs && c->mode == MODE_HTTP) {
         sw_buf_reset(&c->hs->hb);
         sw_buf_destroy(&c->hs->body);
         c->hs->nhdr = 0;
     }
+}
+
+/* Answer input that cannot be parsed (status 400, 413 or 431, err the
+ * parser's error), then close. */
+static void http_bad_input(sw_conn_t *c, int status, enum http_errno err)
+{
+    char msg[128];
+    const char *code = "bad_request";
+    c->head_req = 0;
+    if (status == 413) {
+        code = "too_large";
+        snprintf(msg, sizeof(msg), "request body over %zu bytes", max_body(c->env));
+    } else if (status == 431) {
+        code = "headers_too_large";
+        snprintf(msg, sizeof(msg), "request head over %zu bytes or %d header fields",
+                 max_header(c->env), MAX_HEADERS);
+    } else {
+        snprintf(msg, sizeof(msg), "malformed HTTP request: %s", http_errno_description(err));
+    }
+    http_fail(c, status, code, msg, NULL, 0);
 }
 
 /* Parse requests from data; returns the bytes used. Stops at a request
@@ -1110,14 +1321,14 @@ static size_t http_input(sw_conn_t *c, const char *data, size_t len)
                                                       : 400;
             sw_log(SW_LOG_DEBUG, "conn %llu: bad request (%s): %d", (unsigned long long)c->id,
                    http_errno_name(err), status);
-            http_simple(c, status, NULL, 0);
+            http_bad_input(c, status, err);
             off = len;
             break;
         }
         if (hs->in_msg && !hs->headers_done) {
             hs->head_bytes += n;
             if (hs->head_bytes > max_header(c->env)) {
-                http_simple(c, 431, NULL, 0);
+                http_bad_input(c, 431, HPE_OK);
                 off = len;
                 break;
             }
@@ -1275,6 +1486,13 @@ sw_conn_t *sw_conn_new(sw_conn_env_t *env, int fd)
     }
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* fails on unix sockets */
+    if (env->sndbuf_bytes) {
+        /* Fixed: no autotuning up to tcp_wmem[2] (4 MiB) for a client that
+         * does not read. The kernel doubles it (socket(7)). */
+        int sndbuf = (int)SW_MIN(env->sndbuf_bytes, (size_t)(INT32_MAX / 2));
+        if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) < 0)
+            sw_log(SW_LOG_DEBUG, "SO_SNDBUF %d: %s", sndbuf, strerror(errno));
+    }
     sw_conn_t *c = sw_xcalloc(1, sizeof(*c));
     c->env = env;
     c->fd = fd;
@@ -1285,6 +1503,7 @@ sw_conn_t *sw_conn_new(sw_conn_env_t *env, int fd)
     ev_io_init(&c->rio, rio_cb, fd, EV_READ);
     ev_io_init(&c->wio, wio_cb, fd, EV_WRITE);
     ev_timer_init(&c->timer, timer_cb, CLOSE_TIMEOUT, 0.);
+    http_phase_start(c); /* idle: the first request is due */
     TAILQ_INSERT_TAIL(&env->conns, c, link);
     env->nconns++;
     if (!ev_is_active(&env->flush)) {
@@ -1292,6 +1511,7 @@ sw_conn_t *sw_conn_new(sw_conn_env_t *env, int fd)
         ev_unref(env->loop); /* the flush watcher alone keeps no loop alive */
     }
     ev_io_start(env->loop, &c->rio);
+    http_timer_arm(c);
     return c;
 }
 
@@ -1397,6 +1617,17 @@ static int ws_queue_text(sw_conn_t *c, const struct iovec *iov, int iovcnt, size
     return 0;
 }
 
+/* The output bound is reached: no more output is taken (closing). The
+ * next flush (this loop iteration) tries to write everything queued;
+ * when the socket takes it all, a WebSocket gets close 1013 and an event
+ * stream its FIN, as for any close; otherwise the peer does not read and
+ * the conn is reset (conn_flush). */
+static void out_bound(sw_conn_t *c)
+{
+    c->overflow = 1;
+    start_closing(c);
+}
+
 int sw_conn_sendv(sw_conn_t *c, const struct iovec *iov, int iovcnt)
 {
     if (c->dead || c->closing || c->mode != MODE_WS)
@@ -1414,7 +1645,7 @@ int sw_conn_sendv(sw_conn_t *c, const struct iovec *iov, int iovcnt)
     if (bound && (len > bound || queued > bound - len)) {
         sw_log(SW_LOG_INFO, "conn %llu: output over %zu bytes, closing (backpressure)",
                (unsigned long long)c->id, bound);
-        ws_close(c, 1013, "backpressure");
+        out_bound(c);
         return SW_ETOOLARGE;
     }
     /* Frames go out in the order they enter `out`. wslay appends a frame
@@ -1462,7 +1693,7 @@ void sw_conn_close(sw_conn_t *c, uint16_t code, const char *reason)
 
 void sw_conn_abort(sw_conn_t *c)
 {
-    conn_finish(c);
+    conn_reset(c);
 }
 
 void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
@@ -1498,8 +1729,29 @@ void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
     }
     if (!ev_is_active(&c->rio))
         ev_io_start(c->env->loop, &c->rio);
+    http_phase_start(c); /* idle until the next request's first byte */
+    http_timer_arm(c);
     if (!c->in_input && c->in.len)
         c->need_parse = 1;
+}
+
+void sw_conn_http_error(sw_conn_t *c, int status, const char *code, const char *message,
+                        const char *extra_headers)
+{
+    static const char fallback[] = "{\"error\":{\"code\":\"internal_error\",\"message\":\"\"}}";
+    const char *msg = message ? message : "";
+    /* A cut at the byte bound may split a character: keep whole ones. */
+    size_t len = sw_utf8_valid_prefix(msg, strnlen(msg, ERROR_MESSAGE_MAX));
+    json_t *obj =
+        json_pack("{s:{s:s,s:s%}}", "error", "code", code ? code : "", "message", msg, len);
+    char *body = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    if (!body)
+        sw_log(SW_LOG_WARN, "conn %llu: cannot encode the error body (code not UTF-8?)",
+               (unsigned long long)c->id);
+    sw_conn_http_reply(c, status, "application/json", extra_headers, body ? body : fallback,
+                       body ? strlen(body) : sizeof(fallback) - 1);
+    free(body);
+    json_decref(obj);
 }
 
 #define SSE_HEAD                                                                                   \
@@ -1508,6 +1760,12 @@ void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
     "Cache-Control: no-cache\r\n"                                                                  \
     "X-Accel-Buffering: no\r\n"                                                                    \
     "Connection: keep-alive\r\n\r\n"
+
+void sw_conn_ws_greeted(sw_conn_t *c)
+{
+    if (c->mode == MODE_WS)
+        c->deadline = 0.; /* the timer catches up when it fires */
+}
 
 int sw_conn_sse_start(sw_conn_t *c)
 {
@@ -1528,6 +1786,7 @@ int sw_conn_sse_start(sw_conn_t *c)
      * connection (RFC 7230 §3.3.3 item 7). */
     sw_buf_append(&c->out, SSE_HEAD, sizeof(SSE_HEAD) - 1);
     c->mode = MODE_SSE;
+    c->deadline = 0.; /* an event stream has no deadline */
     c->opened = 1;
     c->need_parse = 0;
     env->nws++;
@@ -1569,7 +1828,7 @@ int sw_conn_sse_send(sw_conn_t *c, const char *event, const char *id, const char
     if (bound && (n > bound || c->out.len > bound - n)) {
         sw_log(SW_LOG_INFO, "conn %llu: event stream output over %zu bytes, closing (backpressure)",
                (unsigned long long)c->id, bound);
-        start_closing(c); /* what is queued still goes out, then FIN */
+        out_bound(c); /* what is queued goes out if it can, then FIN */
         return SW_ETOOLARGE;
     }
     sw_buf_reserve(&c->out, n);

@@ -3,30 +3,96 @@
  * queue.
  *
  * A connection starts in HTTP mode. `GET <ws_path>` with a valid upgrade
- * request is answered 101 (Sec-WebSocket-Accept per RFC 6455 §4.2.2) and
- * the connection switches to WebSocket mode: each complete text message
- * goes to env->on_message. Other requests go to env->on_http, which must
- * answer each with sw_conn_http_reply() (keep-alive is honoured; requests
- * are answered in order). Bad HTTP gets 400, an oversized request head
- * 431, an oversized body 413, a failed
- * upgrade 400 / 426.
+ * request goes to env->on_open, which may refuse it (answering it
+ * itself, e.g. 403 for a forbidden Origin: no upgrade, on_close not
+ * owed); accepted, it is answered 101 (Sec-WebSocket-Accept per RFC 6455
+ * §4.2.2) and the connection switches to WebSocket mode: each complete
+ * text message goes to env->on_message. Other requests go to
+ * env->on_http, which must answer each with sw_conn_http_reply() or
+ * sw_conn_http_error() (keep-alive is honoured; requests are answered in
+ * order).
+ *
+ * Answers conn.c gives by itself are JSON errors (sw_conn_http_error:
+ * {"error":{"code":C,"message":M}}, RFC 9110 §15.5): malformed HTTP 400
+ * "bad_request"; a request head over max_header_bytes or 64 header fields
+ * 431 "headers_too_large"; a body over max_body_bytes 413 "too_large";
+ * an upgrade request without Upgrade / Connection: upgrade 426
+ * "upgrade_required" (with Upgrade: websocket), with a version other than
+ * 13 426 "upgrade_required" (with Sec-WebSocket-Version: 13), without a
+ * valid Sec-WebSocket-Key 400 "bad_request"; without env->on_http, another
+ * method on ws_path 405 "method_not_allowed" (Allow: GET) and any other
+ * path 404 "not_found". Each closes the connection after the answer
+ * (Connection: close) except 404, 405 and 426, which keep it open when
+ * the request allows (keep-alive, and not itself an Upgrade request).
  *
  * Bounds and what happens at them:
  *  - WebSocket message over max_message_bytes: close 1009 (RFC 6455 §7.4.1).
- *  - Output queued for the client over max_send_bytes (a slow reader):
- *    close 1013 "backpressure", the client is expected to resume.
- *  - Binary frames: close 1003 (unsupported data). Invalid UTF-8 text: 1007.
+ *  - Output queued for a WebSocket or event-stream client over
+ *    max_send_bytes (a slow or stalled reader): nothing more is queued
+ *    (SW_ETOOLARGE) and, in the same loop iteration, everything queued is
+ *    tried on the socket. If the socket takes it all, the peer still
+ *    reads: a WebSocket gets close 1013 "backpressure" behind it (RFC 6455
+ *    §7.4.1, the closing handshake as usual), an event stream its end
+ *    (FIN). Otherwise the peer is not reading and could not take a close
+ *    frame either: the conn is reset at once (SO_LINGER {1, 0}: RST), so
+ *    that neither the server nor the kernel keeps its unsent bytes, and
+ *    on_close follows as for any close. Either way the client is expected
+ *    to reconnect and resume.
+ *    What one client holds is then bounded by max_send_bytes in the
+ *    server plus its socket's kernel send buffer: SO_SNDBUF is set to
+ *    sndbuf_bytes (the worker: SW_CONN_SNDBUF_BYTES, 64 KiB), which the
+ *    kernel doubles (getsockopt reports 131072) and which turns off
+ *    send-buffer autotuning. Measured on Linux 6.18 loopback, a client
+ *    that stops reading ties up 55-152 KB of payload in the server's send
+ *    queue (SIOCOUTQ, depending on its receive window) and about 100-140
+ *    KiB of kernel memory (/proc/net/sockstat TCP mem), against 1.7-4.2 MB
+ *    and about 4.1 MiB with the kernel default (autotuning up to
+ *    tcp_wmem[2], 4 MiB). So with the default --max-send-bytes of 4 MiB:
+ *    at most about 4.1 MiB per client instead of about 8 MiB.
+ *  - Whenever conn.c closes a socket that still has unsent output (close
+ *    timeout, ping timeout, output bound, sw_conn_abort) it resets it the
+ *    same way, freeing the kernel's copy at once.
+ *  - Protocol errors (RFC 6455 §7.4.1) are answered with a close frame
+ *    carrying the code, after which the conn closes as for any close it
+ *    sent (stops reading, flushes, FIN, bounded by the closing phase):
+ *    1002 for an unmasked client frame, RSV bits (no extension is
+ *    negotiated), a reserved opcode (3-7, 0xB-0xF), a control frame
+ *    without FIN or over 125 bytes, a payload length with its top bit set
+ *    or not in minimal form, a continuation frame without a message, a new
+ *    data frame inside a fragmented message, a close frame with a 1-byte
+ *    body or a status code that may not be sent (§7.4.2); 1007 for
+ *    invalid UTF-8 in a text message or in a close frame's reason; 1003
+ *    for a binary message (unsupported data).
  *  - Liveness (RFC 6455 §5.5.2/§5.5.3): a WebSocket client that sent
  *    nothing for ping_interval_ms gets a ping (payload "sw"); when nothing
  *    at all (a pong or any other byte) arrives within ping_timeout_ms after
  *    that ping, the conn is closed: a close frame 1001 "ping timeout" is
  *    written if the socket takes it, then the socket is closed at once
  *    without waiting for the closing handshake (the peer is presumed
- *    dead), and on_close follows as for any close. Any input from the
- *    client counts as a sign of life, including a frame still arriving.
- *    The conn's one ev_timer serves this, hibernation (below) and the
- *    closing phase, rescheduled lazily from its own callback (libev "Be
- *    smart about timeouts", method 2).
+ *    dead; reset when output is still unsent), and on_close follows as
+ *    for any close. Any input from the client counts as a sign of life,
+ *    including a frame still arriving.
+ *    The conn's one ev_timer serves this, the timeouts and hibernation
+ *    (below) and the closing phase, rescheduled lazily from its own
+ *    callback (libev "Be smart about timeouts", method 2).
+ *
+ * Timeouts (http_timeout_ms, 0: none):
+ *  - HTTP: a request goes through three phases, each bounded by
+ *    http_timeout_ms on its own: idle (from the accept, or from the
+ *    previous reply on a keep-alive connection, to the first byte of the
+ *    next request), head (first byte to the end of the headers) and body
+ *    (to the end of the message). A phase's deadline is fixed when it
+ *    starts: more bytes do not move it, so a head dribbled a byte at a
+ *    time is still cut off. No deadline runs while a reply is owed (the
+ *    upper layer works on it). At the deadline: 408 "timeout" with
+ *    Connection: close (RFC 9110 §15.5.9), then the closing phase.
+ *  - WebSocket: the upper layer calls sw_conn_ws_greeted() once it has
+ *    accepted the peer's first protocol message (the statewire hello). A
+ *    conn not greeted within http_timeout_ms of its upgrade is closed
+ *    with 1008 (policy violation, RFC 6455 §7.4.1), reason "no hello
+ *    within <N> ms", and the usual closing handshake (bounded). The
+ *    deadline fires from hibernation too. Greeted conns have none.
+ *  - Event streams have none.
  *
  * Hibernation: an open WebSocket conn that has had no input and no output
  * for SW_CONN_HIBERNATE_MS, and sits at a clean message boundary (every
@@ -40,13 +106,14 @@
  * couple of seconds per worker, and only after many conns hibernated.
  *
  * Lifetime: the conn is freed by conn.c, never by a callback. env->on_close
- * is called for conns that had on_open or became SSE streams
- * (sw_conn_sse_start), exactly once, when they close for whatever reason
- * (peer, error, sw_conn_close); it runs from the loop
- * (the env's flush step), never inside sw_conn_send/close/abort. The conn
- * is freed right after on_close returns, so callers may keep using the
- * pointer until then and must drop it in on_close. A closing conn gets
- * 2 s to flush and finish the closing handshake, then is closed. */
+ * is called for conns whose upgrade on_open accepted or that became SSE
+ * streams (sw_conn_sse_start), exactly once, when they close for whatever
+ * reason (peer, error, timeout, output bound, sw_conn_close); it runs
+ * from the loop (the env's flush step), never inside
+ * sw_conn_send/close/abort. The conn is freed right after on_close
+ * returns, so callers may keep using the pointer until then and must drop
+ * it in on_close. A closing conn gets 2 s to flush and finish the closing
+ * handshake, then is closed (reset when output is still unsent). */
 #ifndef SW_WORKER_CONN_H
 #define SW_WORKER_CONN_H
 
@@ -62,6 +129,16 @@ typedef struct sw_conn sw_conn_t;
 /* Silence (no input, no output) after which an open WebSocket conn at a
  * message boundary frees its wslay context; see "Hibernation" above. */
 #define SW_CONN_HIBERNATE_MS 1000
+
+/* The worker's sndbuf_bytes: SO_SNDBUF of each client socket. The kernel
+ * doubles it to 128 KiB of send buffer (bookkeeping included), which
+ * bounds the kernel's share of a stalled reader (see "Bounds") at about
+ * 130 KiB instead of the 4 MiB autotuning grows to. A healthy client is
+ * limited to 128 KiB in flight per round trip: over 100 MB/s on a LAN
+ * (RTT <= 1 ms), 2.5 MB/s at 50 ms, far above what state deltas need;
+ * a big burst (a full state) is held by the server's own queue
+ * (max_send_bytes) while the socket drains it. */
+#define SW_CONN_SNDBUF_BYTES (64 * 1024)
 
 /* A parsed non-upgrade HTTP request; every pointer borrowed for the
  * duration of env->on_http. */
@@ -80,12 +157,27 @@ typedef struct sw_conn_env {
     struct ev_loop *loop;
     const char *ws_path;       /* "/_event" */
     size_t max_message_bytes;  /* WebSocket message bound */
-    size_t max_send_bytes;     /* per-connection output bound */
+    size_t max_send_bytes;     /* per-connection output bound (see "Bounds") */
+    size_t sndbuf_bytes;       /* SO_SNDBUF of client sockets; 0: kernel default (autotuning) */
     size_t max_header_bytes;   /* HTTP request head bound (431 above) */
     size_t max_body_bytes;     /* HTTP body bound (413 above) */
     uint32_t ping_interval_ms; /* WebSocket silence before a ping; 0: no pings, no timeout */
     uint32_t ping_timeout_ms;  /* after a ping, silence before the close; 0: never close */
-    void (*on_open)(sw_conn_t *c);
+    /* HTTP: bound of each phase of a request (idle, head, body: 408); an
+     * open WebSocket: bound before sw_conn_ws_greeted (1008). 0: off. */
+    uint32_t http_timeout_ms;
+    /* A valid upgrade request (GET ws_path, RFC 6455 §4.2.1) arrived; the
+     * 101 is not queued yet and the conn is not yet a WebSocket
+     * (sw_conn_send refuses). req (method, path, query, header()) is
+     * borrowed for the call. Return 0 to accept: the 101 goes out, and
+     * on_close is owed exactly once from then on (also after
+     * sw_conn_abort or sw_conn_close made here). Return nonzero to refuse,
+     * after answering the request with sw_conn_http_reply or
+     * sw_conn_http_error (e.g. 403 for a forbidden Origin, RFC 6455
+     * §4.2.2 item 4 and §10.2): no upgrade, on_close is not owed,
+     * and the conn closes after the answer (Connection: close). A refusal
+     * without an answer is answered 403 "forbidden" (logged). */
+    int (*on_open)(sw_conn_t *c, const sw_http_request_t *req);
     void (*on_message)(sw_conn_t *c, const char *data, size_t len);
     void (*on_close)(sw_conn_t *c);
     void (*on_http)(sw_conn_t *c, const sw_http_request_t *req);
@@ -115,7 +207,7 @@ typedef struct sw_conn_env {
  * the caller fills the rest, before or after. Does not touch env->loop. */
 void sw_conn_env_init(sw_conn_env_t *env);
 
-/* Tear down: close every conn now (on_close for those that had on_open or
+/* Tear down: close every conn now (on_close for those on_open accepted or
  * are SSE streams), free them and stop the flush watcher. For shutdown
  * and tests; env can be initialised again afterwards. */
 void sw_conn_env_destroy(sw_conn_env_t *env);
@@ -143,8 +235,10 @@ void sw_conn_set_udata(sw_conn_t *c, void *udata);
 void *sw_conn_udata(const sw_conn_t *c);
 
 /* Queue one WebSocket text message (copied). Returns 0; SW_ECLOSED when
- * the conn is closing; SW_ETOOLARGE when the output bound is reached (the
- * conn is then closed with 1013 and on_close follows); SW_ERR when a
+ * the conn is closing; SW_ETOOLARGE when the output bound is reached
+ * (nothing queued; the conn then closes with 1013 after what was queued,
+ * or is reset when its socket cannot take that, see "Bounds"; on_close
+ * follows); SW_ERR when a
  * hibernating conn cannot get a wslay context back (out of memory: the
  * conn is closed, on_close follows). Writes are batched: everything
  * queued during one loop iteration goes out in one send. The bound counts
@@ -161,6 +255,12 @@ int sw_conn_send(sw_conn_t *c, const char *data, size_t len);
  * for many clients with a per-client prefix. */
 int sw_conn_sendv(sw_conn_t *c, const struct iovec *iov, int iovcnt);
 
+/* The upper layer accepted the peer's first protocol message (the
+ * statewire hello): the hello deadline of an open WebSocket conn (see
+ * "Timeouts") no longer applies. Idempotent; a no-op for other conns.
+ * Touches no timer (the conn's timer catches up when it fires). */
+void sw_conn_ws_greeted(sw_conn_t *c);
+
 /* Start the WebSocket closing handshake with `code` and `reason` (RFC 6455
  * §5.5.1), flush what is queued, then close the socket (forcibly after 2 s).
  * For an HTTP conn: close after the pending reply. For an SSE stream:
@@ -168,7 +268,9 @@ int sw_conn_sendv(sw_conn_t *c, const struct iovec *iov, int iovcnt);
  * and reason unused). Idempotent. */
 void sw_conn_close(sw_conn_t *c, uint16_t code, const char *reason);
 
-/* Close the socket now, dropping queued output. Idempotent. */
+/* Close the socket now, dropping queued output: with output still unsent
+ * (here or in the kernel) the socket is reset (RST), see "Bounds".
+ * Idempotent. */
 void sw_conn_abort(sw_conn_t *c);
 
 /* Answer the current HTTP request. `extra_headers` is NULL or CRLF-
@@ -176,6 +278,20 @@ void sw_conn_abort(sw_conn_t *c);
  * Content-Length and without body (RFC 9110 §8.6, §15.3.5). */
 void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
                         const char *extra_headers, const char *body, size_t len);
+
+/* Answer the current HTTP request with an error (RFC 9110 §15.5, §15.6):
+ * `status`, Content-Type application/json and the compact JSON body
+ * {"error":{"code":<code>,"message":<message>}}, built by jansson (every
+ * byte escaped as JSON needs). `code` is a short ASCII token
+ * ("bad_request"); `message` (NULL: "") may quote client input of any
+ * bytes: only its first 200 bytes are used, cut further to their longest
+ * valid UTF-8 prefix (RFC 8259 §8.1; jansson refuses invalid UTF-8).
+ * Both are borrowed. `extra_headers` and everything else as for
+ * sw_conn_http_reply (keep-alive honoured, no body for HEAD, a logged
+ * no-op without a pending request). Every answer conn.c gives by itself
+ * goes through here. */
+void sw_conn_http_error(sw_conn_t *c, int status, const char *code, const char *message,
+                        const char *extra_headers);
 
 /* ---- Server-Sent Events (WHATWG HTML "Server-sent events") -------------
  * From env->on_http, instead of sw_conn_http_reply(): answer the current
@@ -204,9 +320,10 @@ int sw_conn_is_sse(const sw_conn_t *c);
  * "id: <id>\n" (when id is not NULL), "data: <data>\n\n". data (len
  * bytes) must be one line (compact JSON). Batched like sw_conn_send (one
  * write per loop iteration, together with the conn's other output) and
- * bounded by max_send_bytes: at the bound the event is not queued, the
- * events queued before it are flushed and the stream is closed (on_close
- * follows). Returns 0; SW_ECLOSED when the conn is closing or not an
+ * bounded by max_send_bytes: at the bound the event is not queued; the
+ * events queued before it are flushed and the stream ends if the socket
+ * takes them at once, else the conn is reset (see "Bounds"); on_close
+ * follows. Returns 0; SW_ECLOSED when the conn is closing or not an
  * event stream; SW_ETOOLARGE at the bound; SW_EINVAL when event, id or
  * data contains CR or LF (nothing queued). */
 int sw_conn_sse_send(sw_conn_t *c, const char *event, const char *id, const char *data, size_t len);

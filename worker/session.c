@@ -68,13 +68,6 @@ static void free_headers(sw_session_t *s)
     s->hdr_cookie = s->hdr_origin = s->hdr_authorization = NULL;
 }
 
-void sw_session_on_open(sw_conn_t *c)
-{
-    /* Until on_open the conn's udata is the worker (set by sw_worker on
-     * accept); from here on it is the session. */
-    session_new(sw_conn_udata(c), c, 0);
-}
-
 /* The "type" of an encoded server message (encoders write it first) and,
  * for a delta, its seq: the SSE event name and id. */
 static void sse_fields(const char *data, size_t len, char *type, size_t tl, char *id, size_t il)
@@ -203,6 +196,28 @@ static int origin_ok(sw_worker_t *w, sw_conn_t *c, const sw_http_request_t *req)
     return 0;
 }
 
+static char *header_copy(const sw_http_request_t *req, const char *name)
+{
+    const char *v = req->header(req, name);
+    return v ? sw_xstrdup(v) : NULL;
+}
+
+int sw_session_on_open(sw_conn_t *c, const sw_http_request_t *req)
+{
+    /* Until on_open the conn's udata is the worker (set by sw_worker on
+     * accept); from here on it is the session. */
+    sw_worker_t *w = sw_conn_udata(c);
+    if (!origin_ok(w, c, req))
+        return 403; /* answered; no upgrade */
+    sw_session_t *s = session_new(w, c, 0);
+    /* The auth hook runs at the hello and sees these (bounded by the
+     * request head bound); freed once it has run. */
+    s->hdr_cookie = header_copy(req, "Cookie");
+    s->hdr_origin = header_copy(req, "Origin");
+    s->hdr_authorization = header_copy(req, "Authorization");
+    return 0;
+}
+
 static void on_hello(sw_session_t *s, sw_msg_t *m)
 {
     sw_worker_t *w = s->w;
@@ -232,6 +247,7 @@ static void on_hello(sw_session_t *s, sw_msg_t *m)
     sw_token_t *t = sw_token_get(w, token);
     sw_token_attach(t, s);
     sw_token_enqueue(t, sw_event_new(SW_EV_HELLO, -1, s, "hello", payload, NULL));
+    sw_conn_ws_greeted(s->conn); /* the hello came in time (--http-timeout-ms) */
 }
 
 static void on_event(sw_session_t *s, sw_msg_t *m)
@@ -413,10 +429,7 @@ static int query_get(const char *query, const char *key, char *out, size_t outle
 
 static void http_error(sw_conn_t *c, int status, const char *code, const char *msg)
 {
-    char body[320];
-    int n =
-        snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
-    sw_conn_http_reply(c, status, "application/json", NULL, body, (size_t)n);
+    sw_conn_http_error(c, status, code, msg, NULL);
 }
 
 void sw_session_sse_open(sw_conn_t *c, const sw_http_request_t *req)

@@ -55,7 +55,7 @@ typedef struct sw_session {
 } sw_session_t;
 
 /* conn callbacks (installed in the worker's sw_conn_env_t). */
-void sw_session_on_open(sw_conn_t *c);
+int sw_session_on_open(sw_conn_t *c, const sw_http_request_t *req);
 void sw_session_on_message(sw_conn_t *c, const char *data, size_t len);
 void sw_session_on_close(sw_conn_t *c);
 

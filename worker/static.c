@@ -69,8 +69,7 @@ int sw_static_serve(sw_conn_t *c, const sw_http_request_t *req)
     if (!f)
         return 0;
     if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
-        const char *b = "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"use GET\"}}";
-        sw_conn_http_reply(c, 405, "application/json", "Allow: GET, HEAD\r\n", b, strlen(b));
+        sw_conn_http_error(c, 405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n");
         return 1;
     }
     char headers[160];

@@ -145,6 +145,13 @@ static void on_secret(void *udata, int status, const char *value, size_t len)
     }
     sw_cred_key_init(&w->cred_key, value, len);
     w->have_cred_key = 1;
+    /* For workers forked later (respawn, reload): they start with it. */
+    uint32_t zero = 0;
+    if (atomic_load_explicit(&w->stats_all->cred_key_set, memory_order_acquire) == 0) {
+        memcpy(w->stats_all->cred_key, w->cred_key.k, sizeof(w->cred_key.k));
+        atomic_compare_exchange_strong_explicit(&w->stats_all->cred_key_set, &zero, 1,
+                                                memory_order_release, memory_order_relaxed);
+    }
 }
 
 static void secret_cb(struct ev_loop *loop, ev_timer *tw, int revents)
@@ -210,7 +217,7 @@ static void serve_metrics(sw_worker_t *w, sw_conn_t *c)
         sw_conn_http_reply(c, 200, SW_METRICS_CONTENT_TYPE, "Cache-Control: no-store\r\n", out.data,
                            out.len);
     else
-        sw_conn_http_reply(c, 500, "text/plain", NULL, "metrics too large\n", 18);
+        sw_conn_http_error(c, 500, "internal_error", "metrics too large", NULL);
     sw_buf_destroy(&out);
 }
 
@@ -231,8 +238,7 @@ static void on_http(sw_conn_t *c, const sw_http_request_t *req)
     }
     if (strcmp(req->path, "/_sse") == 0) {
         if (strcmp(req->method, "GET") != 0) {
-            const char *b = "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"use GET\"}}";
-            sw_conn_http_reply(c, 405, "application/json", "Allow: GET\r\n", b, strlen(b));
+            sw_conn_http_error(c, 405, "method_not_allowed", "use GET", "Allow: GET\r\n");
             return;
         }
         sw_session_sse_open(c, req);
@@ -240,9 +246,8 @@ static void on_http(sw_conn_t *c, const sw_http_request_t *req)
     }
     if (strcmp(req->path, "/_event") == 0) {
         if (strcmp(req->method, "POST") != 0) { /* GET is the upgrade (conn.c) */
-            const char *b = "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"use GET "
-                            "(WebSocket) or POST\"}}";
-            sw_conn_http_reply(c, 405, "application/json", "Allow: GET, POST\r\n", b, strlen(b));
+            sw_conn_http_error(c, 405, "method_not_allowed", "use GET (WebSocket) or POST",
+                               "Allow: GET, POST\r\n");
             return;
         }
         sw_session_sse_post(c, req);
@@ -250,8 +255,7 @@ static void on_http(sw_conn_t *c, const sw_http_request_t *req)
     }
     if (strcmp(req->path, "/healthz") == 0) {
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
-            const char *b = "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"use GET\"}}";
-            sw_conn_http_reply(c, 405, "application/json", "Allow: GET, HEAD\r\n", b, strlen(b));
+            sw_conn_http_error(c, 405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n");
             return;
         }
         /* ready: the store answers, and the key that signs stream credentials is
@@ -270,10 +274,8 @@ static void on_http(sw_conn_t *c, const sw_http_request_t *req)
     }
     if (sw_static_serve(c, req)) /* the demo page and /statewire.js */
         return;
-    int n = snprintf(body, sizeof(body),
-                     "{\"error\":{\"code\":\"not_found\",\"message\":\"no route %s %.200s\"}}",
-                     req->method, req->path);
-    sw_conn_http_reply(c, 404, "application/json", NULL, body, (size_t)n);
+    snprintf(body, sizeof(body), "no route %s %s", req->method, req->path);
+    sw_conn_http_error(c, 404, "not_found", body, NULL); /* cut to valid UTF-8 there */
 }
 
 /* ---- stop and drain ---------------------------------------------------- */
@@ -384,6 +386,7 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
     w->slot = slot;
     w->channel_fd = channel_fd;
     w->stats = &stats->slot[slot];
+    w->stats_all = stats;
     LIST_INIT(&w->sessions);
     TAILQ_INIT(&w->resumes);
     LIST_INIT(&w->catchups);
@@ -416,10 +419,12 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
     w->conns.ws_path = "/_event";
     w->conns.max_message_bytes = cfg->max_message_bytes;
     w->conns.max_send_bytes = cfg->max_send_bytes;
+    w->conns.sndbuf_bytes = SW_CONN_SNDBUF_BYTES;
     w->conns.max_header_bytes = SW_MAX_HEADER_BYTES;
     w->conns.max_body_bytes = cfg->max_message_bytes;
     w->conns.ping_interval_ms = cfg->ping_interval_ms;
     w->conns.ping_timeout_ms = cfg->ping_timeout_ms;
+    w->conns.http_timeout_ms = cfg->http_timeout_ms;
     w->conns.on_open = sw_session_on_open;
     w->conns.on_message = sw_session_on_message;
     w->conns.on_close = sw_session_on_close;
@@ -449,6 +454,9 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
     ev_timer_init(&w->secret_w, secret_cb, 0., 0.);
     if (cfg->secret[0]) {
         sw_cred_key_init(&w->cred_key, cfg->secret, strlen(cfg->secret));
+        w->have_cred_key = 1;
+    } else if (atomic_load_explicit(&stats->cred_key_set, memory_order_acquire)) {
+        memcpy(w->cred_key.k, stats->cred_key, sizeof(w->cred_key.k)); /* an earlier worker's */
         w->have_cred_key = 1;
     } else {
         ev_timer_start(loop, &w->secret_w); /* asks the store from the loop */

@@ -32,6 +32,7 @@ typedef struct sw_worker {
     int slot;
     int channel_fd;
     sw_worker_stats_t *stats; /* this worker's slot in shared memory */
+    sw_stats_t *stats_all;    /* the whole block (the shared signing key) */
     sw_store_t *store;
     char holder_id[40]; /* lease holder id: "<slot>-<pid>-<random>" */
     sw_conn_env_t conns;

@@ -204,7 +204,10 @@ export class Statewire {
   emit(name, payload = {}) {
     if (this._closed) return Promise.reject(new StatewireError('closed', 'client closed'));
     return new Promise((resolve, reject) => {
-      const entry = { msg: { type: 'event', id: this._nextId++, name, payload }, resolve, reject };
+      // the id is given when the event is written (_flush): ids of one
+      // connection must increase, and the hydrate of a new connection goes
+      // before the events queued while it was away
+      const entry = { msg: { type: 'event', id: 0, name, payload }, resolve, reject };
       this._outbox.push(entry);
       if (this._synced) this._flush();
     });
@@ -404,11 +407,13 @@ export class Statewire {
       if (!this._write(conn, [])) return;
       while (this._outbox.length) {
         const e = this._outbox.shift();
+        e.msg.id = this._nextId++;
         this._inflight.set(e.msg.id, e);
         this._write(conn, [e.msg]);
       }
       return;
     }
+    for (const e of this._outbox) e.msg.id = this._nextId++;
     conn.postQueue.push(...this._outbox.splice(0));
     this._pumpPost(conn);
   }
