@@ -99,7 +99,7 @@ int sw_raw_send(sw_raw_t *r, const void *bytes, size_t len)
             continue;
         }
         if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
-            r->eof = 1;
+            /* what the peer sent before it went may still be unread */
             r->reset = errno == ECONNRESET;
             return SW_ECLOSED;
         }
@@ -271,7 +271,11 @@ int sw_raw_http_response(sw_raw_t *r, int head_req, int timeout_ms, sw_http_resp
             size_t avail = (size_t)(end - b);
             char *cl = sw_http_resp_header(&resp, "Content-Length");
             char *te = sw_http_resp_header(&resp, "Transfer-Encoding");
-            int no_body = head_req || status / 100 == 1 || status == 204 || status == 304;
+            char *ct = sw_http_resp_header(&resp, "Content-Type");
+            /* an event stream's body never ends: its head is the answer */
+            int stream = ct && strncasecmp(ct, "text/event-stream", 17) == 0 && !cl;
+            free(ct);
+            int no_body = head_req || stream || status / 100 == 1 || status == 204 || status == 304;
             int done = 0;
             size_t used = 0;
             sw_buf_t body;

@@ -39,7 +39,8 @@ sw_raw_t *sw_raw_connect(int port, int timeout_ms);
 void sw_raw_free(sw_raw_t *r);
 
 /* Write all bytes (at most 5 s). 0, SW_ECLOSED when the peer is gone
- * (EPIPE, reset), SW_ERR on another error or the time limit. */
+ * (EPIPE, reset; what it sent before can still be read), SW_ERR on another
+ * error or the time limit. */
 int sw_raw_send(sw_raw_t *r, const void *bytes, size_t len);
 
 /* Write bytes `chunk` at a time with gap_ms between the pieces. Stops early
@@ -67,7 +68,9 @@ typedef struct sw_http_resp {
 
 /* Read one complete answer from r (bytes already in r->in first) within
  * timeout_ms and remove it from r->in. head_req: the request was HEAD (no
- * body follows the head). Returns 1 with *out filled (free with
+ * body follows the head). An event stream (Content-Type text/event-stream
+ * without Content-Length) is returned with its head only: its body is
+ * what follows in r->in, and never ends. Returns 1 with *out filled (free with
  * sw_http_resp_clear), 0 when no complete answer came in time,
  * SW_ECLOSED when the connection ended first (nothing or a partial
  * answer), SW_EINVAL when the bytes are not an HTTP/1.x answer. */
