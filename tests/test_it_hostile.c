@@ -994,7 +994,7 @@ static const http_case_t http_cases[] = {
      .want = {{200, NULL, NULL}},
      .then = THEN_CLOSE},
     {.name = "http_0_9",
-     .doc = DOC_400 " (HTTP/0.9 is not HTTP/1.x)",
+     .doc = "RFC 9112 §3 (a request-line without HTTP-version is invalid: 400) and " DOC_400,
      .req = "GET /healthz\r\n\r\n",
      .want = {{400, "bad_request", NULL}},
      .then = THEN_CLOSE},
@@ -3192,4 +3192,1348 @@ Test(hostile, messages)
         run_msg_case(&msg_cases[i], host[i % 2]->port);
     run_steps("messages", msg_steps, SW_ARRAY_SIZE(msg_steps));
     report("messages");
+}
+
+/* ==== resume and duplicate tabs ============================================ */
+
+#define DOC_TAKEOVER                                                                               \
+    "PROTOCOL.md \"Who may connect\" (No takeover: a connection naming a live token never sees, "  \
+    "changes or closes it without that connection's valid resume credentials, whatever it sends "  \
+    "before its welcome)"
+#define DOC_DUP                                                                                    \
+    "PROTOCOL.md \"Resume\" (Duplicate tabs: a new token and a state of its own; every event "     \
+    "sent before the welcome goes to the new token)"
+#define DOC_WRONG_RESUME                                                                           \
+    "PROTOCOL.md \"Resume\" (Wrong credentials: error bad_resume, the connection goes on as a "    \
+    "fresh one) and \"Who may connect\" (No takeover)"
+#define DOC_SSE_REUSE                                                                              \
+    "PROTOCOL.md \"Transport\" (SSE, Automatic reconnect: while another connection of the token "  \
+    "is live, a Last-Event-ID without credentials is a second tab: a new token, never sees, "      \
+    "changes or closes the live connection)"
+
+/* A victim: a WebSocket on token tok at route "/" with counter.count == n. */
+static sw_wsc_t *victim_ws(judge_t *j, int hi, const char *tok, int n, json_t **welcome)
+{
+    sw_wsc_t *v = wsc_hello(j, host[hi]->port, tok, welcome);
+    if (!v)
+        return NULL;
+    const char *hyd =
+        "{\"type\":\"event\",\"id\":1,\"name\":\"hydrate\",\"router\":{\"path\":\"/\"}}";
+    sw_wsc_send_text(v, hyd, strlen(hyd));
+    json_decref(sw_wsc_wait(v, NULL, 1, T_MS));
+    for (int i = 0; i < n; i++) {
+        char ev[96];
+        snprintf(ev, sizeof(ev), "{\"type\":\"event\",\"id\":%d,\"name\":\"counter.increment\"}",
+                 2 + i);
+        sw_wsc_send_text(v, ev, strlen(ev));
+        json_t *d = sw_wsc_wait(v, NULL, 2 + i, T_MS);
+        expect(j, d && count_in(d) == i + 1, "the victim's setup: increment %d", i + 1);
+        json_decref(d);
+    }
+    /* on_load's deltas (no id) are not the attacker's doing */
+    json_t *m;
+    while ((m = sw_wsc_recv_json(v, 200)))
+        json_decref(m);
+    return v;
+}
+
+/* The count in Redis of token tok (-1 when it has no counter). */
+static json_int_t stored_count(const char *tok)
+{
+    json_t *st = NULL;
+    if (sw_test_redis_state(redis, tok, "counter", &st) != 1)
+        return -1;
+    json_int_t n = json_integer_value(json_object_get(st, "count"));
+    json_decref(st);
+    return n;
+}
+
+/* The victim saw nothing meanwhile, is still open, and its next event
+ * takes its own count from n to n + 1. */
+static void victim_intact(judge_t *j, sw_wsc_t *v, const char *tok, int n, int64_t id)
+{
+    json_t *m = sw_wsc_recv_json(v, 300);
+    char *s = dump(m);
+    expect(j, m == NULL, "the victim received %s", shown_str(s));
+    free(s);
+    json_decref(m);
+    expect(j, !sw_wsc_closed(v), "the victim's connection was closed (code %d)",
+           sw_wsc_close_code(v));
+    expect(j, stored_count(tok) == n, "the victim's stored count is %lld, want %d",
+           (long long)stored_count(tok), n);
+    char ev[96];
+    snprintf(ev, sizeof(ev), "{\"type\":\"event\",\"id\":%lld,\"name\":\"counter.increment\"}",
+             (long long)id);
+    sw_wsc_send_text(v, ev, strlen(ev));
+    json_t *d = sw_wsc_wait(v, NULL, id, T_MS);
+    expect(j, d && count_in(d) == n + 1, "the victim's next increment gives %lld, want %d",
+           d ? (long long)count_in(d) : -1LL, n + 1);
+    json_decref(d);
+}
+
+/* hello naming the victim's token plus `nev` events, in one write. */
+static void burst_on_live_token(judge_t *j, int attacker_host, const char *tok, int nev)
+{
+    sw_wsc_t *v = victim_ws(j, 0, tok, 3, NULL);
+    if (!v)
+        return;
+    sw_wsc_t *a = sw_wsc_connect("127.0.0.1", host[attacker_host]->port, "/_event", T_MS);
+    if (expect(j, a != NULL, "the attacker cannot connect")) {
+        sw_buf_t b;
+        sw_buf_init(&b, 0);
+        char hello[96];
+        snprintf(hello, sizeof(hello), "{\"type\":\"hello\",\"token\":\"%s\"}", tok);
+        frames_of(&b, hello);
+        for (int i = 1; i <= nev; i++) {
+            char m[96];
+            snprintf(m, sizeof(m), "{\"type\":\"event\",\"id\":%d,\"name\":\"counter.increment\"}",
+                     i);
+            frames_of(&b, m);
+        }
+        sw_wsc_send_raw(a, b.data, b.len);
+        sw_buf_destroy(&b);
+        json_t *w = sw_wsc_wait(a, "welcome", -1, T_MS);
+        if (expect(j, w != NULL, "the second tab got no welcome"))
+            expect(j,
+                   str(w, "token") && strcmp(str(w, "token"), tok) != 0 &&
+                       !json_is_true(json_object_get(w, "resumed")),
+                   "the second tab's welcome names the victim's token");
+        json_decref(w);
+        int ok = 0, limited = 0;
+        json_int_t count = 0;
+        for (int i = 0; i < nev; i++) {
+            json_t *m = next_answer(a, T_MS);
+            if (!m)
+                break;
+            if (!strcmp(kind_of(m), "delta")) {
+                ok++;
+                count = SW_MAX(count, count_in(m));
+            } else {
+                limited += !strcmp(kind_of(m), "rate_limited");
+            }
+            json_decref(m);
+        }
+        expect(j, ok + limited == nev, "%d deltas and %d rate_limited for %d events", ok, limited,
+               nev);
+        if (nev > 256)
+            expect(j, limited >= nev - 256,
+                   "%d events before the welcome, only %d rate_limited (--max-queue 256)", nev,
+                   limited);
+        expect(j, count == ok,
+               "the second tab's count is %lld after %d events, want it on its "
+               "own token from 0",
+               (long long)count, ok);
+        sw_wsc_free(a);
+    }
+    victim_intact(j, v, tok, 3, 100);
+    sw_wsc_free(v);
+}
+
+static void rs_burst_same_host(judge_t *j)
+{
+    burst_on_live_token(j, 0, "hostile-burst-a", 20);
+}
+
+static void rs_burst_other_host(judge_t *j)
+{
+    burst_on_live_token(j, 1, "hostile-burst-b", 20);
+}
+
+static void rs_burst_over_max_queue(judge_t *j)
+{
+    burst_on_live_token(j, 1, "hostile-burst-c", 300);
+}
+
+/* A hello naming the victim's token with `resume`; expects bad_resume then
+ * a fresh welcome on a token of its own. */
+static void forged_resume(judge_t *j, int hi, const char *tok, json_t *resume)
+{
+    sw_wsc_t *a = sw_wsc_connect("127.0.0.1", host[hi]->port, "/_event", T_MS);
+    if (!expect(j, a != NULL, "cannot connect")) {
+        json_decref(resume);
+        return;
+    }
+    json_t *h = json_pack("{s:s,s:s,s:o}", "type", "hello", "token", tok, "resume", resume);
+    sw_wsc_send_json(a, h);
+    json_decref(h);
+    json_t *e = next_answer(a, T_MS);
+    expect(j, e && !strcmp(kind_of(e), "bad_resume"), "first answer %s, want error bad_resume",
+           e ? kind_of(e) : "none");
+    json_decref(e);
+    json_t *w = sw_wsc_wait(a, "welcome", -1, T_MS);
+    if (expect(j, w != NULL, "no welcome after bad_resume"))
+        expect(j,
+               !json_is_true(json_object_get(w, "resumed")) && str(w, "token") &&
+                   strcmp(str(w, "token"), tok) != 0,
+               "the welcome resumes or names the live token: %s", shown_str(str(w, "token")));
+    json_decref(w);
+    /* whatever it sends now is its own business */
+    const char *ev = "{\"type\":\"event\",\"id\":1,\"name\":\"counter.increment\"}";
+    sw_wsc_send_text(a, ev, strlen(ev));
+    json_t *d = sw_wsc_wait(a, NULL, 1, T_MS);
+    expect(j, d && count_in(d) == 1, "the attacker's own count: %lld, want 1",
+           d ? (long long)count_in(d) : -1LL);
+    json_decref(d);
+    sw_wsc_free(a);
+}
+
+static void rs_wrong_conn_token(judge_t *j)
+{
+    json_t *w = NULL;
+    sw_wsc_t *v = victim_ws(j, 0, "hostile-rs-1", 2, &w);
+    if (!v)
+        return;
+    forged_resume(j, 1, "hostile-rs-1",
+                  json_pack("{s:s,s:s,s:i}", "conn_id", str(w, "conn_id"), "conn_token",
+                            "00000000000000000000000000000000", "last_seq", 0));
+    json_decref(w);
+    victim_intact(j, v, "hostile-rs-1", 2, 100);
+    sw_wsc_free(v);
+}
+
+static void rs_own_credentials_other_token(judge_t *j)
+{
+    sw_wsc_t *v = victim_ws(j, 1, "hostile-rs-2", 2, NULL);
+    json_t *mine = NULL;
+    sw_wsc_t *own = wsc_hello(j, host[0]->port, "hostile-rs-2-attacker", &mine);
+    if (v && own)
+        forged_resume(j, 0, "hostile-rs-2",
+                      json_pack("{s:s,s:s,s:i}", "conn_id", str(mine, "conn_id"), "conn_token",
+                                str(mine, "conn_token"), "last_seq", 0));
+    json_decref(mine);
+    if (v)
+        victim_intact(j, v, "hostile-rs-2", 2, 100);
+    sw_wsc_free(own);
+    sw_wsc_free(v);
+}
+
+static void rs_made_up_conn_id(judge_t *j)
+{
+    sw_wsc_t *v = victim_ws(j, 0, "hostile-rs-3", 1, NULL);
+    if (!v)
+        return;
+    forged_resume(j, 0, "hostile-rs-3",
+                  json_pack("{s:s,s:s,s:i}", "conn_id", "0123456789abcdef", "conn_token",
+                            "0123456789abcdef0123456789abcdef", "last_seq", 1));
+    victim_intact(j, v, "hostile-rs-3", 1, 100);
+    sw_wsc_free(v);
+}
+
+/* The victim's real credentials presented for another live token: that
+ * token is not resumed, and the victim is not replaced (no 4001). */
+static void rs_credentials_of_another_token(judge_t *j)
+{
+    json_t *vw = NULL;
+    sw_wsc_t *v = victim_ws(j, 0, "hostile-rs-4v", 2, &vw);
+    sw_wsc_t *o = victim_ws(j, 1, "hostile-rs-4o", 4, NULL);
+    if (v && o)
+        forged_resume(j, 1, "hostile-rs-4o",
+                      json_pack("{s:s,s:s,s:i}", "conn_id", str(vw, "conn_id"), "conn_token",
+                                str(vw, "conn_token"), "last_seq", 0));
+    json_decref(vw);
+    if (v)
+        victim_intact(j, v, "hostile-rs-4v", 2, 100);
+    if (o)
+        victim_intact(j, o, "hostile-rs-4o", 4, 100);
+    sw_wsc_free(v);
+    sw_wsc_free(o);
+}
+
+/* A valid resume whose last_seq is ahead of the server's: one full delta. */
+static void rs_last_seq_ahead(judge_t *j)
+{
+    json_t *w = NULL;
+    sw_wsc_t *c = victim_ws(j, 0, "hostile-rs-5", 2, &w);
+    if (!c)
+        return;
+    sw_wsc_free(c);
+    usleep(200000);
+    sw_wsc_t *r = sw_wsc_connect("127.0.0.1", host[1]->port, "/_event", T_MS);
+    if (expect(j, r != NULL, "cannot connect")) {
+        json_t *resume = json_pack("{s:s,s:s,s:I}", "conn_id", str(w, "conn_id"), "conn_token",
+                                   str(w, "conn_token"), "last_seq", (json_int_t)1 << 60);
+        json_t *rw = sw_wsc_hello(r, "hostile-rs-5", resume, T_MS);
+        json_decref(resume);
+        if (expect(j, rw != NULL, "no welcome"))
+            expect(j, json_is_true(json_object_get(rw, "resumed")), "not resumed");
+        json_decref(rw);
+        json_t *d = sw_wsc_recv_json(r, T_MS);
+        char *s = dump(d);
+        expect(j,
+               d && !strcmp(kind_of(d), "delta") && json_is_true(json_object_get(d, "full")) &&
+                   count_in(d) == 2,
+               "want one full delta with count 2 first, got %s", shown_str(s));
+        free(s);
+        json_decref(d);
+        wsc_probe(j, r, PROBE_ID);
+        sw_wsc_free(r);
+    }
+    json_decref(w);
+}
+
+/* ---- event streams (on raw sockets: a refusal must not stop the run) ---- */
+
+/* GET /_sse?query: the connection after a 200 head, else NULL with the
+ * status and body. */
+static sw_raw_t *sse_open(int port, const char *query, const char *extra, int *status, char **body)
+{
+    *status = -1;
+    if (body)
+        *body = NULL;
+    sw_raw_t *r = sw_raw_connect(port, T_MS);
+    if (!r)
+        return NULL;
+    char req[1024];
+    snprintf(req, sizeof(req),
+             "GET /_sse?%s HTTP/1.1\r\n" HOST "Accept: text/event-stream\r\n%s\r\n", query,
+             extra ? extra : "");
+    sw_raw_send(r, req, strlen(req));
+    uint64_t deadline = sw_now_ms() + T_MS;
+    char *end;
+    while (!(end = memmem(r->in.data ? r->in.data : "", r->in.len, "\r\n\r\n", 4))) {
+        if (sw_now_ms() >= deadline || sw_raw_read_some(r, (int)(deadline - sw_now_ms())) <= 0)
+            goto fail;
+    }
+    if (sscanf(r->in.data, "HTTP/1.1 %d", status) != 1)
+        goto fail;
+    if (*status == 200) {
+        sw_buf_consume(&r->in, (size_t)(end - r->in.data) + 4);
+        return r;
+    }
+    sw_http_resp_t resp;
+    if (sw_raw_http_response(r, 0, T_MS, &resp) == 1) {
+        if (body)
+            *body = strdup(resp.body);
+        sw_http_resp_clear(&resp);
+    }
+fail:
+    sw_raw_free(r);
+    return NULL;
+}
+
+/* The next event's data as JSON (comments skipped); NULL on timeout/EOF. */
+static json_t *sse_next(sw_raw_t *r, int timeout_ms)
+{
+    uint64_t deadline = sw_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        char *d = r->in.data ? r->in.data : "";
+        char *end = memmem(d, r->in.len, "\n\n", 2);
+        if (end) {
+            json_t *m = NULL;
+            for (char *line = d; line < end;) {
+                char *nl = memchr(line, '\n', (size_t)(end + 1 - line));
+                if (strncmp(line, "data: ", 6) == 0)
+                    m = json_loadb(line + 6, (size_t)(nl - line - 6), 0, NULL);
+                line = nl + 1;
+            }
+            sw_buf_consume(&r->in, (size_t)(end - d) + 2);
+            if (m)
+                return m;
+            continue;
+        }
+        uint64_t now = sw_now_ms();
+        if (now >= deadline || sw_raw_read_some(r, (int)(deadline - now)) <= 0)
+            return NULL;
+    }
+}
+
+/* A victim event stream on token tok (host hi) with counter.count == n,
+ * made through POSTs; its credentials in cid / ctok. */
+static sw_raw_t *victim_sse(judge_t *j, int hi, const char *tok, int n, char cid[128],
+                            char ctok[128])
+{
+    char q[128];
+    snprintf(q, sizeof(q), "token=%s", tok);
+    int st;
+    sw_raw_t *e = sse_open(host[hi]->port, q, NULL, &st, NULL);
+    if (!expect(j, e != NULL, "the victim's stream: status %d", st))
+        return NULL;
+    json_t *w = sse_next(e, T_MS);
+    expect(j, w && str(w, "conn_id") && str(w, "conn_token"), "the victim's stream: no welcome");
+    snprintf(cid, 128, "%s", w ? str(w, "conn_id") : "");
+    snprintf(ctok, 128, "%s", w ? str(w, "conn_token") : "");
+    json_decref(w);
+    sw_buf_t body;
+    sw_buf_init(&body, 0);
+    sw_buf_printf(&body,
+                  "{\"conn_id\":\"%s\",\"conn_token\":\"%s\",\"messages\":[{\"type\":\"event\","
+                  "\"id\":1,\"name\":\"hydrate\",\"router\":{\"path\":\"/\"}}",
+                  cid, ctok);
+    for (int i = 0; i < n; i++)
+        sw_buf_printf(&body, ",{\"type\":\"event\",\"id\":%d,\"name\":\"counter.increment\"}",
+                      2 + i);
+    sw_buf_append_str(&body, "]}");
+    char *resp = NULL;
+    int pst = sw_test_http("127.0.0.1", host[hi]->port, "POST", "/_event", body.data, &resp, T_MS);
+    expect(j, pst == 202, "the victim's POST: %d %s", pst, shown_str(resp));
+    free(resp);
+    sw_buf_destroy(&body);
+    for (;;) { /* until the answer to the last event */
+        json_t *m = sse_next(e, T_MS);
+        if (!expect(j, m != NULL, "the victim's stream: an answer is missing"))
+            break;
+        int last = id_of(m) == 1 + n;
+        json_decref(m);
+        if (last)
+            break;
+    }
+    json_t *m; /* on_load's deltas */
+    while ((m = sse_next(e, 200)))
+        json_decref(m);
+    return e;
+}
+
+/* POST one event to the stream, on host hi; the status. */
+static int post_event(int hi, const char *cid, const char *ctok, const char *messages, char **out)
+{
+    char body[2048];
+    snprintf(body, sizeof(body), "{\"conn_id\":\"%s\",\"conn_token\":\"%s\",\"messages\":%s}", cid,
+             ctok, messages);
+    return sw_test_http("127.0.0.1", host[hi]->port, "POST", "/_event", body, out, T_MS);
+}
+
+/* The victim stream saw nothing meanwhile and still works: count n + 1. */
+static void victim_sse_intact(judge_t *j, sw_raw_t *e, const char *tok, const char *cid,
+                              const char *ctok, int n)
+{
+    json_t *m = sse_next(e, 300);
+    char *s = dump(m);
+    expect(j, m == NULL, "the victim's stream received %s", shown_str(s));
+    free(s);
+    json_decref(m);
+    expect(j, stored_count(tok) == n, "the victim's stored count is %lld, want %d",
+           (long long)stored_count(tok), n);
+    char *resp = NULL;
+    int st = post_event(1, cid, ctok,
+                        "[{\"type\":\"event\",\"id\":100,\"name\":\"counter.increment\"}]", &resp);
+    expect(j, st == 202, "the victim's POST after the attack: %d %s", st, shown_str(resp));
+    free(resp);
+    json_t *d = sse_next(e, T_MS);
+    expect(j, d && id_of(d) == 100 && count_in(d) == n + 1,
+           "the victim's stream: the answer with count %d is missing", n + 1);
+    json_decref(d);
+}
+
+static void sse_second_tab(judge_t *j, int hi, const char *tok)
+{
+    char cid[128], ctok[128];
+    sw_raw_t *v = victim_sse(j, 0, tok, 4, cid, ctok);
+    if (!v)
+        return;
+    char q[128];
+    snprintf(q, sizeof(q), "token=%s", tok);
+    int st;
+    sw_raw_t *a = sse_open(host[hi]->port, q, "Last-Event-ID: 2\r\n", &st, NULL);
+    if (expect(j, a != NULL, "the second stream was refused: %d", st)) {
+        json_t *w = sse_next(a, T_MS);
+        expect(j,
+               w && !strcmp(kind_of(w), "welcome") && str(w, "token") &&
+                   strcmp(str(w, "token"), tok) != 0 &&
+                   !json_is_true(json_object_get(w, "resumed")),
+               "the second stream's first event is not a welcome on a new token");
+        json_decref(w);
+        json_t *m = sse_next(a, 800);
+        char *s = dump(m);
+        expect(j, m == NULL, "the second stream received %s", shown_str(s));
+        free(s);
+        json_decref(m);
+        sw_raw_free(a);
+    }
+    victim_sse_intact(j, v, tok, cid, ctok, 4);
+    sw_raw_free(v);
+}
+
+static void rs_sse_last_event_id_same_host(judge_t *j)
+{
+    sse_second_tab(j, 0, "hostile-sse-1");
+}
+
+static void rs_sse_last_event_id_other_host(judge_t *j)
+{
+    sse_second_tab(j, 1, "hostile-sse-2");
+}
+
+static void rs_sse_wrong_credentials(judge_t *j)
+{
+    char cid[128], ctok[128];
+    sw_raw_t *v = victim_sse(j, 0, "hostile-sse-3", 2, cid, ctok);
+    if (!v)
+        return;
+    char q[512];
+    snprintf(q, sizeof(q), "token=hostile-sse-3&conn_id=%s&conn_token=%s&last_seq=0", cid,
+             "ffffffffffffffffffffffffffffffff");
+    int st;
+    sw_raw_t *a = sse_open(host[1]->port, q, NULL, &st, NULL);
+    if (expect(j, a != NULL, "the forged stream was refused: %d", st)) {
+        json_t *e = sse_next(a, T_MS);
+        expect(j, e && !strcmp(kind_of(e), "bad_resume"), "first event %s, want error bad_resume",
+               e ? kind_of(e) : "none");
+        json_decref(e);
+        json_t *w = sse_next(a, T_MS);
+        expect(j,
+               w && !strcmp(kind_of(w), "welcome") && str(w, "token") &&
+                   strcmp(str(w, "token"), "hostile-sse-3") != 0,
+               "then a welcome on a new token");
+        json_decref(w);
+        sw_raw_free(a);
+    }
+    victim_sse_intact(j, v, "hostile-sse-3", cid, ctok, 2);
+    sw_raw_free(v);
+}
+
+static void rs_ws_hello_on_live_stream(judge_t *j)
+{
+    char cid[128], ctok[128];
+    sw_raw_t *v = victim_sse(j, 1, "hostile-sse-4", 3, cid, ctok);
+    if (!v)
+        return;
+    sw_wsc_t *a = sw_wsc_connect("127.0.0.1", host[0]->port, "/_event", T_MS);
+    if (expect(j, a != NULL, "cannot connect")) {
+        sw_buf_t b;
+        sw_buf_init(&b, 0);
+        frames_of(&b, "{\"type\":\"hello\",\"token\":\"hostile-sse-4\"}");
+        frames_of(&b, "{\"type\":\"event\",\"id\":1,\"name\":\"counter.increment\"}");
+        sw_wsc_send_raw(a, b.data, b.len);
+        sw_buf_destroy(&b);
+        json_t *w = sw_wsc_wait(a, "welcome", -1, T_MS);
+        expect(j, w && str(w, "token") && strcmp(str(w, "token"), "hostile-sse-4") != 0,
+               "the WebSocket got the stream's token");
+        json_decref(w);
+        json_t *d = sw_wsc_wait(a, NULL, 1, T_MS);
+        expect(j, d && count_in(d) == 1, "its event ran on its own token");
+        json_decref(d);
+        sw_wsc_free(a);
+    }
+    victim_sse_intact(j, v, "hostile-sse-4", cid, ctok, 3);
+    sw_raw_free(v);
+}
+
+static void rs_stream_on_live_ws(judge_t *j)
+{
+    sw_wsc_t *v = victim_ws(j, 0, "hostile-sse-5", 3, NULL);
+    if (!v)
+        return;
+    int st;
+    sw_raw_t *a = sse_open(host[1]->port, "token=hostile-sse-5&last_seq=0", NULL, &st, NULL);
+    if (expect(j, a != NULL, "the stream was refused: %d", st)) {
+        json_t *w = sse_next(a, T_MS);
+        expect(j,
+               w && str(w, "token") && strcmp(str(w, "token"), "hostile-sse-5") != 0 &&
+                   !json_is_true(json_object_get(w, "resumed")),
+               "the stream got the WebSocket's token");
+        json_decref(w);
+        sw_raw_free(a);
+    }
+    victim_intact(j, v, "hostile-sse-5", 3, 100);
+    sw_wsc_free(v);
+}
+
+static const step_case_t resume_steps[] = {
+    {"hello_on_live_token_with_events_same_host", DOC_TAKEOVER " and " DOC_DUP, rs_burst_same_host},
+    {"hello_on_live_token_with_events_other_host", DOC_TAKEOVER " and " DOC_DUP,
+     rs_burst_other_host},
+    {"hello_on_live_token_with_300_events",
+     DOC_TAKEOVER " and PROTOCOL.md \"Bounds\" (messages before the welcome: --max-queue, then "
+                  "rate_limited)",
+     rs_burst_over_max_queue},
+    {"resume_with_wrong_conn_token", DOC_WRONG_RESUME, rs_wrong_conn_token},
+    {"resume_with_own_credentials_on_victims_token", DOC_WRONG_RESUME,
+     rs_own_credentials_other_token},
+    {"resume_with_made_up_conn_id", DOC_WRONG_RESUME, rs_made_up_conn_id},
+    {"resume_with_credentials_of_another_token",
+     DOC_WRONG_RESUME " (and the owner of the credentials is not replaced: no 4001)",
+     rs_credentials_of_another_token},
+    {"resume_with_last_seq_ahead",
+     "PROTOCOL.md \"Resume\" (Valid credentials: one full delta when last_seq is ahead of the "
+     "server's)",
+     rs_last_seq_ahead},
+    {"sse_last_event_id_on_live_stream_same_host", DOC_SSE_REUSE, rs_sse_last_event_id_same_host},
+    {"sse_last_event_id_on_live_stream_other_host", DOC_SSE_REUSE, rs_sse_last_event_id_other_host},
+    {"sse_wrong_credentials_on_live_stream", DOC_WRONG_RESUME, rs_sse_wrong_credentials},
+    {"ws_hello_on_live_stream_token", DOC_TAKEOVER " (whatever the transport)",
+     rs_ws_hello_on_live_stream},
+    {"stream_on_live_ws_token", DOC_TAKEOVER " (whatever the transport)", rs_stream_on_live_ws},
+};
+
+Test(hostile, resume)
+{
+    run_steps("resume", resume_steps, SW_ARRAY_SIZE(resume_steps));
+    report("resume");
+}
+
+/* ==== event streams and POSTs ============================================== */
+
+#define DOC_SSE_400 "PROTOCOL.md \"Transport\" (SSE, Errors: bad parameters get 400 (bad_message))"
+#define DOC_POST_400                                                                               \
+    "PROTOCOL.md \"Transport\" (POST /_event: 400 for a body that is not JSON (bad_json) or not "  \
+    "that shape (bad_message))"
+#define DOC_POST_404                                                                               \
+    "PROTOCOL.md \"Transport\" (POST /_event: 404 bad_resume when no live stream has this "        \
+    "conn_id, a made-up or unsigned one refused by the worker the POST reaches; every worker of "  \
+    "every host) and PROTOCOL-CORE.md \"Refusals over HTTP\""
+#define DOC_POST_403                                                                               \
+    "PROTOCOL.md \"Transport\" (POST /_event: 403 bad_resume for a wrong conn_token, on every "    \
+    "worker of every host; a refused POST queues nothing)"
+#define SSE_GET(q) "GET /_sse?" q " HTTP/1.1\r\n" HOST "\r\n"
+#define POST_BODY(body)                                                                            \
+    "POST /_event HTTP/1.1\r\n" HOST "Content-Type: application/json\r\nContent-Length: "          \
+    "%zu\r\n\r\n" body
+
+static void gen_post(sw_buf_t *b, const char *body)
+{
+    sw_buf_printf(b,
+                  "POST /_event HTTP/1.1\r\n" HOST
+                  "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                  strlen(body), body);
+}
+
+static void gen_post_not_json(sw_buf_t *b)
+{
+    gen_post(b, "conn_id=a&conn_token=b");
+}
+
+static void gen_post_empty(sw_buf_t *b)
+{
+    gen_post(b, "");
+}
+
+static void gen_post_array(sw_buf_t *b)
+{
+    gen_post(b, "[{\"conn_id\":\"a\",\"conn_token\":\"b\",\"messages\":[]}]");
+}
+
+static void gen_post_messages_object(sw_buf_t *b)
+{
+    gen_post(b, "{\"conn_id\":\"a\",\"conn_token\":\"b\",\"messages\":{\"type\":\"event\"}}");
+}
+
+static void gen_post_no_conn_token(sw_buf_t *b)
+{
+    gen_post(b, "{\"conn_id\":\"a\",\"messages\":[]}");
+}
+
+static void gen_post_conn_id_number(sw_buf_t *b)
+{
+    gen_post(b, "{\"conn_id\":5,\"conn_token\":\"b\",\"messages\":[]}");
+}
+
+static void gen_post_nul_escape(sw_buf_t *b)
+{
+    gen_post(b, "{\"conn_id\":\"a\\u0000_1\",\"conn_token\":\"b\",\"messages\":[]}");
+}
+
+static void gen_post_deep(sw_buf_t *b)
+{
+    sw_buf_t body;
+    sw_buf_init(&body, 0);
+    gen_nested(&body, "{\"conn_id\":\"a\",\"conn_token\":\"b\",\"messages\":", "[", "", "]", 20000,
+               "}");
+    gen_post(b, body.data);
+    sw_buf_destroy(&body);
+}
+
+static void gen_post_over_bound(sw_buf_t *b)
+{
+    sw_buf_t body;
+    sw_buf_init(&body, 0);
+    gen_repeat(&body, "{\"conn_id\":\"a\",\"conn_token\":\"b\",\"messages\":[],\"pad\":\"", 'p',
+               MAX_MESSAGE, "\"}");
+    gen_post(b, body.data);
+    sw_buf_destroy(&body);
+}
+
+static void gen_sse_auth_4097(sw_buf_t *b)
+{
+    sw_buf_append_str(b, "GET /_sse?token=hostile-sse-a&auth=");
+    fill(b, 'a', 4097);
+    sw_buf_append_str(b, " HTTP/1.1\r\n" HOST "\r\n");
+}
+
+static const http_case_t sse_http_cases[] = {
+    {.name = "sse_token_with_space",
+     .doc = DOC_SSE_400,
+     .req = SSE_GET("token=a%20b"),
+     .want = {{400, "bad_message", NULL, NULL}}},
+    {.name = "sse_token_traversal",
+     .doc = DOC_SSE_400,
+     .req = SSE_GET("token=..%2F..%2Fetc"),
+     .want = {{400, "bad_message", NULL, NULL}}},
+    {.name = "sse_token_65_chars",
+     .doc = DOC_SSE_400,
+     .req = SSE_GET("token=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+     .want = {{400, "bad_message", NULL, NULL}}},
+    {.name = "sse_token_bad_escape",
+     .doc = DOC_SSE_400,
+     .req = SSE_GET("token=%zz"),
+     .want = {{400, "bad_message", NULL, NULL}}},
+    {.name = "sse_token_truncated_escape",
+     .doc = DOC_SSE_400,
+     .req = SSE_GET("token=ab%4"),
+     .want = {{400, "bad_message", NULL, NULL}}},
+    {.name = "sse_token_nul_escape",
+     .doc = DOC_SSE_400,
+     .req = SSE_GET("token=a%00b"),
+     .want = {{400, "bad_message", NULL, NULL}}},
+    {.name = "sse_conn_id_without_conn_token",
+     .doc = DOC_SSE_400,
+     .req = SSE_GET("token=hostile-sse-a&conn_id=abc"),
+     .want = {{400, "bad_message", NULL, NULL}}},
+    {.name = "sse_conn_token_without_conn_id",
+     .doc = DOC_SSE_400,
+     .req = SSE_GET("token=hostile-sse-a&conn_token=abc"),
+     .want = {{400, "bad_message", NULL, NULL}}},
+    {.name = "sse_last_seq_not_a_number",
+     .doc = DOC_SSE_400 " (last_seq: a non-negative integer)",
+     .req = SSE_GET("token=hostile-sse-a&last_seq=abc"),
+     .want = {{400, "bad_message", NULL, NULL}}},
+    {.name = "sse_last_seq_negative",
+     .doc = DOC_SSE_400 " (last_seq: a non-negative integer)",
+     .req = SSE_GET("token=hostile-sse-a&last_seq=-1"),
+     .want = {{400, "bad_message", NULL, NULL}}},
+    {.name = "sse_auth_control_char",
+     .doc = DOC_SSE_400,
+     .req = SSE_GET("token=hostile-sse-a&auth=a%01b"),
+     .want = {{400, "bad_message", NULL, NULL}}},
+    {.name = "sse_auth_invalid_utf8",
+     .doc = DOC_SSE_400,
+     .req = SSE_GET("token=hostile-sse-a&auth=%ff%fe"),
+     .want = {{400, "bad_message", NULL, NULL}}},
+    {.name = "sse_auth_4097_bytes",
+     .doc = DOC_SSE_400,
+     .gen = gen_sse_auth_4097,
+     .want = {{400, "bad_message", NULL, NULL}}},
+    {.name = "sse_put",
+     .doc = DOC_405,
+     .req = "PUT /_sse HTTP/1.1\r\n" HOST "Content-Length: 0\r\n\r\n",
+     .want = {{405, "method_not_allowed", "GET", NULL}}},
+    {.name = "post_body_not_json",
+     .doc = DOC_POST_400,
+     .gen = gen_post_not_json,
+     .want = {{400, "bad_json", NULL, NULL}}},
+    {.name = "post_body_empty",
+     .doc = DOC_POST_400,
+     .gen = gen_post_empty,
+     .want = {{400, "bad_json", NULL, NULL}}},
+    {.name = "post_body_array",
+     .doc = DOC_POST_400,
+     .gen = gen_post_array,
+     .want = {{400, "bad_message", NULL, NULL}}},
+    {.name = "post_messages_not_an_array",
+     .doc = DOC_POST_400,
+     .gen = gen_post_messages_object,
+     .want = {{400, "bad_message", NULL, NULL}}},
+    {.name = "post_without_conn_token",
+     .doc = DOC_POST_400,
+     .gen = gen_post_no_conn_token,
+     .want = {{400, "bad_message", NULL, NULL}}},
+    {.name = "post_conn_id_number",
+     .doc = DOC_POST_400,
+     .gen = gen_post_conn_id_number,
+     .want = {{400, "bad_message", NULL, NULL}}},
+    {.name = "post_nul_escape_in_conn_id",
+     .doc = DOC_POST_400 " (\\u0000: bad_json)",
+     .gen = gen_post_nul_escape,
+     .want = {{400, "bad_json", NULL, NULL}}},
+    {.name = "post_nested_20000_deep",
+     .doc = DOC_POST_400,
+     .gen = gen_post_deep,
+     .want = {{400, "bad_json", NULL, NULL}},
+     .alt = {{400, "bad_message", NULL, NULL}}},
+    {.name = "post_body_over_the_bound",
+     .doc = "PROTOCOL.md \"Transport\" (POST /_event: 413 too_large above the body bound)",
+     .gen = gen_post_over_bound,
+     .want = {{413, "too_large", NULL, NULL}}},
+};
+
+/* A POST that must be refused with `status` and code bad_resume. */
+static void expect_refused(judge_t *j, int hi, const char *cid, const char *ctok, int status)
+{
+    char *resp = NULL;
+    int st = post_event(hi, cid, ctok,
+                        "[{\"type\":\"event\",\"id\":50,\"name\":\"counter.increment\"}]", &resp);
+    char what[64];
+    snprintf(what, sizeof(what), "POST to host%d", hi);
+    if (expect(j, st == status, "%s: status %d, want %d (%s)", what, st, status, shown_str(resp)))
+        expect_error_body(j, what, resp, "bad_resume", NULL);
+    free(resp);
+}
+
+/* A made-up conn_id: refused 404 on both hosts, four tries each (both
+ * workers of a host). */
+static void post_made_up(judge_t *j, const char *cid)
+{
+    for (int k = 0; k < 8; k++)
+        expect_refused(j, k % 2, cid, "00000000000000000000000000000000", 404);
+}
+
+static void sp_unknown_conn_id(judge_t *j)
+{
+    post_made_up(j, "0123456789abcdef");
+}
+
+static void sp_made_up_conn_id_with_underscore(judge_t *j)
+{
+    post_made_up(j, "deadbeef_1");
+}
+
+static void sp_long_conn_id(judge_t *j)
+{
+    char cid[400];
+    memset(cid, 'w', sizeof(cid) - 3);
+    memcpy(cid + sizeof(cid) - 3, "_1", 3);
+    post_made_up(j, cid);
+}
+
+/* A live stream's conn_id altered: another stream number of the same
+ * worker, and the last character changed. */
+static void sp_forged_from_live(judge_t *j)
+{
+    char cid[128], ctok[128];
+    sw_raw_t *v = victim_sse(j, 0, "hostile-post-1", 1, cid, ctok);
+    if (!v)
+        return;
+    char forged[160];
+    const char *us = strrchr(cid, '_');
+    snprintf(forged, sizeof(forged), "%.*s_999999", us ? (int)(us - cid) : (int)strlen(cid), cid);
+    post_made_up(j, forged);
+    snprintf(forged, sizeof(forged), "%s", cid);
+    size_t n = strlen(forged);
+    if (n)
+        forged[n - 1] = forged[n - 1] == '0' ? '1' : '0';
+    post_made_up(j, forged);
+    victim_sse_intact(j, v, "hostile-post-1", cid, ctok, 1);
+    sw_raw_free(v);
+}
+
+static void sp_wrong_conn_token(judge_t *j, int hi)
+{
+    char cid[128], ctok[128];
+    sw_raw_t *v = victim_sse(j, 0, hi ? "hostile-post-2b" : "hostile-post-2a", 2, cid, ctok);
+    if (!v)
+        return;
+    char wrong[128];
+    snprintf(wrong, sizeof(wrong), "%s", ctok);
+    wrong[0] = wrong[0] == 'a' ? 'b' : 'a';
+    for (int k = 0; k < 4; k++)
+        expect_refused(j, hi, cid, wrong, 403);
+    expect_refused(j, hi, cid, "", 403);
+    victim_sse_intact(j, v, hi ? "hostile-post-2b" : "hostile-post-2a", cid, ctok, 2);
+    sw_raw_free(v);
+}
+
+static void sp_wrong_conn_token_owner_host(judge_t *j)
+{
+    sp_wrong_conn_token(j, 0);
+}
+
+static void sp_wrong_conn_token_other_host(judge_t *j)
+{
+    sp_wrong_conn_token(j, 1);
+}
+
+/* Stream A's conn_id with stream B's conn_token. */
+static void sp_token_of_another_stream(judge_t *j)
+{
+    char ca[128], ka[128], cb[128], kb[128];
+    sw_raw_t *a = victim_sse(j, 0, "hostile-post-3a", 1, ca, ka);
+    sw_raw_t *b = victim_sse(j, 0, "hostile-post-3b", 1, cb, kb);
+    if (a && b)
+        for (int k = 0; k < 4; k++)
+            expect_refused(j, k % 2, ca, kb, 403);
+    if (a)
+        victim_sse_intact(j, a, "hostile-post-3a", ca, ka, 1);
+    sw_raw_free(a);
+    sw_raw_free(b);
+}
+
+/* A WebSocket's conn_id and conn_token: no live stream has them. */
+static void sp_websocket_credentials(judge_t *j)
+{
+    json_t *w = NULL;
+    sw_wsc_t *ws = wsc_hello(j, host[0]->port, "hostile-post-4", &w);
+    if (!ws)
+        return;
+    for (int k = 0; k < 4; k++)
+        expect_refused(j, k % 2, str(w, "conn_id"), str(w, "conn_token"), 404);
+    json_t *m = sw_wsc_recv_json(ws, 300);
+    expect(j, m == NULL, "the WebSocket received something");
+    json_decref(m);
+    json_decref(w);
+    sw_wsc_free(ws);
+}
+
+/* The credentials of a stream that ended: 404 everywhere. */
+static void sp_ended_stream(judge_t *j)
+{
+    char cid[128], ctok[128];
+    sw_raw_t *v = victim_sse(j, 1, "hostile-post-5", 1, cid, ctok);
+    if (!v)
+        return;
+    sw_raw_free(v);
+    usleep(300000);
+    for (int k = 0; k < 8; k++)
+        expect_refused(j, k % 2, cid, ctok, 404);
+}
+
+/* Messages that are not events, inside a valid POST: 202, then an error
+ * event for each on the stream, which keeps its token. */
+static void sp_bad_messages_inside(judge_t *j, const char *messages, int n, const char *tok)
+{
+    char cid[128], ctok[128];
+    sw_raw_t *v = victim_sse(j, 0, tok, 1, cid, ctok);
+    if (!v)
+        return;
+    char *resp = NULL;
+    int st = post_event(1, cid, ctok, messages, &resp);
+    expect(j, st == 202, "status %d, want 202 (%s)", st, shown_str(resp));
+    free(resp);
+    for (int i = 0; i < n; i++) {
+        json_t *e = sse_next(v, T_MS);
+        expect(j, e && !strcmp(kind_of(e), "bad_message"),
+               "message %d of the POST: %s, want "
+               "error bad_message",
+               i + 1, e ? kind_of(e) : "no event");
+        json_decref(e);
+    }
+    victim_sse_intact(j, v, tok, cid, ctok, 1);
+    sw_raw_free(v);
+}
+
+static void sp_hello_inside(judge_t *j)
+{
+    sp_bad_messages_inside(j, "[{\"type\":\"hello\",\"token\":\"hostile-post-6-other\"}]", 1,
+                           "hostile-post-6");
+}
+
+static void sp_non_objects_inside(judge_t *j)
+{
+    sp_bad_messages_inside(j, "[5,\"x\",null,[],{\"type\":\"nope\"}]", 5, "hostile-post-7");
+}
+
+static const step_case_t sse_steps[] = {
+    {"post_unknown_conn_id", DOC_POST_404, sp_unknown_conn_id},
+    {"post_made_up_conn_id_with_underscore", DOC_POST_404, sp_made_up_conn_id_with_underscore},
+    {"post_400_byte_conn_id", DOC_POST_404, sp_long_conn_id},
+    {"post_conn_id_forged_from_a_live_one", DOC_POST_404, sp_forged_from_live},
+    {"post_wrong_conn_token_owner_host", DOC_POST_403, sp_wrong_conn_token_owner_host},
+    {"post_wrong_conn_token_other_host", DOC_POST_403, sp_wrong_conn_token_other_host},
+    {"post_conn_token_of_another_stream", DOC_POST_403, sp_token_of_another_stream},
+    {"post_websocket_credentials", DOC_POST_404 " (a WebSocket is not an event stream)",
+     sp_websocket_credentials},
+    {"post_to_an_ended_stream", DOC_POST_404 " (a stream that ended)", sp_ended_stream},
+    {"post_hello_inside_messages",
+     "PROTOCOL.md \"Transport\" (POST /_event: any client messages but hello; errors about "
+     "individual messages arrive on the stream) and \"hello\" (a second hello: bad_message)",
+     sp_hello_inside},
+    {"post_non_objects_inside_messages",
+     "PROTOCOL.md \"Transport\" (errors about individual messages arrive on the stream) and "
+     "\"error\" (bad_message)",
+     sp_non_objects_inside},
+};
+
+Test(hostile, sse_post)
+{
+    for (size_t i = 0; i < SW_ARRAY_SIZE(sse_http_cases); i++)
+        run_http_case("sse_post", &sse_http_cases[i], host[i % 2]->port);
+    run_steps("sse_post", sse_steps, SW_ARRAY_SIZE(sse_steps));
+    report("sse_post");
+}
+
+/* ==== authentication and Origin ============================================= */
+
+#define DOC_REFUSED                                                                                \
+    "PROTOCOL.md \"Who may connect\" (a refused hello gets error unauthorized and the WebSocket "  \
+    "closes with 4401)"
+#define DOC_SSE_401                                                                                \
+    "PROTOCOL.md \"Who may connect\" (a refused SSE request gets 401 with "                        \
+    "{\"error\":{\"code\":\"unauthorized\"}})"
+#define DOC_ORIGIN                                                                                 \
+    "PROTOCOL.md \"Who may connect\" (Origin allowlist: 403 forbidden_origin unless on the list; " \
+    "exact match of scheme, host and port, ASCII case-insensitive; no Origin is not refused)"
+#define DOC_BOUND                                                                                  \
+    "PROTOCOL.md \"Who may connect\" (Tokens are bound to users: another user, or an anonymous "   \
+    "client, gets a new token and never sees or changes the bound token's state)"
+
+/* A hello with auth on the trust app: unauthorized, then close 4401,
+ * and nothing of `events` runs. */
+static void au_refused(judge_t *j, const char *auth, int events)
+{
+    sw_wsc_t *c = sw_wsc_connect("127.0.0.1", app->port, "/_event", T_MS);
+    if (!expect(j, c != NULL, "cannot connect"))
+        return;
+    char tok[64];
+    snprintf(tok, sizeof(tok), "hostile-auth-%s-%d", auth[0] == 'd' ? "deny" : "bad", events);
+    sw_buf_t b;
+    sw_buf_init(&b, 0);
+    char hello[160];
+    snprintf(hello, sizeof(hello), "{\"type\":\"hello\",\"token\":\"%s\",\"auth\":\"%s\"}", tok,
+             auth);
+    frames_of(&b, hello);
+    for (int i = 1; i <= events; i++) {
+        char m[96];
+        snprintf(m, sizeof(m), "{\"type\":\"event\",\"id\":%d,\"name\":\"me.increment\"}", i);
+        frames_of(&b, m);
+    }
+    sw_wsc_send_raw(c, b.data, b.len);
+    sw_buf_destroy(&b);
+    json_t *e = sw_wsc_recv_json(c, T_MS);
+    char *s = dump(e);
+    expect(j,
+           e && !strcmp(kind_of(e), "unauthorized") &&
+               json_is_string(json_object_get(e, "message")),
+           "first answer %s, want error unauthorized with a message", shown_str(s));
+    free(s);
+    json_decref(e);
+    int others = 0;
+    json_t *m;
+    while ((m = sw_wsc_recv_json(c, T_MS)))
+        others++, json_decref(m);
+    expect(j, others == 0, "%d more messages after unauthorized", others);
+    expect(j, sw_wsc_closed(c) && sw_wsc_close_code(c) == 4401, "closed %d with %d, want 4401",
+           sw_wsc_closed(c), sw_wsc_close_code(c));
+    json_t *st = NULL;
+    expect(j, sw_test_redis_state(redis, tok, "me", &st) == 0, "the refused token has state");
+    json_decref(st);
+    sw_wsc_free(c);
+}
+
+static void au_deny(judge_t *j)
+{
+    au_refused(j, "deny", 0);
+}
+
+static void au_bad_user(judge_t *j)
+{
+    au_refused(j, "bad-user", 0);
+}
+
+static void au_deny_with_events(judge_t *j)
+{
+    au_refused(j, "deny", 10);
+}
+
+static void au_auth_number(judge_t *j)
+{
+    sw_wsc_t *c = sw_wsc_connect("127.0.0.1", app->port, "/_event", T_MS);
+    if (!expect(j, c != NULL, "cannot connect"))
+        return;
+    const char *h = "{\"type\":\"hello\",\"auth\":12345}";
+    sw_wsc_send_text(c, h, strlen(h));
+    json_t *e = sw_wsc_recv_json(c, T_MS);
+    expect(j, e && !strcmp(kind_of(e), "bad_message"), "want bad_message, got %s",
+           e ? kind_of(e) : "nothing");
+    json_decref(e);
+    json_t *w = sw_wsc_hello(c, NULL, NULL, T_MS);
+    expect(j, w != NULL, "a hello afterwards got no welcome");
+    json_decref(w);
+    sw_wsc_free(c);
+}
+
+/* An SSE request on the trust app: status and error code. */
+static void sse_expect(judge_t *j, const char *query, const char *extra, int status,
+                       const char *code)
+{
+    int st;
+    char *body = NULL;
+    sw_raw_t *e = sse_open(app->port, query, extra, &st, &body);
+    if (expect(j, st == status, "GET /_sse?%s: status %d, want %d (%s)", shown_str(query), st,
+               status, shown_str(body)) &&
+        code)
+        expect_error_body(j, "the refusal", body, code, NULL);
+    if (e && status == 200) {
+        json_t *w = sse_next(e, T_MS);
+        expect(j, w && !strcmp(kind_of(w), "welcome"), "the stream starts without a welcome");
+        json_decref(w);
+    }
+    free(body);
+    sw_raw_free(e);
+}
+
+static void au_sse_deny(judge_t *j)
+{
+    sse_expect(j, "token=hostile-auth-s1&auth=deny", NULL, 401, "unauthorized");
+}
+
+static void au_sse_bearer_deny(judge_t *j)
+{
+    sse_expect(j, "token=hostile-auth-s2", "Authorization: Bearer deny\r\n", 401, "unauthorized");
+}
+
+static void au_sse_deny_param_wins(judge_t *j)
+{
+    sse_expect(j, "token=hostile-auth-s3&auth=deny", "Authorization: Bearer user:eve\r\n", 401,
+               "unauthorized");
+}
+
+/* An upgrade with Origin `origin` on the trust app: want (403 or 101). */
+static void upgrade_origin(judge_t *j, const char *origin, int want)
+{
+    char hdr[9000];
+    snprintf(hdr, sizeof(hdr), "Origin: %s\r\n", origin);
+    int st = -1;
+    char *body = NULL;
+    sw_wsc_t *c =
+        sw_wsc_connect_ex("127.0.0.1", app->port, "/_event", origin ? hdr : NULL, T_MS, &st, &body);
+    if (expect(j, st == want, "Origin %s: status %d, want %d (%s)", shown_str(origin), st, want,
+               shown_str(body)) &&
+        want == 403)
+        expect_error_body(j, "the refusal", body, "forbidden_origin", NULL);
+    if (c && want == 101) {
+        json_t *w = sw_wsc_hello(c, NULL, NULL, T_MS);
+        expect(j, w != NULL, "no welcome");
+        json_decref(w);
+    }
+    free(body);
+    sw_wsc_free(c);
+}
+
+static void au_origin_evil(judge_t *j)
+{
+    upgrade_origin(j, "http://evil.example", 403);
+}
+
+static void au_origin_null(judge_t *j)
+{
+    upgrade_origin(j, "null", 403);
+}
+
+static void au_origin_other_port(judge_t *j)
+{
+    upgrade_origin(j, "http://good.example:8081", 403);
+}
+
+static void au_origin_no_port(judge_t *j)
+{
+    upgrade_origin(j, "http://good.example", 403);
+}
+
+static void au_origin_suffix(judge_t *j)
+{
+    upgrade_origin(j, "http://good.example:8080.evil.example", 403);
+}
+
+static void au_origin_prefix(judge_t *j)
+{
+    upgrade_origin(j, "http://evil.good.example:8080", 403);
+}
+
+static void au_origin_https(judge_t *j)
+{
+    upgrade_origin(j, "https://good.example:8080", 403);
+}
+
+static void au_origin_trailing_slash(judge_t *j)
+{
+    upgrade_origin(j, GOOD_ORIGIN "/", 403);
+}
+
+static void au_origin_8k(judge_t *j)
+{
+    static char o[8100];
+    memcpy(o, GOOD_ORIGIN, strlen(GOOD_ORIGIN));
+    memset(o + strlen(GOOD_ORIGIN), 'x', sizeof(o) - strlen(GOOD_ORIGIN) - 1);
+    upgrade_origin(j, o, 403);
+}
+
+static void au_origin_upper_case(judge_t *j)
+{
+    upgrade_origin(j, "HTTP://GOOD.EXAMPLE:8080", 101);
+}
+
+static void au_origin_allowed(judge_t *j)
+{
+    upgrade_origin(j, GOOD_ORIGIN, 101);
+}
+
+static void au_origin_absent(judge_t *j)
+{
+    upgrade_origin(j, NULL, 101);
+}
+
+static void au_sse_origin_evil(judge_t *j)
+{
+    sse_expect(j, "token=hostile-auth-o1", "Origin: http://evil.example\r\n", 403,
+               "forbidden_origin");
+}
+
+static void au_sse_origin_allowed(judge_t *j)
+{
+    sse_expect(j, "token=hostile-auth-o2", "Origin: " GOOD_ORIGIN "\r\n", 200, NULL);
+}
+
+static void au_post_origin_evil(judge_t *j)
+{
+    char *body = NULL;
+    int st = sw_test_http_ex(
+        "127.0.0.1", app->port, "POST", "/_event", "Origin: http://evil.example\r\n",
+        "{\"conn_id\":\"x_1\",\"conn_token\":\"y\",\"messages\":[]}", &body, T_MS);
+    if (expect(j, st == 403, "status %d, want 403 (%s)", st, shown_str(body)))
+        expect_error_body(j, "the refusal", body, "forbidden_origin", NULL);
+    free(body);
+}
+
+static json_t *app_call(sw_wsc_t *c, int id, const char *name)
+{
+    char ev[96];
+    snprintf(ev, sizeof(ev), "{\"type\":\"event\",\"id\":%d,\"name\":\"%s\"}", id, name);
+    sw_wsc_send_text(c, ev, strlen(ev));
+    return sw_wsc_wait(c, NULL, id, T_MS);
+}
+
+static json_int_t me_count(const json_t *d)
+{
+    return json_integer_value(
+        json_object_get(json_object_get(json_object_get(d, "delta"), "me"), "count"));
+}
+
+static sw_wsc_t *app_hello(judge_t *j, const char *tok, const char *auth, json_t **welcome)
+{
+    sw_wsc_t *c = sw_wsc_connect("127.0.0.1", app->port, "/_event", T_MS);
+    if (!expect(j, c != NULL, "cannot connect"))
+        return NULL;
+    json_t *h = json_pack("{s:s,s:s}", "type", "hello", "token", tok);
+    if (auth)
+        json_object_set_new(h, "auth", json_string(auth));
+    sw_wsc_send_json(c, h);
+    json_decref(h);
+    json_t *w = sw_wsc_wait(c, "welcome", -1, T_MS);
+    if (!expect(j, w != NULL, "no welcome")) {
+        sw_wsc_free(c);
+        return NULL;
+    }
+    *welcome = w;
+    return c;
+}
+
+/* alice binds the token; `who` (auth, NULL: anonymous) names it too. */
+static void au_bound_token(judge_t *j, const char *tok, const char *who, int sse)
+{
+    json_t *w = NULL;
+    sw_wsc_t *alice = app_hello(j, tok, "user:alice", &w);
+    if (!alice)
+        return;
+    json_decref(w);
+    json_t *d = app_call(alice, 1, "me.increment");
+    expect(j, d && me_count(d) == 1, "alice's first increment");
+    json_decref(d);
+    if (sse) {
+        char q[256];
+        snprintf(q, sizeof(q), "token=%s%s%s", tok, who ? "&auth=" : "", who ? who : "");
+        int st;
+        sw_raw_t *e = sse_open(app->port, q, NULL, &st, NULL);
+        if (expect(j, e != NULL, "the stream was refused: %d", st)) {
+            json_t *sw = sse_next(e, T_MS);
+            expect(j, sw && str(sw, "token") && strcmp(str(sw, "token"), tok) != 0,
+                   "the stream got alice's token");
+            json_decref(sw);
+            sw_raw_free(e);
+        }
+    } else {
+        sw_wsc_t *x = app_hello(j, tok, who, &w);
+        if (x) {
+            expect(j, str(w, "token") && strcmp(str(w, "token"), tok) != 0, "%s got alice's token",
+                   who ? who : "an anonymous client");
+            json_decref(w);
+            d = app_call(x, 1, "me.increment");
+            expect(j, d && me_count(d) == 1, "the other client's own count");
+            json_decref(d);
+            sw_wsc_free(x);
+        }
+    }
+    d = app_call(alice, 2, "me.increment");
+    expect(j, d && me_count(d) == 2, "alice's count went from 1 to %lld",
+           d ? (long long)me_count(d) : -1LL);
+    json_decref(d);
+    sw_wsc_free(alice);
+}
+
+static void au_bound_other_user(judge_t *j)
+{
+    au_bound_token(j, "hostile-bound-1", "user:mallory", 0);
+}
+
+static void au_bound_anonymous(judge_t *j)
+{
+    au_bound_token(j, "hostile-bound-2", NULL, 0);
+}
+
+static void au_bound_sse_other_user(judge_t *j)
+{
+    au_bound_token(j, "hostile-bound-3", "user%3Amallory", 1);
+}
+
+static void au_bound_resume_other_user(judge_t *j)
+{
+    json_t *w = NULL;
+    sw_wsc_t *alice = app_hello(j, "hostile-bound-4", "user:alice", &w);
+    if (!alice)
+        return;
+    json_decref(app_call(alice, 1, "me.increment"));
+    sw_wsc_t *m = sw_wsc_connect("127.0.0.1", app->port, "/_event", T_MS);
+    if (expect(j, m != NULL, "cannot connect")) {
+        json_t *h = json_pack("{s:s,s:s,s:s,s:{s:s,s:s,s:i}}", "type", "hello", "token",
+                              "hostile-bound-4", "auth", "user:mallory", "resume", "conn_id",
+                              str(w, "conn_id"), "conn_token", str(w, "conn_token"), "last_seq", 0);
+        sw_wsc_send_json(m, h);
+        json_decref(h);
+        json_t *e = sw_wsc_recv_json(m, T_MS);
+        expect(j, e && !strcmp(kind_of(e), "bad_resume"), "want bad_resume first, got %s",
+               e ? kind_of(e) : "nothing");
+        json_decref(e);
+        json_t *mw = sw_wsc_wait(m, "welcome", -1, T_MS);
+        expect(j,
+               mw && str(mw, "token") && strcmp(str(mw, "token"), "hostile-bound-4") != 0 &&
+                   !json_is_true(json_object_get(mw, "resumed")),
+               "mallory resumed alice's token");
+        json_decref(mw);
+        sw_wsc_free(m);
+    }
+    json_decref(w);
+    json_t *d = app_call(alice, 2, "me.increment");
+    expect(j, d && me_count(d) == 2 && !sw_wsc_closed(alice),
+           "alice was replaced or her state changed");
+    json_decref(d);
+    sw_wsc_free(alice);
+}
+
+static const step_case_t auth_steps[] = {
+    {"hello_auth_deny", DOC_REFUSED, au_deny},
+    {"hello_auth_bad_user_id", DOC_REFUSED " (a user id with a control character is a refusal)",
+     au_bad_user},
+    {"hello_auth_deny_with_10_events", DOC_REFUSED " (nothing sent after the hello runs)",
+     au_deny_with_events},
+    {"hello_auth_number",
+     "PROTOCOL.md \"hello\" (auth: a string) and \"error\" (bad_message); a hello still works",
+     au_auth_number},
+    {"sse_auth_deny", DOC_SSE_401, au_sse_deny},
+    {"sse_bearer_deny", DOC_SSE_401, au_sse_bearer_deny},
+    {"sse_auth_param_deny_beside_bearer",
+     DOC_SSE_401 " (the auth parameter, else the Bearer token)", au_sse_deny_param_wins},
+    {"upgrade_origin_evil", DOC_ORIGIN, au_origin_evil},
+    {"upgrade_origin_null", DOC_ORIGIN, au_origin_null},
+    {"upgrade_origin_other_port", DOC_ORIGIN, au_origin_other_port},
+    {"upgrade_origin_without_port", DOC_ORIGIN, au_origin_no_port},
+    {"upgrade_origin_allowed_as_prefix", DOC_ORIGIN, au_origin_suffix},
+    {"upgrade_origin_subdomain", DOC_ORIGIN, au_origin_prefix},
+    {"upgrade_origin_https", DOC_ORIGIN, au_origin_https},
+    {"upgrade_origin_trailing_slash", DOC_ORIGIN, au_origin_trailing_slash},
+    {"upgrade_origin_8k", DOC_ORIGIN, au_origin_8k},
+    {"upgrade_origin_upper_case_allowed", DOC_ORIGIN, au_origin_upper_case},
+    {"upgrade_origin_allowed", DOC_ORIGIN, au_origin_allowed},
+    {"upgrade_without_origin", DOC_ORIGIN, au_origin_absent},
+    {"sse_origin_evil", DOC_ORIGIN, au_sse_origin_evil},
+    {"sse_origin_allowed", DOC_ORIGIN, au_sse_origin_allowed},
+    {"post_origin_evil", DOC_ORIGIN, au_post_origin_evil},
+    {"bound_token_other_user", DOC_BOUND, au_bound_other_user},
+    {"bound_token_anonymous", DOC_BOUND, au_bound_anonymous},
+    {"bound_token_stream_of_other_user", DOC_BOUND, au_bound_sse_other_user},
+    {"bound_token_resume_by_other_user",
+     DOC_BOUND " (with bad_resume first if it carried resume credentials)",
+     au_bound_resume_other_user},
+};
+
+Test(hostile, auth_origin)
+{
+    run_steps("auth_origin", auth_steps, SW_ARRAY_SIZE(auth_steps));
+    report("auth_origin");
 }
