@@ -3775,10 +3775,6 @@ Test(hostile, resume)
     "PROTOCOL.md \"Transport\" (POST /_event: 403 bad_resume for a wrong conn_token, on every "    \
     "worker of every host; a refused POST queues nothing)"
 #define SSE_GET(q) "GET /_sse?" q " HTTP/1.1\r\n" HOST "\r\n"
-#define POST_BODY(body)                                                                            \
-    "POST /_event HTTP/1.1\r\n" HOST "Content-Type: application/json\r\nContent-Length: "          \
-    "%zu\r\n\r\n" body
-
 static void gen_post(sw_buf_t *b, const char *body)
 {
     sw_buf_printf(b,
