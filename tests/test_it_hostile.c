@@ -4352,6 +4352,44 @@ static void au_sse_origin_evil(judge_t *j)
                "forbidden_origin");
 }
 
+static void au_sse_origin_suffix(judge_t *j)
+{
+    sse_expect(j, "token=hostile-auth-o4", "Origin: http://good.example:8080.evil.example\r\n", 403,
+               "forbidden_origin");
+}
+
+static void au_sse_origin_no_port(judge_t *j)
+{
+    sse_expect(j, "token=hostile-auth-o5", "Origin: http://good.example\r\n", 403,
+               "forbidden_origin");
+}
+
+static void au_sse_origin_null(judge_t *j)
+{
+    sse_expect(j, "token=hostile-auth-o6", "Origin: null\r\n", 403, "forbidden_origin");
+}
+
+static void au_sse_origin_empty(judge_t *j)
+{
+    sse_expect(j, "token=hostile-auth-o7", "Origin: \r\n", 403, "forbidden_origin");
+}
+
+static void au_sse_origin_upper_case(judge_t *j)
+{
+    sse_expect(j, "token=hostile-auth-o8", "Origin: HTTP://Good.Example:8080\r\n", 200, NULL);
+}
+
+static void au_post_origin_suffix(judge_t *j)
+{
+    char *body = NULL;
+    int st = sw_test_http_ex(
+        "127.0.0.1", app->port, "POST", "/_event", "Origin: " GOOD_ORIGIN ".evil.example\r\n",
+        "{\"conn_id\":\"x_1\",\"conn_token\":\"y\",\"messages\":[]}", &body, T_MS);
+    if (expect(j, st == 403, "status %d, want 403 (%s)", st, shown_str(body)))
+        expect_error_body(j, "the refusal", body, "forbidden_origin", NULL);
+    free(body);
+}
+
 static void au_sse_origin_allowed(judge_t *j)
 {
     sse_expect(j, "token=hostile-auth-o2", "Origin: " GOOD_ORIGIN "\r\n", 200, NULL);
@@ -4366,6 +4404,34 @@ static void au_post_origin_evil(judge_t *j)
     if (expect(j, st == 403, "status %d, want 403 (%s)", st, shown_str(body)))
         expect_error_body(j, "the refusal", body, "forbidden_origin", NULL);
     free(body);
+}
+
+/* A POST that passes the Origin check: a made-up stream, so 404 bad_resume
+ * (not 403 forbidden_origin). */
+static void post_origin_passes(judge_t *j, const char *extra)
+{
+    char *body = NULL;
+    int st = sw_test_http_ex(
+        "127.0.0.1", app->port, "POST", "/_event", extra,
+        "{\"conn_id\":\"0123456789abcdef\",\"conn_token\":\"y\",\"messages\":[]}", &body, T_MS);
+    if (expect(j, st == 404, "status %d, want 404 (%s)", st, shown_str(body)))
+        expect_error_body(j, "the answer", body, "bad_resume", NULL);
+    free(body);
+}
+
+static void au_post_origin_allowed(judge_t *j)
+{
+    post_origin_passes(j, "Origin: " GOOD_ORIGIN "\r\n");
+}
+
+static void au_post_without_origin(judge_t *j)
+{
+    post_origin_passes(j, NULL);
+}
+
+static void au_sse_without_origin(judge_t *j)
+{
+    sse_expect(j, "token=hostile-auth-o3", NULL, 200, NULL);
 }
 
 static json_t *app_call(sw_wsc_t *c, int id, const char *name)
@@ -4519,7 +4585,16 @@ static const step_case_t auth_steps[] = {
     {"upgrade_without_origin", DOC_ORIGIN, au_origin_absent},
     {"sse_origin_evil", DOC_ORIGIN, au_sse_origin_evil},
     {"sse_origin_allowed", DOC_ORIGIN, au_sse_origin_allowed},
+    {"sse_without_origin", DOC_ORIGIN, au_sse_without_origin},
+    {"sse_origin_allowed_as_prefix", DOC_ORIGIN, au_sse_origin_suffix},
+    {"sse_origin_without_port", DOC_ORIGIN, au_sse_origin_no_port},
+    {"sse_origin_null", DOC_ORIGIN, au_sse_origin_null},
+    {"sse_origin_empty", DOC_ORIGIN " (an empty Origin is an Origin header)", au_sse_origin_empty},
+    {"sse_origin_upper_case_allowed", DOC_ORIGIN, au_sse_origin_upper_case},
+    {"post_origin_allowed_as_prefix", DOC_ORIGIN, au_post_origin_suffix},
     {"post_origin_evil", DOC_ORIGIN, au_post_origin_evil},
+    {"post_origin_allowed", DOC_ORIGIN " and " DOC_POST_404, au_post_origin_allowed},
+    {"post_without_origin", DOC_ORIGIN " and " DOC_POST_404, au_post_without_origin},
     {"bound_token_other_user", DOC_BOUND, au_bound_other_user},
     {"bound_token_anonymous", DOC_BOUND, au_bound_anonymous},
     {"bound_token_stream_of_other_user", DOC_BOUND, au_bound_sse_other_user},
