@@ -129,16 +129,39 @@ static void setup(void)
     }
 }
 
+/* Stop a server and look at what its workers logged on the way out (leak
+ * reports come at exit): a hard link keeps the log readable after the
+ * harness has removed it. */
+static void stop_and_scan(watched_t *w)
+{
+    if (!*w->s)
+        return;
+    char path[300];
+    snprintf(path, sizeof(path), "%s.scan", (*w->s)->log_path);
+    int linked = link((*w->s)->log_path, path) == 0;
+    sw_test_server_stop(*w->s, SIGTERM, 5000);
+    *w->s = NULL;
+    FILE *f = linked ? fopen(path, "r") : NULL;
+    if (f && fseek(f, w->log_off, SEEK_SET) == 0) {
+        char line[1024];
+        while (fgets(line, sizeof(line), f)) {
+            if (strstr(line, "AddressSanitizer") || strstr(line, "runtime error:") ||
+                strstr(line, "LeakSanitizer")) {
+                cr_expect(0, "%s: sanitizer report in the log: %s", w->label, line);
+                break;
+            }
+        }
+    }
+    if (f)
+        fclose(f);
+    if (linked)
+        unlink(path);
+}
+
 static void teardown(void)
 {
-    for (int i = 0; i < 2; i++) {
-        if (host[i])
-            sw_test_server_stop(host[i], SIGTERM, 5000);
-        host[i] = NULL;
-    }
-    if (app)
-        sw_test_server_stop(app, SIGTERM, 5000);
-    app = NULL;
+    for (int i = 0; i < 3; i++)
+        stop_and_scan(&watch[i]);
     if (redis)
         sw_test_redis_stop(redis);
     redis = NULL;
