@@ -22,6 +22,7 @@ static const char *const errc_names[SW_ERRC__COUNT] = {
     [SW_ERRC_BAD_RESUME] = "bad_resume",
     [SW_ERRC_STATE_UNAVAILABLE] = "state_unavailable",
     [SW_ERRC_UNAUTHORIZED] = "unauthorized",
+    [SW_ERRC_CANCELLED] = "cancelled",
 };
 
 const char *sw_errc_name(sw_errc_t code)
@@ -170,6 +171,19 @@ static sw_errc_t decode_router(json_t *r, sw_msg_t *out, char *why, size_t whyle
     json_object_set(out->router, "path", path);
     if (query)
         json_object_set(out->router, "query", query);
+    return SW_ERRC_NONE;
+}
+
+/* {"type":"cancel","id":N}: N an event id (integer 0..2^53-1). */
+static sw_errc_t decode_cancel(json_t *root, sw_msg_t *out, char *why, size_t whylen)
+{
+    json_t *id = json_object_get(root, "id");
+    if (!id || !json_is_integer(id) || json_integer_value(id) < 0 ||
+        json_integer_value(id) > ID_MAX) {
+        set_why(why, whylen, "cancel.id must be an integer in 0..2^53-1");
+        return SW_ERRC_BAD_MESSAGE;
+    }
+    out->id = (int64_t)json_integer_value(id);
     return SW_ERRC_NONE;
 }
 
@@ -456,6 +470,9 @@ static sw_errc_t decode_jansson(const char *data, size_t len, sw_msg_t *out, cha
     } else if (strcmp(t, "hello") == 0) {
         out->type = SW_MSG_HELLO;
         rc = decode_hello(root, out, why, whylen);
+    } else if (strcmp(t, "cancel") == 0) {
+        out->type = SW_MSG_CANCEL;
+        rc = decode_cancel(root, out, why, whylen);
     } else {
         set_why(why, whylen, "unknown type \"%.32s\"", t);
         rc = SW_ERRC_BAD_MESSAGE;

@@ -27,6 +27,7 @@ typedef enum {
     SW_ERRC_BAD_RESUME,    /* "bad_resume" */
     SW_ERRC_STATE_UNAVAILABLE, /* "state_unavailable" (retryable) */
     SW_ERRC_UNAUTHORIZED,      /* "unauthorized": the app's auth hook refused the hello */
+    SW_ERRC_CANCELLED,         /* "cancelled": the client cancelled the event */
     SW_ERRC__COUNT
 } sw_errc_t;
 
@@ -41,7 +42,7 @@ sw_errc_t sw_errc_parse(const char *name);
 #define SW_EVENT_NAME_MAX 160 /* "<state path>.<handler>" */
 #define SW_AUTH_MAX 4096      /* hello.auth: bytes of UTF-8 */
 
-typedef enum { SW_MSG_HELLO = 1, SW_MSG_EVENT = 2 } sw_msg_type_t;
+typedef enum { SW_MSG_HELLO = 1, SW_MSG_EVENT = 2, SW_MSG_CANCEL = 3 } sw_msg_type_t;
 
 typedef struct sw_msg {
     sw_msg_type_t type;
@@ -52,7 +53,7 @@ typedef struct sw_msg {
     char conn_token[SW_CONN_ID_MAX + 1];
     uint64_t last_seq;
     char *auth; /* owned (heap); NULL when omitted; at most SW_AUTH_MAX bytes */
-    /* event */
+    /* event; cancel: the id of the event to cancel (required) */
     int64_t id; /* -1 when absent */
     char name[SW_EVENT_NAME_MAX + 1];
     json_t *payload; /* owned; {} when absent; must be an object */

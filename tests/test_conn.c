@@ -2438,3 +2438,62 @@ Test(conn_bound, sse_stalled_reader_is_reset)
     expect_stalled_reset(fd, t0, strlen("event: t\ndata: \n\n") + TRICKLE_MSG);
     cr_assert_eq(atomic_load(&g_sse_bad), 0);
 }
+
+Test(conn, message_declared_over_the_bound_1009_at_its_header)
+{
+    /* Only the header of a frame over the bound, no payload: refused at
+     * once, not after a payload that may never come. */
+    int fd = ws_connect();
+    uint8_t h[14] = {0x81, 0x80 | 127, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00, 1, 2, 3, 4};
+    cli_write(fd, h, sizeof(h));
+    cr_assert_eq(ws_expect_close(fd, NULL, 0, NULL), 1009);
+    close(fd);
+    /* A fragmented message whose second fragment's header goes over. */
+    fd = ws_connect();
+    char part[1000];
+    memset(part, 'a', sizeof(part));
+    ws_send_frame(fd, 0, 0x1, part, sizeof(part), 1);
+    uint8_t h2[8] = {0x80, 0x80 | 126, (uint8_t)(MAX_MESSAGE >> 8), (uint8_t)MAX_MESSAGE, 1, 2,
+                     3,    4};
+    cli_write(fd, h2, sizeof(h2));
+    cr_assert_eq(ws_expect_close(fd, NULL, 0, NULL), 1009);
+    close(fd);
+    expect_idle(2);
+}
+
+Test(conn, request_line_and_field_names_are_strict_400)
+{
+    static const char *bad[] = {
+        "GET / HTTX/1.1\r\nHost: x\r\n\r\n",  /* not HTTP */
+        "GET /\r\n\r\n",                      /* HTTP/0.9 */
+        "GET / HTTP/2.0\r\nHost: x\r\n\r\n",  /* not HTTP/1.x */
+        "GET / HTTP/1.1\r\nX-A : 1\r\n\r\n",  /* space before the colon (RFC 9112 §5.1) */
+        "GET / HTTP/1.1\r\nX Bad: 1\r\n\r\n", /* space in a field name */
+    };
+    for (size_t i = 0; i < SW_ARRAY_SIZE(bad); i++) {
+        http_resp_t r;
+        cr_assert_eq(http_once(bad[i], &r), 400, "%s", bad[i]);
+        cr_assert(strstr(r.body, "\"bad_request\""), "%s: %s", bad[i], r.body);
+    }
+    http_resp_t r;
+    cr_assert_eq(http_once("\r\nGET /nope HTTP/1.0\r\n\r\n", &r), 404,
+                 "an empty line before is fine");
+    expect_idle(0);
+}
+
+Test(conn, handshake_needs_http_1_1_and_one_key_400)
+{
+    static const char *bad[] = {
+        "GET /_event HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        "GET /_event HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    };
+    for (size_t i = 0; i < SW_ARRAY_SIZE(bad); i++) {
+        http_resp_t r;
+        cr_assert_eq(http_once(bad[i], &r), 400, "%s", bad[i]);
+        cr_assert(strstr(r.body, "\"bad_request\""), "%s", r.body);
+    }
+    expect_idle(0);
+}

@@ -669,3 +669,60 @@ Test(trust, the_hook_sees_the_upgrade_requests_cookie)
     free(u);
     sw_wsc_free(c);
 }
+
+/* ---- cancel ------------------------------------------------------------- */
+
+Test(trust, cancel_removes_a_queued_event_and_stops_a_running_one)
+{
+    sw_wsc_t *c = app_client(NULL);
+    json_decref(hello_auth(c, NULL, NULL, NULL));
+    /* A handler that would yield 100000 times; an event queued behind it
+     * and cancelled; a cancel of an unknown id. */
+    sw_buf_t b;
+    sw_buf_init(&b, 0);
+    frame(&b, "{\"type\":\"event\",\"id\":1,\"name\":\"me.slow\",\"payload\":{\"n\":100000}}");
+    frame(&b, "{\"type\":\"event\",\"id\":2,\"name\":\"me.increment\"}");
+    frame(&b, "{\"type\":\"cancel\",\"id\":2}");
+    frame(&b, "{\"type\":\"cancel\",\"id\":999}");
+    cr_assert_eq(sw_wsc_send_raw(c, b.data, b.len), 0);
+    sw_buf_destroy(&b);
+    json_t *e2 = sw_wsc_wait(c, "error", 2, T_MS);
+    cr_assert(e2, "the queued event is answered cancelled");
+    cr_assert_str_eq(str(e2, "code"), "cancelled");
+    json_decref(e2);
+    /* The running one: cancelled after a few of its steps were answered. */
+    json_int_t last = 0;
+    int partials = 0, sent = 0;
+    for (;;) {
+        json_t *m = sw_wsc_recv_json(c, T_MS);
+        cr_assert(m, "answers to event 1");
+        cr_assert_eq(json_integer_value(json_object_get(m, "id")), 1, "%s",
+                     json_dumps(m, JSON_COMPACT));
+        if (strcmp(str(m, "type"), "error") == 0) {
+            cr_assert_str_eq(str(m, "code"), "cancelled");
+            json_decref(m);
+            break;
+        }
+        last = var_in(m, "me", "count");
+        partials++;
+        json_decref(m);
+        if (partials == 3 && !sent) {
+            cr_assert_eq(sw_wsc_send_text(c, "{\"type\":\"cancel\",\"id\":1}", 24), 0);
+            sent = 1;
+        }
+    }
+    cr_assert(sent && last >= 3 && last < 100000, "stopped early: count %lld after %d deltas",
+              (long long)last, partials);
+    /* Committed steps stay, the cancelled queued event never ran, and the
+     * cancel of an unknown id got no answer: the next answer is this one. */
+    json_t *d = call(c, 3, "me.increment", NULL, NULL);
+    cr_assert(d);
+    cr_assert_str_eq(str(d, "type"), "delta");
+    cr_assert_eq(var_in(d, "me", "count"), last + 1);
+    json_decref(d);
+    /* A cancel of an event already answered: ignored. */
+    cr_assert_eq(sw_wsc_send_text(c, "{\"type\":\"cancel\",\"id\":3}", 24), 0);
+    json_t *none = sw_wsc_recv_json(c, 300);
+    cr_assert_null(none, "%s", none ? json_dumps(none, JSON_COMPACT) : "");
+    sw_wsc_free(c);
+}

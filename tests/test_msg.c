@@ -426,7 +426,7 @@ Test(msg, every_error_code)
 {
     static const char *const core[] = {
         "bad_json",  "bad_message",  "unknown_event", "bad_payload",       "handler_error",
-        "too_large", "rate_limited", "bad_resume",    "state_unavailable", "unauthorized"};
+        "too_large", "rate_limited", "bad_resume",    "state_unavailable", "unauthorized", "cancelled"};
     cr_assert_eq(SW_ERRC__COUNT - 1, (int)SW_ARRAY_SIZE(core));
     cr_assert_str_eq(sw_errc_name(SW_ERRC_NONE), "");
     cr_assert_eq(sw_errc_parse(""), SW_ERRC_NONE);

@@ -93,6 +93,9 @@
 
 enum { MODE_HTTP = 0, MODE_WS = 1, MODE_SSE = 2 };
 enum { LAST_NONE, LAST_URL, LAST_FIELD, LAST_VALUE };
+/* http_state_t.line_state: before the request line (empty lines before it
+ * are skipped, RFC 9112 §2.2), inside it, or past its LF. */
+enum { LINE_START = 0, LINE_IN, LINE_DONE };
 
 /* Parser state of the request being read; allocated while a request is in
  * progress, freed when the conn is idle or upgraded. */
@@ -111,6 +114,13 @@ typedef struct http_state {
     int error_status; /* 413 / 431 decided in a callback */
     int keep_alive;
     size_t head_bytes; /* bytes fed while the head was incomplete */
+    /* The request line's version, checked by conn.c (http-parser accepts
+     * "HTTX/1.1" and HTTP/0.9 lines): LINE_* state, and the last bytes
+     * of the line before its LF. */
+    int line_state;
+    char line_tail[10];
+    size_t line_tail_n;
+    const char *bad_why; /* a malformed head found by a callback (400) */
 } http_state_t;
 
 struct sw_conn {
@@ -182,11 +192,19 @@ struct sw_conn {
     size_t feed_len;
     char *peer;
     void *udata;
-    unsigned refs; /* sw_conn_ref holds: the struct outlives the socket */
+    /* Frame headers as they arrive, ahead of wslay (which announces a frame
+     * only once payload bytes come): a data message declared over
+     * max_message_bytes is refused at its header (ws_scan). */
+    uint8_t sc_hdr[14];
+    uint8_t sc_hlen;  /* header bytes of the frame being scanned so far */
+    uint64_t sc_left; /* payload bytes of the current frame still to come */
+    uint64_t sc_msg;  /* declared payload of the data message so far */
+    unsigned refs;    /* sw_conn_ref holds: the struct outlives the socket */
     unsigned reaped : 1;
 };
 
 static void conn_flush(sw_conn_t *c);
+static void ws_feed_wslay(sw_conn_t *c, const char *data, size_t len);
 static void http_resume(sw_conn_t *c);
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -831,7 +849,75 @@ static void ws_fail_framing(sw_conn_t *c)
 
 /* Hand input to wslay; everything is consumed (or dropped once wslay
  * stops reading). */
+/* Follow the frame headers in data (RFC 6455 §5.2: 2 bytes, then 2 or 8
+ * bytes of extended length, then 4 of masking key when the mask bit is
+ * set) without touching the payloads. Returns len when every data message
+ * declared so far fits max_message_bytes, else the offset in data of the
+ * first byte of the frame that goes over (0 when its header began in an
+ * earlier read). */
+static size_t ws_scan(sw_conn_t *c, const char *data, size_t len)
+{
+    size_t max = c->env->max_message_bytes;
+    size_t i = 0;
+    while (i < len) {
+        if (c->sc_left) {
+            size_t k = (size_t)SW_MIN(c->sc_left, (uint64_t)(len - i));
+            c->sc_left -= k;
+            i += k;
+            continue;
+        }
+        size_t start = i >= c->sc_hlen ? i - c->sc_hlen : 0;
+        c->sc_hdr[c->sc_hlen++] = (uint8_t)data[i++];
+        if (c->sc_hlen < 2)
+            continue;
+        unsigned len7 = c->sc_hdr[1] & 0x7f;
+        size_t need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (c->sc_hdr[1] & 0x80 ? 4 : 0);
+        if (c->sc_hlen < need)
+            continue;
+        uint64_t plen = len7;
+        if (len7 >= 126) {
+            plen = 0;
+            for (size_t k = 2; k < (len7 == 126 ? 4u : 10u); k++)
+                plen = (plen << 8) | c->sc_hdr[k];
+        }
+        c->sc_hlen = 0;
+        c->sc_left = plen;
+        unsigned opcode = c->sc_hdr[0] & 0x0f;
+        if ((opcode & 0x8) || (plen >> 63))
+            continue; /* control frames, and a length with its top bit set:
+                         wslay's rules (1002) */
+        c->sc_msg = opcode ? plen : c->sc_msg + SW_MIN(plen, UINT64_MAX - c->sc_msg);
+        if (max && c->sc_msg > max)
+            return start;
+    }
+    return len;
+}
+
 static void ws_feed(sw_conn_t *c, const char *data, size_t len)
+{
+    size_t fits = ws_scan(c, data, len);
+    if (fits < len) {
+        /* A data message declared over the bound: what came before it
+         * goes through wslay, then close 1009 (RFC 6455 §7.4.1) without
+         * waiting for a payload that may never come. */
+        if (fits)
+            ws_feed_wslay(c, data, fits);
+        if (c->dead || c->closing || !c->ws)
+            return;
+        sw_log(SW_LOG_DEBUG, "conn %llu: message declared over %zu bytes: 1009",
+               (unsigned long long)c->id, c->env->max_message_bytes);
+        c->ws_idle_out = 0;
+        (void)wslay_event_queue_close(c->ws, 1009, NULL, 0);
+        wslay_event_shutdown_read(c->ws);
+        start_closing(c);
+        mark_pending(c);
+        return;
+    }
+    ws_feed_wslay(c, data, len);
+}
+
+/* Hand input to wslay (see ws_feed). */
+static void ws_feed_wslay(sw_conn_t *c, const char *data, size_t len)
 {
     c->feed = data;
     c->feed_len = len;
@@ -886,6 +972,9 @@ static int ws_ctx_new(sw_conn_t *c)
     c->ws_idle_out = 0;
     c->ws_unframed = 0;
     c->ws_frag = 0;
+    c->sc_hlen = 0; /* a fresh context starts at a frame boundary */
+    c->sc_left = 0;
+    c->sc_msg = 0;
     c->rx_ptr = NULL;
     c->rx_drop = 0;
     c->rx_total = 0;
@@ -1004,12 +1093,26 @@ static int hp_url(http_parser *p, const char *at, size_t len)
     return hb_add(c->hs, c, at, len);
 }
 
+/* A field name is a token (RFC 9110 §5.1, §5.6.2): no whitespace (a space
+ * before the colon is a smuggling vector, RFC 9112 §5.1), no delimiters. */
+static int is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
 static int hp_header_field(http_parser *p, const char *at, size_t len)
 {
     sw_conn_t *c = p->data;
     http_state_t *hs = c->hs;
     if (hs->headers_done)
         return 0; /* trailers are ignored */
+    for (size_t i = 0; i < len; i++) {
+        if (!is_tchar((unsigned char)at[i])) {
+            hs->bad_why = "header field name is not a token";
+            return -1;
+        }
+    }
     if (hs->last != LAST_FIELD) {
         if (hb_add(hs, c, "", 1)) /* ends the url or the previous value */
             return -1;
@@ -1046,6 +1149,10 @@ static int hp_headers_complete(http_parser *p)
     http_state_t *hs = c->hs;
     if (hb_add(hs, c, "", 1))
         return -1;
+    if (p->http_major != 1) { /* HTTP/1.0 and 1.1 only (RFC 9112 §2.3) */
+        hs->bad_why = "HTTP/1.0 or HTTP/1.1 required";
+        return -1;
+    }
     hs->headers_done = 1;
     http_phase_start(c); /* body */
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > max_body(c->env)) {
@@ -1174,7 +1281,16 @@ static void ws_handshake(sw_conn_t *c, const sw_http_request_t *req)
     char accept[29];
     if (key)
         key = trimmed(key, &klen);
-    if (!key || sw_ws_accept_key(key, klen, accept) != 0) {
+    /* RFC 6455 §4.1: HTTP/1.1 or higher, the key exactly once (§11.3.1). */
+    const http_state_t *hs = req->priv;
+    int nkeys = 0;
+    for (int i = 0; i < hs->nhdr; i++)
+        nkeys += strcasecmp(hs->hb.data + hs->name_off[i], "Sec-WebSocket-Key") == 0;
+    if (hs->parser.http_major != 1 || hs->parser.http_minor < 1) {
+        http_fail(c, 400, "bad_request", "the WebSocket handshake needs HTTP/1.1", NULL, 0);
+        return;
+    }
+    if (!key || nkeys != 1 || sw_ws_accept_key(key, klen, accept) != 0) {
         http_fail(c, 400, "bad_request", "missing or invalid Sec-WebSocket-Key", NULL, 0);
         return;
     }
@@ -1299,6 +1415,39 @@ static void http_bad_input(sw_conn_t *c, int status, enum http_errno err)
 /* Parse requests from data; returns the bytes used. Stops at a request
  * waiting for its reply, at the upgrade (the rest is WebSocket input), or
  * when closing (the rest is dropped). */
+/* Check the version of the request line being read in data[0..len)
+ * ("HTTP/1." DIGIT before its CR LF, RFC 9112 §3): 0 while it is fine or
+ * not complete yet, -1 when it is malformed. Scans no further than the
+ * line's LF, so pipelined requests are left to the next round. */
+static int request_line_check(http_state_t *hs, const char *data, size_t len)
+{
+    for (size_t i = 0; i < len && hs->line_state != LINE_DONE; i++) {
+        char ch = data[i];
+        if (hs->line_state == LINE_START) {
+            if (ch == '\r' || ch == '\n')
+                continue;
+            hs->line_state = LINE_IN;
+            hs->line_tail_n = 0;
+        }
+        if (ch != '\n') {
+            if (hs->line_tail_n == sizeof(hs->line_tail)) {
+                memmove(hs->line_tail, hs->line_tail + 1, sizeof(hs->line_tail) - 1);
+                hs->line_tail_n--;
+            }
+            hs->line_tail[hs->line_tail_n++] = ch;
+            continue;
+        }
+        hs->line_state = LINE_DONE;
+        size_t n = hs->line_tail_n;
+        if (n && hs->line_tail[n - 1] == '\r')
+            n--;
+        const char *t = hs->line_tail + (n >= 9 ? n - 9 : 0);
+        if (n < 9 || memcmp(t, " HTTP/1.", 8) != 0 || t[8] < '0' || t[8] > '9')
+            return -1;
+    }
+    return 0;
+}
+
 static size_t http_input(sw_conn_t *c, const char *data, size_t len)
 {
     size_t off = 0;
@@ -1313,8 +1462,18 @@ static size_t http_input(sw_conn_t *c, const char *data, size_t len)
         }
         http_state_t *hs = c->hs;
         size_t n = http_parser_execute(&hs->parser, &hp_settings, data + off, len - off);
-        off += n;
         enum http_errno err = HTTP_PARSER_ERRNO(&hs->parser);
+        if ((err == HPE_OK || err == HPE_PAUSED) && request_line_check(hs, data + off, n) != 0) {
+            http_fail(c, 400, "bad_request", "malformed request line (HTTP/1.x required)", NULL, 0);
+            off = len;
+            break;
+        }
+        off += n;
+        if (err != HPE_OK && err != HPE_PAUSED && hs->bad_why) {
+            http_fail(c, 400, "bad_request", hs->bad_why, NULL, 0);
+            off = len;
+            break;
+        }
         if (err != HPE_OK && err != HPE_PAUSED) {
             int status = hs->error_status             ? hs->error_status
                          : err == HPE_HEADER_OVERFLOW ? 431
@@ -1335,6 +1494,7 @@ static size_t http_input(sw_conn_t *c, const char *data, size_t len)
         }
         if (hs->complete) {
             hs->complete = 0;
+            hs->line_state = LINE_START; /* the next request's line */
             http_parser_pause(&hs->parser, 0);
             http_dispatch(c);
             if (c->mode != MODE_HTTP)

@@ -313,6 +313,26 @@ static void on_event(sw_session_t *s, sw_msg_t *m)
     s->nheld++;
 }
 
+/* {"type":"cancel","id":N}: an event of this connection still held or
+ * queued is removed and answered cancelled; one that is running stops
+ * before its next step (token.c); anything else is ignored, no answer. */
+static void on_cancel(sw_session_t *s, int64_t id)
+{
+    sw_event_t *ev;
+    TAILQ_FOREACH(ev, &s->held, link)
+    {
+        if (ev->id == id) {
+            TAILQ_REMOVE(&s->held, ev, link);
+            s->nheld--;
+            sw_session_send_error(s, id, SW_ERRC_CANCELLED, "cancelled");
+            sw_event_free(ev);
+            return;
+        }
+    }
+    if (s->tok)
+        sw_token_cancel(s->tok, s, id);
+}
+
 void sw_session_on_message(sw_conn_t *c, const char *data, size_t len)
 {
     sw_session_t *s = sw_conn_udata(c);
@@ -331,6 +351,8 @@ void sw_session_on_message(sw_conn_t *c, const char *data, size_t len)
     }
     if (m.type == SW_MSG_HELLO)
         on_hello(s, &m);
+    else if (m.type == SW_MSG_CANCEL)
+        on_cancel(s, m.id);
     else
         on_event(s, &m);
     sw_msg_destroy(&m);

@@ -352,6 +352,26 @@ void sw_token_detach(sw_token_t *t, sw_session_t *s)
     sw_worker_schedule_gc(t->w);
 }
 
+void sw_token_cancel(sw_token_t *t, sw_session_t *s, int64_t id)
+{
+    sw_event_t *ev;
+    TAILQ_FOREACH(ev, &t->queue, link)
+    {
+        if (ev->origin == s && ev->id == id &&
+            (ev->kind == SW_EV_CLIENT || ev->kind == SW_EV_HYDRATE)) {
+            TAILQ_REMOVE(&t->queue, ev, link);
+            t->qlen--;
+            SW_STAT_ADD(t->w->stats, events_error, 1);
+            sw_session_send_error(s, id, SW_ERRC_CANCELLED, "cancelled");
+            sw_event_free(ev);
+            return;
+        }
+    }
+    ev = t->current;
+    if (ev && ev->origin == s && ev->id == id && ev->kind == SW_EV_CLIENT)
+        ev->cancelled = 1; /* after_commit stops it before its next step */
+}
+
 void sw_token_enqueue(sw_token_t *t, sw_event_t *ev)
 {
     const sw_config_t *cfg = t->w->cfg;
@@ -1803,6 +1823,12 @@ static void after_commit(sw_token_t *t)
     if (f->step.status == SW_YIELD) {
         if (kind == SW_EVENT_TASK) {
             task_schedule(t, ev, f->step.sleep_ms);
+        } else if (ev->cancelled) {
+            /* Cancelled while it ran: its committed steps stay, their
+             * deltas went out first; no next step. */
+            SW_STAT_ADD(w->stats, events_error, 1);
+            if (ev->origin)
+                sw_session_send_error(ev->origin, ev->id, SW_ERRC_CANCELLED, "cancelled");
         } else {
             ev->step++;
             json_decref(f->acc);

@@ -59,6 +59,7 @@ typedef struct sw_event {
     sw_task_t *task;      /* SW_EV_TASK_STEP */
     unsigned step;        /* handler step (yields so far) */
     int retried;          /* lease-lost retry done */
+    int cancelled;        /* the client cancelled it while it ran: no next step */
     unsigned conflicts;   /* shared-state compare-and-set retries */
     uint64_t t0_ns;       /* sw_now_ns() at arrival (event duration metric) */
 } sw_event_t;
@@ -190,6 +191,13 @@ void sw_token_enqueue(sw_token_t *t, sw_event_t *ev);
 sw_event_t *sw_event_new(sw_event_src_t kind, int64_t id, sw_session_t *origin, const char *name,
                          json_t *payload, json_t *router);
 void sw_event_free(sw_event_t *ev);
+
+/* Cancel event `id` of session s (PROTOCOL-CORE "Cancelling an event"):
+ * queued, it is removed and answered cancelled; running (a handler that
+ * yields), it stops before its next step and is answered cancelled (what
+ * its committed steps wrote stays); otherwise (unknown, or already
+ * answered) nothing happens. */
+void sw_token_cancel(sw_token_t *t, sw_session_t *s, int64_t id);
 
 /* Attach / detach a session (detach clears it from queued events). */
 void sw_token_attach(sw_token_t *t, sw_session_t *s);

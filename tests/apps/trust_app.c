@@ -9,7 +9,8 @@
  *   me.whoami                 user = sw_ctx_user()
  *   me.increment              count += 1
  *   me.chain {"n": N}         calls sw_ctx_chain("me.increment") N times;
- *                             `chained` / `refused` count the 0 / -1 results */
+ *                             `chained` / `refused` count the 0 / -1 results
+ *   me.slow {"n": N}          count += 1, N times, yielding after each step */
 #include <stdio.h>
 #include <string.h>
 
@@ -56,6 +57,13 @@ static int increment(sw_ctx_t *ctx, json_t *payload)
     return sw_ctx_set(ctx, "me", "count", json_integer(sw_ctx_get_int(ctx, "me", "count") + 1));
 }
 
+static int slow(sw_ctx_t *ctx, json_t *payload)
+{
+    json_int_t n = json_integer_value(json_object_get(payload, "n"));
+    sw_ctx_set(ctx, "me", "count", json_integer(sw_ctx_get_int(ctx, "me", "count") + 1));
+    return (json_int_t)sw_ctx_step(ctx) + 1 < n ? SW_YIELD : SW_DONE;
+}
+
 static int chain(sw_ctx_t *ctx, json_t *payload)
 {
     json_int_t n = json_integer_value(json_object_get(payload, "n"));
@@ -81,7 +89,8 @@ int statewire_app_init(sw_app_t *app)
         sw_app_var(app, "me", "refused", "0", 0) < 0 ||
         sw_app_handler(app, "me", "whoami", whoami) < 0 ||
         sw_app_handler(app, "me", "increment", increment) < 0 ||
-        sw_app_handler(app, "me", "chain", chain) < 0)
+        sw_app_handler(app, "me", "chain", chain) < 0 ||
+        sw_app_handler(app, "me", "slow", slow) < 0)
         return -1;
     return 0;
 }
