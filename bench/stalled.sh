@@ -9,7 +9,7 @@
 # peak during the run, how many stalled readers the server dropped, and
 # the CPU the hypervisor stole. Not run by CI.
 #   bench/stalled.sh [--build DIR] [--stalled N] [--connections N]
-#                    [--duration S] [--max-send-bytes N] [--workers N]
+#                    [--duration S] [--warmup S] [--max-send-bytes N] [--workers N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -19,6 +19,7 @@ CONNS=50
 DURATION=10
 WORKERS=2
 MAX_SEND=262144
+WARMUP=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) BUILD=$2; shift 2 ;;
@@ -27,6 +28,7 @@ while [ $# -gt 0 ]; do
     --duration) DURATION=$2; shift 2 ;;
     --max-send-bytes) MAX_SEND=$2; shift 2 ;;
     --workers) WORKERS=$2; shift 2 ;;
+    --warmup) WARMUP=$2; shift 2 ;;
     -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "stalled: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -74,7 +76,7 @@ tcp_mem() { awk '/^TCP:/ { for (i = 1; i <= NF; i++) if ($i == "mem") print $(i 
 run() {
   local name=$1 route=$2 peak_mem=0 peak_rss=0 m r
   "$BUILD/statewire-bench" --port "$PORT" --route "$route" --connections "$CONNS" \
-    --duration "$DURATION" --warmup 2 --pid "$SW_PID" --redis "$REDIS" \
+    --duration "$DURATION" --warmup "$WARMUP" --pid "$SW_PID" --redis "$REDIS" \
     --json "$DIR/$name.json" >"$DIR/$name.txt" 2>&1 &
   local bp=$!
   while kill -0 "$bp" 2>/dev/null; do
