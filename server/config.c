@@ -226,29 +226,38 @@ static int origin_valid(const char *o, size_t n)
     return i == n;
 }
 
+/* The next entry of a comma-separated list at *p, spaces around it
+ * trimmed: its start, with its length in *n; *p moves past its comma, or
+ * to NULL after the last entry. */
+static const char *list_next(const char **p, size_t *n)
+{
+    const char *s = *p;
+    while (*s == ' ')
+        s++;
+    const char *end = strchr(s, ',');
+    *n = end ? (size_t)(end - s) : strlen(s);
+    while (*n && s[*n - 1] == ' ')
+        (*n)--;
+    *p = end ? end + 1 : NULL;
+    return s;
+}
+
 /* Each comma-separated entry of an allowlist must be an origin; spaces
  * around entries are allowed. 0 or SW_EINVAL (message printed). */
 static int check_origins(const char *name, const char *list)
 {
-    const char *p = list;
-    for (;;) {
-        while (*p == ' ')
-            p++;
-        const char *end = strchr(p, ',');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        while (n && p[n - 1] == ' ')
-            n--;
-        if (!origin_valid(p, n)) {
+    for (const char *p = list; p;) {
+        size_t n;
+        const char *o = list_next(&p, &n);
+        if (!origin_valid(o, n)) {
             fprintf(stderr,
                     "statewire: invalid origin '%.*s' in %s (expected scheme://host[:port], "
                     "comma-separated)\n",
-                    (int)n, p, name);
+                    (int)n, o, name);
             return SW_EINVAL;
         }
-        if (!end)
-            return 0;
-        p = end + 1;
     }
+    return 0;
 }
 
 int sw_config_origin_allowed(const sw_config_t *cfg, const char *origin)
@@ -256,20 +265,13 @@ int sw_config_origin_allowed(const sw_config_t *cfg, const char *origin)
     if (!origin || !cfg->allowed_origins[0])
         return 1;
     size_t olen = strlen(origin);
-    const char *p = cfg->allowed_origins;
-    for (;;) {
-        while (*p == ' ')
-            p++;
-        const char *end = strchr(p, ',');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        while (n && p[n - 1] == ' ')
-            n--;
-        if (n == olen && strncasecmp(p, origin, n) == 0)
+    for (const char *p = cfg->allowed_origins; p;) {
+        size_t n;
+        const char *o = list_next(&p, &n);
+        if (n == olen && strncasecmp(o, origin, n) == 0)
             return 1;
-        if (!end)
-            return 0;
-        p = end + 1;
     }
+    return 0;
 }
 
 /* Apply one setting; `name` is the flag ("--port") or the environment

@@ -196,29 +196,43 @@ static void stream_creds(sw_ssec_t *e, const char *want_token, char cid[80], cha
     json_decref(w);
 }
 
+/* An event stream on host `hi` for `token`, its credentials into cid /
+ * ctok, hydrated on "/" by a POST of `messages` (the hydrate first) to
+ * host `post_hi`; returns the seq of the answer to the last id, last_id. */
+static sw_ssec_t *stream_hydrated(int hi, const char *token, int post_hi, const char *more,
+                                  int last_id, char cid[80], char ctok[80], json_int_t *seq)
+{
+    char q[96], msgs[512];
+    snprintf(q, sizeof(q), "token=%s", token);
+    sw_ssec_t *e = sw_ssec_open(host[hi]->port, q, NULL, NULL);
+    stream_creds(e, token, cid, ctok);
+    snprintf(msgs, sizeof(msgs),
+             "[{\"type\":\"event\",\"id\":1,\"name\":\"hydrate\",\"router\":{\"path\":\"/\"}}%s]",
+             more ? more : "");
+    char *resp = NULL;
+    cr_assert_eq(post(host[post_hi]->port, cid, ctok, msgs, &resp), 202, "%s", resp);
+    free(resp);
+    for (;;) {
+        json_t *m = sw_ssec_next(e, T_MS);
+        cr_assert(m, "the answer to %d", last_id);
+        json_int_t id = json_integer_value(json_object_get(m, "id"));
+        if (seq)
+            *seq = json_integer_value(json_object_get(m, "seq"));
+        json_decref(m);
+        if (id == last_id)
+            return e;
+    }
+}
+
 Test(trust, last_event_id_without_credentials_never_takes_over_a_live_stream)
 {
-    sw_ssec_t *v = sw_ssec_open(host[0]->port, "token=tok-sse-victim", NULL, NULL);
     char cid[80], ctok[80];
-    stream_creds(v, "tok-sse-victim", cid, ctok);
-    char *resp = NULL;
-    cr_assert_eq(post(host[0]->port, cid, ctok,
-                      "[{\"type\":\"event\",\"id\":1,\"name\":\"hydrate\",\"router\":{\"path\":"
-                      "\"/\"}},{\"type\":\"event\",\"id\":2,\"name\":\"counter.add\","
-                      "\"payload\":{\"amount\":5}}]",
-                      &resp),
-                 202, "%s", resp);
-    free(resp);
     json_int_t seq = 0;
-    for (;;) {
-        json_t *m = sw_ssec_next(v, T_MS);
-        cr_assert(m);
-        json_int_t id = json_integer_value(json_object_get(m, "id"));
-        seq = json_integer_value(json_object_get(m, "seq"));
-        json_decref(m);
-        if (id == 2)
-            break;
-    }
+    sw_ssec_t *v = stream_hydrated(
+        0, "tok-sse-victim", 0,
+        ",{\"type\":\"event\",\"id\":2,\"name\":\"counter.add\",\"payload\":{\"amount\":5}}", 2,
+        cid, ctok, &seq);
+    char *resp = NULL;
     /* The attacker knows the token and sends what an EventSource sends
      * when it reconnects by itself, to the victim's host and another. */
     for (int hi = 0; hi < 2; hi++) {
@@ -555,16 +569,9 @@ static void assert_refused(int port, const char *cid, const char *ctok, int want
 
 Test(trust, posts_with_forged_credentials_are_refused_on_every_host_without_redis_work)
 {
-    sw_ssec_t *e = sw_ssec_open(host[0]->port, "token=tok-post", NULL, NULL);
     char cid[80], ctok[80];
-    stream_creds(e, "tok-post", cid, ctok);
+    sw_ssec_t *e = stream_hydrated(0, "tok-post", 1, NULL, 1, cid, ctok, NULL);
     char *resp = NULL;
-    cr_assert_eq(post(host[1]->port, cid, ctok,
-                      "[{\"type\":\"event\",\"id\":1,\"name\":\"hydrate\",\"router\":{\"path\":"
-                      "\"/\"}}]",
-                      &resp),
-                 202);
-    free(resp);
     json_t *m;
     while ((m = sw_ssec_next(e, 1000)))
         json_decref(m);

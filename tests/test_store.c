@@ -1189,21 +1189,6 @@ static void on_value(void *udata, int status, const char *value, size_t len)
     snprintf(v->value, sizeof(v->value), "%.*s", (int)len, value);
 }
 
-typedef struct recv_res {
-    int done;
-    int status;
-    int64_t count;
-} recv_res_t;
-
-static void on_recv_res(void *udata, int status, int64_t count)
-{
-    recv_res_t *c = udata;
-    cr_assert_eq(c->done, 0, "count callback called twice");
-    c->done = 1;
-    c->status = status;
-    c->count = count;
-}
-
 /* The first proposal wins for every store of the deployment; an
  * acknowledged publish says how many subscribers got it. */
 static void secret_and_receivers(const char *url)
@@ -1221,14 +1206,14 @@ static void secret_and_receivers(const char *url)
     cr_assert_str_eq(va.value, "first-proposal");
     cr_assert_str_eq(vb.value, "first-proposal", "the second store adopts the first key");
 
-    recv_res_t none = {0}, one = {0};
-    cr_assert_eq(sw_store_publish_acked(a, "inbox:nobody", "x", 1, on_recv_res, &none), 0);
+    count_res_t none = {0}, one = {0};
+    cr_assert_eq(sw_store_publish_acked(a, "inbox:nobody", "x", 1, on_count, &none), 0);
     cr_assert(wait_flag(&none.done, WAIT_MS));
     cr_assert_eq(none.status, 0);
     cr_assert_eq(none.count, 0, "nobody subscribes");
     sub_rec_t rec = {0};
     subscribe_ok(b, "inbox:w2", &rec);
-    cr_assert_eq(sw_store_publish_acked(a, "inbox:w2", "hi", 2, on_recv_res, &one), 0);
+    cr_assert_eq(sw_store_publish_acked(a, "inbox:w2", "hi", 2, on_count, &one), 0);
     cr_assert(wait_flag(&one.done, WAIT_MS));
     cr_assert_eq(one.status, 0);
     cr_assert_eq(one.count, 1);
