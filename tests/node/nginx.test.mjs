@@ -49,7 +49,7 @@ function nginxConf(prefix, listen, ports) {
   subst(/server\s+statewire1:8000/, `server 127.0.0.1:${ports[0]}`);
   subst(/server\s+statewire2:8000/, `server 127.0.0.1:${ports[1]}`);
   subst(/listen\s+80\s*;/, `listen 127.0.0.1:${listen};\n        add_header X-Upstream $upstream_addr always;`);
-  subst(/access_log\s+[^;]+;/, `access_log ${prefix}/access.log;`);
+  subst(/access_log\s+\S+\s+statewire\s*;/, `access_log ${prefix}/access.log statewire;`);
   subst(/error_log\s+[^;]+;/, `error_log ${prefix}/error.log warn;`);
   subst(/worker_rlimit_nofile\s+\d+\s*;/, '');
   subst(/worker_connections\s+\d+\s*;/, 'worker_connections 512;');
@@ -189,7 +189,7 @@ test('nginx: a WebSocket client whose host stops gracefully resumes through ngin
 test('nginx: SSE through nginx streams without buffering; POSTs through nginx apply', { skip: SKIP }, async () => {
   const ctl = new AbortController();
   const t0 = Date.now();
-  const res = await fetch(`http://127.0.0.1:${lbPort}/_sse?token=ng-sse`, {
+  const res = await fetch(`http://127.0.0.1:${lbPort}/_sse?token=ng-sse&auth=secret-jwt-ng`, {
     headers: { Accept: 'text/event-stream' }, signal: ctl.signal });
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type'), /^text\/event-stream/);
@@ -239,4 +239,8 @@ test('nginx: SSE through nginx streams without buffering; POSTs through nginx ap
   assert.deepEqual(events.map((x) => x.msg.id).filter((id) => id >= 10), [10, 11, 12, 13], 'in order, each once');
   ctl.abort();
   await pump;
+  // Credentials in event-stream URLs never reach the proxy's access log.
+  const log = readFileSync(join(dir, 'nginx', 'access.log'), 'utf8');
+  assert.match(log, /GET \/_sse HTTP/, 'the stream is logged, without its query');
+  assert.doesNotMatch(log, /secret-jwt-ng|auth=|conn_token/);
 });
