@@ -11,7 +11,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "worker/store.h"
+#include "core/redis_url.h"
 
 /* utime + stime (fields 14 and 15 of /proc/PID/stat) in clock ticks. */
 static int proc_ticks(int pid, uint64_t *ticks)
@@ -150,7 +150,7 @@ redisContext *sw_sysstat_redis_connect(const char *url)
     char host[512];
     int port, db;
     struct timeval tv = {2, 0};
-    if (sw_store_parse_url(url, host, sizeof(host), &port, &db) != 0) {
+    if (sw_redis_url_parse(url, host, sizeof(host), &port, &db) != 0) {
         sw_log(SW_LOG_ERROR, "bench: bad Redis URL \"%s\"", url);
         return NULL;
     }

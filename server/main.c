@@ -4,7 +4,7 @@
 
 #include "common/log.h"
 #include "examples/rooms.h"
-#include "server/config.h"
+#include "core/config.h"
 #include "server/master.h"
 #include "worker/runtime.h"
 

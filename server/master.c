@@ -17,8 +17,8 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "server/fdpass.h"
-#include "server/stats.h"
+#include "core/fdpass.h"
+#include "core/stats.h"
 #include "worker/worker.h"
 
 #define LISTEN_BACKLOG 4096

@@ -2,8 +2,8 @@
  * supervision and signals (after nginx's ngx_process_cycle.c).
  *
  * The master binds cfg->host:cfg->port, forks cfg->workers workers (each
- * gets one end of a SOCK_SEQPACKET pair, see server/fdpass.h, and its slot
- * in the shared stats block, see server/stats.h), then accepts connections
+ * gets one end of a SOCK_SEQPACKET pair, see core/fdpass.h, and its slot
+ * in the shared stats block, see core/stats.h), then accepts connections
  * and passes each to the live worker of the current generation with the
  * fewest connections (ties: round-robin). The stats block and the slot
  * table hold 2 * cfg->workers slots: a generation lives in one half
@@ -41,7 +41,7 @@
 #ifndef SW_SERVER_MASTER_H
 #define SW_SERVER_MASTER_H
 
-#include "server/config.h"
+#include "core/config.h"
 #include "worker/runtime.h"
 
 /* Run the master on libev's default loop until a stop signal and every

@@ -1,6 +1,6 @@
 /* Tests for server/config.c: defaults, flags, STATEWIRE_* environment
  * variables (flag > env > default), validation. */
-#include "server/config.h"
+#include "core/config.h"
 
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>

@@ -1,6 +1,6 @@
 /* Tests for server/fdpass.c: passing descriptors over a SOCK_SEQPACKET
  * pair with SCM_RIGHTS, in-process and across fork(). */
-#include "server/fdpass.h"
+#include "core/fdpass.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>

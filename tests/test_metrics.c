@@ -12,7 +12,7 @@
 #include "common/buf.h"
 #include "common/util.h"
 #include "proto/msg.h"
-#include "server/stats.h"
+#include "core/stats.h"
 #include "worker/metrics.h"
 
 static sw_stats_t *st;

@@ -14,7 +14,7 @@
 #define SW_WORKER_METRICS_H
 
 #include "common/buf.h"
-#include "server/stats.h"
+#include "core/stats.h"
 
 /* Content-Type of the rendered text. */
 #define SW_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"

@@ -1,4 +1,4 @@
-/* store.c — the store front end: URL parsing, argument checks, dispatch to
+/* store.c — the store front end: argument checks, dispatch to
  * the Redis or memory backend, and the deferred-completion queue both
  * backends use. */
 #include "worker/store.h"
@@ -10,99 +10,12 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "core/redis_url.h"
 #include "worker/store_int.h"
 
 #define DEFAULT_TTL_S 3600
 #define DEFAULT_LEASE_MS 10000
 #define DEFAULT_LOG_MAX 256
-#define DEFAULT_PORT 6379
-
-/* ---- URL ------------------------------------------------------------------ */
-
-/* Parse a decimal in [min, max] from s[0..n). */
-static int parse_num(const char *s, size_t n, long min, long max, int *out)
-{
-    if (n == 0 || n > 10)
-        return SW_EINVAL;
-    long v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return SW_EINVAL;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < min || v > max)
-        return SW_EINVAL;
-    *out = (int)v;
-    return 0;
-}
-
-static int copy_out(char *dst, size_t dstlen, const char *s, size_t n)
-{
-    if (n == 0 || n >= dstlen)
-        return SW_EINVAL;
-    memcpy(dst, s, n);
-    dst[n] = '\0';
-    return 0;
-}
-
-int sw_store_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db)
-{
-    if (!url || !host || !port || !db)
-        return SW_EINVAL;
-    *db = 0;
-    if (strncmp(url, "unix://", 7) == 0) {
-        const char *path = url + 7;
-        if (path[0] != '/')
-            return SW_EINVAL;
-        const char *q = strchr(path, '?');
-        size_t plen = q ? (size_t)(q - path) : strlen(path);
-        if (q) {
-            if (strncmp(q, "?db=", 4) != 0)
-                return SW_EINVAL;
-            if (parse_num(q + 4, strlen(q + 4), 0, INT_MAX, db) < 0)
-                return SW_EINVAL;
-        }
-        if (copy_out(host, hostlen, path, plen) < 0)
-            return SW_EINVAL;
-        *port = 0;
-        return 0;
-    }
-    if (strncmp(url, "redis://", 8) == 0) {
-        const char *h = url + 8;
-        const char *hend, *rest;
-        if (h[0] == '[') { /* IPv6 literal */
-            const char *close = strchr(h, ']');
-            if (!close)
-                return SW_EINVAL;
-            if (copy_out(host, hostlen, h + 1, (size_t)(close - h - 1)) < 0)
-                return SW_EINVAL;
-            rest = close + 1;
-        } else {
-            hend = h + strcspn(h, ":/?@");
-            if (*hend == '?' || *hend == '@') /* credentials, options: unsupported */
-                return SW_EINVAL;
-            if (copy_out(host, hostlen, h, (size_t)(hend - h)) < 0)
-                return SW_EINVAL;
-            rest = hend;
-        }
-        *port = DEFAULT_PORT;
-        if (*rest == ':') {
-            size_t n = strcspn(rest + 1, "/");
-            if (parse_num(rest + 1, n, 1, 65535, port) < 0)
-                return SW_EINVAL;
-            rest += 1 + n;
-        }
-        if (*rest == '/') {
-            rest++;
-            if (*rest && parse_num(rest, strlen(rest), 0, INT_MAX, db) < 0)
-                return SW_EINVAL;
-        } else if (*rest) {
-            return SW_EINVAL;
-        }
-        return 0;
-    }
-    return SW_EINVAL;
-}
 
 /* ---- Base and deferred completions ------------------------------------------ */
 
@@ -317,7 +230,7 @@ sw_store_t *sw_store_new(struct ev_loop *loop, const sw_store_opts_t *opts)
         return sw_store_mem_new(loop, opts);
     char host[512];
     int port, db;
-    if (sw_store_parse_url(opts->redis_url, host, sizeof(host), &port, &db) < 0) {
+    if (sw_redis_url_parse(opts->redis_url, host, sizeof(host), &port, &db) < 0) {
         sw_log(SW_LOG_ERROR,
                "store: bad Redis URL \"%s\" (want redis://host[:port][/db] or "
                "unix:///path[?db=N])",

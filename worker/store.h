@@ -279,9 +279,4 @@ int sw_store_secret(sw_store_t *s, const char *proposal, size_t len, sw_store_va
  * down (the lease then simply expires). */
 int sw_store_release(sw_store_t *s, const char *token);
 
-/* Parse a Redis URL. host gets the host or the unix socket path; port 0
- * for unix. Returns 0 or SW_EINVAL. Exposed for config validation and
- * tests. */
-int sw_store_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db);
-
 #endif

@@ -9,7 +9,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "server/fdpass.h"
+#include "core/fdpass.h"
 #include "worker/metrics.h"
 #include "worker/session.h"
 #include "worker/shared.h"

@@ -4,7 +4,7 @@
  * The master forks, then (in the child) stops its own watchers, calls
  * ev_loop_fork() and enters sw_worker_run() on the same loop. Connections
  * arrive over `channel_fd` (SOCK_SEQPACKET, one fd per message by
- * SCM_RIGHTS; see server/fdpass.h). Signals: TERM/INT stop at once, QUIT
+ * SCM_RIGHTS; see core/fdpass.h). Signals: TERM/INT stop at once, QUIT
  * drains (stop taking sockets, finish in-flight events, close clients with
  * 1001 "going away", exit within cfg->drain_timeout_ms). The worker also
  * drains when the channel closes (the master is gone). */
@@ -13,8 +13,8 @@
 
 #include <ev.h>
 
-#include "server/config.h"
-#include "server/stats.h"
+#include "core/config.h"
+#include "core/stats.h"
 #include "worker/conn.h"
 #include "worker/credentials.h"
 #include "worker/runtime.h"

@@ -1,4 +1,4 @@
-#include "server/stats.h"
+#include "core/stats.h"
 
 #include <errno.h>
 #include <string.h>

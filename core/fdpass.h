@@ -1,7 +1,7 @@
 /* fdpass.h — passing accepted sockets from the master to a worker over a
  * SOCK_SEQPACKET socketpair with SCM_RIGHTS (unix(7), cmsg(3)). */
-#ifndef SW_SERVER_FDPASS_H
-#define SW_SERVER_FDPASS_H
+#ifndef SW_CORE_FDPASS_H
+#define SW_CORE_FDPASS_H
 
 /* Send buffer asked for the master's end (bytes). */
 #define SW_FDPASS_SNDBUF (1 << 20)

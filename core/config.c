@@ -1,4 +1,4 @@
-#include "server/config.h"
+#include "core/config.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -11,7 +11,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "worker/store.h"
+#include "core/redis_url.h"
 
 #define WORKERS_MAX 256
 
@@ -297,7 +297,7 @@ static int apply(sw_config_t *cfg, int id, const char *name, const char *val)
         int port = 0, db = 0;
         if (copy_str(name, val, cfg->redis_url, sizeof(cfg->redis_url)) != 0)
             return SW_EINVAL;
-        if (sw_store_parse_url(val, host, sizeof(host), &port, &db) != 0) {
+        if (sw_redis_url_parse(val, host, sizeof(host), &port, &db) != 0) {
             fprintf(stderr,
                     "statewire: invalid Redis URL '%s' for %s (expected redis://host:port/db "
                     "or unix:///path[?db=N])\n",

@@ -7,8 +7,8 @@
  * server/master.h); a slot whose pid is 0 is empty. Counters are relaxed
  * atomics: each slot has one writer (its worker; the master resets a slot
  * before respawning into it). */
-#ifndef SW_SERVER_STATS_H
-#define SW_SERVER_STATS_H
+#ifndef SW_CORE_STATS_H
+#define SW_CORE_STATS_H
 
 #include <stdatomic.h>
 #include <stddef.h>

@@ -25,8 +25,8 @@
  *   --secret KEY             STATEWIRE_SECRET            (one kept in Redis)
  *   --help, --version
  */
-#ifndef SW_SERVER_CONFIG_H
-#define SW_SERVER_CONFIG_H
+#ifndef SW_CORE_CONFIG_H
+#define SW_CORE_CONFIG_H
 
 #include <stddef.h>
 #include <stdint.h>

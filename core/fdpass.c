@@ -1,4 +1,4 @@
-#include "server/fdpass.h"
+#include "core/fdpass.h"
 
 #include <errno.h>
 #include <fcntl.h>
