@@ -358,7 +358,7 @@ void fz_conn_run(const fz_plan_t *plan, const uint8_t *stream, size_t len, size_
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
         fz_abort("socketpair");
     if (flags & F_NOREAD) {
-        int small = 4096;
+        int small = 1; /* the kernel's minimum */
         (void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
         (void)setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
     }
