@@ -7,11 +7,12 @@
  * compiled into this harness to reach both, as in tests/test_msg_fast.c.
  *
  * Checks (abort() on any difference; the comparison is
- * tests/test_msg_fast.c's check_same): sw_msg_decode and the jansson path
- * agree on the code, the reason, the type, id, name, token, resume fields,
- * payload and router; when the fast path takes a message, the jansson path
- * accepts it and decodes it to the same fields; when it declines, it
- * leaves nothing owned; the router keeps at most "path" and "query". */
+ * tests/test_msg_fast.c's check_same, plus auth and the resume fields):
+ * sw_msg_decode and the jansson path agree on the code, the reason, the
+ * type, id, name, token, auth, resume fields, payload and router; when the
+ * fast path takes a message, the jansson path accepts it and decodes it to
+ * the same fields; when it declines, it leaves nothing owned; the router
+ * keeps at most "path" and "query". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,8 @@ static void check_same(const char *in, size_t len, sw_errc_t ra, const sw_msg_t 
     if (a->has_resume != b->has_resume || strcmp(a->conn_id, b->conn_id) != 0 ||
         strcmp(a->conn_token, b->conn_token) != 0 || a->last_seq != b->last_seq)
         differ(in, len, "resume");
+    if (!a->auth != !b->auth || (a->auth && strcmp(a->auth, b->auth) != 0))
+        differ(in, len, "auth");
     if (!a->payload != !b->payload || (a->payload && !json_equal(a->payload, b->payload)))
         differ(in, len, "payload");
     if (!a->router != !b->router || (a->router && !json_equal(a->router, b->router)))
@@ -63,14 +66,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     decode_init(&b, wb, sizeof(wb));
     sw_errc_t rb = decode_jansson(in, size, &b, wb, sizeof(wb));
     check_same(in, size, ra, &a, wa, rb, &b, wb);
-    if (ra != SW_ERRC_NONE && (a.payload || a.router))
+    if (ra != SW_ERRC_NONE && (a.payload || a.router || a.auth))
         differ(in, size, "ownership after an error");
     decode_init(&f, NULL, 0);
     if (fast_decode(in, size, &f)) {
         if (rb != SW_ERRC_NONE)
             differ(in, size, "acceptance (the fast path took a bad message)");
         check_same(in, size, SW_ERRC_NONE, &f, "", rb, &b, wb);
-    } else if (f.payload || f.router) {
+    } else if (f.payload || f.router || f.auth) {
         differ(in, size, "ownership after the fast path declined");
     }
     sw_msg_destroy(&a);
