@@ -396,7 +396,9 @@ void fz_conn_run(const fz_plan_t *plan, const uint8_t *stream, size_t len, size_
     if (client >= 0) /* read everything at last */
         flags &= (uint8_t)~F_NOREAD;
     settle();
-    for (int i = 0; later.c && i < SETTLE_MAX; i++)
+    /* One step per pipelined request still waiting: at most one per
+     * 14 input bytes ("GET / HTTP/1.1\r\n\r\n" less the version). */
+    for (size_t i = 0; later.c && i <= len / 14 + 1; i++)
         step();
     CHECK(!later.c);
 
