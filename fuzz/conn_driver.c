@@ -166,7 +166,9 @@ static void on_open(sw_conn_t *c)
     (void)sw_conn_peer(c);
     static const char welcome[] = "{\"type\":\"welcome\",\"token\":\"t\"}";
     int rc = sw_conn_send(c, welcome, sizeof(welcome) - 1);
-    CHECK(rc == 0);
+    /* Over the bound when replies to pipelined requests before the upgrade
+     * still wait in the output: closed with 1013. */
+    CHECK(rc == 0 || rc == SW_ETOOLARGE);
 }
 
 static int starts(const char *data, size_t len, const char *word)
@@ -376,10 +378,11 @@ void fz_conn_run(const fz_plan_t *plan, const uint8_t *stream, size_t len, size_
             end = SW_MIN(cut, len);
         }
         if (end > at) {
-            put(stream + at, end - at);
+            put(stream + at, end - at); /* settles */
             at = end;
+        } else {
+            settle();
         }
-        settle();
         step();
         tick();
     }
