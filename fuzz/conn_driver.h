@@ -21,7 +21,9 @@
  *             close, to be answered
  *   bits 5-6  after each piece the clock jumps by 0, 1.1, 2.2 or 3.3 s
  *             (pings, ping timeout, hibernation, close timeout); the
- *             clock is the process's own (clock_gettime is wrapped)
+ *             clock is the process's own (clock_gettime is wrapped), up
+ *             to 30 s ahead during an input: libFuzzer's -timeout must
+ *             be longer (its alarm reads the same clock)
  *   bit 7     small socket buffers, and the client reads the server's
  *             output only at the end (output waiting for EV_WRITE)
  *
