@@ -76,7 +76,7 @@ for h in "${HARNESSES[@]}"; do
   printf '%-12s %10s executions %8s exec/s  %s\n' "$h" "${execs:-?}" "${rate:-?}" "$cov"
   if ((MERGE)); then
     "$BUILD/fuzz/$h" -merge=1 -max_len=4096 "fuzz/corpus/$h" "$work" >"$BUILD/logs/$h.merge.log" 2>&1
-    echo "             merged: $(grep -oE 'added [0-9]+ new units' "$BUILD/logs/$h.merge.log" || echo '?')"
+    echo "             merged: $(grep -oE '[0-9]+ new files with [0-9]+ new features' "$BUILD/logs/$h.merge.log" || echo '?')"
   fi
 done
 if ((${#failed[@]})); then
