@@ -28,14 +28,20 @@
  *             output only at the end (output waiting for EV_WRITE)
  *
  * The callbacks act as the worker's do (worker/worker.c, session.c):
- * routes answered with sw_conn_http_reply, sw_static_serve, event streams
- * (sw_conn_sse_start / sw_conn_sse_send), WebSocket messages echoed with
- * sw_conn_send / sw_conn_sendv, closes with sw_conn_close. Checked
- * (abort() on failure): on_close exactly once for each conn that had
- * on_open or became an event stream and only for those, no message over
- * max_message_bytes or not UTF-8 reaches on_message, a conn waiting for a
- * deferred reply stays alive until it is answered, and the env is empty
- * after sw_conn_env_destroy. */
+ * routes answered with sw_conn_http_reply, sw_conn_http_error (the body
+ * quoted in the message), sw_static_serve, event streams
+ * (sw_conn_sse_start / sw_conn_sse_send); upgrades accepted or refused
+ * by on_open (by the Origin header: "http://refused" answered 403,
+ * "http://silent" refused without an answer, "http://close" accepted and
+ * closed at once); the first WebSocket message greeted
+ * (sw_conn_ws_greeted) and welcomed, the others echoed with sw_conn_send /
+ * sw_conn_sendv, closes with sw_conn_close; a request answered later is
+ * held with sw_conn_ref as session.c holds a forwarded POST's. Timeouts
+ * (http_timeout_ms 1.5 s, pings) fire with the clock jumps. Checked
+ * (abort() on failure): on_close exactly once for each conn that on_open
+ * accepted or that became an event stream and only for those, no message
+ * over max_message_bytes or not UTF-8 reaches on_message, nothing can be
+ * sent from on_open, and the env is empty after sw_conn_env_destroy. */
 #ifndef SW_FUZZ_CONN_DRIVER_H
 #define SW_FUZZ_CONN_DRIVER_H
 

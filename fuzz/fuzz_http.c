@@ -3,7 +3,7 @@
  * Feeds: the input (after conn_driver.h's control byte and cuts) as the
  * raw byte stream of one client connection: HTTP/1.1 request heads and
  * bodies (http-parser and conn.c's callbacks), pipelining, keep-alive,
- * the 400 / 405 / 413 / 426 / 431 answers, event streams, and whatever
+ * the 400 / 403 / 405 / 408 / 413 / 426 / 431 answers, event streams, and whatever
  * follows a WebSocket upgrade. The server's answers go through the real
  * sw_conn_http_reply, sw_static_serve and sw_conn_sse_* paths.
  *
