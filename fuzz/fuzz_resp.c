@@ -9,12 +9,13 @@
  * log, acked publish, release), the pub/sub connection's on_sub_reply
  * (message / subscribe / unsubscribe for three subscriptions, one of them
  * dropped locally and waiting for its UNSUBSCRIBE to be confirmed),
- * on_script_load and on_reaped. store_redis.c is compiled into this
- * harness to reach those static functions; the completions go to
- * callbacks that read every byte they are handed the way token.c does
- * (fields and _meta decoded as msgpack, _conn as JSON, the holder and
- * the live socket id copied). A NOSCRIPT error is taken as an error: the
- * resend as EVAL writes to a connection and is not fed.
+ * on_script_load, on_reaped and on_secret (the stream-signing key).
+ * store_redis.c is compiled into this harness to reach those static
+ * functions; the completions go to callbacks that read every byte they
+ * are handed the way token.c does (fields and _meta decoded as msgpack,
+ * _conn as JSON, the holder and the live socket id copied). A NOSCRIPT
+ * error is taken as an error: the resend as EVAL writes to a connection
+ * and is not fed.
  *
  * Checks: ASan / UBSan on the reply handling and the views it hands out,
  * and (abort() on failure) that every request completes exactly once with
@@ -98,6 +99,14 @@ static void on_log(void *udata, int status, const char *const *entries, const si
             touch(entries[i], lens[i]);
 }
 
+static void on_value(void *udata, int status, const char *data, size_t len)
+{
+    completed++;
+    if ((status != 0 && status != SW_EUNAVAIL) || !data || (status == 0 && !len))
+        fail("value status");
+    touch(data, len);
+}
+
 static void on_message(void *udata, const char *data, size_t len)
 {
     touch(data, len);
@@ -150,7 +159,19 @@ static void setup_once(void)
     rs.sac = sac;
 }
 
-enum { C_LOAD, C_READ, C_COMMIT, C_PRESENCE, C_LOG, C_PUBLISH, C_RELEASE, C_SUB, C_MISC, C__N };
+enum {
+    C_LOAD,
+    C_READ,
+    C_COMMIT,
+    C_PRESENCE,
+    C_LOG,
+    C_PUBLISH,
+    C_RELEASE,
+    C_SUB,
+    C_MISC,
+    C_SECRET,
+    C__N
+};
 
 static void consume(int which, redisReply *rep)
 {
@@ -160,6 +181,15 @@ static void consume(int which, redisReply *rep)
                                   SCRIPT_RELEASE};
     if (which == C_SUB) {
         on_sub_reply(sac, rep, &rs);
+        return;
+    }
+    if (which == C_SECRET) { /* the stream-signing key */
+        secret_req_t *sq = sw_xcalloc(1, sizeof(*sq));
+        sq->cb = on_value;
+        int before = completed;
+        on_secret(sac, rep, sq);
+        if (completed != before + 1)
+            fail("the secret request did not complete exactly once");
         return;
     }
     if (which == C_MISC) {
