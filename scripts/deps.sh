@@ -6,7 +6,7 @@ PKGS=(build-essential cmake pkg-config
       libhiredis-dev libev-dev libmsgpack-dev libjansson-dev libcriterion-dev
       libwslay-dev libhttp-parser-dev libssl-dev uthash-dev libjemalloc-dev libjwt-dev
       redis-server curl python3
-      chromium nginx)
+      chromium nginx clang libclang-rt-14-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

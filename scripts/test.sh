@@ -14,5 +14,8 @@ cmake --build "$BUILD" -j"$(nproc)"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 ctest --test-dir "$BUILD" --output-on-failure -j2 --timeout 900
+# Every libFuzzer harness for a few seconds (clang build in build-fuzz):
+# keeps them building and green; long runs are fuzz/README.md's.
+bash fuzz/run.sh 5
 # The load generator's smoke run against a real cluster.
 bash bench/smoke.sh "$BUILD"
