@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -52,6 +53,7 @@ static struct {
 } srv;
 
 static atomic_int g_opens, g_closes, g_double_close, g_nconns, g_nws;
+static atomic_int g_http_calls; /* on_http calls */
 static atomic_int g_flood_done, g_flood_rc, g_flood_sent;
 /* ev_now() in microseconds (server thread): when a flood or trickle hit
  * the output bound, and when the last on_close ran. */
@@ -354,6 +356,7 @@ static void sse_http(sw_conn_t *c, const sw_http_request_t *req)
 
 static void on_http(sw_conn_t *c, const sw_http_request_t *req)
 {
+    atomic_fetch_add(&g_http_calls, 1);
     if (strncmp(req->path, "/sse", 4) == 0)
         sse_http(c, req);
     else if (strcmp(req->method, "GET") == 0 && strcmp(req->path, "/healthz") == 0)
@@ -2495,5 +2498,80 @@ Test(conn, handshake_needs_http_1_1_and_one_key_400)
         cr_assert_eq(http_once(bad[i], &r), 400, "%s", bad[i]);
         cr_assert(strstr(r.body, "\"bad_request\""), "%s", r.body);
     }
+    expect_idle(0);
+}
+
+/* A client that pipelines requests and reads no answer: the server stops
+ * reading and parsing once the answers queued reach the bound, and goes on
+ * when they have been read; every request is answered once, in order. */
+Test(conn_bound, pipelined_requests_wait_while_answers_are_unread)
+{
+    enum { N = 20000 };
+    static const char req[] = "GET /echo?0123456789012345678901234567890123456789 HTTP/1.1\r\n"
+                              "Host: x\r\nX-Test: abcdefghijklmnopqrstuvwxyz\r\n\r\n";
+    /* A small receive buffer, set before the connection (the window it
+     * advertises): the answers pile up in the server, not in the kernel. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    int sb = 4096;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sb, sizeof(sb));
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    atomic_store(&g_http_calls, 0);
+    size_t total = (sizeof(req) - 1) * N;
+    char *all = malloc(total);
+    for (int i = 0; i < N; i++)
+        memcpy(all + (size_t)i * (sizeof(req) - 1), req, sizeof(req) - 1);
+    /* Writing all of it may block once the server stops reading: write
+     * from a thread-free loop with a deadline, reading nothing. */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    size_t off = 0;
+    for (int spins = 0; off < total && spins < 200; spins++) {
+        ssize_t n = write(fd, all + off, total - off);
+        if (n > 0)
+            off += (size_t)n;
+        else
+            usleep(5000);
+    }
+    usleep(300000);
+    int answered = atomic_load(&g_http_calls);
+    /* Each answer is about 200 bytes: the bound holds a few hundred, the
+     * socket buffers a few hundred more. */
+    cr_assert_lt(answered, 3000, "%d requests parsed with no answer read", answered);
+    cr_assert_gt(answered, 0);
+    /* Now read everything: the rest is parsed and answered. */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    struct timeval tv = {.tv_sec = 3};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    size_t got = 0;
+    char buf[65536];
+    int answers = 0;
+    size_t match = 0;
+    while (answers < N) {
+        if (off < total) {
+            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+            ssize_t w = write(fd, all + off, total - off);
+            if (w > 0)
+                off += (size_t)w;
+            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+        }
+        ssize_t n = read(fd, buf, sizeof(buf));
+        cr_assert_gt(n, 0, "answers stopped at %d of %d (%d parsed, %zu of %zu sent)", answers, N,
+                     atomic_load(&g_http_calls), off, total);
+        got += (size_t)n;
+        /* Status lines, also those cut between two reads. */
+        for (ssize_t i = 0; i < n; i++) {
+            match = buf[i] == "HTTP/1.1 "[match] ? match + 1 : buf[i] == 'H' ? 1 : 0;
+            if (match == 9) {
+                answers++;
+                match = 0;
+            }
+        }
+    }
+    cr_assert_eq(answers, N);
+    cr_assert_eq(atomic_load(&g_http_calls), N, "each request answered once");
+    free(all);
+    close(fd);
     expect_idle(0);
 }

@@ -200,6 +200,9 @@ struct sw_conn {
     uint64_t sc_left; /* payload bytes of the current frame still to come */
     uint64_t sc_msg;  /* declared payload of the data message so far */
     unsigned refs;    /* sw_conn_ref holds: the struct outlives the socket */
+    /* HTTP answers queued reached http_out_bound: no reading or parsing of
+     * pipelined requests until they are written. */
+    unsigned http_blocked : 1;
     unsigned reaped : 1;
 };
 
@@ -212,6 +215,13 @@ static void http_resume(sw_conn_t *c);
 static size_t max_header(const sw_conn_env_t *env)
 {
     return env->max_header_bytes ? env->max_header_bytes : DEFAULT_MAX_HEADER;
+}
+
+/* Answers queued for an HTTP client before its pipelined requests wait
+ * (max_send_bytes, as for the other kinds of output). */
+static size_t http_out_bound(const sw_conn_env_t *env)
+{
+    return env->max_send_bytes ? env->max_send_bytes : (size_t)4 << 20;
 }
 
 static size_t max_body(const sw_conn_env_t *env)
@@ -609,6 +619,15 @@ static void conn_flush(sw_conn_t *c)
         }
     }
     ev_io_stop(env->loop, &c->wio);
+    if (c->http_blocked && !c->closing) { /* its answers have left: go on */
+        c->http_blocked = 0;
+        if (!c->awaiting_reply && !ev_is_active(&c->rio))
+            ev_io_start(env->loop, &c->rio);
+        if (c->in.len) {
+            c->need_parse = 1;
+            mark_pending(c);
+        }
+    }
     /* An open WebSocket keeps a small buffer for its next messages until
      * it hibernates; other conns hold no output storage when idle. */
     if (c->mode == MODE_WS && !c->closing && c->out.cap <= OUT_KEEP)
@@ -1452,7 +1471,8 @@ static size_t http_input(sw_conn_t *c, const char *data, size_t len)
 {
     size_t off = 0;
     c->in_input = 1;
-    while (off < len && !c->dead && !c->closing && !c->awaiting_reply && c->mode == MODE_HTTP) {
+    while (off < len && !c->dead && !c->closing && !c->awaiting_reply && !c->http_blocked &&
+           c->mode == MODE_HTTP) {
         if (!c->hs) {
             c->hs = sw_xcalloc(1, sizeof(*c->hs));
             http_parser_init(&c->hs->parser, HTTP_REQUEST);
@@ -1887,10 +1907,16 @@ void sw_conn_http_reply(sw_conn_t *c, int status, const char *content_type,
         start_closing(c);
         return;
     }
-    if (!ev_is_active(&c->rio))
-        ev_io_start(c->env->loop, &c->rio);
     http_phase_start(c); /* idle until the next request's first byte */
     http_timer_arm(c);
+    if (c->out.len >= http_out_bound(c->env)) {
+        /* A client that pipelines requests and reads no answers: read and
+         * parse nothing more until its answers have left (conn_flush). */
+        c->http_blocked = 1;
+        return;
+    }
+    if (!ev_is_active(&c->rio))
+        ev_io_start(c->env->loop, &c->rio);
     if (!c->in_input && c->in.len)
         c->need_parse = 1;
 }

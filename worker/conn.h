@@ -26,7 +26,11 @@
  * the request allows (keep-alive, and not itself an Upgrade request).
  *
  * Bounds and what happens at them:
- *  - WebSocket message over max_message_bytes: close 1009 (RFC 6455 §7.4.1).
+ *  - WebSocket message over max_message_bytes: close 1009 (RFC 6455 §7.4.1),
+ *    as soon as a frame header declares it (before its payload comes).
+ *  - HTTP answers queued for a client that pipelines requests over
+ *    max_send_bytes: nothing more of that conn is read or parsed until
+ *    they have been written (its idle timeout still runs).
  *  - Output queued for a WebSocket or event-stream client over
  *    max_send_bytes (a slow or stalled reader): nothing more is queued
  *    (SW_ETOOLARGE) and, in the same loop iteration, everything queued is
