@@ -12,14 +12,16 @@
 #include "worker/worker.h"
 
 static void http_error(sw_conn_t *c, int status, const char *code, const char *msg);
+static const sw_peer_ops_t SESSION_PEER;
 
 static sw_session_t *session_new(sw_worker_t *w, sw_conn_t *c, int sse)
 {
     sw_session_t *s = sw_xcalloc(1, sizeof(*s));
+    s->peer.ops = &SESSION_PEER;
     s->w = w;
     s->conn = c;
-    s->sse = sse;
-    snprintf(s->sockid, sizeof(s->sockid), "%s.%llu", w->holder_id,
+    s->peer.sse = sse ? 1 : 0;
+    snprintf(s->peer.sockid, sizeof(s->peer.sockid), "%s.%llu", w->holder_id,
              (unsigned long long)sw_conn_id(c));
     LIST_INSERT_HEAD(&w->sessions, s, w_link);
     SW_STAT_ADD(w->stats, ws_open, 1);
@@ -28,12 +30,12 @@ static sw_session_t *session_new(sw_worker_t *w, sw_conn_t *c, int sse)
         /* An event stream's conn_id names its worker, and both credentials
          * are signed (worker/credentials.h): POSTs from any host are
          * checked where they land, then routed to it. */
-        (void)sw_cred_stream_id(&w->cred_key, w->holder_id, sw_conn_id(c), s->conn_id,
-                                sizeof(s->conn_id));
-        sw_cred_stream_token(&w->cred_key, s->conn_id, s->conn_token);
+        (void)sw_cred_stream_id(&w->cred_key, w->holder_id, sw_conn_id(c), s->peer.conn_id,
+                                sizeof(s->peer.conn_id));
+        sw_cred_stream_token(&w->cred_key, s->peer.conn_id, s->peer.conn_token);
     } else {
-        sw_random_hex(s->conn_id, 8);
-        sw_random_hex(s->conn_token, 16);
+        sw_random_hex(s->peer.conn_id, 8);
+        sw_random_hex(s->peer.conn_token, 16);
     }
     TAILQ_INIT(&s->held);
     s->max_id = -1;
@@ -68,99 +70,96 @@ static void free_headers(sw_session_t *s)
     s->hdr_cookie = s->hdr_origin = s->hdr_authorization = NULL;
 }
 
-/* The "type" of an encoded server message (encoders write it first) and,
- * for a delta, its seq: the SSE event name and id. */
-static void sse_fields(const char *data, size_t len, char *type, size_t tl, char *id, size_t il)
-{
-    type[0] = id[0] = '\0';
-    const char *p = memmem(data, len, "\"type\":\"", 8);
-    if (p) {
-        p += 8;
-        size_t n = 0;
-        while (p + n < data + len && p[n] != '"' && n + 1 < tl)
-            n++;
-        memcpy(type, p, n);
-        type[n] = '\0';
-    }
-    if (strcmp(type, "delta") == 0) {
-        const char *q = memmem(data, len, "\"seq\":", 6);
-        if (q)
-            snprintf(id, il, "%llu", strtoull(q + 6, NULL, 10));
-    }
-}
+/* ---- the peer interface (worker/peer.h) -------------------------------- */
 
-int sw_session_send(sw_session_t *s, const char *data, size_t len)
-{
-    if (s->closing)
-        return SW_ECLOSED;
-    if (s->sse) {
-        char type[32], id[24];
-        sse_fields(data, len, type, sizeof(type), id, sizeof(id));
-        return sw_conn_sse_send(s->conn, type[0] ? type : "message", id[0] ? id : NULL, data, len);
-    }
-    return sw_conn_send(s->conn, data, len);
-}
+static const char *const OUT_EVENT[] = {
+    [SW_OUT_WELCOME] = "welcome", [SW_OUT_DELTA] = "delta", [SW_OUT_ERROR] = "error"};
 
-int sw_session_sendv(sw_session_t *s, const struct iovec *iov, int iovcnt)
+/* A WebSocket message, or an event-stream event ("event:" the message's
+ * kind, "id:" a delta's seq: from the metadata, not from the JSON). */
+static int peer_send(sw_peer_t *p, const sw_out_t *out, const struct iovec *iov, int iovcnt)
 {
-    if (s->closing)
-        return SW_ECLOSED;
-    if (!s->sse)
+    sw_session_t *s = sw_session_of(p);
+    if (out->kind == SW_OUT_ERROR && (unsigned)out->code < SW_STATS_ERRC_MAX)
+        SW_STAT_ADD(s->w->stats, errors[out->code], 1); /* metrics */
+    if (!p->sse)
         return sw_conn_sendv(s->conn, iov, iovcnt);
     if (iovcnt < 0)
         return SW_EINVAL;
-    sw_buf_t b; /* an event stream needs the message in one piece */
+    char id[SW_U64_DIGITS + 1];
+    if (out->kind == SW_OUT_DELTA)
+        id[sw_u64_dec(id, out->seq)] = '\0';
+    const char *event = (unsigned)out->kind < SW_ARRAY_SIZE(OUT_EVENT) && OUT_EVENT[out->kind]
+                            ? OUT_EVENT[out->kind]
+                            : "message";
+    if (iovcnt == 1)
+        return sw_conn_sse_send(s->conn, event, out->kind == SW_OUT_DELTA ? id : NULL,
+                                iov[0].iov_base, iov[0].iov_len);
+    sw_buf_t b; /* an event's data is one piece */
     sw_buf_init(&b, 0);
     (void)sw_buf_appendv(&b, iov, iovcnt); /* unbounded buffer: cannot fail */
-    int rc = sw_session_send(s, b.data ? b.data : "", b.len);
+    int rc = sw_conn_sse_send(s->conn, event, out->kind == SW_OUT_DELTA ? id : NULL,
+                              b.data ? b.data : "", b.len);
     sw_buf_destroy(&b);
     return rc;
 }
 
-void sw_session_send_error(sw_session_t *s, int64_t id, sw_errc_t code, const char *message)
+static void peer_close(sw_peer_t *p, uint16_t code, const char *reason)
 {
-    if ((unsigned)code < SW_STATS_ERRC_MAX)
-        SW_STAT_ADD(s->w->stats, errors[code], 1); /* metrics */
-    /* The message may quote client input or a library's text cut at a
-     * fixed size: keep its whole UTF-8 characters only. */
-    char msg[512];
-    size_t n = message ? strlen(message) : 0;
-    n = sw_utf8_valid_prefix(message ? message : "", SW_MIN(n, sizeof(msg) - 1));
-    memcpy(msg, message ? message : "", n);
-    msg[n] = '\0';
-    sw_buf_t b;
-    sw_buf_init(&b, 0);
-    if (sw_msg_encode_error(&b, id, code, msg) != 0) {
-        sw_log(SW_LOG_ERROR, "cannot encode error %s: %s", sw_errc_name(code), msg);
-        sw_buf_destroy(&b);
-        return;
-    }
-    sw_session_send(s, b.data, b.len);
-    sw_buf_destroy(&b);
+    sw_conn_close(sw_session_of(p)->conn, code, reason);
 }
 
-void sw_session_welcomed(sw_session_t *s)
+/* The welcome went out: what the client sent before it joins the queue of
+ * the token the welcome names, in order. */
+static void peer_welcomed(sw_peer_t *p)
 {
+    sw_session_t *s = sw_session_of(p);
     sw_event_t *ev;
     while ((ev = TAILQ_FIRST(&s->held))) {
         TAILQ_REMOVE(&s->held, ev, link);
         s->nheld--;
-        sw_token_enqueue(s->tok, ev);
-        if (!s->tok) /* the session closed meanwhile: the rest goes with it */
+        sw_token_enqueue(p->tok, ev);
+        if (!p->tok) /* the session closed meanwhile: the rest goes with it */
             break;
     }
 }
 
+static const sw_peer_ops_t SESSION_PEER = {
+    .send = peer_send,
+    .close = peer_close,
+    .welcomed = peer_welcomed,
+};
+
 void sw_session_close(sw_session_t *s, uint16_t code, const char *reason)
 {
-    if (s->closing)
-        return;
-    s->closing = 1;
-    sw_conn_close(s->conn, code, reason);
+    sw_peer_close(&s->peer, code, reason);
+}
+
+void sw_session_live_all(sw_worker_t *w, sw_live_op_t op)
+{
+    size_t n = 0, cap = 0;
+    const char **toks = NULL, **socks = NULL;
+    sw_session_t *s;
+    LIST_FOREACH(s, &w->sessions, w_link)
+    {
+        if (!s->peer.welcomed || !s->peer.tok || s->peer.closing)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            toks = sw_xrealloc(toks, cap * sizeof(*toks));
+            socks = sw_xrealloc(socks, cap * sizeof(*socks));
+        }
+        toks[n] = sw_token_name(s->peer.tok);
+        socks[n] = s->peer.sockid;
+        n++;
+    }
+    sw_store_live(w->store, op, toks, socks, n, w->cfg->presence_ttl_ms);
+    free(toks);
+    free(socks);
 }
 
 /* Run the app's auth hook for the hello of s (its upgrade request's
- * headers were kept for it): 0 with s->user set, or SW_EPERM with the
+ * headers were kept for it): 0 with s->peer.user set, or SW_EPERM with the
  * reason in `reason`. */
 static int authenticate(sw_session_t *s, const char *auth, const char *token, char *reason,
                         size_t reason_cap)
@@ -171,7 +170,7 @@ static int authenticate(sw_session_t *s, const char *auth, const char *token, ch
         .origin = s->hdr_origin,
         .authorization = s->hdr_authorization,
         .token = token && *token ? token : NULL,
-        .transport = s->sse ? "sse" : "websocket",
+        .transport = s->peer.sse ? "sse" : "websocket",
         .peer = sw_conn_peer(s->conn),
     };
     char user[SW_USER_MAX + 1];
@@ -179,8 +178,8 @@ static int authenticate(sw_session_t *s, const char *auth, const char *token, ch
     free_headers(s); /* needed by nothing else */
     if (rc != 0)
         return rc;
-    free(s->user);
-    s->user = user[0] ? sw_xstrdup(user) : NULL;
+    free(s->peer.user);
+    s->peer.user = user[0] ? sw_xstrdup(user) : NULL;
     return 0;
 }
 
@@ -221,15 +220,15 @@ int sw_session_on_open(sw_conn_t *c, const sw_http_request_t *req)
 static void on_hello(sw_session_t *s, sw_msg_t *m)
 {
     sw_worker_t *w = s->w;
-    if (s->tok) {
-        sw_session_send_error(s, -1, SW_ERRC_BAD_MESSAGE, "hello already received");
+    if (s->peer.tok) {
+        sw_peer_send_error(&s->peer, -1, SW_ERRC_BAD_MESSAGE, "hello already received");
         return;
     }
     char reason[160];
     if (authenticate(s, m->auth, m->token, reason, sizeof(reason)) != 0) {
         sw_log(SW_LOG_INFO, "conn %s: hello refused by the auth hook", sw_conn_peer(s->conn));
-        sw_session_send_error(s, -1, SW_ERRC_UNAUTHORIZED,
-                              reason[0] ? reason : "authentication refused");
+        sw_peer_send_error(&s->peer, -1, SW_ERRC_UNAUTHORIZED,
+                           reason[0] ? reason : "authentication refused");
         sw_session_close(s, 4401, "unauthorized");
         return;
     }
@@ -245,16 +244,16 @@ static void on_hello(sw_session_t *s, sw_msg_t *m)
         payload = json_pack("{s:{s:s,s:s,s:I}}", "resume", "conn_id", m->conn_id, "conn_token",
                             m->conn_token, "last_seq", (json_int_t)m->last_seq);
     sw_token_t *t = sw_token_get(w, token);
-    sw_token_attach(t, s);
-    sw_token_enqueue(t, sw_event_new(SW_EV_HELLO, -1, s, "hello", payload, NULL));
+    sw_token_attach(t, &s->peer);
+    sw_token_enqueue(t, sw_event_new(SW_EV_HELLO, -1, &s->peer, "hello", payload, NULL));
     sw_conn_ws_greeted(s->conn); /* the hello came in time (--http-timeout-ms) */
 }
 
 static void on_event(sw_session_t *s, sw_msg_t *m)
 {
     sw_worker_t *w = s->w;
-    if (!s->tok) {
-        sw_session_send_error(s, m->id, SW_ERRC_BAD_MESSAGE, "send hello first");
+    if (!s->peer.tok) {
+        sw_peer_send_error(&s->peer, m->id, SW_ERRC_BAD_MESSAGE, "send hello first");
         return;
     }
     if (m->id >= 0) {
@@ -264,8 +263,9 @@ static void on_event(sw_session_t *s, sw_msg_t *m)
              * the client's seq (PROTOCOL-CORE "applied at most once") */
             sw_buf_t b;
             sw_buf_init(&b, 0);
-            sw_msg_encode_delta(&b, s->client_seq, m->id, NULL, NULL, 0);
-            sw_session_send(s, b.data, b.len);
+            sw_msg_encode_delta(&b, s->peer.client_seq, m->id, NULL, NULL, 0);
+            sw_out_t out = {.kind = SW_OUT_DELTA, .seq = s->peer.client_seq};
+            sw_peer_send(&s->peer, &out, b.data, b.len);
             sw_buf_destroy(&b);
             return;
         }
@@ -275,27 +275,27 @@ static void on_event(sw_session_t *s, sw_msg_t *m)
         char msg[96];
         snprintf(msg, sizeof(msg), "more than %u events per second", w->cfg->max_events_per_s);
         SW_STAT_ADD(w->stats, events_error, 1);
-        sw_session_send_error(s, m->id, SW_ERRC_RATE_LIMITED, msg);
+        sw_peer_send_error(&s->peer, m->id, SW_ERRC_RATE_LIMITED, msg);
         return;
     }
     if (w->draining) {
-        sw_session_send_error(s, m->id, SW_ERRC_STATE_UNAVAILABLE,
-                              "server is shutting down; reconnect and retry");
+        sw_peer_send_error(&s->peer, m->id, SW_ERRC_STATE_UNAVAILABLE,
+                           "server is shutting down; reconnect and retry");
         return;
     }
     int hydrate = strcmp(m->name, "hydrate") == 0;
     json_t *payload = m->payload;
     json_t *router = m->router;
     if (router) { /* the page the client is on: used to rehydrate expired state */
-        free(s->router);
-        s->router = json_dumps(router, JSON_COMPACT);
+        free(s->peer.router);
+        s->peer.router = json_dumps(router, JSON_COMPACT);
     }
     m->payload = NULL;
     m->router = NULL;
-    sw_event_t *ev =
-        sw_event_new(hydrate ? SW_EV_HYDRATE : SW_EV_CLIENT, m->id, s, m->name, payload, router);
-    if (s->welcomed) {
-        sw_token_enqueue(s->tok, ev);
+    sw_event_t *ev = sw_event_new(hydrate ? SW_EV_HYDRATE : SW_EV_CLIENT, m->id, &s->peer, m->name,
+                                  payload, router);
+    if (s->peer.welcomed) {
+        sw_token_enqueue(s->peer.tok, ev);
         return;
     }
     /* Before its welcome the session does not know its token yet (a
@@ -305,7 +305,7 @@ static void on_event(sw_session_t *s, sw_msg_t *m)
         snprintf(msg, sizeof(msg), "too many events before the welcome (max %u)",
                  w->cfg->max_queue);
         SW_STAT_ADD(w->stats, events_error, 1);
-        sw_session_send_error(s, ev->id, SW_ERRC_RATE_LIMITED, msg);
+        sw_peer_send_error(&s->peer, ev->id, SW_ERRC_RATE_LIMITED, msg);
         sw_event_free(ev);
         return;
     }
@@ -324,19 +324,19 @@ static void on_cancel(sw_session_t *s, int64_t id)
         if (ev->id == id) {
             TAILQ_REMOVE(&s->held, ev, link);
             s->nheld--;
-            sw_session_send_error(s, id, SW_ERRC_CANCELLED, "cancelled");
+            sw_peer_send_error(&s->peer, id, SW_ERRC_CANCELLED, "cancelled");
             sw_event_free(ev);
             return;
         }
     }
-    if (s->tok)
-        sw_token_cancel(s->tok, s, id);
+    if (s->peer.tok)
+        sw_token_cancel(s->peer.tok, &s->peer, id);
 }
 
 void sw_session_on_message(sw_conn_t *c, const char *data, size_t len)
 {
     sw_session_t *s = sw_conn_udata(c);
-    if (!s || s->closing)
+    if (!s || s->peer.closing)
         return;
     sw_msg_t m;
     memset(&m, 0, sizeof(m));
@@ -345,7 +345,7 @@ void sw_session_on_message(sw_conn_t *c, const char *data, size_t len)
     sw_errc_t err = sw_msg_decode(data, len, &m, why, sizeof(why));
     if (err != SW_ERRC_NONE) {
         SW_STAT_ADD(s->w->stats, events_error, 1);
-        sw_session_send_error(s, m.id, err, why[0] ? why : sw_errc_name(err));
+        sw_peer_send_error(&s->peer, m.id, err, why[0] ? why : sw_errc_name(err));
         sw_msg_destroy(&m);
         return;
     }
@@ -363,11 +363,11 @@ void sw_session_on_close(sw_conn_t *c)
     sw_session_t *s = sw_conn_udata(c);
     if (!s)
         return;
-    if (s->tok)
-        sw_token_detach(s->tok, s);
+    if (s->peer.tok)
+        sw_token_detach(s->peer.tok, &s->peer);
     LIST_REMOVE(s, w_link);
     SW_STAT_SUB(s->w->stats, ws_open, 1);
-    SW_STAT_SUB(s->w->stats, sse_open, s->sse ? 1 : 0); /* metrics */
+    SW_STAT_SUB(s->w->stats, sse_open, s->peer.sse ? 1 : 0); /* metrics */
     sw_conn_set_udata(c, NULL);
     sw_event_t *ev;
     while ((ev = TAILQ_FIRST(&s->held))) {
@@ -375,8 +375,8 @@ void sw_session_on_close(sw_conn_t *c)
         sw_event_free(ev);
     }
     free_headers(s);
-    free(s->user);
-    free(s->router);
+    free(s->peer.user);
+    free(s->peer.router);
     free(s);
 }
 
@@ -528,7 +528,7 @@ void sw_session_sse_open(sw_conn_t *c, const sw_http_request_t *req)
     if (sw_conn_sse_start(c) != 0)
         return;
     sw_session_t *s = session_new(w, c, 1);
-    s->user = user[0] ? sw_xstrdup(user) : NULL;
+    s->peer.user = user[0] ? sw_xstrdup(user) : NULL;
     if (ht <= 0)
         sw_random_hex(token, 16);
     json_t *payload = NULL;
@@ -539,8 +539,8 @@ void sw_session_sse_open(sw_conn_t *c, const sw_http_request_t *req)
         /* EventSource's own reconnect: same URL, Last-Event-ID */
         payload = json_pack("{s:{s:b,s:I}}", "resume", "sse", 1, "last_seq", (json_int_t)last_seq);
     sw_token_t *t = sw_token_get(w, token);
-    sw_token_attach(t, s);
-    sw_token_enqueue(t, sw_event_new(SW_EV_HELLO, -1, s, "hello", payload, NULL));
+    sw_token_attach(t, &s->peer);
+    sw_token_enqueue(t, sw_event_new(SW_EV_HELLO, -1, &s->peer, "hello", payload, NULL));
 }
 
 static sw_session_t *find_stream(sw_worker_t *w, const char *cid)
@@ -548,7 +548,7 @@ static sw_session_t *find_stream(sw_worker_t *w, const char *cid)
     sw_session_t *s;
     LIST_FOREACH(s, &w->sessions, w_link)
     {
-        if (s->sse && !s->closing && strcmp(s->conn_id, cid) == 0)
+        if (s->peer.sse && !s->peer.closing && strcmp(s->peer.conn_id, cid) == 0)
             return s;
     }
     return NULL;
@@ -562,7 +562,7 @@ static int post_local(sw_worker_t *w, const char *cid, const char *ctok, json_t 
     sw_session_t *s = find_stream(w, cid);
     if (!s)
         return -404;
-    if (!sw_secure_equal(ctok, strlen(ctok), s->conn_token, strlen(s->conn_token)))
+    if (!sw_secure_equal(ctok, strlen(ctok), s->peer.conn_token, strlen(s->peer.conn_token)))
         return -403;
     size_t i;
     json_t *m;

@@ -17,32 +17,24 @@
 
 #include "proto/msg.h"
 #include "worker/conn.h"
+#include "worker/peer.h"
+#include "worker/store.h"
 
 typedef struct sw_worker sw_worker_t;
 typedef struct sw_token sw_token_t;
 struct sw_event;
 
 typedef struct sw_session {
+    /* What the token pipeline sees (worker/peer.h): first, so that a peer
+     * pointer of a session is the session. */
+    sw_peer_t peer;
     sw_worker_t *w;
     sw_conn_t *conn;
-    sw_token_t *tok;                 /* NULL until hello */
-    LIST_ENTRY(sw_session) tok_link; /* in tok->sessions */
-    LIST_ENTRY(sw_session) w_link;   /* in w->sessions */
-    char conn_id[SW_CONN_ID_MAX + 1];
-    char conn_token[SW_CONN_ID_MAX + 1];
-    char sockid[64];     /* "<worker holder id>.<conn id>": this socket */
-    uint64_t client_seq; /* the last seq this client holds */
-    int64_t max_id;      /* the highest event id this connection sent, -1: none */
-    int welcomed;        /* welcome sent */
-    int hydrated;        /* holds a state (a full delta reached it) */
-    char *router;        /* the last router it sent, compact JSON text (heap), or NULL;
-                            parsed only to rehydrate expired state */
-    int closing;
-    int sse;    /* an event stream (GET /_sse), not a WebSocket */
-    char *user; /* the user id the auth hook gave (heap), NULL: anonymous */
+    LIST_ENTRY(sw_session) w_link; /* in w->sessions */
+    int64_t max_id;                /* the highest event id this connection sent, -1: none */
     /* Events sent after hello and before the welcome: they join the queue
-     * of the token the welcome names (sw_session_welcomed). At most
-     * cfg->max_queue; past it each is answered rate_limited. */
+     * of the token the welcome names (the peer's welcomed callback). At
+     * most cfg->max_queue; past it each is answered rate_limited. */
     TAILQ_HEAD(sw_session_held, sw_event) held;
     uint32_t nheld;
     /* The upgrade request's Cookie, Origin and Authorization headers, kept
@@ -53,6 +45,12 @@ typedef struct sw_session {
     double bucket;
     uint64_t bucket_ms; /* sw_now_ms() of the last refill */
 } sw_session_t;
+
+/* The session of a peer (every peer of the worker is a session). */
+static inline sw_session_t *sw_session_of(sw_peer_t *p)
+{
+    return (sw_session_t *)p;
+}
 
 /* conn callbacks (installed in the worker's sw_conn_env_t). */
 int sw_session_on_open(sw_conn_t *c, const sw_http_request_t *req);
@@ -91,23 +89,11 @@ void sw_session_post_answered(sw_worker_t *w, const char *data, size_t len);
  * freed, so that no store callback refers to them). */
 void sw_session_posts_cancel(sw_worker_t *w);
 
-/* Send a pre-encoded message. Returns 0 or the sw_conn_send error (the
- * conn closes itself at its output bound). */
-int sw_session_send(sw_session_t *s, const char *data, size_t len);
-
-/* sw_session_send of one message made of iovcnt pieces (concatenated;
- * sw_conn_sendv: no intermediate copy on a WebSocket). Same returns, plus
- * SW_EINVAL for iovcnt < 0. */
-int sw_session_sendv(sw_session_t *s, const struct iovec *iov, int iovcnt);
-
-/* Send an error message answering event `id` (-1: none). */
-void sw_session_send_error(sw_session_t *s, int64_t id, sw_errc_t code, const char *message);
-
-/* The session got its welcome (token.c): the events it sent before it
- * join its token's queue, in order. */
-void sw_session_welcomed(sw_session_t *s);
-
 /* Close the client with `code` (1001 while draining). */
 void sw_session_close(sw_session_t *s, uint16_t code, const char *reason);
+
+/* Set, refresh or drop (sw_store_live) the live keys of every welcomed
+ * session of this worker, in batched script calls. */
+void sw_session_live_all(sw_worker_t *w, sw_live_op_t op);
 
 #endif

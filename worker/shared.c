@@ -516,7 +516,7 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *tw, int revents)
     const char **members = sw_xmalloc((r->ntokens ? r->ntokens : 1) * sizeof(*members));
     size_t n = 0;
     for (size_t i = 0; i < r->ntokens; i++)
-        if (r->tokens[i]->nsessions > 0)
+        if (r->tokens[i]->npeers > 0)
             members[n++] = r->tokens[i]->token;
     presence_call(r, n ? SW_PRESENCE_ADD : SW_PRESENCE_REAP, members, n);
     free(members);

@@ -31,12 +31,12 @@ static void finish_current(sw_token_t *t);
 static void prepare(sw_token_t *t);
 static void after_commit(sw_token_t *t);
 static int clients_hold_state(const sw_token_t *t);
-static void hello_sync(sw_token_t *t, sw_session_t *s);
+static void hello_sync(sw_token_t *t, sw_peer_t *s);
 static int link_phase(sw_token_t *t);
 
 /* ---- events -------------------------------------------------------------- */
 
-sw_event_t *sw_event_new(sw_event_src_t kind, int64_t id, sw_session_t *origin, const char *name,
+sw_event_t *sw_event_new(sw_event_src_t kind, int64_t id, sw_peer_t *origin, const char *name,
                          json_t *payload, json_t *router)
 {
     sw_event_t *ev = sw_xcalloc(1, sizeof(*ev));
@@ -74,12 +74,17 @@ sw_token_t *sw_token_get(sw_worker_t *w, const char *token)
     snprintf(t->token, sizeof(t->token), "%s", token);
     t->w = w;
     TAILQ_INIT(&t->queue);
-    LIST_INIT(&t->sessions);
+    LIST_INIT(&t->peers);
     LIST_INIT(&t->tasks);
     ev_timer_init(&t->retry_w, busy_retry_cb, 0., 0.);
     HASH_ADD_STR(w->tokens, token, t);
     w->ntokens++;
     return t;
+}
+
+const char *sw_token_name(const sw_token_t *t)
+{
+    return t->token;
 }
 
 int sw_token_idle(const sw_token_t *t)
@@ -288,7 +293,7 @@ void sw_token_gc(sw_worker_t *w)
     sw_token_t *t, *tmp;
     HASH_ITER(hh, w->tokens, t, tmp)
     {
-        if (t->nsessions == 0 && LIST_EMPTY(&t->tasks) && sw_token_idle(t) &&
+        if (t->npeers == 0 && LIST_EMPTY(&t->tasks) && sw_token_idle(t) &&
             !ev_is_active(&t->retry_w) && !t->resume_queued)
             token_free(t);
     }
@@ -300,8 +305,8 @@ void sw_token_free_all(sw_worker_t *w)
     sw_token_t *t, *tmp;
     HASH_ITER(hh, w->tokens, t, tmp)
     {
-        sw_session_t *s;
-        LIST_FOREACH(s, &t->sessions, tok_link)
+        sw_peer_t *s;
+        LIST_FOREACH(s, &t->peers, tok_link)
         s->tok = NULL;
         t->presence_on = 0; /* the entries expire; no writes at exit */
         token_free(t);
@@ -311,10 +316,10 @@ void sw_token_free_all(sw_worker_t *w)
         free(inflight_pool[--inflight_npool]);
 }
 
-void sw_token_attach(sw_token_t *t, sw_session_t *s)
+void sw_token_attach(sw_token_t *t, sw_peer_t *s)
 {
-    LIST_INSERT_HEAD(&t->sessions, s, tok_link);
-    t->nsessions++;
+    LIST_INSERT_HEAD(&t->peers, s, tok_link);
+    t->npeers++;
     s->tok = t;
     if (!t->presence_on) {
         t->presence_on = 1;
@@ -322,7 +327,7 @@ void sw_token_attach(sw_token_t *t, sw_session_t *s)
     }
 }
 
-void sw_token_detach(sw_token_t *t, sw_session_t *s)
+void sw_token_detach(sw_token_t *t, sw_peer_t *s)
 {
     if (s->welcomed) {
         /* Before any presence removal, on the same connection: a newer
@@ -332,7 +337,7 @@ void sw_token_detach(sw_token_t *t, sw_session_t *s)
         sw_store_live(t->w->store, SW_LIVE_DROP, tok, sock, 1, t->w->cfg->presence_ttl_ms);
     }
     LIST_REMOVE(s, tok_link);
-    t->nsessions--;
+    t->npeers--;
     s->tok = NULL;
     sw_event_t *ev;
     TAILQ_FOREACH(ev, &t->queue, link)
@@ -342,7 +347,7 @@ void sw_token_detach(sw_token_t *t, sw_session_t *s)
     }
     if (t->current && t->current->origin == s)
         t->current->origin = NULL;
-    if (t->nsessions == 0) {
+    if (t->npeers == 0) {
         if (t->presence_on)
             presence_all(t, SW_PRESENCE_REMOVE);
         t->presence_on = 0;
@@ -352,7 +357,7 @@ void sw_token_detach(sw_token_t *t, sw_session_t *s)
     sw_worker_schedule_gc(t->w);
 }
 
-void sw_token_cancel(sw_token_t *t, sw_session_t *s, int64_t id)
+void sw_token_cancel(sw_token_t *t, sw_peer_t *s, int64_t id)
 {
     sw_event_t *ev;
     TAILQ_FOREACH(ev, &t->queue, link)
@@ -362,7 +367,7 @@ void sw_token_cancel(sw_token_t *t, sw_session_t *s, int64_t id)
             TAILQ_REMOVE(&t->queue, ev, link);
             t->qlen--;
             SW_STAT_ADD(t->w->stats, events_error, 1);
-            sw_session_send_error(s, id, SW_ERRC_CANCELLED, "cancelled");
+            sw_peer_send_error(s, id, SW_ERRC_CANCELLED, "cancelled");
             sw_event_free(ev);
             return;
         }
@@ -381,7 +386,7 @@ void sw_token_enqueue(sw_token_t *t, sw_event_t *ev)
         if (ev->origin) {
             char msg[96];
             snprintf(msg, sizeof(msg), "too many queued events (max %u)", cfg->max_queue);
-            sw_session_send_error(ev->origin, ev->id, SW_ERRC_RATE_LIMITED, msg);
+            sw_peer_send_error(ev->origin, ev->id, SW_ERRC_RATE_LIMITED, msg);
         } else {
             sw_log(SW_LOG_WARN, "token %.8s…: event queue full, dropping %s", t->token, ev->name);
         }
@@ -417,14 +422,14 @@ static void push_front_chained(sw_token_t *t, json_t *chained)
 /* Send a delta to the token's clients: with `id` to `origin`, without to
  * the others. Sessions not yet welcomed are skipped (their welcome carries
  * a seq at or after this one). */
-static void deliver(sw_token_t *t, sw_session_t *origin, int64_t id, uint64_t seq,
-                    const json_t *delta, const json_t *events, int full, int origin_only)
+static void deliver(sw_token_t *t, sw_peer_t *origin, int64_t id, uint64_t seq, const json_t *delta,
+                    const json_t *events, int full, int origin_only)
 {
     sw_buf_t plain, with_id;
     sw_buf_init(&plain, 0);
     sw_buf_init(&with_id, 0);
-    sw_session_t *s, *next;
-    for (s = LIST_FIRST(&t->sessions); s; s = next) {
+    sw_peer_t *s, *next;
+    for (s = LIST_FIRST(&t->peers); s; s = next) {
         next = LIST_NEXT(s, tok_link);
         if (!s->welcomed || s->closing)
             continue;
@@ -442,7 +447,8 @@ static void deliver(sw_token_t *t, sw_session_t *origin, int64_t id, uint64_t se
             s->client_seq = seq;
         if (full)
             s->hydrated = 1;
-        if (sw_session_send(s, b->data, b->len) == 0) {
+        sw_out_t out = {.kind = SW_OUT_DELTA, .seq = seq};
+        if (sw_peer_send(s, &out, b->data, b->len) == 0) {
             SW_STAT_ADD(t->w->stats, deltas_sent, 1);
             SW_STAT_ADD(t->w->stats, deltas_fanout, b == &plain); /* metrics: sent without id */
         }
@@ -455,16 +461,16 @@ static void answer_error(sw_token_t *t, sw_event_t *ev, sw_errc_t code, const ch
 {
     SW_STAT_ADD(t->w->stats, events_error, 1);
     if (ev->origin) {
-        sw_session_send_error(ev->origin, ev->id, code, msg);
+        sw_peer_send_error(ev->origin, ev->id, code, msg);
         return;
     }
     if (ev->kind == SW_EV_TASK_STEP || ev->kind == SW_EV_CHAINED) {
         /* No one asked: tell every client of the token, without id. */
-        sw_session_t *s;
-        LIST_FOREACH(s, &t->sessions, tok_link)
+        sw_peer_t *s;
+        LIST_FOREACH(s, &t->peers, tok_link)
         {
             if (s->welcomed)
-                sw_session_send_error(s, -1, code, msg);
+                sw_peer_send_error(s, -1, code, msg);
         }
     }
 }
@@ -472,11 +478,11 @@ static void answer_error(sw_token_t *t, sw_event_t *ev, sw_errc_t code, const ch
 /* A client whose seq is behind the store's missed changes made elsewhere
  * (another worker or host, or a commit whose outcome was unknown): give it
  * the whole state before anything else. */
-static void resync_stale(sw_token_t *t, sw_session_t *skip)
+static void resync_stale(sw_token_t *t, sw_peer_t *skip)
 {
     json_t *full = NULL;
-    sw_session_t *s;
-    LIST_FOREACH(s, &t->sessions, tok_link)
+    sw_peer_t *s;
+    LIST_FOREACH(s, &t->peers, tok_link)
     {
         if (!s->welcomed || s->closing || s == skip || s->client_seq >= t->seq)
             continue;
@@ -486,7 +492,8 @@ static void resync_stale(sw_token_t *t, sw_session_t *skip)
         sw_buf_init(&b, 0);
         sw_msg_encode_delta(&b, t->seq, -1, full, NULL, 1);
         s->client_seq = t->seq;
-        sw_session_send(s, b.data, b.len);
+        sw_out_t out = {.kind = SW_OUT_DELTA, .seq = t->seq};
+        sw_peer_send(s, &out, b.data, b.len);
         sw_buf_destroy(&b);
     }
     json_decref(full);
@@ -548,7 +555,7 @@ static void fold_shared(sw_token_t *t, json_t *delta, int all)
             l->presence_seen = l->r->presence;
         }
     }
-    if (full && t->nsessions) {
+    if (full && t->npeers) {
         sw_log(SW_LOG_DEBUG, "token %.8s…: shared view sent is gone; full delta", t->token);
         json_t *f = sw_tree_full(&t->tree);
         deliver(t, NULL, -1, t->seq, f, NULL, 1, 0);
@@ -559,7 +566,7 @@ static void fold_shared(sw_token_t *t, json_t *delta, int all)
 static void do_catchup(sw_token_t *t)
 {
     t->catchup_pending = 0;
-    if (!t->have_tree || !t->old_view || t->nsessions == 0)
+    if (!t->have_tree || !t->old_view || t->npeers == 0)
         return;
     int behind = 0;
     for (size_t i = 0; i < t->ntl; i++) {
@@ -602,7 +609,7 @@ typedef struct fanout_group {
  * earlier view of r, linked to r alone with every shared state. */
 static int group_eligible(const sw_token_t *t, const sw_shared_t *r)
 {
-    if (t->current || t->pending_store || !t->have_tree || !t->old_view || t->nsessions == 0 ||
+    if (t->current || t->pending_store || !t->have_tree || !t->old_view || t->npeers == 0 ||
         t->ntl != 1 || t->tl[0].r != r)
         return 0;
     const sw_tlink_t *l = &t->tl[0];
@@ -617,13 +624,14 @@ static void deliver_tail(sw_token_t *t, const sw_buf_t *tail)
 {
     char head[SW_MSG_DELTA_HEAD_MAX];
     size_t hlen = sw_msg_delta_head(head, sizeof(head), t->seq);
-    sw_session_t *s, *next;
-    for (s = LIST_FIRST(&t->sessions); s; s = next) {
+    sw_peer_t *s, *next;
+    for (s = LIST_FIRST(&t->peers); s; s = next) {
         next = LIST_NEXT(s, tok_link);
         if (!s->welcomed || s->closing)
             continue;
         struct iovec iov[2] = {{head, hlen}, {tail->data, tail->len}};
-        if (sw_session_sendv(s, iov, 2) == 0) {
+        sw_out_t out = {.kind = SW_OUT_DELTA, .seq = t->seq};
+        if (sw_peer_sendv(s, &out, iov, 2) == 0) {
             SW_STAT_ADD(t->w->stats, deltas_sent, 1);
             SW_STAT_ADD(t->w->stats, deltas_fanout, 1); /* metrics: sent without id */
         }
@@ -781,38 +789,15 @@ void sw_token_close_socket(sw_worker_t *w, const char *token, const char *sockid
     HASH_FIND_STR(w->tokens, token, t);
     if (!t)
         return;
-    sw_session_t *s;
-    LIST_FOREACH(s, &t->sessions, tok_link)
+    sw_peer_t *s;
+    LIST_FOREACH(s, &t->peers, tok_link)
     {
         if (strcmp(s->sockid, sockid) == 0) {
             sw_log(SW_LOG_INFO, "token %.8s…: closing a socket replaced by a resume", t->token);
-            sw_session_close(s, 4001, "replaced by a resumed connection");
+            sw_peer_close(s, 4001, "replaced by a resumed connection");
             return;
         }
     }
-}
-
-void sw_token_live_all(sw_worker_t *w, sw_live_op_t op)
-{
-    size_t n = 0, cap = 0;
-    const char **toks = NULL, **socks = NULL;
-    sw_session_t *s;
-    LIST_FOREACH(s, &w->sessions, w_link)
-    {
-        if (!s->welcomed || !s->tok || s->closing)
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 256;
-            toks = sw_xrealloc(toks, cap * sizeof(*toks));
-            socks = sw_xrealloc(socks, cap * sizeof(*socks));
-        }
-        toks[n] = s->tok->token;
-        socks[n] = s->sockid;
-        n++;
-    }
-    sw_store_live(w->store, op, toks, socks, n, w->cfg->presence_ttl_ms);
-    free(toks);
-    free(socks);
 }
 
 /* What a dropped state tree frees, in sw_conn_env_heap_freed units
@@ -875,8 +860,7 @@ static void finish_current(sw_token_t *t)
     t->waiting = WAIT_NONE;
     /* A hello's tree is nobody's view, unless other clients of the token
      * hold state: then it is theirs, and their catch-ups need it. */
-    if (t->nsessions == 0 ||
-        (t->current && t->current->kind == SW_EV_HELLO && !clients_hold_state(t)))
+    if (t->npeers == 0 || (t->current && t->current->kind == SW_EV_HELLO && !clients_hold_state(t)))
         drop_tree(t);
     if (!keep_lease(t))
         release_lease(t);
@@ -886,7 +870,7 @@ static void finish_current(sw_token_t *t)
     if (t->catchup_pending)
         do_catchup(t);
     kick(t);
-    if (sw_token_idle(t) && t->nsessions == 0)
+    if (sw_token_idle(t) && t->npeers == 0)
         sw_worker_schedule_gc(t->w);
 }
 
@@ -1068,8 +1052,8 @@ static int resume_valid(const sw_token_t *t, const json_t *resume)
  * is gone from the store (expired): the server rehydrates first. */
 static int clients_hold_state(const sw_token_t *t)
 {
-    const sw_session_t *s;
-    LIST_FOREACH(s, &t->sessions, tok_link)
+    const sw_peer_t *s;
+    LIST_FOREACH(s, &t->peers, tok_link)
     {
         if (s->hydrated)
             return 1;
@@ -1107,7 +1091,7 @@ static void prepare(sw_token_t *t)
             /* The state expired in the store while clients hold it: run a
              * hydrate first (defaults + on_load, a full delta to every
              * client), then this event. */
-            sw_session_t *s = ev->origin ? ev->origin : LIST_FIRST(&t->sessions);
+            sw_peer_t *s = ev->origin ? ev->origin : LIST_FIRST(&t->peers);
             json_t *router = ev->router       ? json_incref(ev->router)
                              : s && s->router ? json_loads(s->router, 0, NULL)
                                               : NULL;
@@ -1140,27 +1124,28 @@ static void prepare(sw_token_t *t)
     run_current(t);
 }
 
-static void send_welcome(sw_token_t *t, sw_session_t *s, int resumed)
+static void send_welcome(sw_token_t *t, sw_peer_t *s, int resumed)
 {
     sw_buf_t b;
     sw_buf_init(&b, 0);
     sw_msg_encode_welcome(&b, t->token, s->conn_id, s->conn_token, resumed, t->seq);
-    s->welcomed = 1;
     s->client_seq = t->seq;
-    sw_session_send(s, b.data, b.len);
+    sw_out_t out = {.kind = SW_OUT_WELCOME};
+    sw_peer_send(s, &out, b.data, b.len);
     sw_buf_destroy(&b);
     /* What it sent before its welcome joins this token's queue, behind
      * the HELLO (and so after the resume sync). */
-    sw_session_welcomed(s);
+    sw_peer_welcomed(s);
 }
 
-static void send_full(sw_token_t *t, sw_session_t *s)
+static void send_full(sw_token_t *t, sw_peer_t *s)
 {
     json_t *full = sw_tree_full(&t->tree);
     sw_buf_t b;
     sw_buf_init(&b, 0);
     sw_msg_encode_delta(&b, t->seq, -1, full, NULL, 1);
-    sw_session_send(s, b.data, b.len);
+    sw_out_t out = {.kind = SW_OUT_DELTA, .seq = t->seq};
+    sw_peer_send(s, &out, b.data, b.len);
     sw_buf_destroy(&b);
     json_decref(full);
     s->client_seq = t->seq;
@@ -1178,7 +1163,7 @@ static void on_replay(void *udata, int status, const char *const *entries, const
     sw_event_t *ev = t->current;
     if (!ev)
         return;
-    sw_session_t *s = ev->origin;
+    sw_peer_t *s = ev->origin;
     uint64_t first = (uint64_t)json_integer_value(
                          json_object_get(json_object_get(ev->payload, "resume"), "last_seq")) +
                      1;
@@ -1190,8 +1175,10 @@ static void on_replay(void *udata, int status, const char *const *entries, const
     }
     SW_STAT_ADD(t->w->stats, resumes[whole ? SW_RESUME_REPLAYED : SW_RESUME_FULL], 1); /* metrics */
     if (s && whole) {
-        for (size_t i = 0; i < n; i++)
-            sw_session_send(s, entries[i], lens[i]);
+        for (size_t i = 0; i < n; i++) {
+            sw_out_t out = {.kind = SW_OUT_DELTA, .seq = first + i};
+            sw_peer_send(s, &out, entries[i], lens[i]);
+        }
         s->client_seq = t->seq;
         s->hydrated = 1;
     } else if (s) {
@@ -1247,7 +1234,7 @@ static int add_meta_field(sw_token_t *t, commit_fields_t *cf, const json_t *link
 
 /* The "_conn" field: the connection record a resume is checked against;
  * and "_user" when this connection binds the token to its user. */
-static int add_conn_field(sw_token_t *t, commit_fields_t *cf, const sw_session_t *s)
+static int add_conn_field(sw_token_t *t, commit_fields_t *cf, const sw_peer_t *s)
 {
     if (s->user && !t->user) {
         sw_buf_t *u = &cf->bufs[cf->n];
@@ -1828,7 +1815,7 @@ static void after_commit(sw_token_t *t)
              * deltas went out first; no next step. */
             SW_STAT_ADD(w->stats, events_error, 1);
             if (ev->origin)
-                sw_session_send_error(ev->origin, ev->id, SW_ERRC_CANCELLED, "cancelled");
+                sw_peer_send_error(ev->origin, ev->id, SW_ERRC_CANCELLED, "cancelled");
         } else {
             ev->step++;
             json_decref(f->acc);
@@ -1867,7 +1854,7 @@ static void close_elsewhere(sw_token_t *t, const char *sockid)
 /* After the welcome of a resumed session: before anything else, the
  * missed deltas of the token's own stream (from the replay log) or one full
  * delta (the log no longer reaches back, or shared state is linked). */
-static void hello_sync(sw_token_t *t, sw_session_t *s)
+static void hello_sync(sw_token_t *t, sw_peer_t *s)
 {
     json_t *resume = json_object_get(t->current->payload, "resume");
     uint64_t last = (uint64_t)json_integer_value(json_object_get(resume, "last_seq"));
@@ -1891,17 +1878,18 @@ static void hello_sync(sw_token_t *t, sw_session_t *s)
     finish_current(t);
 }
 
-/* Is `sockid` one of this worker's sockets that has closed already (its
- * live key's drop may simply not have reached Redis yet)? Sockets of other
- * workers count as live. */
-static int local_socket_gone(sw_worker_t *w, const char *sockid)
+/* Is `sockid` (the token's live connection as the store had it) one of
+ * this worker's sockets that has closed already (its live key's drop may
+ * simply not have reached Redis yet)? Such a socket, still open, would be
+ * one of this token's peers. Sockets of other workers count as live. */
+static int local_socket_gone(const sw_token_t *t, const char *sockid)
 {
     int mine;
-    sw_worker_id_holder(w, sockid, '.', &mine);
+    sw_worker_id_holder(t->w, sockid, '.', &mine);
     if (!mine)
         return 0;
-    sw_session_t *x;
-    LIST_FOREACH(x, &w->sessions, w_link)
+    const sw_peer_t *x;
+    LIST_FOREACH(x, &t->peers, tok_link)
     {
         if (strcmp(x->sockid, sockid) == 0)
             return x->closing;
@@ -1912,7 +1900,7 @@ static int local_socket_gone(sw_worker_t *w, const char *sockid)
 /* The session moves to a token of its own (a duplicate tab, or a client
  * that may not use this token): a fresh HELLO there. The events it sent
  * before its welcome are held by the session and follow it. */
-static void move_to_new_token(sw_token_t *t, sw_session_t *s)
+static void move_to_new_token(sw_token_t *t, sw_peer_t *s)
 {
     char fresh[SW_TOKEN_MAX + 1];
     sw_random_hex(fresh, 16);
@@ -1936,7 +1924,7 @@ static void run_hello(sw_token_t *t)
 {
     sw_event_t *ev = t->current;
     sw_inflight_t *f = t->flight;
-    sw_session_t *s = ev->origin;
+    sw_peer_t *s = ev->origin;
     if (!s) {
         finish_current(t);
         return;
@@ -1948,22 +1936,21 @@ static void run_hello(sw_token_t *t)
         sw_log(SW_LOG_INFO, "token %.8s…: bound to another user; the client gets a new token",
                t->token);
         if (f->hello_resume == SW_HELLO_RESUME || f->hello_resume == SW_HELLO_REFUSED)
-            sw_session_send_error(
-                s, -1, SW_ERRC_BAD_RESUME,
-                "this token belongs to another user; continuing with a new token");
+            sw_peer_send_error(s, -1, SW_ERRC_BAD_RESUME,
+                               "this token belongs to another user; continuing with a new token");
         move_to_new_token(t, s);
         finish_current(t);
         return;
     }
     int other_live = t->live_seen && t->live_seen[0] && strcmp(t->live_seen, s->sockid) != 0 &&
-                     !local_socket_gone(w, t->live_seen);
+                     !local_socket_gone(t, t->live_seen);
     if (f->hello_resume == SW_HELLO_BARE_SSE) /* only once the last stream really ended */
         f->hello_resume = other_live ? SW_HELLO_FRESH : SW_HELLO_RESUME;
     if (f->hello_resume != SW_HELLO_RESUME && other_live) {
         sw_log(SW_LOG_INFO, "token %.8s…: duplicate tab gets a new token", t->token);
         if (f->hello_resume == SW_HELLO_REFUSED) /* refused credentials: said before the welcome */
-            sw_session_send_error(s, -1, SW_ERRC_BAD_RESUME,
-                                  "unknown conn_id or conn_token; continuing as a new connection");
+            sw_peer_send_error(s, -1, SW_ERRC_BAD_RESUME,
+                               "unknown conn_id or conn_token; continuing as a new connection");
         move_to_new_token(t, s);
         finish_current(t);
         return;
@@ -1981,8 +1968,8 @@ static void run_hello(sw_token_t *t)
         return;
     }
     if (f->hello_resume == SW_HELLO_REFUSED)
-        sw_session_send_error(s, -1, SW_ERRC_BAD_RESUME,
-                              "unknown conn_id or conn_token; continuing as a new connection");
+        sw_peer_send_error(s, -1, SW_ERRC_BAD_RESUME,
+                           "unknown conn_id or conn_token; continuing as a new connection");
     commit_fields_t cf;
     cf.n = 0;
     add_conn_field(t, &cf, s);

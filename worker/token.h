@@ -34,7 +34,7 @@
 
 #include "proto/msg.h"
 #include "worker/runtime.h"
-#include "worker/session.h"
+#include "worker/peer.h"
 #include "worker/store.h"
 
 typedef enum {
@@ -45,27 +45,29 @@ typedef enum {
     SW_EV_TASK_STEP, /* one step of a background task */
 } sw_event_src_t;
 
+typedef struct sw_token sw_token_t;
+typedef struct sw_worker sw_worker_t;
 typedef struct sw_task sw_task_t;
 typedef struct sw_shared sw_shared_t;
 
 typedef struct sw_event {
     TAILQ_ENTRY(sw_event) link;
     sw_event_src_t kind;
-    int64_t id;           /* client event id, -1 if none */
-    sw_session_t *origin; /* who gets the answer; NULL once it closed */
-    char *name;           /* owned */
-    json_t *payload;      /* owned, never NULL */
-    json_t *router;       /* owned, may be NULL */
-    sw_task_t *task;      /* SW_EV_TASK_STEP */
-    unsigned step;        /* handler step (yields so far) */
-    int retried;          /* lease-lost retry done */
-    int cancelled;        /* the client cancelled it while it ran: no next step */
-    unsigned conflicts;   /* shared-state compare-and-set retries */
-    uint64_t t0_ns;       /* sw_now_ns() at arrival (event duration metric) */
+    int64_t id;         /* client event id, -1 if none */
+    sw_peer_t *origin;  /* who gets the answer; NULL once it closed */
+    char *name;         /* owned */
+    json_t *payload;    /* owned, never NULL */
+    json_t *router;     /* owned, may be NULL */
+    sw_task_t *task;    /* SW_EV_TASK_STEP */
+    unsigned step;      /* handler step (yields so far) */
+    int retried;        /* lease-lost retry done */
+    int cancelled;      /* the client cancelled it while it ran: no next step */
+    unsigned conflicts; /* shared-state compare-and-set retries */
+    uint64_t t0_ns;     /* sw_now_ns() at arrival (event duration metric) */
 } sw_event_t;
 
 TAILQ_HEAD(sw_event_queue, sw_event);
-LIST_HEAD(sw_session_list, sw_session);
+LIST_HEAD(sw_peer_list, sw_peer);
 
 struct sw_task {
     LIST_ENTRY(sw_task) link;
@@ -145,10 +147,10 @@ struct sw_token {
     sw_inflight_t *flight; /* non-NULL while an event is in flight */
     sw_tree_t tree;
     int have_tree;
-    int exists;   /* the token hash exists in the store */
-    uint64_t seq; /* the store's seq, as of the last load/commit */
-    struct sw_session_list sessions;
-    uint32_t nsessions;
+    int exists;                /* the token hash exists in the store */
+    uint64_t seq;              /* the store's seq, as of the last load/commit */
+    struct sw_peer_list peers; /* its clients on this worker */
+    uint32_t npeers;
     struct sw_task_list tasks;
     ev_timer retry_w;          /* lease busy backoff */
     int pending_store;         /* a store callback is outstanding */
@@ -158,7 +160,7 @@ struct sw_token {
     uint64_t ttl_refreshed_ms; /* last commit that refreshed the hash TTL */
     int release_asked;         /* another worker asked for the lease */
     int in_kick;
-    /* Shared state. The tree, kept while the token has sessions, is the
+    /* Shared state. The tree, kept while the token has peers, is the
      * client view: what its clients have been sent. */
     sw_tlink_t *tl;         /* [ntl], sorted by shared token name; heap, NULL when ntl == 0 */
     size_t ntl;             /* at most SW_MAX_TOKEN_SHARED */
@@ -188,7 +190,7 @@ sw_token_t *sw_token_get(sw_worker_t *w, const char *token);
 void sw_token_enqueue(sw_token_t *t, sw_event_t *ev);
 
 /* A new event; name copied, payload/router stolen (payload NULL = {}). */
-sw_event_t *sw_event_new(sw_event_src_t kind, int64_t id, sw_session_t *origin, const char *name,
+sw_event_t *sw_event_new(sw_event_src_t kind, int64_t id, sw_peer_t *origin, const char *name,
                          json_t *payload, json_t *router);
 void sw_event_free(sw_event_t *ev);
 
@@ -197,16 +199,19 @@ void sw_event_free(sw_event_t *ev);
  * yields), it stops before its next step and is answered cancelled (what
  * its committed steps wrote stays); otherwise (unknown, or already
  * answered) nothing happens. */
-void sw_token_cancel(sw_token_t *t, sw_session_t *s, int64_t id);
+void sw_token_cancel(sw_token_t *t, sw_peer_t *p, int64_t id);
 
 /* Attach / detach a session (detach clears it from queued events). */
-void sw_token_attach(sw_token_t *t, sw_session_t *s);
-void sw_token_detach(sw_token_t *t, sw_session_t *s);
+void sw_token_attach(sw_token_t *t, sw_peer_t *p);
+void sw_token_detach(sw_token_t *t, sw_peer_t *p);
+
+/* The token's name (borrowed, lives as long as the token). */
+const char *sw_token_name(const sw_token_t *t);
 
 /* 1 when nothing is queued or in flight. */
 int sw_token_idle(const sw_token_t *t);
 
-/* Free tokens with no sessions, no tasks and nothing queued. Called from
+/* Free tokens with no peers, no tasks and nothing queued. Called from
  * the worker's gc step. */
 void sw_token_gc(sw_worker_t *w);
 
@@ -240,10 +245,6 @@ void sw_token_lease_wanted(sw_worker_t *w, const char *token);
 /* Close the local session `sockid` of `token` (a resumed connection
  * replaced it elsewhere); no-op when it is not here. */
 void sw_token_close_socket(sw_worker_t *w, const char *token, const char *sockid);
-
-/* Refresh (or drop, at exit) the live keys of every welcomed session of
- * this worker, in batched script calls. */
-void sw_token_live_all(sw_worker_t *w, sw_live_op_t op);
 
 /* Free every token (worker exit). */
 void sw_token_free_all(sw_worker_t *w);

@@ -129,7 +129,7 @@ static void inbox_cb(void *udata, const char *data, size_t len)
 static void live_refresh_cb(struct ev_loop *loop, ev_timer *tw, int revents)
 {
     sw_worker_t *w = sw_container_of(tw, sw_worker_t, live_w);
-    sw_token_live_all(w, SW_LIVE_REFRESH);
+    sw_session_live_all(w, SW_LIVE_REFRESH);
 }
 
 /* The signing key (worker/credentials.h): from --secret, or the random
@@ -304,7 +304,7 @@ static void drain_poll_cb(struct ev_loop *loop, ev_timer *tw, int revents)
     sw_session_t *s, *next;
     for (s = LIST_FIRST(&w->sessions); s; s = next) {
         next = LIST_NEXT(s, w_link);
-        if (!s->closing && (!s->tok || sw_token_idle(s->tok)))
+        if (!s->peer.closing && (!s->peer.tok || sw_token_idle(s->peer.tok)))
             sw_session_close(s, 1001, "going away");
     }
     if (all_quiet(w)) {
@@ -351,7 +351,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *sw, int revents)
         w->stopping = 1;
         /* Fast stop: the connections go, so do their live keys (a client
          * reconnecting without resume credentials is then no duplicate). */
-        sw_token_live_all(w, SW_LIVE_DROP);
+        sw_session_live_all(w, SW_LIVE_DROP);
         ev_timer_stop(loop, &w->drain_w);
         ev_timer_stop(loop, &w->drain_poll_w);
         ev_timer_init(&w->drain_w, exit_grace_cb, SW_EXIT_GRACE_S, 0.);
