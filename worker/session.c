@@ -6,10 +6,10 @@
 #include <strings.h>
 
 #include "common/log.h"
-#include "worker/credentials.h"
 #include "common/util.h"
+#include "worker/credentials.h"
 #include "worker/token.h"
-#include "worker/worker.h"
+#include "worker/wctx.h"
 
 static void http_error(sw_conn_t *c, int status, const char *code, const char *msg);
 static const sw_peer_ops_t SESSION_PEER;

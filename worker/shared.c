@@ -6,8 +6,7 @@
 #include "common/log.h"
 #include "common/mpjson.h"
 #include "common/util.h"
-#include "worker/token.h"
-#include "worker/worker.h"
+#include "worker/wctx.h"
 
 /* Messages kept while a read or a commit is in flight; past it the copy is
  * reread instead. */
@@ -136,11 +135,12 @@ static void catchup_all(sw_shared_t *r)
         return;
     sw_token_t **copy = sw_xmalloc(n * sizeof(*copy));
     memcpy(copy, r->tokens, n * sizeof(*copy));
+    const sw_shared_hooks_t *h = r->w->shared_hooks;
     if (!sw_appdef_fanout_needs_private(r->w->app))
-        sw_token_catchup_group(r, copy, n);
+        h->catchup_group(r, copy, n);
     else
         for (size_t i = 0; i < n; i++)
-            sw_token_catchup(copy[i]);
+            h->catchup(copy[i]);
     free(copy);
 }
 
@@ -153,7 +153,7 @@ static void resume_syncwait(sw_shared_t *r)
     memcpy(copy, r->syncwait, n * sizeof(*copy));
     r->nsyncwait = 0;
     for (size_t i = 0; i < n; i++)
-        sw_token_resume(copy[i]);
+        r->w->shared_hooks->resume(copy[i]);
     free(copy);
 }
 
@@ -328,7 +328,7 @@ static void on_read(void *udata, const sw_store_loaded_t *res)
         json_decref(r->buffered);
         r->buffered = NULL;
         resume_syncwait(r); /* they see !synced && !reading: state_unavailable */
-        sw_worker_schedule_gc(r->w);
+        sw_wctx_schedule_gc(r->w);
         return;
     }
     json_t *vars = json_object();
@@ -357,7 +357,7 @@ static void on_read(void *udata, const sw_store_loaded_t *res)
     drain_buffered(r);
     resume_syncwait(r);
     schedule_catchup(r);
-    sw_worker_schedule_gc(r->w);
+    sw_wctx_schedule_gc(r->w);
 }
 
 static void start_read(sw_shared_t *r)
@@ -393,7 +393,7 @@ void sw_shared_unlink(sw_shared_t *r, sw_token_t *t)
             r->subscribed = 0;
         }
         mark_stale(r);
-        sw_worker_schedule_gc(r->w);
+        sw_wctx_schedule_gc(r->w);
     }
 }
 
@@ -431,7 +431,7 @@ void sw_shared_release_slot(sw_shared_t *r, sw_token_t *t)
         sw_token_t *next = r->waiters[0];
         list_del(r->waiters, &r->nwaiters, next);
         r->slot = next;
-        sw_token_resume(next);
+        r->w->shared_hooks->resume(next);
     }
 }
 
@@ -503,8 +503,9 @@ static void presence_call(sw_shared_t *r, sw_presence_op_t op, const char *const
 
 void sw_shared_presence(sw_shared_t *r, sw_token_t *t, sw_presence_op_t op)
 {
-    sw_log(SW_LOG_DEBUG, "shared %s: presence op %d for %.8s…", r->token, (int)op, t->token);
-    const char *members[1] = {t->token};
+    const char *name = r->w->shared_hooks->name(t);
+    sw_log(SW_LOG_DEBUG, "shared %s: presence op %d for %.8s…", r->token, (int)op, name);
+    const char *members[1] = {name};
     presence_call(r, op, members, 1);
 }
 
@@ -515,9 +516,10 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *tw, int revents)
      * entries of other workers) in one script call. */
     const char **members = sw_xmalloc((r->ntokens ? r->ntokens : 1) * sizeof(*members));
     size_t n = 0;
+    const sw_shared_hooks_t *h = r->w->shared_hooks;
     for (size_t i = 0; i < r->ntokens; i++)
-        if (r->tokens[i]->npeers > 0)
-            members[n++] = r->tokens[i]->token;
+        if (h->connected(r->tokens[i]))
+            members[n++] = h->name(r->tokens[i]);
     presence_call(r, n ? SW_PRESENCE_ADD : SW_PRESENCE_REAP, members, n);
     free(members);
 }

@@ -73,6 +73,26 @@ typedef struct sw_shared {
     unsigned nsnaps;
 } sw_shared_t;
 
+/* What shared.c asks of the tokens linked to a room: the token module
+ * (worker/token.c) installs these in the worker context (w->shared_hooks,
+ * sw_token_init) so that shared.c calls no function of it. Every pointer
+ * is an opaque client token of this worker. */
+typedef struct sw_shared_hooks {
+    /* The room's copy changed: bring t's clients up to date now, or after
+     * its current event. */
+    void (*catchup)(sw_token_t *t);
+    /* The same for the n tokens toks[0..n) linked to r at once (one delta
+     * encoded for all whose clients hold the same view); used when no
+     * computed var mixes shared and private input. */
+    void (*catchup_group)(struct sw_shared *r, sw_token_t *const *toks, size_t n);
+    /* What t waited for (the write slot, a current copy) is there. */
+    void (*resume)(sw_token_t *t);
+    /* t's name (borrowed), and whether it has connected clients here
+     * (presence is refreshed for those). */
+    const char *(*name)(const sw_token_t *t);
+    int (*connected)(const sw_token_t *t);
+} sw_shared_hooks_t;
+
 /* Presence changes reach clients at most this often per shared token: a
  * wave of joins (N clients entering a room) costs O(N) deltas per window
  * instead of O(N^2). Shared-var changes are not delayed; they are only
@@ -91,7 +111,7 @@ void sw_shared_link(sw_shared_t *r, sw_token_t *t);
 void sw_shared_unlink(sw_shared_t *r, sw_token_t *t);
 
 /* Make sure r's vars are current for t. Returns 1 when they are, 0 when
- * t must wait (sw_token_resume(t) is called later), or SW_EUNAVAIL when the
+ * t must wait (the resume hook is called later), or SW_EUNAVAIL when the
  * last read failed (the event should fail with state_unavailable). */
 int sw_shared_want_sync(sw_shared_t *r, sw_token_t *t);
 

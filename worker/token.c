@@ -10,7 +10,7 @@
 #include "common/mpjson.h"
 #include "common/util.h"
 #include "worker/shared.h"
-#include "worker/worker.h"
+#include "worker/wctx.h"
 
 /* Internal events (chained, task steps) may use the queue up to this
  * multiple of max_queue: a handler's sw_ctx_chain fails past it; a task
@@ -85,6 +85,24 @@ sw_token_t *sw_token_get(sw_worker_t *w, const char *token)
 const char *sw_token_name(const sw_token_t *t)
 {
     return t->token;
+}
+
+static int token_connected(const sw_token_t *t)
+{
+    return t->npeers > 0;
+}
+
+static const sw_shared_hooks_t SHARED_HOOKS = {
+    .catchup = sw_token_catchup,
+    .catchup_group = sw_token_catchup_group,
+    .resume = sw_token_resume,
+    .name = sw_token_name,
+    .connected = token_connected,
+};
+
+void sw_token_init(sw_worker_t *w)
+{
+    w->shared_hooks = &SHARED_HOOKS;
 }
 
 int sw_token_idle(const sw_token_t *t)
@@ -354,7 +372,7 @@ void sw_token_detach(sw_token_t *t, sw_peer_t *s)
         if (!t->current)
             drop_tree(t); /* no client view to keep */
     }
-    sw_worker_schedule_gc(t->w);
+    sw_wctx_schedule_gc(t->w);
 }
 
 void sw_token_cancel(sw_token_t *t, sw_peer_t *s, int64_t id)
@@ -871,7 +889,7 @@ static void finish_current(sw_token_t *t)
         do_catchup(t);
     kick(t);
     if (sw_token_idle(t) && t->npeers == 0)
-        sw_worker_schedule_gc(t->w);
+        sw_wctx_schedule_gc(t->w);
 }
 
 static void busy_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -1838,7 +1856,7 @@ static void close_elsewhere(sw_token_t *t, const char *sockid)
 {
     sw_worker_t *w = t->w;
     int mine;
-    size_t hl = sw_worker_id_holder(w, sockid, '.', &mine);
+    size_t hl = sw_wctx_id_holder(w, sockid, '.', &mine);
     if (hl == 0 || hl >= 48)
         return;
     if (mine) {
@@ -1885,7 +1903,7 @@ static void hello_sync(sw_token_t *t, sw_peer_t *s)
 static int local_socket_gone(const sw_token_t *t, const char *sockid)
 {
     int mine;
-    sw_worker_id_holder(t->w, sockid, '.', &mine);
+    sw_wctx_id_holder(t->w, sockid, '.', &mine);
     if (!mine)
         return 0;
     const sw_peer_t *x;

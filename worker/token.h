@@ -211,6 +211,11 @@ const char *sw_token_name(const sw_token_t *t);
 /* 1 when nothing is queued or in flight. */
 int sw_token_idle(const sw_token_t *t);
 
+/* Install the token module's hooks for shared.c in the worker context
+ * (w->shared_hooks: catch-up, group fan-out, resume, name, connected).
+ * Call once before any token is linked. */
+void sw_token_init(sw_worker_t *w);
+
 /* Free tokens with no peers, no tasks and nothing queued. Called from
  * the worker's gc step. */
 void sw_token_gc(sw_worker_t *w);

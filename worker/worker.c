@@ -27,22 +27,6 @@
 
 static void start_drain(sw_worker_t *w, const char *why);
 
-size_t sw_worker_id_holder(const sw_worker_t *w, const char *id, char sep, int *mine)
-{
-    const char *end = strrchr(id, sep);
-    size_t hl = end ? (size_t)(end - id) : 0;
-    *mine = end && hl == strlen(w->holder_id) && strncmp(id, w->holder_id, hl) == 0;
-    return hl;
-}
-
-void sw_worker_schedule_gc(sw_worker_t *w)
-{
-    if (!w->gc_pending) {
-        w->gc_pending = 1;
-        ev_idle_start(w->loop, &w->gc_w);
-    }
-}
-
 static void gc_cb(struct ev_loop *loop, ev_idle *iw, int revents)
 {
     sw_worker_t *w = sw_container_of(iw, sw_worker_t, gc_w);
@@ -388,6 +372,7 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
     w->stats = &stats->slot[slot];
     w->stats_all = stats;
     LIST_INIT(&w->sessions);
+    sw_token_init(w);
     TAILQ_INIT(&w->resumes);
     LIST_INIT(&w->catchups);
     ev_idle_init(&w->resume_w, resume_cb);
