@@ -21,7 +21,15 @@
  * answers state_unavailable (retryable) and drops the cached state.
  *
  * Bounds: at most cfg->max_queue events queued per token; past it the
- * event is answered rate_limited at once and not queued. */
+ * event is answered rate_limited at once and not queued.
+ *
+ * A token sees its clients as peers (worker/peer.h) and the rest of the
+ * worker through its context (worker/wctx.h); rooms reach it through the
+ * hooks it installs (sw_token_init). struct sw_token is private to the
+ * pipeline's files: token.c (registry, queue, tasks), pipeline.c (the
+ * stages from start to finish), commit.c, links.c, fanout.c (delivery),
+ * lease.c (the oplock) and hello.c (hello, resume, duplicate tabs), which
+ * share worker/token_int.h. */
 #ifndef SW_WORKER_TOKEN_H
 #define SW_WORKER_TOKEN_H
 
@@ -68,118 +76,6 @@ typedef struct sw_event {
 
 TAILQ_HEAD(sw_event_queue, sw_event);
 LIST_HEAD(sw_peer_list, sw_peer);
-
-struct sw_task {
-    LIST_ENTRY(sw_task) link;
-    sw_token_t *tok;
-    char *name;
-    json_t *payload;
-    unsigned step;
-    ev_timer timer;
-};
-LIST_HEAD(sw_task_list, sw_task);
-
-/* Most shared tokens one client token can be linked to at once. */
-#define SW_MAX_TOKEN_SHARED 8
-
-/* One shared token this token is linked to (by one or more states). */
-typedef struct sw_tlink {
-    sw_shared_t *r;
-    uint64_t applied_seq;  /* the shared seq the client view reflects */
-    int64_t presence_seen; /* the presence count the client view reflects */
-    /* Group fan-out (sw_token_catchup_group) sent the clients the shared
-     * view at sent_seq/sent_presence without folding it into the tree: the
-     * tree lags the client view until the next fold. */
-    int lag;
-    uint64_t sent_seq;
-    int64_t sent_presence;
-} sw_tlink_t;
-
-/* What only the event in flight needs, from its start (kick) to
- * finish_current: kept out of sw_token_t so that an idle token stays
- * small. Made when an event starts and recycled when it finishes through
- * a free list of at most SW_INFLIGHT_POOL entries (token.c; past it they
- * are freed), so steady-state events do not allocate it. */
-typedef struct sw_inflight {
-    /* The step being committed (owned while have_step). */
-    sw_step_t step;
-    int have_step;
-    json_t *acc; /* delta being committed: {state: {var: v}} */
-    uint64_t commit_seq;
-    int commit_release;
-    int commit_renew;
-    int commit_refresh;
-    uint64_t commit_sent_ms;
-    int commit_full;       /* hydrate: the answer is a full delta */
-    int hello_resume;      /* HELLO: SW_HELLO_* */
-    json_t *new_links;     /* links after this step's link ops, or NULL */
-    size_t link_idx;       /* progress through the step's link ops */
-    uint64_t load_sent_ms; /* when the acquire was sent */
-    uint64_t busy_since_ms;
-    uint32_t busy_delay_ms;
-    int asked_holder;                         /* this busy streak already asked the holder */
-    sw_shared_t *writes[SW_MAX_TOKEN_SHARED]; /* shared tokens in the commit */
-    json_t *write_changed[SW_MAX_TOKEN_SHARED];
-    uint64_t write_seq[SW_MAX_TOKEN_SHARED]; /* the shared seq each write makes */
-    size_t nwrites;
-} sw_inflight_t;
-
-/* What a HELLO's resume is, as judged against the token's stored record. */
-enum {
-    SW_HELLO_FRESH = 0,    /* no resume */
-    SW_HELLO_RESUME = 1,   /* valid credentials (or an allowed bare SSE reconnect) */
-    SW_HELLO_REFUSED = -1, /* credentials that do not match: bad_resume */
-    SW_HELLO_BARE_SSE = 2, /* an EventSource's own reconnect (Last-Event-ID, no
-                              credentials): a resume only when the token's last
-                              connection was a stream and none is live now */
-};
-
-/* Recycled sw_inflight_t kept per worker (past it they are freed). */
-#define SW_INFLIGHT_POOL 64
-
-struct sw_token {
-    UT_hash_handle hh;
-    char token[SW_TOKEN_MAX + 1];
-    sw_worker_t *w;
-    struct sw_event_queue queue;
-    uint32_t qlen;
-    sw_event_t *current;   /* in flight, or NULL */
-    sw_inflight_t *flight; /* non-NULL while an event is in flight */
-    sw_tree_t tree;
-    int have_tree;
-    int exists;                /* the token hash exists in the store */
-    uint64_t seq;              /* the store's seq, as of the last load/commit */
-    struct sw_peer_list peers; /* its clients on this worker */
-    uint32_t npeers;
-    struct sw_task_list tasks;
-    ev_timer retry_w;          /* lease busy backoff */
-    int pending_store;         /* a store callback is outstanding */
-    int lease_held;            /* our lease is (believed) held */
-    uint64_t lease_until_ms;   /* our estimate of the lease's end (monotonic) */
-    uint64_t last_active_ms;   /* last event start or end: idle release */
-    uint64_t ttl_refreshed_ms; /* last commit that refreshed the hash TTL */
-    int release_asked;         /* another worker asked for the lease */
-    int in_kick;
-    /* Shared state. The tree, kept while the token has peers, is the
-     * client view: what its clients have been sent. */
-    sw_tlink_t *tl;         /* [ntl], sorted by shared token name; heap, NULL when ntl == 0 */
-    size_t ntl;             /* at most SW_MAX_TOKEN_SHARED */
-    json_t *private_copies; /* {state: vars}: private copies of linked states, or NULL */
-    /* As of the last load, kept with the tree (NULL when none or the tree
-     * is dropped): the stored connection record {"id","kh"} (_conn), and
-     * sw:{T}:live (a socket id, heap string). */
-    json_t *conn_rec;
-    char *live_seen;
-    /* The user id the token is bound to (stored field _user), heap; NULL
-     * while unbound. From the last load; a hello that binds sets it. */
-    char *user;
-    int waiting;         /* 0, or what the current event waits for */
-    int old_view;        /* the tree was the client view before this load */
-    int catchup_pending; /* shared changes arrived while busy */
-    int presence_on;     /* presence entries added for the links */
-    int resume_queued;
-    TAILQ_ENTRY(sw_token) resume_link;
-};
 
 /* Find the token in this worker, or create it (empty queue, no state
  * loaded). Never NULL. */
@@ -250,6 +146,14 @@ void sw_token_lease_wanted(sw_worker_t *w, const char *token);
 /* Close the local session `sockid` of `token` (a resumed connection
  * replaced it elsewhere); no-op when it is not here. */
 void sw_token_close_socket(sw_worker_t *w, const char *token, const char *sockid);
+
+/* How many tokens of this worker believe they hold their lease (the
+ * leases_held gauge). */
+size_t sw_token_leases_held(sw_worker_t *w);
+
+/* 1 when some token of this worker waits for a store answer (a drain
+ * waits for it before the worker exits). */
+int sw_token_any_pending(sw_worker_t *w);
 
 /* Free every token (worker exit). */
 void sw_token_free_all(sw_worker_t *w);

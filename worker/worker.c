@@ -70,10 +70,8 @@ static void lease_sweep_cb(struct ev_loop *loop, ev_timer *tw, int revents)
 {
     sw_worker_t *w = sw_container_of(tw, sw_worker_t, lease_sweep_w);
     sw_token_sweep_leases(w, lease_idle_ms(w));
-    uint64_t held = 0; /* metrics: the leases_held gauge */
-    for (sw_token_t *t = w->tokens; t; t = t->hh.next)
-        held += t->lease_held ? 1 : 0;
-    atomic_store_explicit(&w->stats->leases_held, held, memory_order_relaxed);
+    atomic_store_explicit(&w->stats->leases_held, (uint64_t)sw_token_leases_held(w),
+                          memory_order_relaxed); /* metrics: the leases_held gauge */
 }
 
 /* The inbox: another worker wants a lease this worker holds ("<token>"),
@@ -266,15 +264,7 @@ static void on_http(sw_conn_t *c, const sw_http_request_t *req)
 
 static int all_quiet(sw_worker_t *w)
 {
-    if (w->conns.nconns)
-        return 0;
-    sw_token_t *t, *tmp;
-    HASH_ITER(hh, w->tokens, t, tmp)
-    {
-        if (t->pending_store)
-            return 0;
-    }
-    return 1;
+    return w->conns.nconns == 0 && !sw_token_any_pending(w);
 }
 
 static void exit_grace_cb(struct ev_loop *loop, ev_timer *tw, int revents)
