@@ -1,8 +1,10 @@
-/* commit.c — commits: the fields of a commit (states, _meta, _conn), the
- * fenced commit itself (private states, shared compare-and-set writes, the
- * replay-log entry), a handler step and what it writes (run_step), a
- * hydrate (run_hydrate), and the classification of a commit's result
- * (on_committed). */
+/* commit.c — the stages that write: a handler step and what it writes
+ * (SW_PH_STEP: sw_tok__run_step), a hydrate (sw_tok__run_hydrate), the
+ * fields of a commit (states, _meta, raw fields), the fenced commit itself
+ * (private states, shared compare-and-set writes, the replay-log entry)
+ * and what its result means (SW_PH_COMMITTED: sw_tok__committed). Each
+ * returns a verdict to the runner (pipeline.c); the commit's completion is
+ * the runner's (sw_tok__done.committed). */
 #include "worker/token_int.h"
 
 #include <stdlib.h>
@@ -18,7 +20,6 @@ static int add_meta_field(sw_token_t *t, commit_fields_t *cf, const json_t *link
 static void commit_fields_destroy(commit_fields_t *cf);
 static void shared_writes_destroy(shared_writes_t *ws);
 static void queue_on_load(sw_token_t *t);
-static void on_committed(void *udata, int status);
 
 /* Compare-and-set retries of one event on contended shared state. */
 #define SW_MAX_CONFLICTS 200
@@ -59,24 +60,14 @@ static int add_meta_field(sw_token_t *t, commit_fields_t *cf, const json_t *link
     return 0;
 }
 
-/* The "_conn" field: the connection record a resume is checked against;
- * and "_user" when this connection binds the token to its user. */
-int sw_tok__add_conn_field(sw_token_t *t, commit_fields_t *cf, const sw_peer_t *s)
+int sw_tok__add_field(commit_fields_t *cf, const char *name, const void *data, size_t len)
 {
-    if (s->user && !t->user) {
-        sw_buf_t *u = &cf->bufs[cf->n];
-        sw_buf_init(u, 0);
-        sw_buf_append(u, s->user, strlen(s->user));
-        cf->f[cf->n] = (sw_store_field_t){"_user", 5, u->data, u->len};
-        cf->n++;
-    }
-    char kh[65];
-    sw_tok__conn_token_hash(s->conn_token, kh);
+    if (cf->n >= SW_ARRAY_SIZE(cf->f))
+        return SW_ETOOLARGE;
     sw_buf_t *b = &cf->bufs[cf->n];
     sw_buf_init(b, 0);
-    sw_buf_printf(b, "{\"id\":\"%s\",\"kh\":\"%s\"%s}", s->conn_id, kh,
-                  s->sse ? ",\"sse\":true" : "");
-    cf->f[cf->n] = (sw_store_field_t){"_conn", 5, b->data, b->len};
+    sw_buf_append(b, data, len);
+    cf->f[cf->n] = (sw_store_field_t){name, strlen(name), b->data, b->len};
     cf->n++;
     return 0;
 }
@@ -96,12 +87,8 @@ static void shared_writes_destroy(shared_writes_t *ws)
     ws->n = 0;
 }
 
-/* Send the fenced commit. seq 0 keeps the seq (no delta of the stream);
- * log_entry NULL writes no log entry. The lease is kept (the oplock)
- * unless `release` or sw_tok__keep_lease() says otherwise. Returns 0 when the
- * commit is in flight; otherwise the event has been answered and finished. */
-int sw_tok__commit(sw_token_t *t, commit_fields_t *cf, shared_writes_t *ws, uint64_t seq,
-                   const char *log_entry, size_t log_len, int release)
+sw_verdict_t sw_tok__commit(sw_token_t *t, commit_fields_t *cf, shared_writes_t *ws, uint64_t seq,
+                            const char *log_entry, size_t log_len, int release)
 {
     const sw_config_t *cfg = t->w->cfg;
     uint64_t now = sw_now_ms();
@@ -132,7 +119,7 @@ int sw_tok__commit(sw_token_t *t, commit_fields_t *cf, shared_writes_t *ws, uint
     };
     f->commit_seq = seq;
     f->commit_release = release;
-    int rc = sw_store_commit(t->w->store, &c, on_committed, t);
+    int rc = sw_store_commit(t->w->store, &c, sw_tok__done.committed, t);
     commit_fields_destroy(cf);
     if (ws)
         shared_writes_destroy(ws);
@@ -141,15 +128,21 @@ int sw_tok__commit(sw_token_t *t, commit_fields_t *cf, shared_writes_t *ws, uint
         for (size_t i = 0; i < f->nwrites; i++)
             sw_shared_commit_end(f->writes[i], rc, NULL, 0);
         sw_tok__drop_tree(t);
-        sw_tok__answer_error(t, t->current, SW_ERRC_STATE_UNAVAILABLE,
-                             "state store unavailable; retry");
-        sw_tok__finish_current(t);
-        return rc;
+        return sw_tok__fail(t, SW_ERRC_STATE_UNAVAILABLE, "state store unavailable; retry");
     }
     for (size_t i = 0; i < f->nwrites; i++)
         sw_shared_commit_begin(f->writes[i]);
     t->pending_store = 1;
-    return 0;
+    return SW_V_PARKED;
+}
+
+sw_verdict_t sw_tok__committed_now(sw_token_t *t)
+{
+    sw_inflight_t *f = t->flight;
+    f->commit_status = 0;
+    f->commit_via_store = 0;
+    f->phase = SW_PH_COMMITTED;
+    return SW_V_NEXT;
 }
 
 static void queue_on_load(sw_token_t *t)
@@ -165,9 +158,7 @@ static void queue_on_load(sw_token_t *t)
     }
 }
 
-/* hydrate: persist a brand-new token's defaults and the router, answer one
- * full delta, then run the route's on_load handlers as chained events. */
-void sw_tok__run_hydrate(sw_token_t *t)
+sw_verdict_t sw_tok__run_hydrate(sw_token_t *t)
 {
     sw_event_t *ev = t->current;
     int router_changed = 0;
@@ -177,10 +168,8 @@ void sw_tok__run_hydrate(sw_token_t *t)
         router_changed = 1;
     }
     t->flight->commit_full = 1;
-    if (t->exists && !router_changed) {
-        on_committed(t, 0); /* nothing to write: answer now */
-        return;
-    }
+    if (t->exists && !router_changed)
+        return sw_tok__committed_now(t); /* nothing to write: answer now */
     commit_fields_t cf;
     cf.n = 0;
     int rc = 0;
@@ -195,17 +184,12 @@ void sw_tok__run_hydrate(sw_token_t *t)
         rc = add_meta_field(t, &cf, t->tree.links);
     if (rc) {
         commit_fields_destroy(&cf);
-        sw_tok__answer_error(t, ev, SW_ERRC_HANDLER_ERROR, "state too large to store");
-        sw_tok__finish_current(t);
-        return;
+        return sw_tok__fail(t, SW_ERRC_HANDLER_ERROR, "state too large to store");
     }
-    sw_tok__commit(t, &cf, NULL, 0, NULL, 0, 0);
+    return sw_tok__commit(t, &cf, NULL, 0, NULL, 0, 0);
 }
 
-/* Run one handler step of the current event and commit what it changed:
- * private states with the token's own seq and log (fenced by its lease),
- * linked states into their shared tokens (compare-and-set, published). */
-void sw_tok__run_step(sw_token_t *t)
+sw_verdict_t sw_tok__run_step(sw_token_t *t)
 {
     sw_worker_t *w = t->w;
     sw_event_t *ev = t->current;
@@ -214,8 +198,7 @@ void sw_tok__run_step(sw_token_t *t)
     if (kind == SW_EVENT_UNKNOWN) {
         char msg[SW_EVENT_NAME_MAX + 32];
         snprintf(msg, sizeof(msg), "no handler %s", ev->name);
-        sw_tok__fail_current(t, SW_ERRC_UNKNOWN_EVENT, msg);
-        return;
+        return sw_tok__fail(t, SW_ERRC_UNKNOWN_EVENT, msg);
     }
     if (!f->acc)
         f->acc = json_object();
@@ -239,10 +222,8 @@ void sw_tok__run_step(sw_token_t *t)
     };
     sw_runtime_step(&t->tree, &in, &f->step);
     f->have_step = 1;
-    if (f->step.status < 0) {
-        sw_tok__fail_current(t, sw_errc_parse(f->step.error_code), f->step.error_msg);
-        return;
-    }
+    if (f->step.status < 0)
+        return sw_tok__fail(t, sw_errc_parse(f->step.error_code), f->step.error_msg);
     sw_tok__merge_delta(f->acc, f->step.delta);
     json_decref(f->new_links);
     f->new_links = sw_tok__links_after(t, f->step.link_ops);
@@ -294,8 +275,7 @@ void sw_tok__run_step(sw_token_t *t)
         commit_fields_destroy(&cf);
         shared_writes_destroy(&ws);
         sw_tok__drop_tree(t);
-        sw_tok__fail_current(t, SW_ERRC_HANDLER_ERROR, "state too large to store");
-        return;
+        return sw_tok__fail(t, SW_ERRC_HANDLER_ERROR, "state too large to store");
     }
     for (size_t k = 0; k < ws.n; k++) {
         sw_shared_t *r = f->writes[k];
@@ -316,35 +296,28 @@ void sw_tok__run_step(sw_token_t *t)
     f->commit_full = 0;
     if (!private_change && ws.n == 0) {
         commit_fields_destroy(&cf);
-        on_committed(t, 0);
-        return;
+        return sw_tok__committed_now(t);
     }
-    if (!private_change) {
+    if (!private_change)
         /* Only shared state changed: no delta of the token's own stream,
          * but the write is still fenced by the token's lease. */
-        sw_tok__commit(t, &cf, &ws, 0, NULL, 0, 0);
-        return;
-    }
+        return sw_tok__commit(t, &cf, &ws, 0, NULL, 0, 0);
     sw_buf_t log;
     sw_buf_init(&log, 0);
     uint64_t seq = t->seq + 1;
     sw_msg_encode_delta(&log, seq, -1, f->acc, f->step.actions, 0);
-    sw_tok__commit(t, &cf, &ws, seq, log.data, log.len, 0);
+    sw_verdict_t v = sw_tok__commit(t, &cf, &ws, seq, log.data, log.len, 0);
     sw_buf_destroy(&log);
+    return v;
 }
 
-static void on_committed(void *udata, int status)
+sw_verdict_t sw_tok__committed(sw_token_t *t)
 {
-    sw_token_t *t = udata;
     sw_worker_t *w = t->w;
     sw_event_t *ev = t->current;
-    int via_store = t->pending_store;
-    t->pending_store = 0;
-    if (!ev) {
-        sw_tok__kick(t);
-        return;
-    }
     sw_inflight_t *f = t->flight;
+    int status = f->commit_status;
+    int via_store = f->commit_via_store;
     if (via_store) {
         for (size_t i = 0; i < f->nwrites; i++) {
             sw_shared_commit_end(f->writes[i], status, f->write_changed[i], f->write_seq[i]);
@@ -363,16 +336,14 @@ static void on_committed(void *udata, int status)
         if (++ev->conflicts > SW_MAX_CONFLICTS) {
             sw_log(SW_LOG_WARN, "token %.8s…: %s lost %u compare-and-set rounds; giving up",
                    t->token, ev->name, ev->conflicts - 1);
-            sw_tok__fail_current(t, SW_ERRC_STATE_UNAVAILABLE, "shared state too contended; retry");
-            return;
+            return sw_tok__fail(t, SW_ERRC_STATE_UNAVAILABLE, "shared state too contended; retry");
         }
+        f->phase = SW_PH_LOAD;
         if (status == SW_EAGAIN) {
-            ev_timer_set(&t->retry_w, 0.002, 0.);
-            ev_timer_start(w->loop, &t->retry_w);
-            return;
+            f->retry_ms = 2;
+            return SW_V_LATER;
         }
-        sw_tok__start_load(t);
-        return;
+        return SW_V_NEXT;
     }
     if (status == SW_ELEASE) {
         SW_STAT_ADD(w->stats, commit_lease_lost, 1);
@@ -381,16 +352,15 @@ static void on_committed(void *udata, int status)
         sw_tok__clear_step(t);
         if (!ev->retried) {
             sw_log(SW_LOG_WARN,
-                   "token %.8s…: lease lost before sw_tok__commit of %s (expired or taken); "
+                   "token %.8s…: lease lost before the commit of %s (expired or taken); "
                    "retrying once from fresh state",
                    t->token, ev->name);
             ev->retried = 1;
-            sw_tok__start_load(t);
-            return;
+            f->phase = SW_PH_LOAD;
+            return SW_V_NEXT;
         }
         sw_log(SW_LOG_WARN, "token %.8s…: lease lost again for %s; giving up", t->token, ev->name);
-        sw_tok__fail_current(t, SW_ERRC_STATE_UNAVAILABLE, "state changed hands; retry");
-        return;
+        return sw_tok__fail(t, SW_ERRC_STATE_UNAVAILABLE, "state changed hands; retry");
     }
     if (status != 0) {
         /* Outcome unknown: drop the cache; the next load tells the truth and
@@ -398,8 +368,7 @@ static void on_committed(void *udata, int status)
         SW_STAT_ADD(w->stats, redis_errors, 1);
         t->lease_held = 0;
         sw_tok__drop_tree(t);
-        sw_tok__fail_current(t, SW_ERRC_STATE_UNAVAILABLE, "state store unavailable; retry");
-        return;
+        return sw_tok__fail(t, SW_ERRC_STATE_UNAVAILABLE, "state store unavailable; retry");
     }
     if (via_store) {
         SW_STAT_ADD(w->stats, commits, 1);
@@ -416,17 +385,8 @@ static void on_committed(void *udata, int status)
             t->seq = f->commit_seq;
     }
     if (ev->kind == SW_EV_HELLO) {
-        if (ev->origin) {
-            if (via_store && ev->origin->user && !t->user) /* the commit bound the token */
-                t->user = sw_xstrdup(ev->origin->user);
-            sw_tok__send_welcome(t, ev->origin, f->hello_resume == SW_HELLO_RESUME);
-            if (f->hello_resume == SW_HELLO_RESUME) {
-                sw_tok__hello_sync(t, ev->origin);
-                return;
-            }
-        }
-        sw_tok__finish_current(t);
-        return;
+        f->phase = SW_PH_WELCOME;
+        return SW_V_NEXT;
     }
     if (f->commit_full) {
         json_t *full = sw_tree_full(&t->tree);
@@ -436,11 +396,9 @@ static void on_committed(void *udata, int status)
         t->old_view = 1;
         SW_STAT_ADD(w->stats, events_ok, 1);
         queue_on_load(t);
-        sw_tok__finish_current(t);
-        return;
+        return SW_V_DONE;
     }
-    if (f->new_links) /* the links are committed: now switch the copies */
-        if (!sw_tok__link_phase(t))
-            return;
-    sw_tok__after_commit(t);
+    /* the links are committed: now switch the copies */
+    f->phase = f->new_links ? SW_PH_LINK : SW_PH_AFTER;
+    return SW_V_NEXT;
 }

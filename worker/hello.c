@@ -1,7 +1,9 @@
 /* hello.c — hello, resume and duplicate tabs: the resume check against
  * the stored connection record, the welcome, the resume sync (replay log
  * or one full delta), closing a replaced socket, and moving a client that
- * may not use a token to a token of its own. */
+ * may not use a token to a token of its own. Stages: SW_PH_RUN of a
+ * HELLO (sw_tok__run_hello) and SW_PH_WELCOME (sw_tok__hello_welcome);
+ * each returns a verdict to the runner (pipeline.c). */
 #include "worker/token_int.h"
 
 #include <stdlib.h>
@@ -12,8 +14,7 @@
 #include "common/log.h"
 #include "common/util.h"
 
-static void on_replay(void *udata, int status, const char *const *entries, const size_t *lens,
-                      size_t n);
+static sw_verdict_t hello_sync(sw_token_t *t, sw_peer_t *s);
 static void close_elsewhere(sw_token_t *t, const char *sockid);
 static int local_socket_gone(const sw_token_t *t, const char *sockid);
 static void move_to_new_token(sw_token_t *t, sw_peer_t *s);
@@ -36,7 +37,7 @@ void sw_token_close_socket(sw_worker_t *w, const char *token, const char *sockid
 }
 
 /* Hex SHA-256 of a conn_token: what the store keeps (never the token). */
-void sw_tok__conn_token_hash(const char *tok, char out[65])
+static void conn_token_hash(const char *tok, char out[65])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
@@ -60,13 +61,15 @@ int sw_tok__resume_valid(const sw_token_t *t, const json_t *resume)
     if (!cid || !ctok || !rid || !rkh || strlen(rkh) != 64)
         return 0;
     char kh[65];
-    sw_tok__conn_token_hash(ctok, kh);
+    conn_token_hash(ctok, kh);
     int id_ok = sw_secure_equal(cid, strlen(cid), rid, strlen(rid));
     int kh_ok = sw_secure_equal(kh, 64, rkh, 64);
     return id_ok & kh_ok;
 }
 
-void sw_tok__send_welcome(sw_token_t *t, sw_peer_t *s, int resumed)
+/* The welcome to s (resumed or not), then what s held back joins the
+ * queue (its welcomed callback). */
+static void send_welcome(sw_token_t *t, sw_peer_t *s, int resumed)
 {
     sw_buf_t b;
     sw_buf_init(&b, 0);
@@ -82,14 +85,10 @@ void sw_tok__send_welcome(sw_token_t *t, sw_peer_t *s, int resumed)
 
 /* Replay of the missed deltas for a resumed session: every entry must be
  * there with the right seq, else the client gets one full delta. */
-static void on_replay(void *udata, int status, const char *const *entries, const size_t *lens,
-                      size_t n)
+sw_verdict_t sw_tok__hello_replayed(sw_token_t *t, int status, const char *const *entries,
+                                    const size_t *lens, size_t n)
 {
-    sw_token_t *t = udata;
-    t->pending_store = 0;
     sw_event_t *ev = t->current;
-    if (!ev)
-        return;
     sw_peer_t *s = ev->origin;
     uint64_t first = (uint64_t)json_integer_value(
                          json_object_get(json_object_get(ev->payload, "resume"), "last_seq")) +
@@ -112,7 +111,7 @@ static void on_replay(void *udata, int status, const char *const *entries, const
         sw_tok__send_full(t, s);
     }
     SW_STAT_ADD(t->w->stats, events_ok, 1);
-    sw_tok__finish_current(t);
+    return SW_V_DONE;
 }
 
 /* The token's previous socket `sockid` ("<holder>.<n>") is stale: close
@@ -137,7 +136,7 @@ static void close_elsewhere(sw_token_t *t, const char *sockid)
 /* After the welcome of a resumed session: before anything else, the
  * missed deltas of the token's own stream (from the replay log) or one full
  * delta (the log no longer reaches back, or shared state is linked). */
-void sw_tok__hello_sync(sw_token_t *t, sw_peer_t *s)
+static sw_verdict_t hello_sync(sw_token_t *t, sw_peer_t *s)
 {
     json_t *resume = json_object_get(t->current->payload, "resume");
     uint64_t last = (uint64_t)json_integer_value(json_object_get(resume, "last_seq"));
@@ -146,9 +145,10 @@ void sw_tok__hello_sync(sw_token_t *t, sw_peer_t *s)
         SW_STAT_ADD(t->w->stats, resumes[SW_RESUME_FULL], 1); /* metrics */
         sw_tok__send_full(t, s);
     } else if (last < t->seq) {
-        if (sw_store_read_log(t->w->store, t->token, last + 1, t->seq, on_replay, t) == 0) {
+        if (sw_store_read_log(t->w->store, t->token, last + 1, t->seq, sw_tok__done.replayed, t) ==
+            0) {
             t->pending_store = 1;
-            return;
+            return SW_V_PARKED;
         }
         SW_STAT_ADD(t->w->stats, resumes[SW_RESUME_FULL], 1); /* metrics */
         sw_tok__send_full(t, s);
@@ -158,7 +158,7 @@ void sw_tok__hello_sync(sw_token_t *t, sw_peer_t *s)
         t->old_view = 1;
     }
     SW_STAT_ADD(t->w->stats, events_ok, 1);
-    sw_tok__finish_current(t);
+    return SW_V_DONE;
 }
 
 /* Is `sockid` (the token's live connection as the store had it) one of
@@ -181,7 +181,8 @@ static int local_socket_gone(const sw_token_t *t, const char *sockid)
 }
 
 /* The session moves to a token of its own (a duplicate tab, or a client
- * that may not use this token): a fresh HELLO there. The events it sent
+ * that may not use this token): a fresh HELLO there, started by the
+ * runner's resume step (this stage starts nothing). The events it sent
  * before its welcome are held by the session and follow it. */
 static void move_to_new_token(sw_token_t *t, sw_peer_t *s)
 {
@@ -191,7 +192,22 @@ static void move_to_new_token(sw_token_t *t, sw_peer_t *s)
     s->welcomed = 0;
     sw_token_detach(t, s);
     sw_token_attach(t2, s);
-    sw_token_enqueue(t2, sw_event_new(SW_EV_HELLO, -1, s, "hello", NULL, NULL));
+    sw_tok__push(t2, sw_event_new(SW_EV_HELLO, -1, s, "hello", NULL, NULL));
+    sw_token_resume(t2);
+}
+
+/* The "_conn" field: the connection record a resume is checked against;
+ * and "_user" when this connection binds the token to its user. Two
+ * fields always fit in a fresh commit_fields_t. */
+static void add_conn_field(sw_token_t *t, commit_fields_t *cf, const sw_peer_t *s)
+{
+    if (s->user && !t->user)
+        sw_tok__add_field(cf, "_user", s->user, strlen(s->user));
+    char kh[65], rec[SW_CONN_ID_MAX + 128];
+    conn_token_hash(s->conn_token, kh);
+    int n = snprintf(rec, sizeof(rec), "{\"id\":\"%s\",\"kh\":\"%s\"%s}", s->conn_id, kh,
+                     s->sse ? ",\"sse\":true" : "");
+    sw_tok__add_field(cf, "_conn", rec, (size_t)SW_MIN(n, (int)sizeof(rec) - 1));
 }
 
 /* hello: a valid resume is the same connection coming back, on any worker
@@ -203,15 +219,13 @@ static void move_to_new_token(sw_token_t *t, sw_peer_t *s)
  * user) or a second live connection without valid credentials (a
  * duplicate tab) moves to a new token: it never reads, writes or closes
  * anything of this one. */
-void sw_tok__run_hello(sw_token_t *t)
+sw_verdict_t sw_tok__run_hello(sw_token_t *t)
 {
     sw_event_t *ev = t->current;
     sw_inflight_t *f = t->flight;
     sw_peer_t *s = ev->origin;
-    if (!s) {
-        sw_tok__finish_current(t);
-        return;
-    }
+    if (!s)
+        return SW_V_DONE;
     json_t *resume = json_object_get(ev->payload, "resume");
     sw_worker_t *w = t->w;
     const char *tok1[1] = {t->token}, *sock1[1] = {s->sockid};
@@ -222,8 +236,7 @@ void sw_tok__run_hello(sw_token_t *t)
             sw_peer_send_error(s, -1, SW_ERRC_BAD_RESUME,
                                "this token belongs to another user; continuing with a new token");
         move_to_new_token(t, s);
-        sw_tok__finish_current(t);
-        return;
+        return SW_V_DONE;
     }
     int other_live = t->live_seen && t->live_seen[0] && strcmp(t->live_seen, s->sockid) != 0 &&
                      !local_socket_gone(t, t->live_seen);
@@ -235,8 +248,7 @@ void sw_tok__run_hello(sw_token_t *t)
             sw_peer_send_error(s, -1, SW_ERRC_BAD_RESUME,
                                "unknown conn_id or conn_token; continuing as a new connection");
         move_to_new_token(t, s);
-        sw_tok__finish_current(t);
-        return;
+        return SW_V_DONE;
     }
     if (f->hello_resume == SW_HELLO_RESUME && other_live) /* the stale socket, if still open */
         close_elsewhere(t, t->live_seen);
@@ -246,15 +258,29 @@ void sw_tok__run_hello(sw_token_t *t)
                  json_string_value(json_object_get(resume, "conn_id")));
         snprintf(s->conn_token, sizeof(s->conn_token), "%s",
                  json_string_value(json_object_get(resume, "conn_token")));
-        sw_tok__send_welcome(t, s, 1);
-        sw_tok__hello_sync(t, s);
-        return;
+        send_welcome(t, s, 1);
+        return hello_sync(t, s);
     }
     if (f->hello_resume == SW_HELLO_REFUSED)
         sw_peer_send_error(s, -1, SW_ERRC_BAD_RESUME,
                            "unknown conn_id or conn_token; continuing as a new connection");
     commit_fields_t cf;
     cf.n = 0;
-    sw_tok__add_conn_field(t, &cf, s);
-    sw_tok__commit(t, &cf, NULL, 0, NULL, 0, 0); /* welcome once the credentials are stored */
+    add_conn_field(t, &cf, s);
+    return sw_tok__commit(t, &cf, NULL, 0, NULL, 0,
+                          0); /* welcome once the credentials are stored */
+}
+
+sw_verdict_t sw_tok__hello_welcome(sw_token_t *t)
+{
+    sw_event_t *ev = t->current;
+    sw_inflight_t *f = t->flight;
+    if (!ev->origin)
+        return SW_V_DONE;
+    if (f->commit_via_store && ev->origin->user && !t->user) /* the commit bound the token */
+        t->user = sw_xstrdup(ev->origin->user);
+    send_welcome(t, ev->origin, f->hello_resume == SW_HELLO_RESUME);
+    if (f->hello_resume == SW_HELLO_RESUME)
+        return hello_sync(t, ev->origin);
+    return SW_V_DONE;
 }

@@ -124,9 +124,7 @@ json_t *sw_tok__links_after(const sw_token_t *t, const json_t *ops)
     return links;
 }
 
-/* After a successful commit: apply link/unlink ops to the tree. Returns 1
- * when done, 0 when waiting for a shared copy (resumed later). */
-int sw_tok__link_phase(sw_token_t *t)
+sw_verdict_t sw_tok__link_phase(sw_token_t *t)
 {
     sw_inflight_t *f = t->flight;
     json_t *ops = f->have_step ? f->step.link_ops : NULL;
@@ -147,17 +145,16 @@ int sw_tok__link_phase(sw_token_t *t)
             int rc = sw_shared_want_sync(l->r, t);
             if (rc == 0) {
                 json_decref(links);
-                t->waiting = WAIT_LINK;
-                return 0;
+                t->waiting = 1;
+                return SW_V_PARKED;
             }
             if (rc < 0) {
                 /* The link is committed but the shared copy is out of
                  * reach: forget the view; the next event folds it in. */
                 json_decref(links);
                 sw_tok__drop_tree(t);
-                sw_tok__fail_current(t, SW_ERRC_STATE_UNAVAILABLE,
-                                     "shared state unavailable; retry");
-                return 0;
+                return sw_tok__fail(t, SW_ERRC_STATE_UNAVAILABLE,
+                                    "shared state unavailable; retry");
             }
             json_t *priv = sw_tree_state_vars(&t->tree, state);
             if (priv && !json_object_get(t->tree.links, state))
@@ -200,5 +197,6 @@ int sw_tok__link_phase(sw_token_t *t)
                 sw_tok__tlink_remove(t, l, SW_PRESENCE_UNLINK);
         }
     }
-    return 1;
+    f->phase = SW_PH_AFTER;
+    return SW_V_NEXT;
 }

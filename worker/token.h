@@ -26,10 +26,24 @@
  * A token sees its clients as peers (worker/peer.h) and the rest of the
  * worker through its context (worker/wctx.h); rooms reach it through the
  * hooks it installs (sw_token_init). struct sw_token is private to the
- * pipeline's files: token.c (registry, queue, tasks), pipeline.c (the
- * stages from start to finish), commit.c, links.c, fanout.c (delivery),
- * lease.c (the oplock) and hello.c (hello, resume, duplicate tabs), which
- * share worker/token_int.h. */
+ * pipeline's files, which share worker/token_int.h. From the top down:
+ *   pipeline.c  the runner: it calls the stage of the event in flight,
+ *               acts on the verdict the stage returns (go on, parked,
+ *               retry later, done, fail) and alone finishes or fails
+ *               events; its entries: enqueue, store completions, timers,
+ *               resumes of waiting tokens. Stages of its own: start (the
+ *               oplock), lease and load, prepare, delivery after commit.
+ *   hello.c     hello, resume, the welcome, duplicate tabs.
+ *   commit.c    a handler step, a hydrate, the fenced commit and what its
+ *               result means.
+ *   links.c     links to shared tokens, presence, the link ops of a step.
+ *   fanout.c    delivery to peers, folding shared changes, group fan-out.
+ *   lease.c     the oplock between events.
+ *   token.c     the registry: get, free, gc; peers attach and detach;
+ *               cancel; the resume list. It starts nothing.
+ *   flight.c    events, the in-flight record, the cached state.
+ * A stage never calls the runner: the completions of the requests it
+ * sends are the runner's (sw_tok__done). */
 #ifndef SW_WORKER_TOKEN_H
 #define SW_WORKER_TOKEN_H
 

@@ -1,9 +1,10 @@
-/* token_int.h — the inside of the token pipeline, shared by its stage
- * files (token.c, pipeline.c, commit.c, links.c, fanout.c, lease.c,
- * hello.c) and by nothing else: struct sw_token and what only the event in
- * flight needs, and the functions one stage calls in another (prefixed
- * sw_tok__). The pipeline as a whole, and its contract with the rest of
- * the worker, is in token.h. */
+/* token_int.h — the inside of the token pipeline, shared by its files
+ * (pipeline.c, hello.c, commit.c, links.c, fanout.c, lease.c, token.c,
+ * flight.c; token.h gives their order, top down) and by nothing else:
+ * struct sw_token, what only the event in flight needs, the phases and
+ * verdicts of the runner, and the functions one file calls in another
+ * (prefixed sw_tok__). The pipeline's contract with the rest of the
+ * worker is in token.h. */
 #ifndef SW_WORKER_TOKEN_INT_H
 #define SW_WORKER_TOKEN_INT_H
 
@@ -48,11 +49,49 @@ typedef struct sw_tlink {
     int64_t sent_presence;
 } sw_tlink_t;
 
-/* What only the event in flight needs, from its start (kick) to
- * finish_current: kept out of sw_token_t so that an idle token stays
- * small. Made when an event starts and recycled when it finishes through
- * a free list of at most SW_INFLIGHT_POOL entries (token.c; past it they
- * are freed), so steady-state events do not allocate it. */
+/* Where the event in flight is: the stage the runner (pipeline.c) calls
+ * next. Each stage returns a verdict and, when it says SW_V_NEXT, has set
+ * the phase to go on with. */
+typedef enum sw_phase {
+    SW_PH_START = 0, /* the oplock: prepare at once, or load first */
+    SW_PH_LOAD,      /* take the lease and load (completion: on_loaded) */
+    SW_PH_PREPARE,   /* shared write slots and copies; a hello's resume */
+    SW_PH_RUN,       /* by kind: hello, hydrate, or the handler's first step */
+    SW_PH_STEP,      /* one handler step and its commit */
+    SW_PH_COMMITTED, /* what the commit's result means */
+    SW_PH_WELCOME,   /* a hello's commit is stored: welcome, resume sync */
+    SW_PH_LINK,      /* the step's link/unlink ops, once committed */
+    SW_PH_AFTER,     /* deliver, chain, then the next step or done */
+} sw_phase_t;
+
+/* What a stage says of the event in flight. The runner alone acts on it:
+ * it calls the next stage, waits, arms the retry timer, answers a failure
+ * and finishes the event. No stage finishes or fails an event itself. */
+typedef enum sw_verdict {
+    SW_V_NEXT = 0, /* go on with the stage in flight->phase */
+    SW_V_PARKED,   /* a request or a wait is outstanding: its completion
+                      (a store callback, or a resume of a waiting token)
+                      calls the runner again */
+    SW_V_LATER,    /* go on at flight->phase after flight->retry_ms */
+    SW_V_DONE,     /* the event is answered: finish it */
+    SW_V_FAIL,     /* answer flight->fail_code/fail_msg, then finish */
+} sw_verdict_t;
+
+/* The store completions of the pipeline's requests, installed by the
+ * runner (sw_token_init): a stage that sends a commit or reads the replay
+ * log gives the store these, so the runner goes on from there without the
+ * stage calling up into it. udata is the sw_token_t. */
+typedef struct sw_tok_completions {
+    sw_store_commit_cb committed;
+    sw_store_log_cb replayed;
+} sw_tok_completions_t;
+
+extern sw_tok_completions_t sw_tok__done;
+
+/* What only the event in flight needs, from its start to its finish: kept out of sw_token_t so that
+ * an idle token stays small. Made when an event starts and recycled when it finishes through a free
+ * list of at most SW_INFLIGHT_POOL entries (token.c; past it they are freed), so steady-state
+ * events do not allocate it. */
 typedef struct sw_inflight {
     /* The step being committed (owned while have_step). */
     sw_step_t step;
@@ -71,6 +110,12 @@ typedef struct sw_inflight {
     uint64_t busy_since_ms;
     uint32_t busy_delay_ms;
     int asked_holder;                         /* this busy streak already asked the holder */
+    sw_phase_t phase;                         /* the stage the runner calls next */
+    uint32_t retry_ms;                        /* SW_V_LATER: the delay */
+    int commit_status;                        /* the commit's result (0 or SW_E*) */
+    int commit_via_store;                     /* 0: nothing was written (no request) */
+    sw_errc_t fail_code;                      /* SW_V_FAIL: the answer */
+    char *fail_msg;                           /* heap, or NULL */
     sw_shared_t *writes[SW_MAX_TOKEN_SHARED]; /* shared tokens in the commit */
     json_t *write_changed[SW_MAX_TOKEN_SHARED];
     uint64_t write_seq[SW_MAX_TOKEN_SHARED]; /* the shared seq each write makes */
@@ -112,7 +157,7 @@ struct sw_token {
     uint64_t last_active_ms;   /* last event start or end: idle release */
     uint64_t ttl_refreshed_ms; /* last commit that refreshed the hash TTL */
     int release_asked;         /* another worker asked for the lease */
-    int in_kick;
+    int running;               /* the runner is on this token's stack */
     /* Shared state. The tree, kept while the token has peers, is the
      * client view: what its clients have been sent. */
     sw_tlink_t *tl;         /* [ntl], sorted by shared token name; heap, NULL when ntl == 0 */
@@ -126,7 +171,7 @@ struct sw_token {
     /* The user id the token is bound to (stored field _user), heap; NULL
      * while unbound. From the last load; a hello that binds sets it. */
     char *user;
-    int waiting;         /* 0, or what the current event waits for */
+    int waiting;         /* the current event is parked on a shared token's slot or copy */
     int old_view;        /* the tree was the client view before this load */
     int catchup_pending; /* shared changes arrived while busy */
     int presence_on;     /* presence entries added for the links */
@@ -138,8 +183,6 @@ struct sw_token {
  * multiple of max_queue: a handler's sw_ctx_chain fails past it; a task
  * step or on_load event that finds it full is dropped with a log line. */
 #define SW_INTERNAL_QUEUE_FACTOR 2
-
-enum { WAIT_NONE = 0, WAIT_PREPARE, WAIT_LINK };
 
 /* Encoded fields of a commit, kept until the store has copied them, which
  * sw_store_commit does before returning. */
@@ -157,7 +200,7 @@ typedef struct shared_writes {
     size_t n;
 } shared_writes_t;
 
-/* ---- registry, queue, tasks (token.c) ----------------------------------- */
+/* ---- events, the in-flight record, the cached state (flight.c) ----------- */
 
 /* Drop the cached state, with what was read along with it (the next event
  * loads again). */
@@ -174,6 +217,13 @@ void sw_tok__flight_get(sw_token_t *t);
  * pool. */
 void sw_tok__flight_put(sw_token_t *t);
 
+/* Free the pooled in-flight records (worker exit). */
+void sw_tok__flight_pool_free(void);
+
+/* Record the failure the runner answers (code, message copied) and return
+ * SW_V_FAIL: `return sw_tok__fail(t, code, msg);` in a stage. */
+sw_verdict_t sw_tok__fail(sw_token_t *t, sw_errc_t code, const char *msg);
+
 /* t->private_copies, made if NULL (it stays NULL while nothing is linked). */
 json_t *sw_tok__private_copies_make(sw_token_t *t);
 
@@ -181,76 +231,64 @@ json_t *sw_tok__private_copies_make(sw_token_t *t);
  * gone from the store (expired), the server rehydrates first. */
 int sw_tok__clients_hold_state(const sw_token_t *t);
 
+/* Append ev to the queue without a bound check or a start (the caller
+ * makes sure the token runs: sw_token_resume). Takes ownership. */
+void sw_tok__push(sw_token_t *t, sw_event_t *ev);
+
 /* Insert internal events at the head, keeping their order: they run right
  * after the event that made them, before later client events. */
 void sw_tok__push_front_chained(sw_token_t *t, json_t *chained);
 
-/* The task of a step that yielded runs again after sleep_ms (made on the
- * task's first yield); sw_tok__task_free stops and frees it. */
-void sw_tok__task_schedule(sw_token_t *t, sw_event_t *ev, unsigned sleep_ms);
+/* Stop and free a background task (its timer, name, payload). */
 void sw_tok__task_free(sw_task_t *task);
 
-/* ---- the pipeline stages (pipeline.c) ----------------------------------- */
+/* Merge a step's delta into the event's: {state: {var: value}}. */
+void sw_tok__merge_delta(json_t *acc, json_t *delta);
 
-/* Start the next queued event if none is in flight. Events that fail
- * without reaching the store are answered and the loop goes on. */
+/* ---- the runner and its stages (pipeline.c) ------------------------------- */
+
+/* Start the next queued event unless one is in flight or the runner is
+ * already on this token's stack (it goes on there). */
 void sw_tok__kick(sw_token_t *t);
-
-/* Take the lease and load the state (one round trip); on_loaded goes on. */
-void sw_tok__start_load(sw_token_t *t);
-
-/* The lease was busy: load again (the retry timer's callback). */
-void sw_tok__busy_retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
-
-/* Before a hydrate or a handler step: take the write slot of every linked
- * shared token (in name order) with a current copy, then fold the copies
- * in; a HELLO judges its resume. Waits (resumed later) when a slot is busy
- * or a copy is being read. */
-void sw_tok__prepare(sw_token_t *t);
-
-/* Deliver the step's delta, queue what it chained, and go on (next step
- * of a yielding handler, next task step, or the next event). */
-void sw_tok__after_commit(sw_token_t *t);
 
 /* Answer the event with an error (an internal event's error goes to every
  * welcomed peer of the token, without id). */
 void sw_tok__answer_error(sw_token_t *t, sw_event_t *ev, sw_errc_t code, const char *msg);
 
-/* Fail the current event: shared changes folded in before the handler ran
- * still reach the clients, then the error, then sw_tok__finish_current. */
-void sw_tok__fail_current(sw_token_t *t, sw_errc_t code, const char *msg);
-
-/* The current event is done (answered or failed): free it, give back the
- * lease and the shared write slots, catch up with shared changes that
- * arrived meanwhile, and start the next one. The tree stays as the client
- * view while the token has clients. */
-void sw_tok__finish_current(sw_token_t *t);
-
-/* Merge a step's delta into the event's: {state: {var: value}}. */
-void sw_tok__merge_delta(json_t *acc, json_t *delta);
-
 /* ---- commits (commit.c) -------------------------------------------------- */
 
 /* Send the fenced commit. seq 0 keeps the seq (no delta of the stream);
  * log_entry NULL writes no log entry. The lease is kept (the oplock)
- * unless `release` or sw_tok__keep_lease() says otherwise. Returns 0 when
- * the commit is in flight; otherwise the event has been answered and
- * finished. */
-int sw_tok__commit(sw_token_t *t, commit_fields_t *cf, shared_writes_t *ws, uint64_t seq,
-                   const char *log_entry, size_t log_len, int release);
+ * unless `release` or sw_tok__keep_lease() says otherwise. Consumes cf and
+ * ws. SW_V_PARKED: the commit is in flight, its completion
+ * (sw_tok__done.committed) goes on at SW_PH_COMMITTED; SW_V_FAIL: the
+ * store refused it (the cache is dropped). */
+sw_verdict_t sw_tok__commit(sw_token_t *t, commit_fields_t *cf, shared_writes_t *ws, uint64_t seq,
+                            const char *log_entry, size_t log_len, int release);
 
-/* The "_conn" field: the connection record a resume is checked against;
- * and "_user" when this connection binds the token to its user. */
-int sw_tok__add_conn_field(sw_token_t *t, commit_fields_t *cf, const sw_peer_t *s);
+/* A commit that writes nothing: SW_PH_COMMITTED with a success that made
+ * no request. Returns SW_V_NEXT. */
+sw_verdict_t sw_tok__committed_now(sw_token_t *t);
+
+/* Append one raw field (name borrowed: a string literal or a state name
+ * that outlives the commit; bytes copied). 0, or SW_ETOOLARGE when cf is
+ * full. */
+int sw_tok__add_field(commit_fields_t *cf, const char *name, const void *data, size_t len);
 
 /* hydrate: persist a brand-new token's defaults and the router, answer one
  * full delta, then run the route's on_load handlers as chained events. */
-void sw_tok__run_hydrate(sw_token_t *t);
+sw_verdict_t sw_tok__run_hydrate(sw_token_t *t);
 
 /* Run one handler step of the current event and commit what it changed:
  * private states with the token's own seq and log (fenced by its lease),
  * linked states into their shared tokens (compare-and-set, published). */
-void sw_tok__run_step(sw_token_t *t);
+sw_verdict_t sw_tok__run_step(sw_token_t *t);
+
+/* SW_PH_COMMITTED: what the commit's result (flight->commit_status) means:
+ * a compare-and-set conflict or a lost lease runs the event again from
+ * fresh state (SW_PH_LOAD), another error fails it, a success goes on to
+ * the welcome, the link ops or the delivery. */
+sw_verdict_t sw_tok__committed(sw_token_t *t);
 
 /* ---- links (links.c) ----------------------------------------------------- */
 
@@ -272,9 +310,10 @@ void sw_tok__release_slots(sw_token_t *t);
 /* The links after applying the step's link ops, or NULL when unchanged. */
 json_t *sw_tok__links_after(const sw_token_t *t, const json_t *ops);
 
-/* After a successful commit: apply link/unlink ops to the tree. Returns 1
- * when done, 0 when waiting for a shared copy (resumed later). */
-int sw_tok__link_phase(sw_token_t *t);
+/* SW_PH_LINK, after a successful commit: apply link/unlink ops to the
+ * tree, then SW_PH_AFTER. SW_V_PARKED while a shared copy is read (the
+ * token is resumed), SW_V_FAIL when it is out of reach. */
+sw_verdict_t sw_tok__link_phase(sw_token_t *t);
 
 /* ---- delivery and fan-out (fanout.c) ------------------------------------- */
 
@@ -314,26 +353,25 @@ void sw_tok__release_lease(sw_token_t *t);
 
 /* ---- hello and resume (hello.c) ------------------------------------------ */
 
-/* Hex SHA-256 of a conn_token: what the store keeps (never the token). */
-void sw_tok__conn_token_hash(const char *tok, char out[65]);
-
 /* Does the HELLO's resume match the stored connection record? Compared in
  * constant time; the conn_token itself is never stored or logged. */
 int sw_tok__resume_valid(const sw_token_t *t, const json_t *resume);
 
-/* The welcome to s (resumed or not), then what s held back joins the
- * queue (its welcomed callback). */
-void sw_tok__send_welcome(sw_token_t *t, sw_peer_t *s, int resumed);
+/* SW_PH_RUN of a HELLO: a valid resume is the same connection coming
+ * back; a fresh one stores its credentials (SW_V_PARKED on the commit,
+ * then SW_PH_WELCOME); a client that may not use this token, or a second
+ * live connection without valid credentials, moves to a new token
+ * (SW_V_DONE; hello.c says more). */
+sw_verdict_t sw_tok__run_hello(sw_token_t *t);
 
-/* After the welcome of a resumed session: before anything else, the
- * missed deltas of the token's own stream (from the replay log) or one full
- * delta (the log no longer reaches back, or shared state is linked). */
-void sw_tok__hello_sync(sw_token_t *t, sw_peer_t *s);
+/* SW_PH_WELCOME: the HELLO's commit is stored: the welcome, then for a
+ * resume the missed deltas (from the replay log, or one full delta). */
+sw_verdict_t sw_tok__hello_welcome(sw_token_t *t);
 
-/* hello: a valid resume is the same connection coming back; a fresh one
- * stores its credentials; a client that may not use this token, or a
- * second live connection without valid credentials, moves to a new token
- * (hello.c says more). */
-void sw_tok__run_hello(sw_token_t *t);
+/* The replay log read for a resume came back (the runner's completion
+ * hands it over; entries valid during the call): the missed deltas, or
+ * one full delta when the log does not reach back. SW_V_DONE. */
+sw_verdict_t sw_tok__hello_replayed(sw_token_t *t, int status, const char *const *entries,
+                                    const size_t *lens, size_t n);
 
 #endif
