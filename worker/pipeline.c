@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/log.h"
 #include "common/mpjson.h"
 #include "common/util.h"
@@ -101,12 +102,17 @@ static sw_verdict_t loaded(sw_token_t *t, const sw_store_loaded_t *res)
             return sw_tok__fail(t, SW_ERRC_STATE_UNAVAILABLE,
                                 "state is locked by another worker; retry");
         }
-        if (!f->asked_holder && res->holder_len > 0 && res->holder_len < 64) {
+        char inbox[SW_INBOX_CHANNEL_MAX];
+        if (!f->asked_holder && sw_inbox_channel(res->holder, res->holder_len, inbox) == 0) {
             /* Ask the holder (its inbox) to finish and hand the lease over;
              * no keyspace notifications involved. */
-            char inbox[80];
-            snprintf(inbox, sizeof(inbox), "inbox:%.*s", (int)res->holder_len, res->holder);
-            sw_store_publish(w->store, inbox, t->token, strlen(t->token));
+            sw_inbox_msg_t m = {
+                .cmd = SW_INBOX_LEASE_WANTED, .token = t->token, .token_len = strlen(t->token)};
+            sw_buf_t b;
+            sw_buf_init(&b, 0);
+            if (sw_inbox_encode(&m, &b) == 0)
+                sw_store_publish(w->store, inbox, b.data, b.len);
+            sw_buf_destroy(&b);
             f->asked_holder = 1;
         }
         f->busy_delay_ms =

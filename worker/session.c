@@ -698,15 +698,19 @@ void sw_session_sse_post(sw_conn_t *c, const sw_http_request_t *req)
         pf->id = ++w->next_post_id;
         sw_conn_ref(c);
         LIST_INSERT_HEAD(&w->posts, pf, link);
-        char inbox[96];
-        snprintf(inbox, sizeof(inbox), "inbox:%.*s", (int)SW_MIN(hl, 64), cid);
+        char inbox[SW_INBOX_CHANNEL_MAX];
+        sw_inbox_msg_t m = {.cmd = SW_INBOX_POST,
+                            .post_id = pf->id,
+                            .reply_to = w->holder_id,
+                            .reply_to_len = strlen(w->holder_id),
+                            .body = req->body,
+                            .body_len = req->body_len};
         sw_buf_t b;
         sw_buf_init(&b, 0);
-        sw_buf_printf(&b, "P:%llu:%s:", (unsigned long long)pf->id, w->holder_id);
-        sw_buf_append(&b, req->body, req->body_len);
         ev_timer_init(&pf->timer, fwd_timeout_cb, POST_FORWARD_TIMEOUT_S, 0.);
         ev_timer_start(w->loop, &pf->timer);
-        if (sw_store_publish_acked(w->store, inbox, b.data, b.len, on_forwarded, pf) != 0) {
+        if (sw_inbox_channel(cid, hl, inbox) != 0 || sw_inbox_encode(&m, &b) != 0 ||
+            sw_store_publish_acked(w->store, inbox, b.data, b.len, on_forwarded, pf) != 0) {
             pf->published = 1;
             fwd_answer(pf, -404);
             fwd_maybe_free(pf);
@@ -716,20 +720,12 @@ void sw_session_sse_post(sw_conn_t *c, const sw_http_request_t *req)
     json_decref(body);
 }
 
-void sw_session_post_forwarded(sw_worker_t *w, const char *data, size_t len)
+void sw_session_post_forwarded(sw_worker_t *w, const sw_inbox_msg_t *fwd)
 {
-    /* "<id>:<reply holder>:<body>" */
-    const char *end = data + len;
-    const char *c1 = memchr(data, ':', len);
-    const char *c2 = c1 ? memchr(c1 + 1, ':', (size_t)(end - c1 - 1)) : NULL;
-    if (!c1 || !c2 || c1 == data || c2 == c1 + 1 || c2 - c1 - 1 > 64 || c1 - data > 20) {
-        sw_log(SW_LOG_WARN, "inbox: malformed forwarded POST");
-        return;
-    }
-    char id[24], reply_to[72];
-    snprintf(id, sizeof(id), "%.*s", (int)(c1 - data), data);
-    snprintf(reply_to, sizeof(reply_to), "inbox:%.*s", (int)(c2 - c1 - 1), c1 + 1);
-    json_t *body = json_loadb(c2 + 1, (size_t)(end - c2 - 1), 0, NULL);
+    char reply_to[SW_INBOX_CHANNEL_MAX];
+    if (sw_inbox_channel(fwd->reply_to, fwd->reply_to_len, reply_to) != 0)
+        return; /* sw_inbox_decode checked it */
+    json_t *body = json_loadb(fwd->body, fwd->body_len, 0, NULL);
     const char *cid = json_string_value(json_object_get(body, "conn_id"));
     const char *ctok = json_string_value(json_object_get(body, "conn_token"));
     json_t *msgs = json_object_get(body, "messages");
@@ -737,27 +733,19 @@ void sw_session_post_forwarded(sw_worker_t *w, const char *data, size_t len)
     if (n < 0)
         sw_log(SW_LOG_INFO, "forwarded POST refused (%d): the stream is gone or the token wrong",
                -n);
-    char ans[64];
-    int al = snprintf(ans, sizeof(ans), "A:%s:%d", id, n);
-    if (sw_store_publish(w->store, reply_to, ans, (size_t)al) != 0)
-        sw_log(SW_LOG_WARN, "cannot answer forwarded POST %s (state store out of reach)", id);
+    sw_inbox_msg_t ans = {.cmd = SW_INBOX_POST_ANSWER, .post_id = fwd->post_id, .result = n};
+    sw_buf_t b;
+    sw_buf_init(&b, 0);
+    sw_inbox_encode(&ans, &b);
+    if (sw_store_publish(w->store, reply_to, b.data, b.len) != 0)
+        sw_log(SW_LOG_WARN, "cannot answer forwarded POST %llu (state store out of reach)",
+               (unsigned long long)fwd->post_id);
+    sw_buf_destroy(&b);
     json_decref(body);
 }
 
-void sw_session_post_answered(sw_worker_t *w, const char *data, size_t len)
+void sw_session_post_answered(sw_worker_t *w, uint64_t id, int n)
 {
-    /* "<id>:<n>" */
-    char buf[48];
-    if (len >= sizeof(buf))
-        return;
-    memcpy(buf, data, len);
-    buf[len] = '\0';
-    char *colon = strchr(buf, ':');
-    if (!colon)
-        return;
-    *colon = '\0';
-    uint64_t id = strtoull(buf, NULL, 10);
-    int n = atoi(colon + 1);
     sw_post_fwd_t *pf;
     LIST_FOREACH(pf, &w->posts, link)
     {

@@ -17,6 +17,7 @@
 
 #include "proto/msg.h"
 #include "worker/conn.h"
+#include "worker/inbox.h"
 #include "worker/peer.h"
 #include "worker/store.h"
 
@@ -76,14 +77,15 @@ void sw_session_sse_open(sw_conn_t *c, const sw_http_request_t *req);
  * answer came within 5 s. */
 void sw_session_sse_post(sw_conn_t *c, const sw_http_request_t *req);
 
-/* Inbox "P:<id>:<reply holder>:<body>": a POST forwarded by another
- * worker. Queue it on the local stream if it is live and the conn_token
- * matches, then answer "A:<id>:<n>" (n accepted, or -403 / -404) to the
- * reply holder's inbox. */
-void sw_session_post_forwarded(sw_worker_t *w, const char *data, size_t len);
+/* Inbox SW_INBOX_POST (worker/inbox.h): a POST forwarded by another
+ * worker (fwd borrowed). Queue it on the local stream if it is live and
+ * the conn_token matches, then answer SW_INBOX_POST_ANSWER (n accepted,
+ * or -403 / -404) to the forwarding worker's inbox. */
+void sw_session_post_forwarded(sw_worker_t *w, const sw_inbox_msg_t *fwd);
 
-/* Inbox "A:<id>:<n>": the answer to a POST this worker forwarded. */
-void sw_session_post_answered(sw_worker_t *w, const char *data, size_t len);
+/* Inbox SW_INBOX_POST_ANSWER: the answer n to POST `id` this worker
+ * forwarded (an unknown id, answered already or timed out, is ignored). */
+void sw_session_post_answered(sw_worker_t *w, uint64_t id, int n);
 
 /* Worker exit: drop the forwarded POSTs still waiting (after the store is
  * freed, so that no store callback refers to them). */

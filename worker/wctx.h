@@ -16,6 +16,7 @@
 #include "core/stats.h"
 #include "worker/conn.h"
 #include "worker/credentials.h"
+#include "worker/inbox.h"
 #include "worker/runtime.h"
 #include "worker/store.h"
 
@@ -44,10 +45,10 @@ typedef struct sw_worker {
     const struct sw_shared_hooks *shared_hooks;         /* the token module's (sw_token_init) */
     TAILQ_HEAD(sw_resume_list, sw_token) resumes;       /* tokens to continue */
     ev_idle resume_w;
-    ev_check resume_check_w; /* resumes also run every iteration under load */
-    ev_timer lease_sweep_w;  /* oplock upkeep: idle leases are given up */
-    ev_timer live_w;         /* refreshes the live keys of local connections */
-    char inbox[48];          /* "inbox:<holder_id>": lease hand-off requests */
+    ev_check resume_check_w;          /* resumes also run every iteration under load */
+    ev_timer lease_sweep_w;           /* oplock upkeep: idle leases are given up */
+    ev_timer live_w;                  /* refreshes the live keys of local connections */
+    char inbox[SW_INBOX_CHANNEL_MAX]; /* "inbox:<holder_id>" (worker/inbox.h) */
     size_t ntokens;
     int draining; /* QUIT received or master gone */
     int stopping; /* leave the loop */

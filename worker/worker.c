@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "core/fdpass.h"
+#include "worker/inbox.h"
 #include "worker/metrics.h"
 #include "worker/session.h"
 #include "worker/shared.h"
@@ -74,37 +75,36 @@ static void lease_sweep_cb(struct ev_loop *loop, ev_timer *tw, int revents)
                           memory_order_relaxed); /* metrics: the leases_held gauge */
 }
 
-/* The inbox: another worker wants a lease this worker holds ("<token>"),
- * a resumed connection replaced one of this worker's sockets
- * ("C:<token>:<sockid>"), a POST for one of this worker's event streams
- * ("P:...") or the answer to a POST this worker forwarded ("A:..."). */
+/* The inbox (worker/inbox.h): another worker wants a lease this worker
+ * holds, a resumed connection replaced one of this worker's sockets, a
+ * POST for one of this worker's event streams, or the answer to a POST
+ * this worker forwarded. */
 static void inbox_cb(void *udata, const char *data, size_t len)
 {
     sw_worker_t *w = udata;
-    char buf[160];
-    if (len >= 2 && strncmp(data, "P:", 2) == 0) {
-        sw_session_post_forwarded(w, data + 2, len - 2);
+    sw_inbox_msg_t m;
+    if (sw_inbox_decode(data, len, &m) != 0) {
+        sw_log(SW_LOG_WARN, "inbox: dropped a malformed message (%zu bytes)", len);
         return;
     }
-    if (len >= 2 && strncmp(data, "A:", 2) == 0) {
-        sw_session_post_answered(w, data + 2, len - 2);
-        return;
+    char token[SW_TOKEN_MAX + 1], sockid[SW_INBOX_ID_MAX + 1];
+    switch (m.cmd) {
+    case SW_INBOX_LEASE_WANTED:
+        snprintf(token, sizeof(token), "%.*s", (int)m.token_len, m.token);
+        sw_token_lease_wanted(w, token);
+        break;
+    case SW_INBOX_CLOSE_SOCKET:
+        snprintf(token, sizeof(token), "%.*s", (int)m.token_len, m.token);
+        snprintf(sockid, sizeof(sockid), "%.*s", (int)m.sockid_len, m.sockid);
+        sw_token_close_socket(w, token, sockid);
+        break;
+    case SW_INBOX_POST:
+        sw_session_post_forwarded(w, &m);
+        break;
+    case SW_INBOX_POST_ANSWER:
+        sw_session_post_answered(w, m.post_id, m.result);
+        break;
     }
-    if (len == 0 || len >= sizeof(buf))
-        return;
-    memcpy(buf, data, len);
-    buf[len] = '\0';
-    if (strncmp(buf, "C:", 2) == 0) {
-        char *token = buf + 2, *sock = strchr(token, ':');
-        if (!sock)
-            return;
-        *sock++ = '\0';
-        sw_token_close_socket(w, token, sock);
-        return;
-    }
-    if (len > SW_TOKEN_MAX)
-        return;
-    sw_token_lease_wanted(w, buf);
 }
 
 /* Live keys of this worker's connections are refreshed every ttl/3. */
@@ -436,7 +436,7 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
     } else {
         ev_timer_start(loop, &w->secret_w); /* asks the store from the loop */
     }
-    snprintf(w->inbox, sizeof(w->inbox), "inbox:%s", w->holder_id);
+    sw_inbox_channel(w->holder_id, strlen(w->holder_id), w->inbox);
     if (sw_store_subscribe(w->store, w->inbox, inbox_cb, NULL, w) != 0)
         sw_log(SW_LOG_WARN, "cannot subscribe to %s: lease hand-off falls back to expiry",
                w->inbox);
