@@ -21,13 +21,23 @@
 #include "worker/store.h"
 
 typedef struct sw_token sw_token_t;
+typedef struct sw_worker sw_worker_t;
+
+/* The work the context's per-iteration watchers run, given by the owner of
+ * the context (the modules that do it sit above this one and include this
+ * header): every pointer is called with the context. */
+typedef struct sw_wctx_steps {
+    void (*run_resumes)(sw_worker_t *w);  /* continue the tokens in w->resumes */
+    void (*run_catchups)(sw_worker_t *w); /* catch up the tokens of w->catchups */
+    void (*gc)(sw_worker_t *w);           /* free idle tokens and rooms (w->gc_w) */
+} sw_wctx_steps_t;
 
 /* The state of one worker process; one per process (the role of nginx's
- * ngx_cycle_t). worker.c creates and runs it; the modules below (session,
- * token, shared) reach it through their owner pointers and use its
- * fields, never worker.c's functions: what they ask of the worker goes
- * through the few calls below. */
-typedef struct sw_worker {
+ * ngx_cycle_t; tests run several in one process). worker.c creates and
+ * runs it; the modules below (session, token, shared) reach it through
+ * their owner pointers and use its fields, never worker.c's functions:
+ * what they ask of the worker goes through the few calls below. */
+struct sw_worker {
     struct ev_loop *loop;
     const sw_config_t *cfg; /* borrowed, lives for the process */
     const sw_appdef_t *app; /* borrowed */
@@ -66,7 +76,26 @@ typedef struct sw_worker {
     ev_timer secret_w;
     LIST_HEAD(sw_worker_posts, sw_post_fwd) posts; /* forwarded POSTs awaiting answers */
     uint64_t next_post_id;
-} sw_worker_t;
+    const sw_wctx_steps_t *steps; /* borrowed: what resume_w, resume_check_w and gc_w run */
+};
+
+/* Set up a zeroed context `w` (calloc) for `loop`, `cfg` and `app` (all
+ * borrowed, outliving w): the registries and work lists empty (sessions,
+ * resumes, catch-ups, forwarded POSTs), and the watchers of its
+ * per-iteration work: resume_w (an idle, started by whoever queues a
+ * resume or a catch-up; stopped once both lists are empty) and
+ * resume_check_w (a check, started here: resumes also run every iteration
+ * under load) run steps->run_resumes then steps->run_catchups; gc_w (an
+ * idle, started by sw_wctx_schedule_gc) runs steps->gc once. `steps` is
+ * borrowed and outlives w. Everything else (store, holder id, stats,
+ * connections, the token module's hooks) is the caller's to set. */
+void sw_wctx_init(sw_worker_t *w, struct ev_loop *loop, const sw_config_t *cfg,
+                  const sw_appdef_t *app, const sw_wctx_steps_t *steps);
+
+/* Stop the watchers sw_wctx_init set up. Frees nothing: the tokens, rooms
+ * and sessions are their modules' to free (before this), the store and
+ * w itself the caller's. */
+void sw_wctx_destroy(sw_worker_t *w);
 
 /* Socket ids ("<holder>.<n>") and event-stream conn_ids start with the
  * holder id of the worker that owns them. Returns the length of the holder

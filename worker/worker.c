@@ -28,38 +28,12 @@
 
 static void start_drain(sw_worker_t *w, const char *why);
 
-static void gc_cb(struct ev_loop *loop, ev_idle *iw, int revents)
-{
-    sw_worker_t *w = sw_container_of(iw, sw_worker_t, gc_w);
-    ev_idle_stop(loop, iw);
-    w->gc_pending = 0;
-    sw_token_gc(w);
-}
-
-/* Per-iteration step: continue waiting tokens, then let tokens linked to
- * shared state changed in this iteration catch up (one pass per shared
- * token however many messages came). Runs from an ev_check every
- * iteration; the ev_idle, started when work is queued, keeps the loop from
- * blocking meanwhile. */
-static void run_queued(sw_worker_t *w)
-{
-    if (!TAILQ_EMPTY(&w->resumes))
-        sw_token_run_resumes(w);
-    if (!LIST_EMPTY(&w->catchups))
-        sw_shared_run_catchups(w);
-    if (TAILQ_EMPTY(&w->resumes) && LIST_EMPTY(&w->catchups))
-        ev_idle_stop(w->loop, &w->resume_w);
-}
-
-static void resume_cb(struct ev_loop *loop, ev_idle *iw, int revents)
-{
-    run_queued(sw_container_of(iw, sw_worker_t, resume_w));
-}
-
-static void resume_check_cb(struct ev_loop *loop, ev_check *cw, int revents)
-{
-    run_queued(sw_container_of(cw, sw_worker_t, resume_check_w));
-}
+/* What the context's per-iteration watchers run (worker/wctx.h). */
+static const sw_wctx_steps_t STEPS = {
+    .run_resumes = sw_token_run_resumes,
+    .run_catchups = sw_shared_run_catchups,
+    .gc = sw_token_gc,
+};
 
 /* Leases idle this long are given up (at most half the lease). */
 static uint64_t lease_idle_ms(const sw_worker_t *w)
@@ -354,18 +328,12 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
 {
     int rc = 1;
     sw_worker_t *w = sw_xcalloc(1, sizeof(*w));
-    w->loop = loop;
-    w->cfg = cfg;
-    w->app = app;
+    sw_wctx_init(w, loop, cfg, app, &STEPS);
     w->slot = slot;
     w->channel_fd = channel_fd;
     w->stats = &stats->slot[slot];
     w->stats_all = stats;
-    LIST_INIT(&w->sessions);
     sw_token_init(w);
-    TAILQ_INIT(&w->resumes);
-    LIST_INIT(&w->catchups);
-    ev_idle_init(&w->resume_w, resume_cb);
     char rnd[13];
     sw_random_hex(rnd, 6);
     snprintf(w->holder_id, sizeof(w->holder_id), "w%d-%d-%s", slot, (int)getpid(), rnd);
@@ -417,15 +385,11 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
     signal_watch(w, &w->sig_hup, SIGHUP);
     ev_prepare_init(&w->publish_w, publish_cb);
     ev_prepare_start(loop, &w->publish_w);
-    ev_idle_init(&w->gc_w, gc_cb);
-    ev_check_init(&w->resume_check_w, resume_check_cb);
-    ev_check_start(loop, &w->resume_check_w);
     ev_timer_init(&w->lease_sweep_w, lease_sweep_cb, 0.25, 0.25);
     ev_timer_start(loop, &w->lease_sweep_w);
     double live_period = cfg->presence_ttl_ms / 3000.0;
     ev_timer_init(&w->live_w, live_refresh_cb, live_period, live_period);
     ev_timer_start(loop, &w->live_w);
-    LIST_INIT(&w->posts);
     ev_timer_init(&w->secret_w, secret_cb, 0., 0.);
     if (cfg->secret[0]) {
         sw_cred_key_init(&w->cred_key, cfg->secret, strlen(cfg->secret));
@@ -451,6 +415,7 @@ out:
     if (w->store)
         sw_store_free(w->store);
     sw_session_posts_cancel(w);
+    sw_wctx_destroy(w);
     free(w);
     return rc;
 }
