@@ -149,8 +149,7 @@ static sw_verdict_t hello_sync(sw_token_t *t, sw_peer_t *s)
 {
     json_t *resume = json_object_get(t->current->payload, "resume");
     uint64_t last = (uint64_t)json_integer_value(json_object_get(resume, "last_seq"));
-    uint32_t log_max = 256;
-    if (t->ntl || last > t->seq || t->seq - last > log_max) {
+    if (t->ntl || last > t->seq || t->seq - last > SW_REPLAY_LOG_LEN) {
         SW_STAT_ADD(t->w->stats, resumes[SW_RESUME_FULL], 1); /* metrics */
         sw_tok__send_full(t, s);
     } else if (last < t->seq) {

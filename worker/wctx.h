@@ -21,6 +21,11 @@
 #include "worker/store.h"
 
 typedef struct sw_token sw_token_t;
+
+/* Deltas kept per token in the store's replay log (what the worker asks
+ * of the store: sw_store_opts_t.log_max). A client that resumes further
+ * behind than this gets one full delta instead of the missed deltas. */
+#define SW_REPLAY_LOG_LEN 256
 typedef struct sw_worker sw_worker_t;
 
 /* The work the context's per-iteration watchers run, given by the owner of

@@ -17,8 +17,6 @@
 #include "worker/static.h"
 #include "worker/token.h"
 
-/* Replay log length kept per token in the store. */
-#define SW_LOG_MAX 256
 /* HTTP request head bound. */
 #define SW_MAX_HEADER_BYTES 16384
 /* How often a draining worker looks for sessions it can close. */
@@ -343,7 +341,7 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
         .holder_id = w->holder_id,
         .token_ttl_s = cfg->token_ttl_s,
         .lease_ms = cfg->lease_ms,
-        .log_max = SW_LOG_MAX,
+        .log_max = SW_REPLAY_LOG_LEN,
         .on_rtt = on_store_rtt,
         .rtt_udata = w,
     };
