@@ -141,23 +141,17 @@ struct sw_token {
     sw_worker_t *w;
     struct sw_event_queue queue;
     uint32_t qlen;
+    uint32_t npeers;
     sw_event_t *current;   /* in flight, or NULL */
     sw_inflight_t *flight; /* non-NULL while an event is in flight */
     sw_tree_t tree;
-    int have_tree;
-    int exists;                /* the token hash exists in the store */
     uint64_t seq;              /* the store's seq, as of the last load/commit */
     struct sw_peer_list peers; /* its clients on this worker */
-    uint32_t npeers;
     struct sw_task_list tasks;
-    ev_timer retry_w;          /* lease busy backoff */
-    int pending_store;         /* a store callback is outstanding */
-    int lease_held;            /* our lease is (believed) held */
+    ev_timer retry_w;          /* SW_V_LATER: lease busy backoff, conflict step-aside */
     uint64_t lease_until_ms;   /* our estimate of the lease's end (monotonic) */
     uint64_t last_active_ms;   /* last event start or end: idle release */
     uint64_t ttl_refreshed_ms; /* last commit that refreshed the hash TTL */
-    int release_asked;         /* another worker asked for the lease */
-    int running;               /* the runner is on this token's stack */
     /* Shared state. The tree, kept while the token has peers, is the
      * client view: what its clients have been sent. */
     sw_tlink_t *tl;         /* [ntl], sorted by shared token name; heap, NULL when ntl == 0 */
@@ -171,12 +165,19 @@ struct sw_token {
     /* The user id the token is bound to (stored field _user), heap; NULL
      * while unbound. From the last load; a hello that binds sets it. */
     char *user;
-    int waiting;         /* the current event is parked on a shared token's slot or copy */
-    int old_view;        /* the tree was the client view before this load */
-    int catchup_pending; /* shared changes arrived while busy */
-    int presence_on;     /* presence entries added for the links */
-    int resume_queued;
     TAILQ_ENTRY(sw_token) resume_link;
+    /* Flags. */
+    unsigned have_tree : 1;       /* tree holds the state (and, with peers, their view) */
+    unsigned exists : 1;          /* the token hash exists in the store */
+    unsigned pending_store : 1;   /* a store callback is outstanding */
+    unsigned lease_held : 1;      /* our lease is (believed) held */
+    unsigned release_asked : 1;   /* another worker asked for the lease */
+    unsigned running : 1;         /* the runner is on this token's stack */
+    unsigned waiting : 1;         /* the current event is parked on a shared token's slot or copy */
+    unsigned old_view : 1;        /* the tree was the client view before this load */
+    unsigned catchup_pending : 1; /* shared changes arrived while busy */
+    unsigned presence_on : 1;     /* presence entries added for the links */
+    unsigned resume_queued : 1;   /* on the worker's resume list */
 };
 
 /* Internal events (chained, task steps) may use the queue up to this
