@@ -409,7 +409,7 @@ static void tc_drain(tc_t *t, int quiet_ms)
 }
 
 /* Fan-out deltas are computed once for every local client that holds the
- * same view of the room (worker/token.c, sw_token_catchup_group); the
+ * same view of the room (worker/fanout.c, sw_token_run_catchups); the
  * others' trees lag until they run an event. Clients that run events of
  * their own in between, see viewers come and go, or see values go back
  * and forth must still end with exactly the room's state. */

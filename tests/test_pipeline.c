@@ -388,7 +388,7 @@ static void expect_error(const fpeer_t *f, size_t i, int64_t id, sw_errc_t code,
 
 static const sw_wctx_steps_t STEPS = {
     .run_resumes = sw_token_run_resumes,
-    .run_catchups = sw_shared_run_catchups,
+    .run_catchups = sw_token_run_catchups,
     .gc = sw_token_gc,
 };
 

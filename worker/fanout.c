@@ -1,6 +1,8 @@
 /* fanout.c — delivery: deltas to a token's peers, a full delta to stale
- * peers, catching up with shared changes (fold), and group fan-out (one
- * delta encoded for many tokens that hold the same view of a room). */
+ * peers, catching up with shared changes (fold), and the fan-out step:
+ * it drains the rooms shared.c marked as changed and brings their linked
+ * tokens' clients up to date, with group fan-out (one delta encoded for
+ * many tokens that hold the same view of a room). */
 #include "worker/token_int.h"
 
 #include <stdlib.h>
@@ -162,7 +164,9 @@ void sw_tok__do_catchup(sw_token_t *t)
     json_decref(delta);
 }
 
-void sw_token_catchup(sw_token_t *t)
+/* Shared state changed (a fan-out message, a reread, presence): bring
+ * the token's clients up to date now, or after its current event. */
+static void catchup(sw_token_t *t)
 {
     if (t->current || t->pending_store) {
         t->catchup_pending = 1;
@@ -216,7 +220,9 @@ static void deliver_tail(sw_token_t *t, const sw_buf_t *tail)
     }
 }
 
-void sw_token_catchup_group(sw_shared_t *r, sw_token_t *const *toks, size_t n)
+/* One change of shared token r to its linked local tokens toks[0..n)
+ * (r's copy current): grouped by the view their clients hold. */
+static void catchup_group(sw_shared_t *r, sw_token_t *const *toks, size_t n)
 {
     fanout_group_t g[SW_FANOUT_GROUPS];
     size_t ng = 0;
@@ -226,7 +232,7 @@ void sw_token_catchup_group(sw_shared_t *r, sw_token_t *const *toks, size_t n)
     for (size_t i = 0; i < n; i++) {
         sw_token_t *t = toks[i];
         if (!grouping || !group_eligible(t, r)) {
-            sw_token_catchup(t);
+            catchup(t);
             continue;
         }
         sw_tlink_t *l = &t->tl[0];
@@ -244,7 +250,7 @@ void sw_token_catchup_group(sw_shared_t *r, sw_token_t *const *toks, size_t n)
             sw_buf_init(&gr->tail, 0);
         }
         if (!gr) {
-            sw_token_catchup(t);
+            catchup(t);
             continue;
         }
         if (!gr->have) {
@@ -282,4 +288,24 @@ void sw_tok__send_full(sw_token_t *t, sw_peer_t *s)
     s->client_seq = t->seq;
     s->hydrated = 1;
     t->old_view = 1;
+}
+
+void sw_token_run_catchups(sw_worker_t *w)
+{
+    sw_shared_t *r;
+    while ((r = sw_shared_take_changed(w))) {
+        size_t n = r->ntokens;
+        if (!n)
+            continue;
+        /* Tokens may unlink while catching up (never: catch-up runs no
+         * handler), but iterate over a copy to stay safe. */
+        sw_token_t **copy = sw_xmalloc(n * sizeof(*copy));
+        memcpy(copy, r->tokens, n * sizeof(*copy));
+        if (!sw_appdef_fanout_needs_private(w->app))
+            catchup_group(r, copy, n);
+        else
+            for (size_t i = 0; i < n; i++)
+                catchup(copy[i]);
+        free(copy);
+    }
 }

@@ -532,8 +532,6 @@ static int token_connected(const sw_token_t *t)
 }
 
 static const sw_shared_hooks_t SHARED_HOOKS = {
-    .catchup = sw_token_catchup,
-    .catchup_group = sw_token_catchup_group,
     .resume = sw_token_resume,
     .name = sw_token_name,
     .connected = token_connected,

@@ -126,24 +126,6 @@ static void presence_changed(sw_shared_t *r)
     }
 }
 
-static void catchup_all(sw_shared_t *r)
-{
-    /* Tokens may unlink while catching up (never: catch-up runs no
-     * handler), but iterate over a copy to stay safe. */
-    size_t n = r->ntokens;
-    if (!n)
-        return;
-    sw_token_t **copy = sw_xmalloc(n * sizeof(*copy));
-    memcpy(copy, r->tokens, n * sizeof(*copy));
-    const sw_shared_hooks_t *h = r->w->shared_hooks;
-    if (!sw_appdef_fanout_needs_private(r->w->app))
-        h->catchup_group(r, copy, n);
-    else
-        for (size_t i = 0; i < n; i++)
-            h->catchup(copy[i]);
-    free(copy);
-}
-
 static void resume_syncwait(sw_shared_t *r)
 {
     size_t n = r->nsyncwait;
@@ -157,14 +139,14 @@ static void resume_syncwait(sw_shared_t *r)
     free(copy);
 }
 
-void sw_shared_run_catchups(sw_worker_t *w)
+sw_shared_t *sw_shared_take_changed(sw_worker_t *w)
 {
-    sw_shared_t *r;
-    while ((r = LIST_FIRST(&w->catchups))) {
+    sw_shared_t *r = LIST_FIRST(&w->catchups);
+    if (r) {
         LIST_REMOVE(r, catchup_link);
         r->catchup_queued = 0;
-        catchup_all(r);
     }
+    return r;
 }
 
 /* ---- views kept for lagging trees ------------------------------------------- */

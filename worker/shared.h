@@ -74,17 +74,12 @@ typedef struct sw_shared {
 } sw_shared_t;
 
 /* What shared.c asks of the tokens linked to a room: the token module
- * (worker/token.c) installs these in the worker context (w->shared_hooks,
- * sw_token_init) so that shared.c calls no function of it. Every pointer
- * is an opaque client token of this worker. */
+ * installs these in the worker context (w->shared_hooks, sw_token_init)
+ * so that shared.c calls no function of it. Every pointer is an opaque
+ * client token of this worker. shared.c only marks the rooms whose copy
+ * changed (sw_shared_take_changed); the token pipeline's fan-out drains
+ * them. */
 typedef struct sw_shared_hooks {
-    /* The room's copy changed: bring t's clients up to date now, or after
-     * its current event. */
-    void (*catchup)(sw_token_t *t);
-    /* The same for the n tokens toks[0..n) linked to r at once (one delta
-     * encoded for all whose clients hold the same view); used when no
-     * computed var mixes shared and private input. */
-    void (*catchup_group)(struct sw_shared *r, sw_token_t *const *toks, size_t n);
     /* What t waited for (the write slot, a current copy) is there. */
     void (*resume)(sw_token_t *t);
     /* t's name (borrowed), and whether it has connected clients here
@@ -149,9 +144,11 @@ void sw_shared_snapshot(sw_shared_t *r, int64_t presence);
  * presence), or NULL when it is not kept. */
 const json_t *sw_shared_snapshot_find(const sw_shared_t *r, uint64_t seq, int64_t presence);
 
-/* Let the linked tokens of every shared token changed during this loop
- * iteration catch up (worker's per-iteration step). */
-void sw_shared_run_catchups(sw_worker_t *w);
+/* The next shared token whose copy or presence changed during this loop
+ * iteration, taken off the worker's list (w->catchups), or NULL when
+ * none is left. Its linked tokens are r->tokens[0..r->ntokens). The
+ * fan-out step (sw_token_run_catchups) drains the list every iteration. */
+sw_shared_t *sw_shared_take_changed(sw_worker_t *w);
 
 /* Free every record (worker exit). */
 void sw_shared_free_all(sw_worker_t *w);

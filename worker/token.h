@@ -122,7 +122,7 @@ const char *sw_token_name(const sw_token_t *t);
 int sw_token_idle(const sw_token_t *t);
 
 /* Install the token module's hooks for shared.c in the worker context
- * (w->shared_hooks: catch-up, group fan-out, resume, name, connected).
+ * (w->shared_hooks: resume, name, connected).
  * Call once before any token is linked. */
 void sw_token_init(sw_worker_t *w);
 
@@ -130,17 +130,15 @@ void sw_token_init(sw_worker_t *w);
  * the worker's gc step. */
 void sw_token_gc(sw_worker_t *w);
 
-/* Shared state changed (a fan-out message, a reread, presence): bring
- * the token's clients up to date now, or after its current event. */
-void sw_token_catchup(sw_token_t *t);
-
-/* Fan-out of one change of shared token r to its linked local tokens
- * toks[0..n) (borrowed; r's copy is current). Used when
- * sw_appdef_fanout_needs_private() == 0: tokens whose every shared state is
- * linked to r and whose clients hold the same view of r get one delta,
- * computed and encoded once; only the seq prefix differs per client.
- * Other tokens catch up one by one (sw_token_catchup). */
-void sw_token_catchup_group(sw_shared_t *r, sw_token_t *const *toks, size_t n);
+/* The fan-out step (the worker's per-iteration step): for every shared
+ * token whose copy or presence changed during this iteration
+ * (sw_shared_take_changed), its linked tokens' clients catch up, now or
+ * after their current event. When sw_appdef_fanout_needs_private() == 0,
+ * tokens whose every shared state is linked to that room and whose
+ * clients hold the same view of it get one delta, computed and encoded
+ * once (only the seq prefix differs per client); other tokens catch up
+ * one by one. */
+void sw_token_run_catchups(sw_worker_t *w);
 
 /* What the current event waited for (a shared token's write slot or its
  * copy) is there: continue it from the worker's resume step. */

@@ -41,7 +41,7 @@ typedef struct sw_tlink {
     sw_shared_t *r;
     uint64_t applied_seq;  /* the shared seq the client view reflects */
     int64_t presence_seen; /* the presence count the client view reflects */
-    /* Group fan-out (sw_token_catchup_group) sent the clients the shared
+    /* Group fan-out (sw_token_run_catchups) sent the clients the shared
      * view at sent_seq/sent_presence without folding it into the tree: the
      * tree lags the client view until the next fold. */
     int lag;

@@ -29,7 +29,7 @@ static void start_drain(sw_worker_t *w, const char *why);
 /* What the context's per-iteration watchers run (worker/wctx.h). */
 static const sw_wctx_steps_t STEPS = {
     .run_resumes = sw_token_run_resumes,
-    .run_catchups = sw_shared_run_catchups,
+    .run_catchups = sw_token_run_catchups,
     .gc = sw_token_gc,
 };
 

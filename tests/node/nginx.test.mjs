@@ -240,7 +240,14 @@ test('nginx: SSE through nginx streams without buffering; POSTs through nginx ap
   ctl.abort();
   await pump;
   // Credentials in event-stream URLs never reach the proxy's access log.
-  const log = readFileSync(join(dir, 'nginx', 'access.log'), 'utf8');
+  // nginx logs the stream once it has seen the client go: wait for it
+  // (at most 5 s).
+  let log = '';
+  for (let i = 0; i < 50; i++) {
+    log = readFileSync(join(dir, 'nginx', 'access.log'), 'utf8');
+    if (/GET \/_sse HTTP/.test(log)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
   assert.match(log, /GET \/_sse HTTP/, 'the stream is logged, without its query');
   assert.doesNotMatch(log, /secret-jwt-ng|auth=|conn_token/);
 });
