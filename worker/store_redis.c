@@ -12,7 +12,7 @@
  * callbacks get the store (never a subscription) as private data and look
  * the subscription up by channel, so a subscription can be dropped at once
  * locally while Redis still confirms its UNSUBSCRIBE. */
-#include "worker/store_int.h"
+#include "worker/store_redis.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +28,8 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "worker/store_int.h"
+#include "worker/store_lua.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
@@ -37,170 +39,7 @@
 #define REPLY_TIMEOUT_MS 5000
 #define WATCHDOG_PERIOD_S 0.5
 
-/* KEYS[1] hash, KEYS[2] lease, KEYS[3] live key; ARGV[1] holder,
- * ARGV[2] lease_ms. {0, holder}: busy; {1, {field, value, ...}, live}:
- * lease ours, hash read without the replay log's "_log:" fields, and the
- * live connection's socket id ("" none). */
-static const char ACQUIRE_LUA[] =
-    "local cur = redis.call('GET', KEYS[2])\n"
-    "if cur == ARGV[1] then\n"
-    "  redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
-    "elseif not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
-    "  return {0, cur or ''}\n"
-    "else\n"
-    "  local hs = 'sw:holder:{' .. ARGV[1] .. '}'\n"
-    "  redis.call('SADD', hs, string.sub(KEYS[2], 5, -8))\n"
-    "  redis.call('PEXPIRE', hs, 100 * tonumber(ARGV[2]))\n"
-    "end\n"
-    "local live = redis.call('GET', KEYS[3]) or ''\n"
-    "local h = redis.call('HGETALL', KEYS[1])\n"
-    "local out = {}\n"
-    "for i = 1, #h, 2 do\n"
-    "  if string.sub(h[i], 1, 5) ~= '_log:' then\n"
-    "    out[#out + 1] = h[i]\n"
-    "    out[#out + 1] = h[i + 1]\n"
-    "  end\n"
-    "end\n"
-    "return {1, out, live}\n";
-
-/* KEYS[1] hash, KEYS[2] lease, KEYS[2 + k] shared hash sw:{R} of shared
- * write k (k = 1..ARGV[9]); ARGV[1] holder, ARGV[2] ttl_ms, ARGV[3]
- * lease_ms, ARGV[4] seq, ARGV[5] flags (1 release, 2 renew the lease, 4
- * refresh the hash TTL), ARGV[6] log field ("" = none), ARGV[7] log
- * entry, ARGV[8] nfields, ARGV[9] nshared, ARGV[10 ..] nfields field,
- * value pairs, then per shared write: expect_seq, new_seq, nfields,
- * has_message (0/1), message, field, value pairs. 0: the lease is not
- * ours; 2: a shared "_seq" was not expect_seq (nothing written in either
- * case); 1: committed. The client part is one HSET; the message goes out
- * on channel sw:{R}:ch inside the script, so messages follow commit order. */
-static const char COMMIT_LUA[] =
-    "if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n"
-    "local nf = tonumber(ARGV[8])\n"
-    "local ns = tonumber(ARGV[9])\n"
-    "local i = 10 + 2 * nf\n"
-    "for k = 1, ns do\n"
-    "  local key = KEYS[2 + k]\n"
-    "  local p = redis.call('GET', key .. ':prio')\n"
-    "  if p and p ~= ARGV[1] then return 3 end\n"
-    "  local cur = redis.call('HGET', key, '_seq')\n"
-    "  if not cur then cur = '0' end\n"
-    "  if cur ~= ARGV[i] then\n"
-    "    if ARGV[i + 3] == '2' or ARGV[i + 3] == '3' then\n"
-    "      redis.call('SET', key .. ':prio', ARGV[1], 'NX', 'PX', 200)\n"
-    "    end\n"
-    "    return 2\n"
-    "  end\n"
-    "  i = i + 5 + 2 * tonumber(ARGV[i + 2])\n"
-    "end\n"
-    "local a = {}\n"
-    "for j = 10, 9 + 2 * nf do a[#a + 1] = ARGV[j] end\n"
-    "if ARGV[4] ~= '0' then a[#a + 1] = '_seq'; a[#a + 1] = ARGV[4] end\n"
-    "if ARGV[6] ~= '' then a[#a + 1] = ARGV[6]; a[#a + 1] = ARGV[7] end\n"
-    "if #a > 0 then redis.call('HSET', KEYS[1], unpack(a)) end\n"
-    "local fl = tonumber(ARGV[5])\n"
-    "if fl % 2 == 1 then\n"
-    "  redis.call('DEL', KEYS[2])\n"
-    "  redis.call('SREM', 'sw:holder:{' .. ARGV[1] .. '}', string.sub(KEYS[2], 5, -8))\n"
-    "elseif math.floor(fl / 2) % 2 == 1 then\n"
-    "  redis.call('PEXPIRE', KEYS[2], ARGV[3])\n"
-    "end\n"
-    "if math.floor(fl / 4) % 2 == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
-    "i = 10 + 2 * nf\n"
-    "for k = 1, ns do\n"
-    "  local key = KEYS[2 + k]\n"
-    "  local n = tonumber(ARGV[i + 2])\n"
-    "  local b = {'_seq', ARGV[i + 1]}\n"
-    "  for j = i + 5, i + 4 + 2 * n do b[#b + 1] = ARGV[j] end\n"
-    "  redis.call('HSET', key, unpack(b))\n"
-    "  redis.call('PEXPIRE', key, ARGV[2])\n"
-    "  if ARGV[i + 3] == '1' or ARGV[i + 3] == '3' then\n"
-    "    redis.call('PUBLISH', key .. ':ch', ARGV[i + 4])\n"
-    "  end\n"
-    "  if ARGV[i + 3] == '2' or ARGV[i + 3] == '3' then redis.call('DEL', key .. ':prio') end\n"
-    "  i = i + 5 + 2 * n\n"
-    "end\n"
-    "return 1\n";
-
-/* KEYS[1] sw:{R}:presence (zset member -> expiry ms), KEYS[2]
- * sw:{R}:members (set), KEYS[3] sw:{R} (hash); ARGV[1] op
- * (sw_presence_op_t), ARGV[2] presence ttl_ms, ARGV[3] token ttl_ms,
- * ARGV[4..] members (applied in calls of up to 1000 members). "before" is
- * the count including expired entries:
- * that is the count last published, so a reap that drops entries
- * publishes too. Returns the live count. */
-static const char PRESENCE_LUA[] =
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local exp = string.format('%d', now + tonumber(ARGV[2]))\n"
-    "local before = redis.call('ZCARD', KEYS[1])\n"
-    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now))\n"
-    "local op = ARGV[1]\n"
-    "for c = 4, #ARGV, 1000 do\n"
-    "  local last = math.min(#ARGV, c + 999)\n"
-    "  local z, m = {}, {}\n"
-    "  for i = c, last do\n"
-    "    z[#z + 1] = exp; z[#z + 1] = ARGV[i]; m[#m + 1] = ARGV[i]\n"
-    "  end\n"
-    "  if op == '1' then\n"
-    "    redis.call('ZADD', KEYS[1], unpack(z))\n"
-    "    redis.call('SADD', KEYS[2], unpack(m))\n"
-    "  elseif op == '2' then\n"
-    "    local gone = {}\n"
-    "    for _, t in ipairs(m) do\n"
-    "      if redis.call('EXISTS', 'sw:{' .. t .. '}:live') == 0 then gone[#gone + 1] = t end\n"
-    "    end\n"
-    "    if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) end\n"
-    "  elseif op == '3' then\n"
-    "    redis.call('ZREM', KEYS[1], unpack(m))\n"
-    "    redis.call('SREM', KEYS[2], unpack(m))\n"
-    "  elseif op == '4' then\n"
-    "    redis.call('ZADD', KEYS[1], 'XX', unpack(z))\n"
-    "  end\n"
-    "end\n"
-    "local after = redis.call('ZCARD', KEYS[1])\n"
-    "if after ~= before then\n"
-    "  redis.call('PUBLISH', KEYS[3] .. ':ch', '{\"presence\":' .. after .. '}')\n"
-    "end\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
-    "redis.call('PEXPIRE', KEYS[2], ARGV[3])\n"
-    "redis.call('PEXPIRE', KEYS[3], ARGV[3])\n"
-    "return after\n";
-
-/* KEYS[1] lease; ARGV[1] holder. Compare-and-delete. */
-static const char RELEASE_LUA[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-    "  redis.call('SREM', 'sw:holder:{' .. ARGV[1] .. '}', string.sub(KEYS[1], 5, -8))\n"
-    "  return redis.call('DEL', KEYS[1])\n"
-    "end\n"
-    "return 0\n";
-
-/* ARGV[1] a holder id (a worker that died). Every lease it still holds
- * is deleted; returns how many. */
-static const char REAP_LUA[] =
-    "local hs = 'sw:holder:{' .. ARGV[1] .. '}'\n"
-    "local n = 0\n"
-    "for _, t in ipairs(redis.call('SMEMBERS', hs)) do\n"
-    "  local k = 'sw:{' .. t .. '}:lease'\n"
-    "  if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k); n = n + 1 end\n"
-    "end\n"
-    "redis.call('DEL', hs)\n"
-    "return n\n";
-
-/* KEYS[i] sw:{T}:live; ARGV[1] op (1 set, 2 refresh, 3 drop), ARGV[2]
- * ttl_ms, ARGV[2 + i] the socket id for KEYS[i]. Refresh and drop touch a
- * key only while it holds that socket id. */
-static const char LIVE_LUA[] = "local op = ARGV[1]\n"
-                               "for i = 1, #KEYS do\n"
-                               "  local sock = ARGV[2 + i]\n"
-                               "  if op == '1' then\n"
-                               "    redis.call('SET', KEYS[i], sock, 'PX', ARGV[2])\n"
-                               "  elseif redis.call('GET', KEYS[i]) == sock then\n"
-                               "    if op == '2' then redis.call('PEXPIRE', KEYS[i], ARGV[2])\n"
-                               "    else redis.call('DEL', KEYS[i]) end\n"
-                               "  end\n"
-                               "end\n"
-                               "return 1\n";
-
+/* The scripts (worker/lua/NAME.lua: each documents its KEYS and ARGV). */
 enum {
     SCRIPT_ACQUIRE,
     SCRIPT_COMMIT,
@@ -211,8 +50,9 @@ enum {
     SCRIPT__COUNT
 };
 
-static const char *const SCRIPTS[SCRIPT__COUNT] = {ACQUIRE_LUA,  COMMIT_LUA, RELEASE_LUA,
-                                                   PRESENCE_LUA, LIVE_LUA,   REAP_LUA};
+static const char *const SCRIPTS[SCRIPT__COUNT] = {sw_store_lua_acquire, sw_store_lua_commit,
+                                                   sw_store_lua_release, sw_store_lua_presence,
+                                                   sw_store_lua_live,    sw_store_lua_reap};
 
 /* A subscription (channel sw:{R}:ch). A subscription dropped locally while
  * its UNSUBSCRIBE is unconfirmed stays in the table as `live == 0` (no
@@ -535,12 +375,10 @@ static void complete_commit(rreq_t *q, const redisReply *rep)
 static void complete_log(rreq_t *q, const redisReply *rep)
 {
     sw_store_t *s = &q->rs->base;
-    if (s->inflight > 0)
-        s->inflight--;
     if (!rep || rep->type != REDIS_REPLY_ARRAY) {
         if (rep && rep->type == REDIS_REPLY_ERROR)
             sw_log(SW_LOG_WARN, "redis: HMGET log: %s", rep->str);
-        q->log_cb(q->udata, SW_EUNAVAIL, NULL, NULL, 0);
+        sw_store_complete_log(s, q->log_cb, q->udata, SW_EUNAVAIL, NULL, NULL, 0);
         return;
     }
     size_t n = rep->elements;
@@ -552,7 +390,7 @@ static void complete_log(rreq_t *q, const redisReply *rep)
             lens[i] = (size_t)rep->element[i]->len;
         }
     }
-    q->log_cb(q->udata, 0, entries, lens, n);
+    sw_store_complete_log(s, q->log_cb, q->udata, 0, entries, lens, n);
     free(entries);
     free(lens);
 }
@@ -600,8 +438,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     default:
         if (rep && rep->type == REDIS_REPLY_ERROR)
             sw_log(SW_LOG_WARN, "redis: release script: %s", rep->str);
-        if (q->rs->base.inflight > 0)
-            q->rs->base.inflight--;
+        sw_store_complete(&q->rs->base);
         break;
     }
     req_free(q);
@@ -956,7 +793,6 @@ static int redis_release(sw_store_t *s, const char *token)
         req_free(q);
         return SW_EUNAVAIL;
     }
-    s->inflight++;
     return 0;
 }
 
@@ -1011,23 +847,13 @@ static int redis_presence(sw_store_t *s, const char *token, sw_presence_op_t op,
     return 0;
 }
 
-static void run_log_unavail(sw_store_t *s, sw_store_done_t *d, int cancelled)
-{
-    if (!cancelled)
-        d->log_cb(d->udata, SW_EUNAVAIL, NULL, NULL, 0);
-}
-
 static int redis_read_log(sw_store_t *s, const char *token, uint64_t first, uint64_t last,
                           sw_store_log_cb cb, void *udata)
 {
     redis_store_t *rs = rs_of(s);
     uint64_t max = s->log_max ? s->log_max : 256;
     if (!rs->ac) {
-        sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
-        d->run = run_log_unavail;
-        d->log_cb = cb;
-        d->udata = udata;
-        sw_store_defer(s, d);
+        sw_store_defer_log(s, cb, udata, SW_EUNAVAIL);
         return 0;
     }
     rreq_t *q = req_new(rs, REQ_LOG, -1, (int)(last - first + 3));
@@ -1040,14 +866,8 @@ static int redis_read_log(sw_store_t *s, const char *token, uint64_t first, uint
     req_seal(q);
     if (req_send(rs->ac, q) < 0) {
         req_free(q);
-        sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
-        d->run = run_log_unavail;
-        d->log_cb = cb;
-        d->udata = udata;
-        sw_store_defer(s, d);
-        return 0;
+        sw_store_defer_log(s, cb, udata, SW_EUNAVAIL);
     }
-    s->inflight++;
     return 0;
 }
 
@@ -1057,24 +877,20 @@ static int redis_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
     redis_store_t *rs = rs_of(s);
     if (!rs->ac)
         return SW_EUNAVAIL;
-    for (size_t off = 0; off < n; off += 1000) { /* bounded script calls */
-        size_t k = SW_MIN(n - off, 1000);
-        rreq_t *q = req_new(rs, REQ_RELEASE, SCRIPT_LIVE, (int)(5 + 2 * k));
-        req_arg(q, "", 0);
-        req_arg(q, "", 0);
-        req_argf(q, "%llu", (unsigned long long)k);
-        for (size_t i = 0; i < k; i++)
-            req_arg_key(q, tokens[off + i], ":live");
-        req_argf(q, "%llu", (unsigned long long)op);
-        req_argf(q, "%llu", (unsigned long long)ttl_ms);
-        for (size_t i = 0; i < k; i++)
-            req_arg(q, sockids[off + i], strlen(sockids[off + i]));
-        req_seal(q);
-        if (req_send(rs->ac, q) < 0) {
-            req_free(q);
-            return SW_EUNAVAIL;
-        }
-        s->inflight++;
+    rreq_t *q = req_new(rs, REQ_RELEASE, SCRIPT_LIVE, (int)(5 + 2 * n));
+    req_arg(q, "", 0);
+    req_arg(q, "", 0);
+    req_argf(q, "%llu", (unsigned long long)n);
+    for (size_t i = 0; i < n; i++)
+        req_arg_key(q, tokens[i], ":live");
+    req_argf(q, "%llu", (unsigned long long)op);
+    req_argf(q, "%llu", (unsigned long long)ttl_ms);
+    for (size_t i = 0; i < n; i++)
+        req_arg(q, sockids[i], strlen(sockids[i]));
+    req_seal(q);
+    if (req_send(rs->ac, q) < 0) {
+        req_free(q);
+        return SW_EUNAVAIL;
     }
     return 0;
 }
@@ -1082,9 +898,8 @@ static int redis_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
 static void on_reaped(redisAsyncContext *ac, void *reply, void *priv)
 {
     redisReply *rep = reply;
-    redis_store_t *rs = ac->data;
-    if (rs && rs->base.inflight > 0)
-        rs->base.inflight--;
+    redis_store_t *rs = priv;
+    sw_store_complete(&rs->base);
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0)
         sw_log(SW_LOG_NOTICE, "released %lld lease(s) left by the previous worker in this slot",
                rep->integer);
@@ -1097,19 +912,15 @@ static int redis_reap(sw_store_t *s, const char *holder)
         return SW_EUNAVAIL;
     /* EVAL (not EVALSHA): it runs once per worker start, before the script
      * cache may be loaded on a fresh Redis */
-    const char *argv[4] = {"EVAL", REAP_LUA, "0", holder};
-    size_t argvlen[4] = {4, strlen(REAP_LUA), 1, strlen(holder)};
-    if (redisAsyncCommandArgv(rs->ac, on_reaped, NULL, 4, argv, argvlen) != REDIS_OK)
+    const char *argv[4] = {"EVAL", sw_store_lua_reap, "0", holder};
+    size_t argvlen[4] = {4, strlen(sw_store_lua_reap), 1, strlen(holder)};
+    if (redisAsyncCommandArgv(rs->ac, on_reaped, rs, 4, argv, argvlen) != REDIS_OK)
         return SW_EUNAVAIL;
-    s->inflight++;
     return 0;
 }
 
-/* KEYS[1] sw:secret; ARGV[1] the proposal: set when absent, then read. */
-static const char SECRET_LUA[] = "redis.call('SET', KEYS[1], ARGV[1], 'NX')\n"
-                                 "return redis.call('GET', KEYS[1])\n";
-
 typedef struct secret_req {
+    redis_store_t *rs;
     sw_store_value_cb cb;
     void *udata;
 } secret_req_t;
@@ -1118,15 +929,12 @@ static void on_secret(redisAsyncContext *ac, void *reply, void *priv)
 {
     redisReply *rep = reply;
     secret_req_t *q = priv;
-    redis_store_t *rs = ac->data;
-    if (rs && rs->base.inflight > 0)
-        rs->base.inflight--;
     if (rep && rep->type == REDIS_REPLY_STRING && rep->len > 0) {
-        q->cb(q->udata, 0, rep->str, rep->len);
+        sw_store_complete_value(&q->rs->base, q->cb, q->udata, 0, rep->str, rep->len);
     } else {
         if (rep && rep->type == REDIS_REPLY_ERROR)
             sw_log(SW_LOG_WARN, "redis: secret script: %s", rep->str);
-        q->cb(q->udata, SW_EUNAVAIL, "", 0);
+        sw_store_complete_value(&q->rs->base, q->cb, q->udata, SW_EUNAVAIL, "", 0);
     }
     free(q);
 }
@@ -1138,16 +946,16 @@ static int redis_secret(sw_store_t *s, const char *proposal, size_t len, sw_stor
     if (!rs->ac)
         return SW_EUNAVAIL;
     secret_req_t *q = sw_xcalloc(1, sizeof(*q));
+    q->rs = rs;
     q->cb = cb;
     q->udata = udata;
     /* EVAL (not EVALSHA): once per worker start, like the reap */
-    const char *argv[5] = {"EVAL", SECRET_LUA, "1", "sw:secret", proposal};
-    size_t argvlen[5] = {4, strlen(SECRET_LUA), 1, 9, len};
+    const char *argv[5] = {"EVAL", sw_store_lua_secret, "1", "sw:secret", proposal};
+    size_t argvlen[5] = {4, strlen(sw_store_lua_secret), 1, 9, len};
     if (redisAsyncCommandArgv(rs->ac, on_secret, q, 5, argv, argvlen) != REDIS_OK) {
         free(q);
         return SW_EUNAVAIL;
     }
-    s->inflight++;
     return 0;
 }
 
@@ -1169,9 +977,7 @@ static int redis_publish_acked(sw_store_t *s, const char *name, const char *data
     if (req_send(rs->ac, q) < 0) {
         req_free(q);
         sw_store_defer_count(s, cb, udata, SW_EUNAVAIL, 0);
-        return 0;
     }
-    s->inflight++;
     return 0;
 }
 
