@@ -43,16 +43,17 @@
  *
  * Layout (calls run down this list only):
  *   store.c          this interface: argument checks, the in-flight
- *                    bound, dispatch to a backend through its ops table
- *   store_redis.c    the Redis backend: scripts and replies
- *   store_sub.c      Redis pub/sub subscriptions (the second connection)
- *   store_link.c     one reconnecting Redis connection (both of them)
+ *                    count and its bound, dispatch to a backend through
+ *                    its ops table
+ *   store_redis.c    the Redis backend: requests and their replies
+ *   store_sub.c      its subscriptions (the pub/sub connection)
+ *   store_link.c     one reconnecting Redis connection (each of the two)
+ *   store_script.c   the Lua scripts (lua/NAME.lua, embedded at build
+ *                    time) and their SHA1s
  *   store_mem.c      the in-memory backend
  *   store_base.c     what every backend shares (worker/store_int.h): the
  *                    common head of a store, the completion queue
- *   store_types.h    the options, results and callback types
- *   lua/NAME.lua     the Redis scripts, embedded at build time
- *                    (store_lua.h) */
+ *   store_types.h    the options, results and callback types */
 #ifndef SW_WORKER_STORE_H
 #define SW_WORKER_STORE_H
 

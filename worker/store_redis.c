@@ -1,17 +1,13 @@
-/* store_redis.c — the Redis store backend: one hiredis async connection on
- * the worker's libev loop, fenced Lua scripts sent by EVALSHA (with an EVAL
- * fallback on NOSCRIPT), reconnect with backoff.
+/* store_redis.c — the Redis store backend: requests on one command
+ * connection (a store_link with a 5 s reply timeout) on the worker's
+ * libev loop, fenced Lua scripts (worker/lua) sent by EVALSHA with an
+ * EVAL fallback on NOSCRIPT; subscriptions on a second connection
+ * (store_sub.c).
  *
  * Sources: Redis docs "EVALSHA" / "Scripting with Lua" (NOSCRIPT error,
  * script cache emptied by restarts and SCRIPT FLUSH), "SET" (NX, PX),
  * hiredis 0.14 async API (a pending callback gets a NULL reply when the
- * context is freed or the connection drops), "Pub/Sub" (SUBSCRIBE replies
- * "subscribe" / "unsubscribe" / "message" arrays), "TIME", "ZADD" (XX).
- *
- * Pub/sub uses a second connection, opened at the first subscribe. Its
- * callbacks get the store (never a subscription) as private data and look
- * the subscription up by channel, so a subscription can be dropped at once
- * locally while Redis still confirms its UNSUBSCRIBE. */
+ * context is freed or the connection drops), "TIME", "ZADD" (XX). */
 #include "worker/store_redis.h"
 
 #include <stdio.h>
@@ -19,83 +15,29 @@
 #include <string.h>
 
 #include <hiredis/async.h>
-#include <hiredis/sds.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/adapters/libev.h>
-#include <openssl/evp.h>
-#include <uthash.h>
 
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "worker/store_int.h"
-#include "worker/store_lua.h"
+#include "worker/store_link.h"
+#include "worker/store_script.h"
+#include "worker/store_sub.h"
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
 /* A connection that answers nothing for this long while requests wait is
  * dropped and reopened (hiredis 0.14 has no async timeouts): the waiting
  * requests complete with SW_EUNAVAIL instead of hanging. */
 #define REPLY_TIMEOUT_MS 5000
-#define WATCHDOG_PERIOD_S 0.5
-
-/* The scripts (worker/lua/NAME.lua: each documents its KEYS and ARGV). */
-enum {
-    SCRIPT_ACQUIRE,
-    SCRIPT_COMMIT,
-    SCRIPT_RELEASE,
-    SCRIPT_PRESENCE,
-    SCRIPT_LIVE,
-    SCRIPT_REAP,
-    SCRIPT__COUNT
-};
-
-static const char *const SCRIPTS[SCRIPT__COUNT] = {sw_store_lua_acquire, sw_store_lua_commit,
-                                                   sw_store_lua_release, sw_store_lua_presence,
-                                                   sw_store_lua_live,    sw_store_lua_reap};
-
-/* A subscription (channel sw:{R}:ch). A subscription dropped locally while
- * its UNSUBSCRIBE is unconfirmed stays in the table as `live == 0` (no
- * callbacks) so that a new subscribe of the same channel waits for that
- * confirmation (hiredis 0.14 forgets a channel's callback on its
- * "unsubscribe" reply). */
-typedef struct rsub {
-    UT_hash_handle hh;
-    char *channel; /* "sw:{R}:ch" */
-    size_t channel_len;
-    int live;          /* subscribed by the user */
-    int sent;          /* SUBSCRIBE sent on the current connection */
-    int unsub_pending; /* UNSUBSCRIBEs sent, not yet confirmed */
-    sw_store_message_cb on_message;
-    sw_store_resync_cb on_resync;
-    void *udata;
-} rsub_t;
 
 typedef struct redis_store {
     sw_store_t base;
-    char *host; /* host name, or unix socket path when port == 0 */
-    int port;
     int db;
-    redisAsyncContext *ac; /* NULL while down */
-    int connected;         /* ac is connected (onConnect OK) */
-    int down;              /* a connection was lost / attempt failed, not back yet */
     int freeing;
-    uint32_t backoff_ms;
-    ev_timer retry_w;
-    ev_timer watchdog_w;  /* drops a connection that stopped answering */
-    ev_prepare flush_w;   /* writes the commands of this loop pass before it blocks */
-    uint32_t awaiting;    /* commands sent whose reply has not come */
-    uint64_t progress_ms; /* last reply, or first send after a quiet spell */
-    char sha[SCRIPT__COUNT][41];
-    struct rreq *pool; /* spare requests (REQ_POOL_MAX) */
+    sw_store_link_t *link; /* the command connection */
+    sw_store_sub_t *subs;  /* the pub/sub connection and its subscriptions */
+    struct rreq *pool;     /* spare requests (REQ_POOL_MAX) */
     unsigned npool;
-    /* pub/sub connection */
-    redisAsyncContext *sac; /* NULL while closed or down */
-    int sub_down;
-    uint32_t sub_backoff_ms;
-    ev_timer sub_retry_w;
-    rsub_t *subs;                     /* channel -> subscription */
-    size_t nlive;                     /* live subscriptions */
     void (*on_rtt)(void *, uint64_t); /* opts->on_rtt */
     void *rtt_udata;
 } redis_store_t;
@@ -106,7 +48,7 @@ enum { REQ_LOAD, REQ_COMMIT, REQ_RELEASE, REQ_READ, REQ_PRESENCE, REQ_LOG, REQ_P
 typedef struct rreq {
     redis_store_t *rs;
     int kind;
-    int script;
+    int script;       /* sw_store_script_t, or -1: a plain command */
     int evaled;       /* already resent with the full script text */
     uint64_t sent_ns; /* sw_now_ns() at the last send */
     sw_store_load_cb load_cb;
@@ -132,6 +74,12 @@ static const sw_store_ops_t REDIS_OPS;
 static redis_store_t *rs_of(sw_store_t *s)
 {
     return sw_container_of(s, redis_store_t, base);
+}
+
+/* The command connection's context, NULL while it is down. */
+static redisAsyncContext *cmd_ctx(const redis_store_t *rs)
+{
+    return sw_store_link_ctx(rs->link);
 }
 
 /* ---- Requests ---------------------------------------------------------------- */
@@ -241,15 +189,11 @@ static void req_seal(rreq_t *q)
         return;
     q->argv[0] = "EVALSHA";
     q->argvlen[0] = 7;
-    q->argv[1] = q->rs->sha[q->script];
+    q->argv[1] = sw_store_script_sha(q->script);
     q->argvlen[1] = 40;
 }
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv);
-static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv);
-struct rsub;
-static void rsub_free(struct redis_store *rs, struct rsub *sub);
-static void on_sub_retry(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* The request in RESP ("Redis serialization protocol specification":
  * an array of bulk strings), formatted into one reused buffer: hiredis
@@ -281,8 +225,7 @@ static int req_send(redisAsyncContext *ac, rreq_t *q)
     if (rc != REDIS_OK)
         return SW_EUNAVAIL;
     q->sent_ns = sw_now_ns();
-    if (q->rs->awaiting++ == 0)
-        q->rs->progress_ms = sw_now_ms();
+    sw_store_link_sent(q->rs->link);
     return 0;
 }
 
@@ -399,9 +342,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     rreq_t *q = priv;
     redisReply *rep = reply;
-    if (q->rs->awaiting > 0)
-        q->rs->awaiting--;
-    q->rs->progress_ms = sw_now_ms();
+    sw_store_link_replied(q->rs->link);
     if (rep && q->rs->on_rtt)
         q->rs->on_rtt(q->rs->rtt_udata, sw_now_ns() - q->sent_ns);
     if (rep && rep->type == REDIS_REPLY_ERROR && q->script >= 0 && !q->evaled &&
@@ -410,8 +351,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         q->evaled = 1;
         q->argv[0] = "EVAL";
         q->argvlen[0] = 4;
-        q->argv[1] = SCRIPTS[q->script];
-        q->argvlen[1] = strlen(SCRIPTS[q->script]);
+        q->argv[1] = sw_store_script_text(q->script);
+        q->argvlen[1] = strlen(q->argv[1]);
         if (req_send(ac, q) == 0)
             return;
         rep = NULL;
@@ -446,80 +387,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 
 /* ---- Connection --------------------------------------------------------------- */
 
-static void start_connect(redis_store_t *rs);
-
-static void schedule_retry(redis_store_t *rs)
-{
-    if (rs->freeing)
-        return;
-    ev_timer_stop(rs->base.loop, &rs->retry_w);
-    ev_timer_set(&rs->retry_w, rs->backoff_ms / 1000.0, 0.);
-    ev_timer_start(rs->base.loop, &rs->retry_w);
-    rs->backoff_ms = SW_MIN(rs->backoff_ms * 2, BACKOFF_MAX_MS);
-}
-
-static void went_down(redis_store_t *rs, const char *why)
-{
-    rs->ac = NULL;
-    rs->connected = 0;
-    rs->awaiting = 0;
-    if (rs->freeing)
-        return;
-    if (!rs->down) {
-        rs->down = 1;
-        sw_log(SW_LOG_WARN, "redis: connection lost: %s", why && why[0] ? why : "closed");
-    }
-    schedule_retry(rs);
-}
-
-static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    redis_store_t *rs = sw_container_of(w, redis_store_t, watchdog_w);
-    if (!rs->ac || !rs->awaiting)
-        return;
-    uint64_t quiet = sw_now_ms() - rs->progress_ms;
-    if (quiet < REPLY_TIMEOUT_MS)
-        return;
-    sw_log(SW_LOG_WARN, "redis: no reply for %llu ms with %u command(s) waiting; reconnecting",
-           (unsigned long long)quiet, rs->awaiting);
-    redisAsyncContext *ac = rs->ac;
-    redisAsyncFree(ac); /* waiting callbacks get NULL: SW_EUNAVAIL */
-    if (rs->ac == ac)   /* no disconnect callback came: mark it down here */
-        went_down(rs, "reply timeout");
-}
-
-static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    redis_store_t *rs = sw_container_of(w, redis_store_t, retry_w);
-    if (!rs->ac)
-        start_connect(rs);
-}
-
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-    redis_store_t *rs = ac->data;
-    if (status != REDIS_OK) {
-        went_down(rs, ac->errstr); /* hiredis frees ac after this */
-        return;
-    }
-    rs->connected = 1;
-    rs->backoff_ms = BACKOFF_MIN_MS;
-    if (rs->down) {
-        rs->down = 0;
-        sw_log(SW_LOG_NOTICE, "redis: connection restored");
-    }
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    redis_store_t *rs = ac->data;
-    went_down(rs, status == REDIS_OK ? "closed" : ac->errstr);
-}
-
 static void on_hello(redisAsyncContext *ac, void *reply, void *priv)
 {
     redisReply *rep = reply;
-    redis_store_t *rs = ac->data;
+    redis_store_t *rs = priv;
     if (rep && rep->type == REDIS_REPLY_ERROR && !rs->freeing) {
         /* SELECT refused (db out of range): never write to the wrong db. */
         sw_log(SW_LOG_ERROR, "redis: SELECT %d: %s", rs->db, rep->str);
@@ -527,92 +398,20 @@ static void on_hello(redisAsyncContext *ac, void *reply, void *priv)
     }
 }
 
-static void on_script_load(redisAsyncContext *ac, void *reply, void *priv)
+/* A new command connection. Always send a first command: it arms the
+ * write watcher (so the connect completes) and, for db != 0, selects the
+ * db before any request queued after it. Then load the scripts, before
+ * any request too: the NOSCRIPT fallback (resend as EVAL) is then only
+ * for a SCRIPT FLUSH by an operator; it must stay rare because the resent
+ * request runs after requests sent in the meantime. */
+static void on_open(void *udata, redisAsyncContext *ac)
 {
-    redisReply *rep = reply;
-    if (rep && rep->type == REDIS_REPLY_ERROR)
-        sw_log(SW_LOG_ERROR, "redis: SCRIPT LOAD: %s", rep->str);
-}
-
-/* Commands issued during a loop pass sit in hiredis's output buffer, and
- * the libev adapter would start the write watcher, wait a poll for
- * writability and stop it again: two epoll_ctl and an extra wake-up per
- * batch. Writing them here, right before the loop polls, sends them in one
- * write(2); the watcher started and stopped within the pass costs libev
- * no epoll_ctl (fd changes are applied lazily). A partial write leaves
- * the watcher on, as before. */
-static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    redis_store_t *rs = sw_container_of(w, redis_store_t, flush_w);
-    if (rs->ac && rs->connected && rs->ac->c.obuf && sdslen(rs->ac->c.obuf) > 0)
-        redisAsyncHandleWrite(rs->ac);
-}
-
-/* Start an async connection to the store's Redis (TCP or unix socket),
- * attached to the loop. NULL with the reason in why when it cannot even
- * start (the caller marks the connection down). */
-static redisAsyncContext *open_async(redis_store_t *rs, char *why, size_t whylen)
-{
-    redisAsyncContext *ac =
-        rs->port ? redisAsyncConnect(rs->host, rs->port) : redisAsyncConnectUnix(rs->host);
-    if (!ac) {
-        snprintf(why, whylen, "out of memory");
-        return NULL;
-    }
-    if (ac->err) {
-        snprintf(why, whylen, "%s", ac->errstr);
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    ac->data = rs;
-    redisLibevAttach(rs->base.loop, ac);
-    return ac;
-}
-
-static void start_connect(redis_store_t *rs)
-{
-    char why[128];
-    redisAsyncContext *ac = open_async(rs, why, sizeof(why));
-    if (!ac) {
-        went_down(rs, why);
-        return;
-    }
-    rs->ac = ac;
-    rs->connected = 0;
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    /* Always send a first command: it arms the write watcher (so the
-     * connect completes) and, for db != 0, selects the db before any
-     * request queued after it. */
+    redis_store_t *rs = udata;
     if (rs->db != 0)
-        redisAsyncCommand(ac, on_hello, NULL, "SELECT %d", rs->db);
+        redisAsyncCommand(ac, on_hello, rs, "SELECT %d", rs->db);
     else
-        redisAsyncCommand(ac, on_hello, NULL, "PING");
-    /* Load every script before any request: Redis runs one connection's
-     * commands in order, so EVALSHA never meets an empty script cache on
-     * this connection. The NOSCRIPT fallback (resend as EVAL) is then
-     * only for a SCRIPT FLUSH by an operator; it must stay rare because
-     * the resent request runs after requests sent in the meantime. */
-    for (int i = 0; i < SCRIPT__COUNT; i++)
-        redisAsyncCommand(ac, on_script_load, NULL, "SCRIPT LOAD %s", SCRIPTS[i]);
-}
-
-static void sha1_hex(const char *text, char out[41])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (!EVP_Digest(text, strlen(text), md, &mdlen, EVP_sha1(), NULL) || mdlen != 20) {
-        sw_log(SW_LOG_CRIT, "EVP_Digest(sha1) failed");
-        abort();
-    }
-    static const char hex[] = "0123456789abcdef";
-    for (unsigned i = 0; i < 20; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[40] = '\0';
+        redisAsyncCommand(ac, on_hello, rs, "PING");
+    sw_store_script_load_all(ac);
 }
 
 sw_store_t *sw_store_redis_new(struct ev_loop *loop, const sw_store_opts_t *opts, const char *host,
@@ -620,24 +419,18 @@ sw_store_t *sw_store_redis_new(struct ev_loop *loop, const sw_store_opts_t *opts
 {
     redis_store_t *rs = sw_xcalloc(1, sizeof(*rs));
     sw_store_base_init(&rs->base, &REDIS_OPS, loop, opts);
-    rs->host = sw_xstrdup(host);
-    rs->port = port;
     rs->db = db;
     rs->on_rtt = opts->on_rtt;
     rs->rtt_udata = opts->rtt_udata;
-    rs->backoff_ms = BACKOFF_MIN_MS;
-    ev_timer_init(&rs->retry_w, on_retry, 0., 0.);
-    ev_timer_init(&rs->sub_retry_w, on_sub_retry, 0., 0.);
-    rs->sub_backoff_ms = BACKOFF_MIN_MS;
-    ev_timer_init(&rs->watchdog_w, on_watchdog, WATCHDOG_PERIOD_S, WATCHDOG_PERIOD_S);
-    ev_timer_start(loop, &rs->watchdog_w);
-    ev_unref(loop); /* the watchdog alone does not keep the loop alive */
-    ev_prepare_init(&rs->flush_w, on_flush);
-    ev_prepare_start(loop, &rs->flush_w);
-    ev_unref(loop); /* nor does the flush step */
-    for (int i = 0; i < SCRIPT__COUNT; i++)
-        sha1_hex(SCRIPTS[i], rs->sha[i]);
-    start_connect(rs);
+    sw_store_link_opts_t o = {.what = "connection",
+                              .host = host,
+                              .port = port,
+                              .reply_timeout_ms = REPLY_TIMEOUT_MS,
+                              .on_open = on_open,
+                              .udata = rs};
+    rs->link = sw_store_link_new(loop, &o);
+    rs->subs = sw_store_sub_new(loop, host, port);
+    sw_store_link_open(rs->link);
     return &rs->base;
 }
 
@@ -653,46 +446,28 @@ static void redis_destroy(sw_store_t *s)
         req_destroy(q);
     }
     rs->npool = 0;
-    ev_timer_stop(s->loop, &rs->retry_w);
-    ev_ref(s->loop);
-    ev_timer_stop(s->loop, &rs->watchdog_w);
-    ev_ref(s->loop);
-    ev_prepare_stop(s->loop, &rs->flush_w);
-    if (rs->ac) {
-        redisAsyncContext *ac = rs->ac;
-        rs->ac = NULL;
-        redisAsyncFree(ac); /* pending callbacks get NULL: SW_EUNAVAIL */
-    }
-    ev_timer_stop(s->loop, &rs->sub_retry_w);
-    if (rs->sac) {
-        redisAsyncContext *ac = rs->sac;
-        rs->sac = NULL;
-        redisAsyncFree(ac); /* subscription callbacks get NULL: ignored */
-    }
-    rsub_t *sub, *tmp;
-    HASH_ITER(hh, rs->subs, sub, tmp)
-    {
-        rsub_free(rs, sub);
-    }
+    sw_store_link_free(rs->link); /* pending callbacks get NULL: SW_EUNAVAIL */
+    rs->link = NULL;
+    sw_store_sub_free(rs->subs);
+    rs->subs = NULL;
     sw_store_base_destroy(s);
-    free(rs->host);
     free(rs);
 }
 
 static int redis_ready(const sw_store_t *s)
 {
     const redis_store_t *rs = sw_container_of(s, redis_store_t, base);
-    return rs->ac && rs->connected;
+    return sw_store_link_up(rs->link);
 }
 
 static int redis_acquire_load(sw_store_t *s, const char *token, sw_store_load_cb cb, void *udata)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac) {
+    if (!cmd_ctx(rs)) {
         sw_store_defer_load(s, cb, udata, SW_EUNAVAIL);
         return 0;
     }
-    rreq_t *q = req_new(rs, REQ_LOAD, SCRIPT_ACQUIRE, 8);
+    rreq_t *q = req_new(rs, REQ_LOAD, SW_SCRIPT_ACQUIRE, 8);
     q->load_cb = cb;
     q->udata = udata;
     req_arg(q, "", 0); /* EVALSHA */
@@ -704,7 +479,7 @@ static int redis_acquire_load(sw_store_t *s, const char *token, sw_store_load_cb
     req_arg(q, s->holder, s->holder_len);
     req_argf(q, "%llu", s->lease_ms);
     req_seal(q);
-    if (req_send(rs->ac, q) < 0) {
+    if (req_send(cmd_ctx(rs), q) < 0) {
         req_free(q);
         sw_store_defer_load(s, cb, udata, SW_EUNAVAIL);
     }
@@ -715,14 +490,14 @@ static int redis_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_comm
                         void *udata)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac) {
+    if (!cmd_ctx(rs)) {
         sw_store_defer_commit(s, cb, udata, SW_EUNAVAIL);
         return 0;
     }
     int nargs = 14 + 2 * (int)c->nfields;
     for (size_t k = 0; k < c->nshared; k++)
         nargs += 6 + 2 * (int)c->shared[k].nfields;
-    rreq_t *q = req_new(rs, REQ_COMMIT, SCRIPT_COMMIT, nargs);
+    rreq_t *q = req_new(rs, REQ_COMMIT, SW_SCRIPT_COMMIT, nargs);
     q->commit_cb = cb;
     q->udata = udata;
     req_arg(q, "", 0);
@@ -770,7 +545,7 @@ static int redis_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_comm
         }
     }
     req_seal(q);
-    if (req_send(rs->ac, q) < 0) {
+    if (req_send(cmd_ctx(rs), q) < 0) {
         req_free(q);
         sw_store_defer_commit(s, cb, udata, SW_EUNAVAIL);
     }
@@ -780,16 +555,16 @@ static int redis_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_comm
 static int redis_release(sw_store_t *s, const char *token)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac)
+    if (!cmd_ctx(rs))
         return SW_EUNAVAIL;
-    rreq_t *q = req_new(rs, REQ_RELEASE, SCRIPT_RELEASE, 5);
+    rreq_t *q = req_new(rs, REQ_RELEASE, SW_SCRIPT_RELEASE, 5);
     req_arg(q, "", 0);
     req_arg(q, "", 0);
     req_arg(q, "1", 1);
     req_arg_key(q, token, ":lease");
     req_arg(q, s->holder, s->holder_len);
     req_seal(q);
-    if (req_send(rs->ac, q) < 0) {
+    if (req_send(cmd_ctx(rs), q) < 0) {
         req_free(q);
         return SW_EUNAVAIL;
     }
@@ -799,7 +574,7 @@ static int redis_release(sw_store_t *s, const char *token)
 static int redis_read(sw_store_t *s, const char *token, sw_store_load_cb cb, void *udata)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac) {
+    if (!cmd_ctx(rs)) {
         sw_store_defer_load(s, cb, udata, SW_EUNAVAIL);
         return 0;
     }
@@ -809,7 +584,7 @@ static int redis_read(sw_store_t *s, const char *token, sw_store_load_cb cb, voi
     req_arg(q, "HGETALL", 7);
     req_arg_key(q, token, "");
     req_seal(q);
-    if (req_send(rs->ac, q) < 0) {
+    if (req_send(cmd_ctx(rs), q) < 0) {
         req_free(q);
         sw_store_defer_load(s, cb, udata, SW_EUNAVAIL);
     }
@@ -821,11 +596,11 @@ static int redis_presence(sw_store_t *s, const char *token, sw_presence_op_t op,
                           sw_store_count_cb cb, void *udata)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac) {
+    if (!cmd_ctx(rs)) {
         sw_store_defer_count(s, cb, udata, SW_EUNAVAIL, 0);
         return 0;
     }
-    rreq_t *q = req_new(rs, REQ_PRESENCE, SCRIPT_PRESENCE, 9 + (int)n);
+    rreq_t *q = req_new(rs, REQ_PRESENCE, SW_SCRIPT_PRESENCE, 9 + (int)n);
     q->count_cb = cb;
     q->udata = udata;
     req_arg(q, "", 0);
@@ -840,7 +615,7 @@ static int redis_presence(sw_store_t *s, const char *token, sw_presence_op_t op,
     for (size_t i = 0; i < n; i++)
         req_arg(q, members[i], strlen(members[i]));
     req_seal(q);
-    if (req_send(rs->ac, q) < 0) {
+    if (req_send(cmd_ctx(rs), q) < 0) {
         req_free(q);
         sw_store_defer_count(s, cb, udata, SW_EUNAVAIL, 0);
     }
@@ -852,7 +627,7 @@ static int redis_read_log(sw_store_t *s, const char *token, uint64_t first, uint
 {
     redis_store_t *rs = rs_of(s);
     uint64_t max = s->log_max ? s->log_max : 256;
-    if (!rs->ac) {
+    if (!cmd_ctx(rs)) {
         sw_store_defer_log(s, cb, udata, SW_EUNAVAIL);
         return 0;
     }
@@ -864,7 +639,7 @@ static int redis_read_log(sw_store_t *s, const char *token, uint64_t first, uint
     for (uint64_t seq = first; seq <= last; seq++)
         req_argf(q, "_log:%llu", (unsigned long long)(seq % max));
     req_seal(q);
-    if (req_send(rs->ac, q) < 0) {
+    if (req_send(cmd_ctx(rs), q) < 0) {
         req_free(q);
         sw_store_defer_log(s, cb, udata, SW_EUNAVAIL);
     }
@@ -875,9 +650,9 @@ static int redis_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
                       const char *const *sockids, size_t n, uint32_t ttl_ms)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac)
+    if (!cmd_ctx(rs))
         return SW_EUNAVAIL;
-    rreq_t *q = req_new(rs, REQ_RELEASE, SCRIPT_LIVE, (int)(5 + 2 * n));
+    rreq_t *q = req_new(rs, REQ_RELEASE, SW_SCRIPT_LIVE, (int)(5 + 2 * n));
     req_arg(q, "", 0);
     req_arg(q, "", 0);
     req_argf(q, "%llu", (unsigned long long)n);
@@ -888,7 +663,7 @@ static int redis_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
     for (size_t i = 0; i < n; i++)
         req_arg(q, sockids[i], strlen(sockids[i]));
     req_seal(q);
-    if (req_send(rs->ac, q) < 0) {
+    if (req_send(cmd_ctx(rs), q) < 0) {
         req_free(q);
         return SW_EUNAVAIL;
     }
@@ -908,13 +683,14 @@ static void on_reaped(redisAsyncContext *ac, void *reply, void *priv)
 static int redis_reap(sw_store_t *s, const char *holder)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac)
+    if (!cmd_ctx(rs))
         return SW_EUNAVAIL;
     /* EVAL (not EVALSHA): it runs once per worker start, before the script
      * cache may be loaded on a fresh Redis */
-    const char *argv[4] = {"EVAL", sw_store_lua_reap, "0", holder};
-    size_t argvlen[4] = {4, strlen(sw_store_lua_reap), 1, strlen(holder)};
-    if (redisAsyncCommandArgv(rs->ac, on_reaped, rs, 4, argv, argvlen) != REDIS_OK)
+    const char *text = sw_store_script_text(SW_SCRIPT_REAP);
+    const char *argv[4] = {"EVAL", text, "0", holder};
+    size_t argvlen[4] = {4, strlen(text), 1, strlen(holder)};
+    if (redisAsyncCommandArgv(cmd_ctx(rs), on_reaped, rs, 4, argv, argvlen) != REDIS_OK)
         return SW_EUNAVAIL;
     return 0;
 }
@@ -943,16 +719,17 @@ static int redis_secret(sw_store_t *s, const char *proposal, size_t len, sw_stor
                         void *udata)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac)
+    if (!cmd_ctx(rs))
         return SW_EUNAVAIL;
     secret_req_t *q = sw_xcalloc(1, sizeof(*q));
     q->rs = rs;
     q->cb = cb;
     q->udata = udata;
     /* EVAL (not EVALSHA): once per worker start, like the reap */
-    const char *argv[5] = {"EVAL", sw_store_lua_secret, "1", "sw:secret", proposal};
-    size_t argvlen[5] = {4, strlen(sw_store_lua_secret), 1, 9, len};
-    if (redisAsyncCommandArgv(rs->ac, on_secret, q, 5, argv, argvlen) != REDIS_OK) {
+    const char *text = sw_store_script_text(SW_SCRIPT_SECRET);
+    const char *argv[5] = {"EVAL", text, "1", "sw:secret", proposal};
+    size_t argvlen[5] = {4, strlen(text), 1, 9, len};
+    if (redisAsyncCommandArgv(cmd_ctx(rs), on_secret, q, 5, argv, argvlen) != REDIS_OK) {
         free(q);
         return SW_EUNAVAIL;
     }
@@ -963,7 +740,7 @@ static int redis_publish_acked(sw_store_t *s, const char *name, const char *data
                                sw_store_count_cb cb, void *udata)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac) {
+    if (!cmd_ctx(rs)) {
         sw_store_defer_count(s, cb, udata, SW_EUNAVAIL, 0);
         return 0;
     }
@@ -974,7 +751,7 @@ static int redis_publish_acked(sw_store_t *s, const char *name, const char *data
     req_arg_key(q, name, ":ch");
     req_arg(q, data, len);
     req_seal(q);
-    if (req_send(rs->ac, q) < 0) {
+    if (req_send(cmd_ctx(rs), q) < 0) {
         req_free(q);
         sw_store_defer_count(s, cb, udata, SW_EUNAVAIL, 0);
     }
@@ -984,208 +761,28 @@ static int redis_publish_acked(sw_store_t *s, const char *name, const char *data
 static int redis_publish(sw_store_t *s, const char *name, const char *data, size_t len)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac)
+    if (!cmd_ctx(rs))
         return SW_EUNAVAIL;
     char channel[SW_STORE_TOKEN_MAX + 16];
     int n = snprintf(channel, sizeof(channel), "sw:{%s}:ch", name);
     const char *argv[3] = {"PUBLISH", channel, data};
     size_t argvlen[3] = {7, (size_t)n, len};
-    if (redisAsyncCommandArgv(rs->ac, NULL, NULL, 3, argv, argvlen) != REDIS_OK)
+    if (redisAsyncCommandArgv(cmd_ctx(rs), NULL, NULL, 3, argv, argvlen) != REDIS_OK)
         return SW_EUNAVAIL;
     return 0;
 }
 
-/* ---- Pub/sub connection ------------------------------------------------------------ */
-
-static void sub_connect(redis_store_t *rs);
-
-static void rsub_free(redis_store_t *rs, rsub_t *sub)
-{
-    HASH_DEL(rs->subs, sub);
-    free(sub->channel);
-    free(sub);
-}
-
-static void sub_send(redis_store_t *rs, rsub_t *sub, const char *verb)
-{
-    const char *argv[2] = {verb, sub->channel};
-    size_t argvlen[2] = {strlen(verb), sub->channel_len};
-    /* The callback is the channel's for every later reply (hiredis keeps
-     * it per channel); UNSUBSCRIBE registers none. */
-    if (redisAsyncCommandArgv(rs->sac, on_sub_reply, rs, 2, argv, argvlen) != REDIS_OK) {
-        sw_log(SW_LOG_WARN, "redis: %s %s: not sent", verb, sub->channel);
-        return;
-    }
-    if (verb[0] == 'S')
-        sub->sent = 1;
-    else
-        sub->unsub_pending++;
-}
-
-static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
-{
-    redis_store_t *rs = priv;
-    redisReply *rep = reply;
-    if (!rep || rs->freeing)
-        return; /* connection gone: on_sub_disconnect handles it */
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
-        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING)
-        return;
-    const char *type = rep->element[0]->str;
-    rsub_t *sub = NULL;
-    HASH_FIND(hh, rs->subs, rep->element[1]->str, (size_t)rep->element[1]->len, sub);
-    if (!sub)
-        return;
-    if (strcmp(type, "message") == 0) {
-        if (sub->live && rep->element[2]->type == REDIS_REPLY_STRING)
-            sub->on_message(sub->udata, rep->element[2]->str, (size_t)rep->element[2]->len);
-    } else if (strcmp(type, "subscribe") == 0) {
-        if (sub->live && sub->on_resync)
-            sub->on_resync(sub->udata);
-    } else if (strcmp(type, "unsubscribe") == 0) {
-        if (sub->unsub_pending > 0)
-            sub->unsub_pending--;
-        if (sub->unsub_pending > 0)
-            return;
-        if (sub->live) /* subscribed again meanwhile: hiredis forgot it */
-            sub_send(rs, sub, "SUBSCRIBE");
-        else
-            rsub_free(rs, sub);
-    }
-}
-
-/* The pub/sub connection is gone: forget what was sent on it. */
-static void sub_went_down(redis_store_t *rs, const char *why)
-{
-    rs->sac = NULL;
-    if (rs->freeing)
-        return;
-    rsub_t *sub, *tmp;
-    HASH_ITER(hh, rs->subs, sub, tmp)
-    {
-        if (!sub->live) {
-            rsub_free(rs, sub);
-            continue;
-        }
-        sub->sent = 0;
-        sub->unsub_pending = 0;
-    }
-    if (!rs->sub_down) {
-        rs->sub_down = 1;
-        sw_log(SW_LOG_WARN, "redis: pub/sub connection lost: %s", why && why[0] ? why : "closed");
-    }
-    if (rs->nlive == 0)
-        return; /* reopened at the next subscribe */
-    ev_timer_stop(rs->base.loop, &rs->sub_retry_w);
-    ev_timer_set(&rs->sub_retry_w, rs->sub_backoff_ms / 1000.0, 0.);
-    ev_timer_start(rs->base.loop, &rs->sub_retry_w);
-    rs->sub_backoff_ms = SW_MIN(rs->sub_backoff_ms * 2, BACKOFF_MAX_MS);
-}
-
-static void on_sub_connect(const redisAsyncContext *ac, int status)
-{
-    redis_store_t *rs = ac->data;
-    if (status != REDIS_OK) {
-        sub_went_down(rs, ac->errstr); /* hiredis frees ac after this */
-        return;
-    }
-    rs->sub_backoff_ms = BACKOFF_MIN_MS;
-    if (rs->sub_down) {
-        rs->sub_down = 0;
-        sw_log(SW_LOG_NOTICE, "redis: pub/sub connection restored");
-    }
-}
-
-static void on_sub_disconnect(const redisAsyncContext *ac, int status)
-{
-    redis_store_t *rs = ac->data;
-    sub_went_down(rs, status == REDIS_OK ? "closed" : ac->errstr);
-}
-
-static void on_sub_retry(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    redis_store_t *rs = sw_container_of(w, redis_store_t, sub_retry_w);
-    if (!rs->sac && rs->nlive > 0)
-        sub_connect(rs);
-}
-
-/* Open the pub/sub connection and SUBSCRIBE every live subscription (the
- * SUBSCRIBEs also arm the write watcher that completes the connect).
- * Pub/sub channels do not depend on the db: no SELECT. */
-static void sub_connect(redis_store_t *rs)
-{
-    ev_timer_stop(rs->base.loop, &rs->sub_retry_w);
-    char why[128];
-    redisAsyncContext *ac = open_async(rs, why, sizeof(why));
-    if (!ac) {
-        sub_went_down(rs, why);
-        return;
-    }
-    rs->sac = ac;
-    redisAsyncSetConnectCallback(ac, on_sub_connect);
-    redisAsyncSetDisconnectCallback(ac, on_sub_disconnect);
-    rsub_t *sub, *tmp;
-    HASH_ITER(hh, rs->subs, sub, tmp)
-    {
-        if (sub->live && !sub->sent)
-            sub_send(rs, sub, "SUBSCRIBE");
-    }
-}
+/* ---- Pub/sub (store_sub.c) ------------------------------------------------------ */
 
 static int redis_subscribe(sw_store_t *s, const char *token, sw_store_message_cb on_message,
                            sw_store_resync_cb on_resync, void *udata)
 {
-    redis_store_t *rs = rs_of(s);
-    char channel[SW_STORE_TOKEN_MAX + 16];
-    int n = snprintf(channel, sizeof(channel), "sw:{%s}:ch", token);
-    rsub_t *sub = NULL;
-    HASH_FIND(hh, rs->subs, channel, (size_t)n, sub);
-    if (sub && sub->live)
-        return SW_EBUSY;
-    if (rs->nlive >= SW_STORE_MAX_SUBS)
-        return SW_ENOMEM;
-    int fresh = !sub;
-    if (fresh) {
-        sub = sw_xcalloc(1, sizeof(*sub));
-        sub->channel = sw_xstrndup(channel, (size_t)n);
-        sub->channel_len = (size_t)n;
-        HASH_ADD_KEYPTR(hh, rs->subs, sub->channel, sub->channel_len, sub);
-    }
-    sub->live = 1;
-    sub->on_message = on_message;
-    sub->on_resync = on_resync;
-    sub->udata = udata;
-    rs->nlive++;
-    if (!rs->sac) {
-        if (!ev_is_active(&rs->sub_retry_w))
-            sub_connect(rs); /* sends SUBSCRIBE for it */
-    } else if (fresh || sub->unsub_pending == 0) {
-        sub_send(rs, sub, "SUBSCRIBE");
-    } /* else: sent when its UNSUBSCRIBE is confirmed */
-    return 0;
+    return sw_store_sub_add(rs_of(s)->subs, token, on_message, on_resync, udata);
 }
 
 static int redis_unsubscribe(sw_store_t *s, const char *token)
 {
-    redis_store_t *rs = rs_of(s);
-    char channel[SW_STORE_TOKEN_MAX + 16];
-    int n = snprintf(channel, sizeof(channel), "sw:{%s}:ch", token);
-    rsub_t *sub = NULL;
-    HASH_FIND(hh, rs->subs, channel, (size_t)n, sub);
-    if (!sub || !sub->live)
-        return SW_ENOTFOUND;
-    sub->live = 0;
-    sub->on_message = NULL;
-    sub->on_resync = NULL;
-    sub->udata = NULL;
-    rs->nlive--;
-    if (rs->sac && sub->sent && sub->unsub_pending == 0) {
-        sub->sent = 0;
-        sub_send(rs, sub, "UNSUBSCRIBE");
-    }
-    if (sub->unsub_pending == 0)
-        rsub_free(rs, sub);
-    return 0;
+    return sw_store_sub_remove(rs_of(s)->subs, token);
 }
 
 static const sw_store_ops_t REDIS_OPS = {
