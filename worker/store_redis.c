@@ -404,7 +404,7 @@ static void on_hello(redisAsyncContext *ac, void *reply, void *priv)
  * any request too: the NOSCRIPT fallback (resend as EVAL) is then only
  * for a SCRIPT FLUSH by an operator; it must stay rare because the resent
  * request runs after requests sent in the meantime. */
-static void on_open(void *udata, redisAsyncContext *ac)
+static void cmd_on_open(void *udata, redisAsyncContext *ac)
 {
     redis_store_t *rs = udata;
     if (rs->db != 0)
@@ -426,7 +426,7 @@ sw_store_t *sw_store_redis_new(struct ev_loop *loop, const sw_store_opts_t *opts
                               .host = host,
                               .port = port,
                               .reply_timeout_ms = REPLY_TIMEOUT_MS,
-                              .on_open = on_open,
+                              .on_open = cmd_on_open,
                               .udata = rs};
     rs->link = sw_store_link_new(loop, &o);
     rs->subs = sw_store_sub_new(loop, host, port);

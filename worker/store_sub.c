@@ -74,7 +74,7 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
     sw_store_sub_t *b = priv;
     redisReply *rep = reply;
     if (!rep || b->freeing)
-        return; /* connection gone: on_down handles it */
+        return; /* connection gone: sub_on_down handles it */
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
         rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING)
         return;
@@ -102,7 +102,7 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
 }
 
 /* The connection is gone: forget what was sent on it. */
-static void on_down(void *udata)
+static void sub_on_down(void *udata)
 {
     sw_store_sub_t *b = udata;
     rsub_t *sub, *tmp;
@@ -118,7 +118,7 @@ static void on_down(void *udata)
 }
 
 /* A new connection: SUBSCRIBE every live subscription. */
-static void on_open(void *udata, redisAsyncContext *ac)
+static void sub_on_open(void *udata, redisAsyncContext *ac)
 {
     sw_store_sub_t *b = udata;
     (void)ac;
@@ -131,7 +131,7 @@ static void on_open(void *udata, redisAsyncContext *ac)
 }
 
 /* Reconnect while anything is subscribed (else at the next subscribe). */
-static int wanted(void *udata)
+static int sub_wanted(void *udata)
 {
     const sw_store_sub_t *b = udata;
     return b->nlive > 0;
@@ -143,9 +143,9 @@ sw_store_sub_t *sw_store_sub_new(struct ev_loop *loop, const char *host, int por
     sw_store_link_opts_t o = {.what = "pub/sub connection",
                               .host = host,
                               .port = port,
-                              .on_open = on_open,
-                              .on_down = on_down,
-                              .wanted = wanted,
+                              .on_open = sub_on_open,
+                              .on_down = sub_on_down,
+                              .wanted = sub_wanted,
                               .udata = b};
     b->link = sw_store_link_new(loop, &o);
     return b;
