@@ -1,6 +1,7 @@
-/* store.c — the store front end: argument checks, dispatch to
- * the Redis or memory backend, and the deferred-completion queue both
- * backends use. */
+/* store.c — the store's interface: argument checks, the in-flight bound,
+ * and dispatch to the Redis or memory backend through its ops table
+ * (worker/store_int.h). Every request is counted in flight here before a
+ * backend sees it; the backend's completion uncounts it (store_base.c). */
 #include "worker/store.h"
 
 #include <errno.h>
@@ -12,186 +13,10 @@
 #include "common/util.h"
 #include "core/redis_url.h"
 #include "worker/store_int.h"
+#include "worker/store_mem.h"
+#include "worker/store_redis.h"
 
-#define DEFAULT_TTL_S 3600
-#define DEFAULT_LEASE_MS 10000
-#define DEFAULT_LOG_MAX 256
-
-/* ---- Base and deferred completions ------------------------------------------ */
-
-static void done_free(sw_store_done_t *d)
-{
-    free(d->fields);
-    free(d->blob);
-    free(d->name);
-    free(d);
-}
-
-static void deliver(sw_store_t *s, sw_store_done_t *d, int cancelled)
-{
-    if (d->run) { /* a backend event, not a request */
-        d->run(s, d, cancelled);
-        done_free(d);
-        return;
-    }
-    if (s->inflight > 0)
-        s->inflight--;
-    if (d->load_cb)
-        d->load_cb(d->udata, &d->loaded);
-    else if (d->commit_cb)
-        d->commit_cb(d->udata, d->status);
-    else if (d->count_cb)
-        d->count_cb(d->udata, d->status, d->count);
-    else if (d->value_cb)
-        d->value_cb(d->udata, d->status, d->blob ? d->blob : "", d->blob_len);
-    done_free(d);
-}
-
-static void on_defer(struct ev_loop *loop, ev_idle *w, int revents)
-{
-    sw_store_t *s = sw_container_of(w, sw_store_t, defer_w);
-    /* Deliver what is queued now; completions queued by the callbacks wait
-     * for the next round. */
-    sw_store_done_t *list = s->done_head;
-    s->done_head = s->done_tail = NULL;
-    ev_idle_stop(loop, w);
-    while (list) {
-        sw_store_done_t *d = list;
-        list = d->next;
-        deliver(s, d, 0);
-    }
-}
-
-void sw_store_base_init(sw_store_t *s, const sw_store_ops_t *ops, struct ev_loop *loop,
-                        const sw_store_opts_t *opts)
-{
-    s->ops = ops;
-    s->loop = loop;
-    const char *holder = opts->holder_id ? opts->holder_id : "";
-    s->holder = sw_xstrdup(holder);
-    s->holder_len = strlen(holder);
-    s->token_ttl_s = opts->token_ttl_s ? opts->token_ttl_s : DEFAULT_TTL_S;
-    s->lease_ms = opts->lease_ms ? opts->lease_ms : DEFAULT_LEASE_MS;
-    s->log_max = opts->log_max ? opts->log_max : DEFAULT_LOG_MAX;
-    s->inflight = 0;
-    ev_idle_init(&s->defer_w, on_defer);
-    s->done_head = s->done_tail = NULL;
-}
-
-void sw_store_base_destroy(sw_store_t *s)
-{
-    ev_idle_stop(s->loop, &s->defer_w);
-    while (s->done_head) {
-        sw_store_done_t *d = s->done_head;
-        s->done_head = d->next;
-        if (d->load_cb) {
-            memset(&d->loaded, 0, sizeof(d->loaded));
-            d->loaded.status = SW_EUNAVAIL;
-        }
-        d->status = SW_EUNAVAIL;
-        d->count = 0;
-        deliver(s, d, 1);
-    }
-    s->done_tail = NULL;
-    free(s->holder);
-    s->holder = NULL;
-}
-
-void sw_store_defer(sw_store_t *s, sw_store_done_t *d)
-{
-    d->next = NULL;
-    if (s->done_tail)
-        s->done_tail->next = d;
-    else
-        s->done_head = d;
-    s->done_tail = d;
-    ev_idle_start(s->loop, &s->defer_w);
-}
-
-void sw_store_defer_load(sw_store_t *s, sw_store_load_cb cb, void *udata, int status)
-{
-    sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
-    d->load_cb = cb;
-    d->udata = udata;
-    d->loaded.status = status;
-    sw_store_defer(s, d);
-}
-
-void sw_store_defer_commit(sw_store_t *s, sw_store_commit_cb cb, void *udata, int status)
-{
-    sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
-    d->commit_cb = cb;
-    d->udata = udata;
-    d->status = status;
-    sw_store_defer(s, d);
-}
-
-void sw_store_defer_count(sw_store_t *s, sw_store_count_cb cb, void *udata, int status,
-                          int64_t count)
-{
-    sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
-    d->count_cb = cb;
-    d->udata = udata;
-    d->status = status;
-    d->count = count;
-    sw_store_defer(s, d);
-}
-
-void sw_store_complete_count(sw_store_t *s, sw_store_count_cb cb, void *udata, int status,
-                             int64_t count)
-{
-    if (s->inflight > 0)
-        s->inflight--;
-    if (cb)
-        cb(udata, status, count);
-}
-
-void sw_store_complete_load(sw_store_t *s, sw_store_load_cb cb, void *udata,
-                            const sw_store_loaded_t *res)
-{
-    if (s->inflight > 0)
-        s->inflight--;
-    cb(udata, res);
-}
-
-void sw_store_complete_commit(sw_store_t *s, sw_store_commit_cb cb, void *udata, int status)
-{
-    if (s->inflight > 0)
-        s->inflight--;
-    cb(udata, status);
-}
-
-static int field_is(const sw_store_field_t *f, const char *name)
-{
-    size_t n = strlen(name);
-    return f->name_len == n && memcmp(f->name, name, n) == 0;
-}
-
-void sw_store_loaded_fill(sw_store_loaded_t *res, const sw_store_field_t *raw, size_t nraw,
-                          sw_store_field_t *out)
-{
-    memset(res, 0, sizeof(*res));
-    res->status = 0;
-    res->exists = nraw > 0;
-    res->fields = out;
-    for (size_t i = 0; i < nraw; i++) {
-        const sw_store_field_t *f = &raw[i];
-        if (field_is(f, "_seq")) {
-            char num[24];
-            size_t n = SW_MIN(f->len, sizeof(num) - 1);
-            memcpy(num, f->data, n);
-            num[n] = '\0';
-            res->seq = strtoull(num, NULL, 10);
-        } else if (field_is(f, "_meta")) {
-            res->meta = f->data;
-            res->meta_len = f->len;
-        } else {
-            out[res->nfields++] = *f;
-        }
-    }
-}
-
-/* ---- Public API --------------------------------------------------------------- */
+/* ---- Checks and the in-flight count ------------------------------------------------ */
 
 static int token_ok(const char *token)
 {
@@ -210,11 +35,36 @@ static int fields_ok(const sw_store_field_t *fields, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         const sw_store_field_t *f = &fields[i];
-        if (!f->name || f->name_len == 0 || (f->len > 0 && !f->data) || field_is(f, "_seq"))
+        if (!f->name || f->name_len == 0 || (f->len > 0 && !f->data) ||
+            sw_store_field_is(f, "_seq"))
             return 0;
     }
     return 1;
 }
+
+/* Count a request in flight before a backend sees it. BOUNDED: refused
+ * with SW_ENOMEM at SW_STORE_MAX_INFLIGHT (the calls the bound has always
+ * covered); the others are counted but never refused. */
+enum { UNBOUNDED, BOUNDED };
+
+static int inflight_take(sw_store_t *s, int bounded)
+{
+    if (bounded && s->inflight >= SW_STORE_MAX_INFLIGHT)
+        return SW_ENOMEM;
+    s->inflight++;
+    return 0;
+}
+
+/* The backend's answer to a counted request: one it refused (rc < 0)
+ * never completes, so it is uncounted here. Returns rc. */
+static int inflight_settle(sw_store_t *s, int rc)
+{
+    if (rc < 0 && s->inflight > 0)
+        s->inflight--;
+    return rc;
+}
+
+/* ---- Public API --------------------------------------------------------------- */
 
 sw_store_t *sw_store_new(struct ev_loop *loop, const sw_store_opts_t *opts)
 {
@@ -244,7 +94,7 @@ void sw_store_free(sw_store_t *s)
 {
     if (!s)
         return;
-    s->ops->destroy(s); /* frees the backend struct after base destroy */
+    s->ops->destroy(s);
 }
 
 int sw_store_ready(const sw_store_t *s)
@@ -261,12 +111,10 @@ int sw_store_acquire_load(sw_store_t *s, const char *token, sw_store_load_cb cb,
 {
     if (!s || !cb || !token_ok(token))
         return SW_EINVAL;
-    if (s->inflight >= SW_STORE_MAX_INFLIGHT)
-        return SW_ENOMEM;
-    int rc = s->ops->acquire_load(s, token, cb, udata);
-    if (rc == 0)
-        s->inflight++;
-    return rc;
+    int rc = inflight_take(s, BOUNDED);
+    if (rc < 0)
+        return rc;
+    return inflight_settle(s, s->ops->acquire_load(s, token, cb, udata));
 }
 
 int sw_store_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_commit_cb cb, void *udata)
@@ -293,21 +141,20 @@ int sw_store_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_commit_c
             if (strcmp(c->shared[j].token, w->token) == 0)
                 return SW_EINVAL;
     }
-    if (s->inflight >= SW_STORE_MAX_INFLIGHT)
-        return SW_ENOMEM;
-    int rc = s->ops->commit(s, c, cb, udata);
-    if (rc == 0)
-        s->inflight++;
-    return rc;
+    int rc = inflight_take(s, BOUNDED);
+    if (rc < 0)
+        return rc;
+    return inflight_settle(s, s->ops->commit(s, c, cb, udata));
 }
 
 int sw_store_release(sw_store_t *s, const char *token)
 {
     if (!s || !token_ok(token))
         return SW_EINVAL;
-    if (s->inflight >= SW_STORE_MAX_INFLIGHT)
-        return SW_ENOMEM;
-    return s->ops->release(s, token);
+    int rc = inflight_take(s, BOUNDED);
+    if (rc < 0)
+        return rc;
+    return inflight_settle(s, s->ops->release(s, token));
 }
 
 int sw_store_read_log(sw_store_t *s, const char *token, uint64_t first, uint64_t last,
@@ -316,9 +163,10 @@ int sw_store_read_log(sw_store_t *s, const char *token, uint64_t first, uint64_t
     if (!s || !cb || !token_ok(token) || first == 0 || last < first ||
         last - first + 1 > (s->log_max ? s->log_max : 256))
         return SW_EINVAL;
-    if (s->inflight >= SW_STORE_MAX_INFLIGHT)
-        return SW_ENOMEM;
-    return s->ops->read_log(s, token, first, last, cb, udata);
+    int rc = inflight_take(s, BOUNDED);
+    if (rc < 0)
+        return rc;
+    return inflight_settle(s, s->ops->read_log(s, token, first, last, cb, udata));
 }
 
 int sw_store_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
@@ -329,16 +177,23 @@ int sw_store_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
     for (size_t i = 0; i < n; i++)
         if (!token_ok(tokens[i]) || !sockids[i])
             return SW_EINVAL;
-    if (n == 0)
-        return 0;
-    return s->ops->live(s, op, tokens, sockids, n, ttl_ms ? ttl_ms : 15000);
+    for (size_t off = 0; off < n; off += SW_STORE_LIVE_BATCH) {
+        size_t k = SW_MIN(n - off, SW_STORE_LIVE_BATCH);
+        (void)inflight_take(s, UNBOUNDED);
+        int rc = inflight_settle(
+            s, s->ops->live(s, op, tokens + off, sockids + off, k, ttl_ms ? ttl_ms : 15000));
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
 }
 
 int sw_store_reap(sw_store_t *s, const char *holder)
 {
     if (!s || !holder || !token_ok(holder))
         return SW_EINVAL;
-    return s->ops->reap(s, holder);
+    (void)inflight_take(s, UNBOUNDED);
+    return inflight_settle(s, s->ops->reap(s, holder));
 }
 
 int sw_store_publish_acked(sw_store_t *s, const char *name, const char *data, size_t len,
@@ -346,7 +201,8 @@ int sw_store_publish_acked(sw_store_t *s, const char *name, const char *data, si
 {
     if (!s || !data || !cb || !token_ok(name))
         return SW_EINVAL;
-    return s->ops->publish_acked(s, name, data, len, cb, udata);
+    (void)inflight_take(s, UNBOUNDED);
+    return inflight_settle(s, s->ops->publish_acked(s, name, data, len, cb, udata));
 }
 
 int sw_store_secret(sw_store_t *s, const char *proposal, size_t len, sw_store_value_cb cb,
@@ -354,7 +210,8 @@ int sw_store_secret(sw_store_t *s, const char *proposal, size_t len, sw_store_va
 {
     if (!s || !proposal || len == 0 || len > 256 || !cb)
         return SW_EINVAL;
-    return s->ops->secret(s, proposal, len, cb, udata);
+    (void)inflight_take(s, UNBOUNDED);
+    return inflight_settle(s, s->ops->secret(s, proposal, len, cb, udata));
 }
 
 int sw_store_publish(sw_store_t *s, const char *name, const char *data, size_t len)
@@ -368,12 +225,10 @@ int sw_store_read(sw_store_t *s, const char *token, sw_store_load_cb cb, void *u
 {
     if (!s || !cb || !token_ok(token))
         return SW_EINVAL;
-    if (s->inflight >= SW_STORE_MAX_INFLIGHT)
-        return SW_ENOMEM;
-    int rc = s->ops->read(s, token, cb, udata);
-    if (rc == 0)
-        s->inflight++;
-    return rc;
+    int rc = inflight_take(s, BOUNDED);
+    if (rc < 0)
+        return rc;
+    return inflight_settle(s, s->ops->read(s, token, cb, udata));
 }
 
 int sw_store_presence(sw_store_t *s, const char *shared_token, sw_presence_op_t op,
@@ -387,12 +242,10 @@ int sw_store_presence(sw_store_t *s, const char *shared_token, sw_presence_op_t 
     for (size_t i = 0; i < n; i++)
         if (!token_ok(members[i]))
             return SW_EINVAL;
-    if (s->inflight >= SW_STORE_MAX_INFLIGHT)
-        return SW_ENOMEM;
-    int rc = s->ops->presence(s, shared_token, op, members, n, ttl_ms, cb, udata);
-    if (rc == 0)
-        s->inflight++;
-    return rc;
+    int rc = inflight_take(s, BOUNDED);
+    if (rc < 0)
+        return rc;
+    return inflight_settle(s, s->ops->presence(s, shared_token, op, members, n, ttl_ms, cb, udata));
 }
 
 int sw_store_subscribe(sw_store_t *s, const char *shared_token, sw_store_message_cb on_message,

@@ -13,7 +13,7 @@
  * on that shared token through the subscriber store's deferred queue, so
  * they keep publish order and never run inside the publishing call.
  * Presence is a per-token map member -> expiry (monotonic ms). */
-#include "worker/store_int.h"
+#include "worker/store_mem.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +24,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "worker/store_int.h"
 
 #define SWEEP_INTERVAL_S 10.0
 
@@ -486,6 +487,7 @@ static int mem_release(sw_store_t *s, const char *token)
         e->holder = NULL;
         entry_expire(e, now);
     }
+    sw_store_complete(s); /* applied: nothing to wait for */
     return 0;
 }
 
@@ -615,30 +617,12 @@ static uint64_t entry_seq_of(const char *e, size_t len)
     return p ? strtoull(p + 6, NULL, 10) : 0;
 }
 
-static void run_log(sw_store_t *s, sw_store_done_t *d, int cancelled)
-{
-    if (cancelled)
-        return;
-    /* blob holds the entries back to back, fields[i] their views */
-    size_t n = (size_t)d->count;
-    const char **entries = sw_xcalloc(n ? n : 1, sizeof(*entries));
-    size_t *lens = sw_xcalloc(n ? n : 1, sizeof(*lens));
-    for (size_t i = 0; i < n; i++) {
-        entries[i] = d->fields[i].data;
-        lens[i] = d->fields[i].len;
-    }
-    d->log_cb(d->udata, 0, entries, lens, n);
-    free(entries);
-    free(lens);
-}
-
 static int mem_read_log(sw_store_t *s, const char *token, uint64_t first, uint64_t last,
                         sw_store_log_cb cb, void *udata)
 {
     mem_entry_t *e = entry_find(token, sw_now_ms());
     size_t n = (size_t)(last - first + 1), bytes = 0;
-    sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
-    d->run = run_log;
+    sw_store_done_t *d = sw_xcalloc(1, sizeof(*d)); /* a log completion */
     d->log_cb = cb;
     d->udata = udata;
     d->count = (int64_t)n;
@@ -686,6 +670,7 @@ static int mem_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
             }
         }
     }
+    sw_store_complete(s);
     return 0;
 }
 
@@ -693,8 +678,8 @@ static int mem_reap(sw_store_t *s, const char *holder)
 {
     /* Development mode keeps state in the worker's memory: a dead worker
      * took it along, leases included. */
-    (void)s;
     (void)holder;
+    sw_store_complete(s);
     return 0;
 }
 
@@ -729,7 +714,6 @@ static int mem_secret(sw_store_t *s, const char *proposal, size_t len, sw_store_
     d->blob = sw_xmalloc(g_secret_len);
     memcpy(d->blob, g_secret, g_secret_len);
     d->blob_len = g_secret_len;
-    s->inflight++;
     sw_store_defer(s, d);
     return 0;
 }

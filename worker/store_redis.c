@@ -1,261 +1,43 @@
-/* store_redis.c — the Redis store backend: one hiredis async connection on
- * the worker's libev loop, fenced Lua scripts sent by EVALSHA (with an EVAL
- * fallback on NOSCRIPT), reconnect with backoff.
+/* store_redis.c — the Redis store backend: requests on one command
+ * connection (a store_link with a 5 s reply timeout) on the worker's
+ * libev loop, fenced Lua scripts (worker/lua) sent by EVALSHA with an
+ * EVAL fallback on NOSCRIPT; subscriptions on a second connection
+ * (store_sub.c).
  *
  * Sources: Redis docs "EVALSHA" / "Scripting with Lua" (NOSCRIPT error,
  * script cache emptied by restarts and SCRIPT FLUSH), "SET" (NX, PX),
  * hiredis 0.14 async API (a pending callback gets a NULL reply when the
- * context is freed or the connection drops), "Pub/Sub" (SUBSCRIBE replies
- * "subscribe" / "unsubscribe" / "message" arrays), "TIME", "ZADD" (XX).
- *
- * Pub/sub uses a second connection, opened at the first subscribe. Its
- * callbacks get the store (never a subscription) as private data and look
- * the subscription up by channel, so a subscription can be dropped at once
- * locally while Redis still confirms its UNSUBSCRIBE. */
-#include "worker/store_int.h"
+ * context is freed or the connection drops), "TIME", "ZADD" (XX). */
+#include "worker/store_redis.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <hiredis/async.h>
-#include <hiredis/sds.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/adapters/libev.h>
-#include <openssl/evp.h>
-#include <uthash.h>
 
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "worker/store_int.h"
+#include "worker/store_link.h"
+#include "worker/store_script.h"
+#include "worker/store_sub.h"
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
 /* A connection that answers nothing for this long while requests wait is
  * dropped and reopened (hiredis 0.14 has no async timeouts): the waiting
  * requests complete with SW_EUNAVAIL instead of hanging. */
 #define REPLY_TIMEOUT_MS 5000
-#define WATCHDOG_PERIOD_S 0.5
-
-/* KEYS[1] hash, KEYS[2] lease, KEYS[3] live key; ARGV[1] holder,
- * ARGV[2] lease_ms. {0, holder}: busy; {1, {field, value, ...}, live}:
- * lease ours, hash read without the replay log's "_log:" fields, and the
- * live connection's socket id ("" none). */
-static const char ACQUIRE_LUA[] =
-    "local cur = redis.call('GET', KEYS[2])\n"
-    "if cur == ARGV[1] then\n"
-    "  redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
-    "elseif not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
-    "  return {0, cur or ''}\n"
-    "else\n"
-    "  local hs = 'sw:holder:{' .. ARGV[1] .. '}'\n"
-    "  redis.call('SADD', hs, string.sub(KEYS[2], 5, -8))\n"
-    "  redis.call('PEXPIRE', hs, 100 * tonumber(ARGV[2]))\n"
-    "end\n"
-    "local live = redis.call('GET', KEYS[3]) or ''\n"
-    "local h = redis.call('HGETALL', KEYS[1])\n"
-    "local out = {}\n"
-    "for i = 1, #h, 2 do\n"
-    "  if string.sub(h[i], 1, 5) ~= '_log:' then\n"
-    "    out[#out + 1] = h[i]\n"
-    "    out[#out + 1] = h[i + 1]\n"
-    "  end\n"
-    "end\n"
-    "return {1, out, live}\n";
-
-/* KEYS[1] hash, KEYS[2] lease, KEYS[2 + k] shared hash sw:{R} of shared
- * write k (k = 1..ARGV[9]); ARGV[1] holder, ARGV[2] ttl_ms, ARGV[3]
- * lease_ms, ARGV[4] seq, ARGV[5] flags (1 release, 2 renew the lease, 4
- * refresh the hash TTL), ARGV[6] log field ("" = none), ARGV[7] log
- * entry, ARGV[8] nfields, ARGV[9] nshared, ARGV[10 ..] nfields field,
- * value pairs, then per shared write: expect_seq, new_seq, nfields,
- * has_message (0/1), message, field, value pairs. 0: the lease is not
- * ours; 2: a shared "_seq" was not expect_seq (nothing written in either
- * case); 1: committed. The client part is one HSET; the message goes out
- * on channel sw:{R}:ch inside the script, so messages follow commit order. */
-static const char COMMIT_LUA[] =
-    "if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n"
-    "local nf = tonumber(ARGV[8])\n"
-    "local ns = tonumber(ARGV[9])\n"
-    "local i = 10 + 2 * nf\n"
-    "for k = 1, ns do\n"
-    "  local key = KEYS[2 + k]\n"
-    "  local p = redis.call('GET', key .. ':prio')\n"
-    "  if p and p ~= ARGV[1] then return 3 end\n"
-    "  local cur = redis.call('HGET', key, '_seq')\n"
-    "  if not cur then cur = '0' end\n"
-    "  if cur ~= ARGV[i] then\n"
-    "    if ARGV[i + 3] == '2' or ARGV[i + 3] == '3' then\n"
-    "      redis.call('SET', key .. ':prio', ARGV[1], 'NX', 'PX', 200)\n"
-    "    end\n"
-    "    return 2\n"
-    "  end\n"
-    "  i = i + 5 + 2 * tonumber(ARGV[i + 2])\n"
-    "end\n"
-    "local a = {}\n"
-    "for j = 10, 9 + 2 * nf do a[#a + 1] = ARGV[j] end\n"
-    "if ARGV[4] ~= '0' then a[#a + 1] = '_seq'; a[#a + 1] = ARGV[4] end\n"
-    "if ARGV[6] ~= '' then a[#a + 1] = ARGV[6]; a[#a + 1] = ARGV[7] end\n"
-    "if #a > 0 then redis.call('HSET', KEYS[1], unpack(a)) end\n"
-    "local fl = tonumber(ARGV[5])\n"
-    "if fl % 2 == 1 then\n"
-    "  redis.call('DEL', KEYS[2])\n"
-    "  redis.call('SREM', 'sw:holder:{' .. ARGV[1] .. '}', string.sub(KEYS[2], 5, -8))\n"
-    "elseif math.floor(fl / 2) % 2 == 1 then\n"
-    "  redis.call('PEXPIRE', KEYS[2], ARGV[3])\n"
-    "end\n"
-    "if math.floor(fl / 4) % 2 == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
-    "i = 10 + 2 * nf\n"
-    "for k = 1, ns do\n"
-    "  local key = KEYS[2 + k]\n"
-    "  local n = tonumber(ARGV[i + 2])\n"
-    "  local b = {'_seq', ARGV[i + 1]}\n"
-    "  for j = i + 5, i + 4 + 2 * n do b[#b + 1] = ARGV[j] end\n"
-    "  redis.call('HSET', key, unpack(b))\n"
-    "  redis.call('PEXPIRE', key, ARGV[2])\n"
-    "  if ARGV[i + 3] == '1' or ARGV[i + 3] == '3' then\n"
-    "    redis.call('PUBLISH', key .. ':ch', ARGV[i + 4])\n"
-    "  end\n"
-    "  if ARGV[i + 3] == '2' or ARGV[i + 3] == '3' then redis.call('DEL', key .. ':prio') end\n"
-    "  i = i + 5 + 2 * n\n"
-    "end\n"
-    "return 1\n";
-
-/* KEYS[1] sw:{R}:presence (zset member -> expiry ms), KEYS[2]
- * sw:{R}:members (set), KEYS[3] sw:{R} (hash); ARGV[1] op
- * (sw_presence_op_t), ARGV[2] presence ttl_ms, ARGV[3] token ttl_ms,
- * ARGV[4..] members (applied in calls of up to 1000 members). "before" is
- * the count including expired entries:
- * that is the count last published, so a reap that drops entries
- * publishes too. Returns the live count. */
-static const char PRESENCE_LUA[] =
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local exp = string.format('%d', now + tonumber(ARGV[2]))\n"
-    "local before = redis.call('ZCARD', KEYS[1])\n"
-    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now))\n"
-    "local op = ARGV[1]\n"
-    "for c = 4, #ARGV, 1000 do\n"
-    "  local last = math.min(#ARGV, c + 999)\n"
-    "  local z, m = {}, {}\n"
-    "  for i = c, last do\n"
-    "    z[#z + 1] = exp; z[#z + 1] = ARGV[i]; m[#m + 1] = ARGV[i]\n"
-    "  end\n"
-    "  if op == '1' then\n"
-    "    redis.call('ZADD', KEYS[1], unpack(z))\n"
-    "    redis.call('SADD', KEYS[2], unpack(m))\n"
-    "  elseif op == '2' then\n"
-    "    local gone = {}\n"
-    "    for _, t in ipairs(m) do\n"
-    "      if redis.call('EXISTS', 'sw:{' .. t .. '}:live') == 0 then gone[#gone + 1] = t end\n"
-    "    end\n"
-    "    if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) end\n"
-    "  elseif op == '3' then\n"
-    "    redis.call('ZREM', KEYS[1], unpack(m))\n"
-    "    redis.call('SREM', KEYS[2], unpack(m))\n"
-    "  elseif op == '4' then\n"
-    "    redis.call('ZADD', KEYS[1], 'XX', unpack(z))\n"
-    "  end\n"
-    "end\n"
-    "local after = redis.call('ZCARD', KEYS[1])\n"
-    "if after ~= before then\n"
-    "  redis.call('PUBLISH', KEYS[3] .. ':ch', '{\"presence\":' .. after .. '}')\n"
-    "end\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
-    "redis.call('PEXPIRE', KEYS[2], ARGV[3])\n"
-    "redis.call('PEXPIRE', KEYS[3], ARGV[3])\n"
-    "return after\n";
-
-/* KEYS[1] lease; ARGV[1] holder. Compare-and-delete. */
-static const char RELEASE_LUA[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-    "  redis.call('SREM', 'sw:holder:{' .. ARGV[1] .. '}', string.sub(KEYS[1], 5, -8))\n"
-    "  return redis.call('DEL', KEYS[1])\n"
-    "end\n"
-    "return 0\n";
-
-/* ARGV[1] a holder id (a worker that died). Every lease it still holds
- * is deleted; returns how many. */
-static const char REAP_LUA[] =
-    "local hs = 'sw:holder:{' .. ARGV[1] .. '}'\n"
-    "local n = 0\n"
-    "for _, t in ipairs(redis.call('SMEMBERS', hs)) do\n"
-    "  local k = 'sw:{' .. t .. '}:lease'\n"
-    "  if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k); n = n + 1 end\n"
-    "end\n"
-    "redis.call('DEL', hs)\n"
-    "return n\n";
-
-/* KEYS[i] sw:{T}:live; ARGV[1] op (1 set, 2 refresh, 3 drop), ARGV[2]
- * ttl_ms, ARGV[2 + i] the socket id for KEYS[i]. Refresh and drop touch a
- * key only while it holds that socket id. */
-static const char LIVE_LUA[] = "local op = ARGV[1]\n"
-                               "for i = 1, #KEYS do\n"
-                               "  local sock = ARGV[2 + i]\n"
-                               "  if op == '1' then\n"
-                               "    redis.call('SET', KEYS[i], sock, 'PX', ARGV[2])\n"
-                               "  elseif redis.call('GET', KEYS[i]) == sock then\n"
-                               "    if op == '2' then redis.call('PEXPIRE', KEYS[i], ARGV[2])\n"
-                               "    else redis.call('DEL', KEYS[i]) end\n"
-                               "  end\n"
-                               "end\n"
-                               "return 1\n";
-
-enum {
-    SCRIPT_ACQUIRE,
-    SCRIPT_COMMIT,
-    SCRIPT_RELEASE,
-    SCRIPT_PRESENCE,
-    SCRIPT_LIVE,
-    SCRIPT_REAP,
-    SCRIPT__COUNT
-};
-
-static const char *const SCRIPTS[SCRIPT__COUNT] = {ACQUIRE_LUA,  COMMIT_LUA, RELEASE_LUA,
-                                                   PRESENCE_LUA, LIVE_LUA,   REAP_LUA};
-
-/* A subscription (channel sw:{R}:ch). A subscription dropped locally while
- * its UNSUBSCRIBE is unconfirmed stays in the table as `live == 0` (no
- * callbacks) so that a new subscribe of the same channel waits for that
- * confirmation (hiredis 0.14 forgets a channel's callback on its
- * "unsubscribe" reply). */
-typedef struct rsub {
-    UT_hash_handle hh;
-    char *channel; /* "sw:{R}:ch" */
-    size_t channel_len;
-    int live;          /* subscribed by the user */
-    int sent;          /* SUBSCRIBE sent on the current connection */
-    int unsub_pending; /* UNSUBSCRIBEs sent, not yet confirmed */
-    sw_store_message_cb on_message;
-    sw_store_resync_cb on_resync;
-    void *udata;
-} rsub_t;
 
 typedef struct redis_store {
     sw_store_t base;
-    char *host; /* host name, or unix socket path when port == 0 */
-    int port;
     int db;
-    redisAsyncContext *ac; /* NULL while down */
-    int connected;         /* ac is connected (onConnect OK) */
-    int down;              /* a connection was lost / attempt failed, not back yet */
     int freeing;
-    uint32_t backoff_ms;
-    ev_timer retry_w;
-    ev_timer watchdog_w;  /* drops a connection that stopped answering */
-    ev_prepare flush_w;   /* writes the commands of this loop pass before it blocks */
-    uint32_t awaiting;    /* commands sent whose reply has not come */
-    uint64_t progress_ms; /* last reply, or first send after a quiet spell */
-    char sha[SCRIPT__COUNT][41];
-    struct rreq *pool; /* spare requests (REQ_POOL_MAX) */
+    sw_store_link_t *link; /* the command connection */
+    sw_store_sub_t *subs;  /* the pub/sub connection and its subscriptions */
+    struct rreq *pool;     /* spare requests (REQ_POOL_MAX) */
     unsigned npool;
-    /* pub/sub connection */
-    redisAsyncContext *sac; /* NULL while closed or down */
-    int sub_down;
-    uint32_t sub_backoff_ms;
-    ev_timer sub_retry_w;
-    rsub_t *subs;                     /* channel -> subscription */
-    size_t nlive;                     /* live subscriptions */
     void (*on_rtt)(void *, uint64_t); /* opts->on_rtt */
     void *rtt_udata;
 } redis_store_t;
@@ -266,7 +48,7 @@ enum { REQ_LOAD, REQ_COMMIT, REQ_RELEASE, REQ_READ, REQ_PRESENCE, REQ_LOG, REQ_P
 typedef struct rreq {
     redis_store_t *rs;
     int kind;
-    int script;
+    int script;       /* sw_store_script_t, or -1: a plain command */
     int evaled;       /* already resent with the full script text */
     uint64_t sent_ns; /* sw_now_ns() at the last send */
     sw_store_load_cb load_cb;
@@ -292,6 +74,12 @@ static const sw_store_ops_t REDIS_OPS;
 static redis_store_t *rs_of(sw_store_t *s)
 {
     return sw_container_of(s, redis_store_t, base);
+}
+
+/* The command connection's context, NULL while it is down. */
+static redisAsyncContext *cmd_ctx(const redis_store_t *rs)
+{
+    return sw_store_link_ctx(rs->link);
 }
 
 /* ---- Requests ---------------------------------------------------------------- */
@@ -401,15 +189,11 @@ static void req_seal(rreq_t *q)
         return;
     q->argv[0] = "EVALSHA";
     q->argvlen[0] = 7;
-    q->argv[1] = q->rs->sha[q->script];
+    q->argv[1] = sw_store_script_sha(q->script);
     q->argvlen[1] = 40;
 }
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv);
-static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv);
-struct rsub;
-static void rsub_free(struct redis_store *rs, struct rsub *sub);
-static void on_sub_retry(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* The request in RESP ("Redis serialization protocol specification":
  * an array of bulk strings), formatted into one reused buffer: hiredis
@@ -441,8 +225,7 @@ static int req_send(redisAsyncContext *ac, rreq_t *q)
     if (rc != REDIS_OK)
         return SW_EUNAVAIL;
     q->sent_ns = sw_now_ns();
-    if (q->rs->awaiting++ == 0)
-        q->rs->progress_ms = sw_now_ms();
+    sw_store_link_sent(q->rs->link);
     return 0;
 }
 
@@ -535,12 +318,10 @@ static void complete_commit(rreq_t *q, const redisReply *rep)
 static void complete_log(rreq_t *q, const redisReply *rep)
 {
     sw_store_t *s = &q->rs->base;
-    if (s->inflight > 0)
-        s->inflight--;
     if (!rep || rep->type != REDIS_REPLY_ARRAY) {
         if (rep && rep->type == REDIS_REPLY_ERROR)
             sw_log(SW_LOG_WARN, "redis: HMGET log: %s", rep->str);
-        q->log_cb(q->udata, SW_EUNAVAIL, NULL, NULL, 0);
+        sw_store_complete_log(s, q->log_cb, q->udata, SW_EUNAVAIL, NULL, NULL, 0);
         return;
     }
     size_t n = rep->elements;
@@ -552,7 +333,7 @@ static void complete_log(rreq_t *q, const redisReply *rep)
             lens[i] = (size_t)rep->element[i]->len;
         }
     }
-    q->log_cb(q->udata, 0, entries, lens, n);
+    sw_store_complete_log(s, q->log_cb, q->udata, 0, entries, lens, n);
     free(entries);
     free(lens);
 }
@@ -561,9 +342,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     rreq_t *q = priv;
     redisReply *rep = reply;
-    if (q->rs->awaiting > 0)
-        q->rs->awaiting--;
-    q->rs->progress_ms = sw_now_ms();
+    sw_store_link_replied(q->rs->link);
     if (rep && q->rs->on_rtt)
         q->rs->on_rtt(q->rs->rtt_udata, sw_now_ns() - q->sent_ns);
     if (rep && rep->type == REDIS_REPLY_ERROR && q->script >= 0 && !q->evaled &&
@@ -572,8 +351,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         q->evaled = 1;
         q->argv[0] = "EVAL";
         q->argvlen[0] = 4;
-        q->argv[1] = SCRIPTS[q->script];
-        q->argvlen[1] = strlen(SCRIPTS[q->script]);
+        q->argv[1] = sw_store_script_text(q->script);
+        q->argvlen[1] = strlen(q->argv[1]);
         if (req_send(ac, q) == 0)
             return;
         rep = NULL;
@@ -600,8 +379,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     default:
         if (rep && rep->type == REDIS_REPLY_ERROR)
             sw_log(SW_LOG_WARN, "redis: release script: %s", rep->str);
-        if (q->rs->base.inflight > 0)
-            q->rs->base.inflight--;
+        sw_store_complete(&q->rs->base);
         break;
     }
     req_free(q);
@@ -609,80 +387,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 
 /* ---- Connection --------------------------------------------------------------- */
 
-static void start_connect(redis_store_t *rs);
-
-static void schedule_retry(redis_store_t *rs)
-{
-    if (rs->freeing)
-        return;
-    ev_timer_stop(rs->base.loop, &rs->retry_w);
-    ev_timer_set(&rs->retry_w, rs->backoff_ms / 1000.0, 0.);
-    ev_timer_start(rs->base.loop, &rs->retry_w);
-    rs->backoff_ms = SW_MIN(rs->backoff_ms * 2, BACKOFF_MAX_MS);
-}
-
-static void went_down(redis_store_t *rs, const char *why)
-{
-    rs->ac = NULL;
-    rs->connected = 0;
-    rs->awaiting = 0;
-    if (rs->freeing)
-        return;
-    if (!rs->down) {
-        rs->down = 1;
-        sw_log(SW_LOG_WARN, "redis: connection lost: %s", why && why[0] ? why : "closed");
-    }
-    schedule_retry(rs);
-}
-
-static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    redis_store_t *rs = sw_container_of(w, redis_store_t, watchdog_w);
-    if (!rs->ac || !rs->awaiting)
-        return;
-    uint64_t quiet = sw_now_ms() - rs->progress_ms;
-    if (quiet < REPLY_TIMEOUT_MS)
-        return;
-    sw_log(SW_LOG_WARN, "redis: no reply for %llu ms with %u command(s) waiting; reconnecting",
-           (unsigned long long)quiet, rs->awaiting);
-    redisAsyncContext *ac = rs->ac;
-    redisAsyncFree(ac); /* waiting callbacks get NULL: SW_EUNAVAIL */
-    if (rs->ac == ac)   /* no disconnect callback came: mark it down here */
-        went_down(rs, "reply timeout");
-}
-
-static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    redis_store_t *rs = sw_container_of(w, redis_store_t, retry_w);
-    if (!rs->ac)
-        start_connect(rs);
-}
-
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-    redis_store_t *rs = ac->data;
-    if (status != REDIS_OK) {
-        went_down(rs, ac->errstr); /* hiredis frees ac after this */
-        return;
-    }
-    rs->connected = 1;
-    rs->backoff_ms = BACKOFF_MIN_MS;
-    if (rs->down) {
-        rs->down = 0;
-        sw_log(SW_LOG_NOTICE, "redis: connection restored");
-    }
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    redis_store_t *rs = ac->data;
-    went_down(rs, status == REDIS_OK ? "closed" : ac->errstr);
-}
-
 static void on_hello(redisAsyncContext *ac, void *reply, void *priv)
 {
     redisReply *rep = reply;
-    redis_store_t *rs = ac->data;
+    redis_store_t *rs = priv;
     if (rep && rep->type == REDIS_REPLY_ERROR && !rs->freeing) {
         /* SELECT refused (db out of range): never write to the wrong db. */
         sw_log(SW_LOG_ERROR, "redis: SELECT %d: %s", rs->db, rep->str);
@@ -690,92 +398,20 @@ static void on_hello(redisAsyncContext *ac, void *reply, void *priv)
     }
 }
 
-static void on_script_load(redisAsyncContext *ac, void *reply, void *priv)
+/* A new command connection. Always send a first command: it arms the
+ * write watcher (so the connect completes) and, for db != 0, selects the
+ * db before any request queued after it. Then load the scripts, before
+ * any request too: the NOSCRIPT fallback (resend as EVAL) is then only
+ * for a SCRIPT FLUSH by an operator; it must stay rare because the resent
+ * request runs after requests sent in the meantime. */
+static void cmd_on_open(void *udata, redisAsyncContext *ac)
 {
-    redisReply *rep = reply;
-    if (rep && rep->type == REDIS_REPLY_ERROR)
-        sw_log(SW_LOG_ERROR, "redis: SCRIPT LOAD: %s", rep->str);
-}
-
-/* Commands issued during a loop pass sit in hiredis's output buffer, and
- * the libev adapter would start the write watcher, wait a poll for
- * writability and stop it again: two epoll_ctl and an extra wake-up per
- * batch. Writing them here, right before the loop polls, sends them in one
- * write(2); the watcher started and stopped within the pass costs libev
- * no epoll_ctl (fd changes are applied lazily). A partial write leaves
- * the watcher on, as before. */
-static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    redis_store_t *rs = sw_container_of(w, redis_store_t, flush_w);
-    if (rs->ac && rs->connected && rs->ac->c.obuf && sdslen(rs->ac->c.obuf) > 0)
-        redisAsyncHandleWrite(rs->ac);
-}
-
-/* Start an async connection to the store's Redis (TCP or unix socket),
- * attached to the loop. NULL with the reason in why when it cannot even
- * start (the caller marks the connection down). */
-static redisAsyncContext *open_async(redis_store_t *rs, char *why, size_t whylen)
-{
-    redisAsyncContext *ac =
-        rs->port ? redisAsyncConnect(rs->host, rs->port) : redisAsyncConnectUnix(rs->host);
-    if (!ac) {
-        snprintf(why, whylen, "out of memory");
-        return NULL;
-    }
-    if (ac->err) {
-        snprintf(why, whylen, "%s", ac->errstr);
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    ac->data = rs;
-    redisLibevAttach(rs->base.loop, ac);
-    return ac;
-}
-
-static void start_connect(redis_store_t *rs)
-{
-    char why[128];
-    redisAsyncContext *ac = open_async(rs, why, sizeof(why));
-    if (!ac) {
-        went_down(rs, why);
-        return;
-    }
-    rs->ac = ac;
-    rs->connected = 0;
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    /* Always send a first command: it arms the write watcher (so the
-     * connect completes) and, for db != 0, selects the db before any
-     * request queued after it. */
+    redis_store_t *rs = udata;
     if (rs->db != 0)
-        redisAsyncCommand(ac, on_hello, NULL, "SELECT %d", rs->db);
+        redisAsyncCommand(ac, on_hello, rs, "SELECT %d", rs->db);
     else
-        redisAsyncCommand(ac, on_hello, NULL, "PING");
-    /* Load every script before any request: Redis runs one connection's
-     * commands in order, so EVALSHA never meets an empty script cache on
-     * this connection. The NOSCRIPT fallback (resend as EVAL) is then
-     * only for a SCRIPT FLUSH by an operator; it must stay rare because
-     * the resent request runs after requests sent in the meantime. */
-    for (int i = 0; i < SCRIPT__COUNT; i++)
-        redisAsyncCommand(ac, on_script_load, NULL, "SCRIPT LOAD %s", SCRIPTS[i]);
-}
-
-static void sha1_hex(const char *text, char out[41])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (!EVP_Digest(text, strlen(text), md, &mdlen, EVP_sha1(), NULL) || mdlen != 20) {
-        sw_log(SW_LOG_CRIT, "EVP_Digest(sha1) failed");
-        abort();
-    }
-    static const char hex[] = "0123456789abcdef";
-    for (unsigned i = 0; i < 20; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[40] = '\0';
+        redisAsyncCommand(ac, on_hello, rs, "PING");
+    sw_store_script_load_all(ac);
 }
 
 sw_store_t *sw_store_redis_new(struct ev_loop *loop, const sw_store_opts_t *opts, const char *host,
@@ -783,24 +419,18 @@ sw_store_t *sw_store_redis_new(struct ev_loop *loop, const sw_store_opts_t *opts
 {
     redis_store_t *rs = sw_xcalloc(1, sizeof(*rs));
     sw_store_base_init(&rs->base, &REDIS_OPS, loop, opts);
-    rs->host = sw_xstrdup(host);
-    rs->port = port;
     rs->db = db;
     rs->on_rtt = opts->on_rtt;
     rs->rtt_udata = opts->rtt_udata;
-    rs->backoff_ms = BACKOFF_MIN_MS;
-    ev_timer_init(&rs->retry_w, on_retry, 0., 0.);
-    ev_timer_init(&rs->sub_retry_w, on_sub_retry, 0., 0.);
-    rs->sub_backoff_ms = BACKOFF_MIN_MS;
-    ev_timer_init(&rs->watchdog_w, on_watchdog, WATCHDOG_PERIOD_S, WATCHDOG_PERIOD_S);
-    ev_timer_start(loop, &rs->watchdog_w);
-    ev_unref(loop); /* the watchdog alone does not keep the loop alive */
-    ev_prepare_init(&rs->flush_w, on_flush);
-    ev_prepare_start(loop, &rs->flush_w);
-    ev_unref(loop); /* nor does the flush step */
-    for (int i = 0; i < SCRIPT__COUNT; i++)
-        sha1_hex(SCRIPTS[i], rs->sha[i]);
-    start_connect(rs);
+    sw_store_link_opts_t o = {.what = "connection",
+                              .host = host,
+                              .port = port,
+                              .reply_timeout_ms = REPLY_TIMEOUT_MS,
+                              .on_open = cmd_on_open,
+                              .udata = rs};
+    rs->link = sw_store_link_new(loop, &o);
+    rs->subs = sw_store_sub_new(loop, host, port);
+    sw_store_link_open(rs->link);
     return &rs->base;
 }
 
@@ -816,46 +446,28 @@ static void redis_destroy(sw_store_t *s)
         req_destroy(q);
     }
     rs->npool = 0;
-    ev_timer_stop(s->loop, &rs->retry_w);
-    ev_ref(s->loop);
-    ev_timer_stop(s->loop, &rs->watchdog_w);
-    ev_ref(s->loop);
-    ev_prepare_stop(s->loop, &rs->flush_w);
-    if (rs->ac) {
-        redisAsyncContext *ac = rs->ac;
-        rs->ac = NULL;
-        redisAsyncFree(ac); /* pending callbacks get NULL: SW_EUNAVAIL */
-    }
-    ev_timer_stop(s->loop, &rs->sub_retry_w);
-    if (rs->sac) {
-        redisAsyncContext *ac = rs->sac;
-        rs->sac = NULL;
-        redisAsyncFree(ac); /* subscription callbacks get NULL: ignored */
-    }
-    rsub_t *sub, *tmp;
-    HASH_ITER(hh, rs->subs, sub, tmp)
-    {
-        rsub_free(rs, sub);
-    }
+    sw_store_link_free(rs->link); /* pending callbacks get NULL: SW_EUNAVAIL */
+    rs->link = NULL;
+    sw_store_sub_free(rs->subs);
+    rs->subs = NULL;
     sw_store_base_destroy(s);
-    free(rs->host);
     free(rs);
 }
 
 static int redis_ready(const sw_store_t *s)
 {
     const redis_store_t *rs = sw_container_of(s, redis_store_t, base);
-    return rs->ac && rs->connected;
+    return sw_store_link_up(rs->link);
 }
 
 static int redis_acquire_load(sw_store_t *s, const char *token, sw_store_load_cb cb, void *udata)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac) {
+    if (!cmd_ctx(rs)) {
         sw_store_defer_load(s, cb, udata, SW_EUNAVAIL);
         return 0;
     }
-    rreq_t *q = req_new(rs, REQ_LOAD, SCRIPT_ACQUIRE, 8);
+    rreq_t *q = req_new(rs, REQ_LOAD, SW_SCRIPT_ACQUIRE, 8);
     q->load_cb = cb;
     q->udata = udata;
     req_arg(q, "", 0); /* EVALSHA */
@@ -867,7 +479,7 @@ static int redis_acquire_load(sw_store_t *s, const char *token, sw_store_load_cb
     req_arg(q, s->holder, s->holder_len);
     req_argf(q, "%llu", s->lease_ms);
     req_seal(q);
-    if (req_send(rs->ac, q) < 0) {
+    if (req_send(cmd_ctx(rs), q) < 0) {
         req_free(q);
         sw_store_defer_load(s, cb, udata, SW_EUNAVAIL);
     }
@@ -878,14 +490,14 @@ static int redis_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_comm
                         void *udata)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac) {
+    if (!cmd_ctx(rs)) {
         sw_store_defer_commit(s, cb, udata, SW_EUNAVAIL);
         return 0;
     }
     int nargs = 14 + 2 * (int)c->nfields;
     for (size_t k = 0; k < c->nshared; k++)
         nargs += 6 + 2 * (int)c->shared[k].nfields;
-    rreq_t *q = req_new(rs, REQ_COMMIT, SCRIPT_COMMIT, nargs);
+    rreq_t *q = req_new(rs, REQ_COMMIT, SW_SCRIPT_COMMIT, nargs);
     q->commit_cb = cb;
     q->udata = udata;
     req_arg(q, "", 0);
@@ -933,7 +545,7 @@ static int redis_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_comm
         }
     }
     req_seal(q);
-    if (req_send(rs->ac, q) < 0) {
+    if (req_send(cmd_ctx(rs), q) < 0) {
         req_free(q);
         sw_store_defer_commit(s, cb, udata, SW_EUNAVAIL);
     }
@@ -943,27 +555,26 @@ static int redis_commit(sw_store_t *s, const sw_store_commit_t *c, sw_store_comm
 static int redis_release(sw_store_t *s, const char *token)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac)
+    if (!cmd_ctx(rs))
         return SW_EUNAVAIL;
-    rreq_t *q = req_new(rs, REQ_RELEASE, SCRIPT_RELEASE, 5);
+    rreq_t *q = req_new(rs, REQ_RELEASE, SW_SCRIPT_RELEASE, 5);
     req_arg(q, "", 0);
     req_arg(q, "", 0);
     req_arg(q, "1", 1);
     req_arg_key(q, token, ":lease");
     req_arg(q, s->holder, s->holder_len);
     req_seal(q);
-    if (req_send(rs->ac, q) < 0) {
+    if (req_send(cmd_ctx(rs), q) < 0) {
         req_free(q);
         return SW_EUNAVAIL;
     }
-    s->inflight++;
     return 0;
 }
 
 static int redis_read(sw_store_t *s, const char *token, sw_store_load_cb cb, void *udata)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac) {
+    if (!cmd_ctx(rs)) {
         sw_store_defer_load(s, cb, udata, SW_EUNAVAIL);
         return 0;
     }
@@ -973,7 +584,7 @@ static int redis_read(sw_store_t *s, const char *token, sw_store_load_cb cb, voi
     req_arg(q, "HGETALL", 7);
     req_arg_key(q, token, "");
     req_seal(q);
-    if (req_send(rs->ac, q) < 0) {
+    if (req_send(cmd_ctx(rs), q) < 0) {
         req_free(q);
         sw_store_defer_load(s, cb, udata, SW_EUNAVAIL);
     }
@@ -985,11 +596,11 @@ static int redis_presence(sw_store_t *s, const char *token, sw_presence_op_t op,
                           sw_store_count_cb cb, void *udata)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac) {
+    if (!cmd_ctx(rs)) {
         sw_store_defer_count(s, cb, udata, SW_EUNAVAIL, 0);
         return 0;
     }
-    rreq_t *q = req_new(rs, REQ_PRESENCE, SCRIPT_PRESENCE, 9 + (int)n);
+    rreq_t *q = req_new(rs, REQ_PRESENCE, SW_SCRIPT_PRESENCE, 9 + (int)n);
     q->count_cb = cb;
     q->udata = udata;
     req_arg(q, "", 0);
@@ -1004,17 +615,11 @@ static int redis_presence(sw_store_t *s, const char *token, sw_presence_op_t op,
     for (size_t i = 0; i < n; i++)
         req_arg(q, members[i], strlen(members[i]));
     req_seal(q);
-    if (req_send(rs->ac, q) < 0) {
+    if (req_send(cmd_ctx(rs), q) < 0) {
         req_free(q);
         sw_store_defer_count(s, cb, udata, SW_EUNAVAIL, 0);
     }
     return 0;
-}
-
-static void run_log_unavail(sw_store_t *s, sw_store_done_t *d, int cancelled)
-{
-    if (!cancelled)
-        d->log_cb(d->udata, SW_EUNAVAIL, NULL, NULL, 0);
 }
 
 static int redis_read_log(sw_store_t *s, const char *token, uint64_t first, uint64_t last,
@@ -1022,12 +627,8 @@ static int redis_read_log(sw_store_t *s, const char *token, uint64_t first, uint
 {
     redis_store_t *rs = rs_of(s);
     uint64_t max = s->log_max ? s->log_max : 256;
-    if (!rs->ac) {
-        sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
-        d->run = run_log_unavail;
-        d->log_cb = cb;
-        d->udata = udata;
-        sw_store_defer(s, d);
+    if (!cmd_ctx(rs)) {
+        sw_store_defer_log(s, cb, udata, SW_EUNAVAIL);
         return 0;
     }
     rreq_t *q = req_new(rs, REQ_LOG, -1, (int)(last - first + 3));
@@ -1038,16 +639,10 @@ static int redis_read_log(sw_store_t *s, const char *token, uint64_t first, uint
     for (uint64_t seq = first; seq <= last; seq++)
         req_argf(q, "_log:%llu", (unsigned long long)(seq % max));
     req_seal(q);
-    if (req_send(rs->ac, q) < 0) {
+    if (req_send(cmd_ctx(rs), q) < 0) {
         req_free(q);
-        sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
-        d->run = run_log_unavail;
-        d->log_cb = cb;
-        d->udata = udata;
-        sw_store_defer(s, d);
-        return 0;
+        sw_store_defer_log(s, cb, udata, SW_EUNAVAIL);
     }
-    s->inflight++;
     return 0;
 }
 
@@ -1055,26 +650,22 @@ static int redis_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
                       const char *const *sockids, size_t n, uint32_t ttl_ms)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac)
+    if (!cmd_ctx(rs))
         return SW_EUNAVAIL;
-    for (size_t off = 0; off < n; off += 1000) { /* bounded script calls */
-        size_t k = SW_MIN(n - off, 1000);
-        rreq_t *q = req_new(rs, REQ_RELEASE, SCRIPT_LIVE, (int)(5 + 2 * k));
-        req_arg(q, "", 0);
-        req_arg(q, "", 0);
-        req_argf(q, "%llu", (unsigned long long)k);
-        for (size_t i = 0; i < k; i++)
-            req_arg_key(q, tokens[off + i], ":live");
-        req_argf(q, "%llu", (unsigned long long)op);
-        req_argf(q, "%llu", (unsigned long long)ttl_ms);
-        for (size_t i = 0; i < k; i++)
-            req_arg(q, sockids[off + i], strlen(sockids[off + i]));
-        req_seal(q);
-        if (req_send(rs->ac, q) < 0) {
-            req_free(q);
-            return SW_EUNAVAIL;
-        }
-        s->inflight++;
+    rreq_t *q = req_new(rs, REQ_RELEASE, SW_SCRIPT_LIVE, (int)(5 + 2 * n));
+    req_arg(q, "", 0);
+    req_arg(q, "", 0);
+    req_argf(q, "%llu", (unsigned long long)n);
+    for (size_t i = 0; i < n; i++)
+        req_arg_key(q, tokens[i], ":live");
+    req_argf(q, "%llu", (unsigned long long)op);
+    req_argf(q, "%llu", (unsigned long long)ttl_ms);
+    for (size_t i = 0; i < n; i++)
+        req_arg(q, sockids[i], strlen(sockids[i]));
+    req_seal(q);
+    if (req_send(cmd_ctx(rs), q) < 0) {
+        req_free(q);
+        return SW_EUNAVAIL;
     }
     return 0;
 }
@@ -1082,9 +673,8 @@ static int redis_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
 static void on_reaped(redisAsyncContext *ac, void *reply, void *priv)
 {
     redisReply *rep = reply;
-    redis_store_t *rs = ac->data;
-    if (rs && rs->base.inflight > 0)
-        rs->base.inflight--;
+    redis_store_t *rs = priv;
+    sw_store_complete(&rs->base);
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0)
         sw_log(SW_LOG_NOTICE, "released %lld lease(s) left by the previous worker in this slot",
                rep->integer);
@@ -1093,23 +683,20 @@ static void on_reaped(redisAsyncContext *ac, void *reply, void *priv)
 static int redis_reap(sw_store_t *s, const char *holder)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac)
+    if (!cmd_ctx(rs))
         return SW_EUNAVAIL;
     /* EVAL (not EVALSHA): it runs once per worker start, before the script
      * cache may be loaded on a fresh Redis */
-    const char *argv[4] = {"EVAL", REAP_LUA, "0", holder};
-    size_t argvlen[4] = {4, strlen(REAP_LUA), 1, strlen(holder)};
-    if (redisAsyncCommandArgv(rs->ac, on_reaped, NULL, 4, argv, argvlen) != REDIS_OK)
+    const char *text = sw_store_script_text(SW_SCRIPT_REAP);
+    const char *argv[4] = {"EVAL", text, "0", holder};
+    size_t argvlen[4] = {4, strlen(text), 1, strlen(holder)};
+    if (redisAsyncCommandArgv(cmd_ctx(rs), on_reaped, rs, 4, argv, argvlen) != REDIS_OK)
         return SW_EUNAVAIL;
-    s->inflight++;
     return 0;
 }
 
-/* KEYS[1] sw:secret; ARGV[1] the proposal: set when absent, then read. */
-static const char SECRET_LUA[] = "redis.call('SET', KEYS[1], ARGV[1], 'NX')\n"
-                                 "return redis.call('GET', KEYS[1])\n";
-
 typedef struct secret_req {
+    redis_store_t *rs;
     sw_store_value_cb cb;
     void *udata;
 } secret_req_t;
@@ -1118,15 +705,12 @@ static void on_secret(redisAsyncContext *ac, void *reply, void *priv)
 {
     redisReply *rep = reply;
     secret_req_t *q = priv;
-    redis_store_t *rs = ac->data;
-    if (rs && rs->base.inflight > 0)
-        rs->base.inflight--;
     if (rep && rep->type == REDIS_REPLY_STRING && rep->len > 0) {
-        q->cb(q->udata, 0, rep->str, rep->len);
+        sw_store_complete_value(&q->rs->base, q->cb, q->udata, 0, rep->str, rep->len);
     } else {
         if (rep && rep->type == REDIS_REPLY_ERROR)
             sw_log(SW_LOG_WARN, "redis: secret script: %s", rep->str);
-        q->cb(q->udata, SW_EUNAVAIL, "", 0);
+        sw_store_complete_value(&q->rs->base, q->cb, q->udata, SW_EUNAVAIL, "", 0);
     }
     free(q);
 }
@@ -1135,19 +719,20 @@ static int redis_secret(sw_store_t *s, const char *proposal, size_t len, sw_stor
                         void *udata)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac)
+    if (!cmd_ctx(rs))
         return SW_EUNAVAIL;
     secret_req_t *q = sw_xcalloc(1, sizeof(*q));
+    q->rs = rs;
     q->cb = cb;
     q->udata = udata;
     /* EVAL (not EVALSHA): once per worker start, like the reap */
-    const char *argv[5] = {"EVAL", SECRET_LUA, "1", "sw:secret", proposal};
-    size_t argvlen[5] = {4, strlen(SECRET_LUA), 1, 9, len};
-    if (redisAsyncCommandArgv(rs->ac, on_secret, q, 5, argv, argvlen) != REDIS_OK) {
+    const char *text = sw_store_script_text(SW_SCRIPT_SECRET);
+    const char *argv[5] = {"EVAL", text, "1", "sw:secret", proposal};
+    size_t argvlen[5] = {4, strlen(text), 1, 9, len};
+    if (redisAsyncCommandArgv(cmd_ctx(rs), on_secret, q, 5, argv, argvlen) != REDIS_OK) {
         free(q);
         return SW_EUNAVAIL;
     }
-    s->inflight++;
     return 0;
 }
 
@@ -1155,7 +740,7 @@ static int redis_publish_acked(sw_store_t *s, const char *name, const char *data
                                sw_store_count_cb cb, void *udata)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac) {
+    if (!cmd_ctx(rs)) {
         sw_store_defer_count(s, cb, udata, SW_EUNAVAIL, 0);
         return 0;
     }
@@ -1166,220 +751,38 @@ static int redis_publish_acked(sw_store_t *s, const char *name, const char *data
     req_arg_key(q, name, ":ch");
     req_arg(q, data, len);
     req_seal(q);
-    if (req_send(rs->ac, q) < 0) {
+    if (req_send(cmd_ctx(rs), q) < 0) {
         req_free(q);
         sw_store_defer_count(s, cb, udata, SW_EUNAVAIL, 0);
-        return 0;
     }
-    s->inflight++;
     return 0;
 }
 
 static int redis_publish(sw_store_t *s, const char *name, const char *data, size_t len)
 {
     redis_store_t *rs = rs_of(s);
-    if (!rs->ac)
+    if (!cmd_ctx(rs))
         return SW_EUNAVAIL;
     char channel[SW_STORE_TOKEN_MAX + 16];
     int n = snprintf(channel, sizeof(channel), "sw:{%s}:ch", name);
     const char *argv[3] = {"PUBLISH", channel, data};
     size_t argvlen[3] = {7, (size_t)n, len};
-    if (redisAsyncCommandArgv(rs->ac, NULL, NULL, 3, argv, argvlen) != REDIS_OK)
+    if (redisAsyncCommandArgv(cmd_ctx(rs), NULL, NULL, 3, argv, argvlen) != REDIS_OK)
         return SW_EUNAVAIL;
     return 0;
 }
 
-/* ---- Pub/sub connection ------------------------------------------------------------ */
-
-static void sub_connect(redis_store_t *rs);
-
-static void rsub_free(redis_store_t *rs, rsub_t *sub)
-{
-    HASH_DEL(rs->subs, sub);
-    free(sub->channel);
-    free(sub);
-}
-
-static void sub_send(redis_store_t *rs, rsub_t *sub, const char *verb)
-{
-    const char *argv[2] = {verb, sub->channel};
-    size_t argvlen[2] = {strlen(verb), sub->channel_len};
-    /* The callback is the channel's for every later reply (hiredis keeps
-     * it per channel); UNSUBSCRIBE registers none. */
-    if (redisAsyncCommandArgv(rs->sac, on_sub_reply, rs, 2, argv, argvlen) != REDIS_OK) {
-        sw_log(SW_LOG_WARN, "redis: %s %s: not sent", verb, sub->channel);
-        return;
-    }
-    if (verb[0] == 'S')
-        sub->sent = 1;
-    else
-        sub->unsub_pending++;
-}
-
-static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
-{
-    redis_store_t *rs = priv;
-    redisReply *rep = reply;
-    if (!rep || rs->freeing)
-        return; /* connection gone: on_sub_disconnect handles it */
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
-        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING)
-        return;
-    const char *type = rep->element[0]->str;
-    rsub_t *sub = NULL;
-    HASH_FIND(hh, rs->subs, rep->element[1]->str, (size_t)rep->element[1]->len, sub);
-    if (!sub)
-        return;
-    if (strcmp(type, "message") == 0) {
-        if (sub->live && rep->element[2]->type == REDIS_REPLY_STRING)
-            sub->on_message(sub->udata, rep->element[2]->str, (size_t)rep->element[2]->len);
-    } else if (strcmp(type, "subscribe") == 0) {
-        if (sub->live && sub->on_resync)
-            sub->on_resync(sub->udata);
-    } else if (strcmp(type, "unsubscribe") == 0) {
-        if (sub->unsub_pending > 0)
-            sub->unsub_pending--;
-        if (sub->unsub_pending > 0)
-            return;
-        if (sub->live) /* subscribed again meanwhile: hiredis forgot it */
-            sub_send(rs, sub, "SUBSCRIBE");
-        else
-            rsub_free(rs, sub);
-    }
-}
-
-/* The pub/sub connection is gone: forget what was sent on it. */
-static void sub_went_down(redis_store_t *rs, const char *why)
-{
-    rs->sac = NULL;
-    if (rs->freeing)
-        return;
-    rsub_t *sub, *tmp;
-    HASH_ITER(hh, rs->subs, sub, tmp)
-    {
-        if (!sub->live) {
-            rsub_free(rs, sub);
-            continue;
-        }
-        sub->sent = 0;
-        sub->unsub_pending = 0;
-    }
-    if (!rs->sub_down) {
-        rs->sub_down = 1;
-        sw_log(SW_LOG_WARN, "redis: pub/sub connection lost: %s", why && why[0] ? why : "closed");
-    }
-    if (rs->nlive == 0)
-        return; /* reopened at the next subscribe */
-    ev_timer_stop(rs->base.loop, &rs->sub_retry_w);
-    ev_timer_set(&rs->sub_retry_w, rs->sub_backoff_ms / 1000.0, 0.);
-    ev_timer_start(rs->base.loop, &rs->sub_retry_w);
-    rs->sub_backoff_ms = SW_MIN(rs->sub_backoff_ms * 2, BACKOFF_MAX_MS);
-}
-
-static void on_sub_connect(const redisAsyncContext *ac, int status)
-{
-    redis_store_t *rs = ac->data;
-    if (status != REDIS_OK) {
-        sub_went_down(rs, ac->errstr); /* hiredis frees ac after this */
-        return;
-    }
-    rs->sub_backoff_ms = BACKOFF_MIN_MS;
-    if (rs->sub_down) {
-        rs->sub_down = 0;
-        sw_log(SW_LOG_NOTICE, "redis: pub/sub connection restored");
-    }
-}
-
-static void on_sub_disconnect(const redisAsyncContext *ac, int status)
-{
-    redis_store_t *rs = ac->data;
-    sub_went_down(rs, status == REDIS_OK ? "closed" : ac->errstr);
-}
-
-static void on_sub_retry(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    redis_store_t *rs = sw_container_of(w, redis_store_t, sub_retry_w);
-    if (!rs->sac && rs->nlive > 0)
-        sub_connect(rs);
-}
-
-/* Open the pub/sub connection and SUBSCRIBE every live subscription (the
- * SUBSCRIBEs also arm the write watcher that completes the connect).
- * Pub/sub channels do not depend on the db: no SELECT. */
-static void sub_connect(redis_store_t *rs)
-{
-    ev_timer_stop(rs->base.loop, &rs->sub_retry_w);
-    char why[128];
-    redisAsyncContext *ac = open_async(rs, why, sizeof(why));
-    if (!ac) {
-        sub_went_down(rs, why);
-        return;
-    }
-    rs->sac = ac;
-    redisAsyncSetConnectCallback(ac, on_sub_connect);
-    redisAsyncSetDisconnectCallback(ac, on_sub_disconnect);
-    rsub_t *sub, *tmp;
-    HASH_ITER(hh, rs->subs, sub, tmp)
-    {
-        if (sub->live && !sub->sent)
-            sub_send(rs, sub, "SUBSCRIBE");
-    }
-}
+/* ---- Pub/sub (store_sub.c) ------------------------------------------------------ */
 
 static int redis_subscribe(sw_store_t *s, const char *token, sw_store_message_cb on_message,
                            sw_store_resync_cb on_resync, void *udata)
 {
-    redis_store_t *rs = rs_of(s);
-    char channel[SW_STORE_TOKEN_MAX + 16];
-    int n = snprintf(channel, sizeof(channel), "sw:{%s}:ch", token);
-    rsub_t *sub = NULL;
-    HASH_FIND(hh, rs->subs, channel, (size_t)n, sub);
-    if (sub && sub->live)
-        return SW_EBUSY;
-    if (rs->nlive >= SW_STORE_MAX_SUBS)
-        return SW_ENOMEM;
-    int fresh = !sub;
-    if (fresh) {
-        sub = sw_xcalloc(1, sizeof(*sub));
-        sub->channel = sw_xstrndup(channel, (size_t)n);
-        sub->channel_len = (size_t)n;
-        HASH_ADD_KEYPTR(hh, rs->subs, sub->channel, sub->channel_len, sub);
-    }
-    sub->live = 1;
-    sub->on_message = on_message;
-    sub->on_resync = on_resync;
-    sub->udata = udata;
-    rs->nlive++;
-    if (!rs->sac) {
-        if (!ev_is_active(&rs->sub_retry_w))
-            sub_connect(rs); /* sends SUBSCRIBE for it */
-    } else if (fresh || sub->unsub_pending == 0) {
-        sub_send(rs, sub, "SUBSCRIBE");
-    } /* else: sent when its UNSUBSCRIBE is confirmed */
-    return 0;
+    return sw_store_sub_add(rs_of(s)->subs, token, on_message, on_resync, udata);
 }
 
 static int redis_unsubscribe(sw_store_t *s, const char *token)
 {
-    redis_store_t *rs = rs_of(s);
-    char channel[SW_STORE_TOKEN_MAX + 16];
-    int n = snprintf(channel, sizeof(channel), "sw:{%s}:ch", token);
-    rsub_t *sub = NULL;
-    HASH_FIND(hh, rs->subs, channel, (size_t)n, sub);
-    if (!sub || !sub->live)
-        return SW_ENOTFOUND;
-    sub->live = 0;
-    sub->on_message = NULL;
-    sub->on_resync = NULL;
-    sub->udata = NULL;
-    rs->nlive--;
-    if (rs->sac && sub->sent && sub->unsub_pending == 0) {
-        sub->sent = 0;
-        sub_send(rs, sub, "UNSUBSCRIBE");
-    }
-    if (sub->unsub_pending == 0)
-        rsub_free(rs, sub);
-    return 0;
+    return sw_store_sub_remove(rs_of(s)->subs, token);
 }
 
 static const sw_store_ops_t REDIS_OPS = {
