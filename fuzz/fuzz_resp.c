@@ -10,8 +10,8 @@
  * (message / subscribe / unsubscribe for three subscriptions, one of them
  * dropped locally and waiting for its UNSUBSCRIBE to be confirmed),
  * on_script_load, on_reaped and on_secret (the stream-signing key).
- * store_redis.c is compiled into this harness to reach those static
- * functions; the completions go to callbacks that read every byte they
+ * store_redis.c, store_sub.c, store_link.c and store_script.c are
+ * compiled into this harness to reach those static functions; the completions go to callbacks that read every byte they
  * are handed the way token.c does (fields and _meta decoded as msgpack,
  * _conn as JSON, the holder and the live socket id copied). A NOSCRIPT
  * error is taken as an error: the resend as EVAL writes to a connection
@@ -24,7 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../worker/store_link.c"
 #include "../worker/store_redis.c"
+#include "../worker/store_script.c"
+#include "../worker/store_sub.c"
 
 #include "common/mpjson.h"
 
@@ -131,7 +134,10 @@ static void *create_array(const redisReadTask *task, int elements)
 }
 
 static redis_store_t rs;
-static redisAsyncContext *sac; /* never connected: SUBSCRIBE is only buffered */
+static sw_store_sub_t subs;      /* rs.subs */
+static sw_store_link_t cmd_link; /* rs.link: only its reply count is used */
+static sw_store_link_t sub_link; /* subs.link */
+static redisAsyncContext *sac;   /* never connected: SUBSCRIBE is only buffered */
 
 static void add_sub(const char *token, int live)
 {
@@ -143,7 +149,7 @@ static void add_sub(const char *token, int live)
     sub->unsub_pending = live ? 0 : 1;
     sub->on_message = live ? on_message : NULL;
     sub->on_resync = live ? on_resync : NULL;
-    HASH_ADD_KEYPTR(hh, rs.subs, sub->channel, sub->channel_len, sub);
+    HASH_ADD_KEYPTR(hh, subs.subs, sub->channel, sub->channel_len, sub);
 }
 
 static void setup_once(void)
@@ -155,8 +161,10 @@ static void setup_once(void)
     sac = redisAsyncConnectUnix("/nonexistent/statewire-fuzz.sock");
     if (!sac)
         fail("redisAsyncConnectUnix");
-    sac->data = &rs;
-    rs.sac = sac;
+    sub_link.ac = sac;
+    subs.link = &sub_link;
+    rs.subs = &subs;
+    rs.link = &cmd_link;
 }
 
 enum {
@@ -177,14 +185,15 @@ static void consume(int which, redisReply *rep)
 {
     static const int kinds[] = {REQ_LOAD, REQ_READ,    REQ_COMMIT, REQ_PRESENCE,
                                 REQ_LOG,  REQ_PUBLISH, REQ_RELEASE};
-    static const int scripts[] = {SCRIPT_ACQUIRE, -1, SCRIPT_COMMIT, SCRIPT_PRESENCE, -1, -1,
-                                  SCRIPT_RELEASE};
+    static const int scripts[] = {SW_SCRIPT_ACQUIRE, -1, SW_SCRIPT_COMMIT, SW_SCRIPT_PRESENCE,
+                                  -1,                -1, SW_SCRIPT_RELEASE};
     if (which == C_SUB) {
-        on_sub_reply(sac, rep, &rs);
+        on_sub_reply(sac, rep, &subs);
         return;
     }
     if (which == C_SECRET) { /* the stream-signing key */
         secret_req_t *sq = sw_xcalloc(1, sizeof(*sq));
+        sq->rs = &rs;
         sq->cb = on_value;
         int before = completed;
         on_secret(sac, rep, sq);
@@ -194,7 +203,7 @@ static void consume(int which, redisReply *rep)
     }
     if (which == C_MISC) {
         on_script_load(sac, rep, NULL);
-        on_reaped(sac, rep, NULL);
+        on_reaped(sac, rep, &rs);
         return;
     }
     rreq_t *q = req_new(&rs, kinds[which], scripts[which], 2);
@@ -203,7 +212,7 @@ static void consume(int which, redisReply *rep)
     q->commit_cb = on_commit;
     q->count_cb = on_count;
     q->log_cb = on_log;
-    rs.awaiting = 1;
+    cmd_link.awaiting = 1;
     rs.base.inflight = 1;
     int before = completed;
     on_reply(sac, rep, q);
@@ -219,7 +228,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     add_sub("a", 1);
     add_sub("room:lobby", 1);
     add_sub("gone", 0);
-    rs.nlive = 2;
+    subs.nlive = 2;
     redisReader *r = redisReaderCreate();
     if (!r)
         fail("redisReaderCreate");
@@ -240,8 +249,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     redisReaderFree(r);
     /* Nothing carried to the next input. */
     rsub_t *sub, *tmp;
-    HASH_ITER(hh, rs.subs, sub, tmp)
-    rsub_free(&rs, sub);
+    HASH_ITER(hh, subs.subs, sub, tmp)
+    rsub_free(&subs, sub);
     while (rs.pool) {
         rreq_t *q = rs.pool;
         rs.pool = q->next_free;
