@@ -1,5 +1,6 @@
 /* app_int.h — the app registry's internal layout, shared by worker/app.c
- * (declaration, validation) and worker/runtime.c (trees, handler steps).
+ * (declaration, validation) and the runtime's files (worker/runtime*.c:
+ * trees, handler steps).
  * Not part of any public interface. */
 #ifndef SW_WORKER_APP_INT_H
 #define SW_WORKER_APP_INT_H

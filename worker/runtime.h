@@ -2,9 +2,13 @@
  * include/statewire.h, a token's state tree in memory, and running one
  * handler step against it to produce a delta.
  *
- * Nothing here does I/O: the worker's event pipeline (worker/token.c)
- * loads trees from the store, calls sw_runtime_step(), commits what it
- * says is dirty and sends the delta. */
+ * Nothing here does I/O: the worker's token pipeline (worker/pipeline.c,
+ * worker/commit.c) loads trees from the store, calls sw_runtime_step(),
+ * commits what it says is dirty and sends the delta.
+ *
+ * Implemented in worker/runtime.c (running a step), worker/runtime_ctx.c
+ * (the sw_ctx_* of include/statewire.h) and worker/runtime_tree.c (the
+ * trees); the registry is worker/app.c. */
 #ifndef SW_WORKER_RUNTIME_H
 #define SW_WORKER_RUNTIME_H
 
