@@ -2,7 +2,7 @@
  *
  * The master maps one block (MAP_SHARED | MAP_ANONYMOUS) before forking,
  * so every worker writes its own slot and the master reads all of them:
- * least-connections balancing and, later, /metrics. The master maps
+ * least-connections balancing and the /metrics counters. The master maps
  * 2 * workers slots (two generations overlap during a reload, see
  * server/master.h); a slot whose pid is 0 is empty. Counters are relaxed
  * atomics: each slot has one writer (its worker; the master resets a slot

@@ -1,6 +1,6 @@
 /* rooms.h — the default demo app: rooms with a shared counter and a chat.
  *
- * States (see DESIGN.md §7):
+ * States (see docs/design.md §7):
  *   room    (private) loads, name (settable), computed room_id (route
  *           "/room/[id]", default "lobby") and current_count (counter.count)
  *   counter (shared)  count; increment, decrement, add {amount},

@@ -3,7 +3,7 @@
  * holds a state) and the few things it may do to it (send a message,
  * close, tell it its welcome went out), through callbacks.
  *
- * The pipeline (worker/token.c) includes this header only: it never knows
+ * The token pipeline (worker/token.h) includes this header only: it never knows
  * whether a peer is a WebSocket or an event stream. session.c implements
  * the callbacks and embeds the sw_peer_t as the first member of its
  * session; tests implement them with a fake peer.

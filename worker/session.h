@@ -1,5 +1,5 @@
-/* session.h — the protocol side of one client connection (WebSocket now;
- * SSE later): hello/welcome, decoding client messages into the token's
+/* session.h — the protocol side of one client connection (a WebSocket or
+ * an event stream with its POSTs): hello/welcome, decoding client messages into the token's
  * event queue, and writing server messages.
  *
  * A session belongs to its conn (conn udata) and is attached to one token

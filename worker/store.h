@@ -1,7 +1,7 @@
 /* store.h — where token state lives: Redis (production) or process memory
  * (development mode, one worker).
  *
- * Key layout (DESIGN.md §4), with a hash tag so one token's keys share one
+ * Key layout (docs/design.md §4), with a hash tag so one token's keys share one
  * Cluster slot:
  *   sw:{TOKEN}        hash: one field per state path (msgpack map of its
  *                     stored vars), "_seq" (decimal seq of the token's
