@@ -86,6 +86,13 @@ typedef struct sw_stats {
      * bytes, then cred_key_set = 1 (release); read after an acquire load. */
     _Atomic uint32_t cred_key_set;
     unsigned char cred_key[32];
+    /* What workers that are gone counted: sw_stats_reset_slot folds a
+     * slot's counters (never its gauges) in here before it zeroes them,
+     * so that sums over retired + every slot never decrease across worker
+     * deaths and reloads. fold_seq is odd while a fold is under way (the
+     * master writes, /metrics readers retry: sw_stats_read_begin/_retry). */
+    _Atomic uint64_t fold_seq;
+    sw_worker_stats_t retired;
     sw_worker_stats_t slot[];
 } sw_stats_t;
 
@@ -93,10 +100,20 @@ typedef struct sw_stats {
  * mmap failure (logged). */
 sw_stats_t *sw_stats_new(uint32_t nslots);
 void sw_stats_free(sw_stats_t *st);
-/* Zero one slot (before a worker is (re)spawned into it); the previous
+/* Zero one slot (before a worker is (re)spawned into it), folding its
+ * counters into st->retired first (under fold_seq); the previous
  * worker's holder id moves to prev_holder so the new one can reap the
- * leases a killed predecessor left behind. */
+ * leases a killed predecessor left behind. The slot's worker must be gone
+ * (it is no longer written). */
 void sw_stats_reset_slot(sw_stats_t *st, uint32_t slot);
+
+/* A consistent read of the counters (retired + slots) against a fold:
+ *   uint64_t seq; do { seq = sw_stats_read_begin(st); ...read...; }
+ *   while (sw_stats_read_retry(st, seq));
+ * read_begin waits out a fold under way (it takes microseconds; the wait
+ * is bounded, past it the read may be torn). */
+uint64_t sw_stats_read_begin(const sw_stats_t *st);
+int sw_stats_read_retry(const sw_stats_t *st, uint64_t seq);
 
 /* Count one observation of `ns` nanoseconds in histogram `which` of slot
  * s (relaxed atomics; the slot's one writer). Unknown `which`: ignored. */

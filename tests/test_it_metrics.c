@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -177,4 +178,69 @@ Test(it_metrics, bad_resume_and_method)
     int st = sw_test_http("127.0.0.1", server->port, "POST", "/metrics", "{}", &body, T_MS);
     cr_assert_eq(st, 404, "only GET serves metrics");
     free(body);
+}
+
+/* Wait until the master's workers are `n` processes none of which is in
+ * old[0..nold) (a respawn or a reload replaced them all), then healthy. */
+static void wait_replaced(const pid_t *old, int nold, int n)
+{
+    for (int tries = 0; tries < 200; tries++) {
+        pid_t now[8];
+        int k = sw_test_server_workers(server, now, 8), fresh = 0;
+        for (int i = 0; i < k; i++) {
+            int was = 0;
+            for (int j = 0; j < nold; j++)
+                was |= now[i] == old[j];
+            fresh += !was;
+        }
+        if (k == n && fresh == n && sw_test_server_wait_healthy(server, T_MS) == 0)
+            return;
+        usleep(50 * 1000);
+    }
+    cr_assert_fail("the workers were not replaced");
+}
+
+/* Counters never go backwards: a worker killed and respawned into its
+ * slot, and two reloads (SIGHUP: a new generation in the other half of
+ * the slots, then back), keep what the gone workers counted. */
+Test(it_metrics, counters_survive_worker_deaths_and_reloads)
+{
+    sw_wsc_t *c = sw_wsc_connect("127.0.0.1", server->port, "/_event", T_MS);
+    cr_assert(c);
+    json_t *w = sw_wsc_hello(c, "met-mono", NULL, T_MS);
+    cr_assert(w && strcmp(type_of(w), "welcome") == 0);
+    json_decref(w);
+    int64_t id = 1;
+    for (int k = 0; k < 10; k++)
+        json_decref(call(c, id++, "counter.increment"));
+    sw_wsc_free(c);
+    char *text = get_metrics();
+    double ok0 = sample(text, "statewire_events_total{outcome=\"ok\"}");
+    double count0 = sample(text, "statewire_event_duration_seconds_count");
+    cr_assert_geq(ok0, 10, "%s", text);
+    free(text);
+
+    pid_t old[8];
+    int n = sw_test_server_workers(server, old, 8);
+    cr_assert_eq(n, 2);
+    for (int i = 0; i < n; i++)
+        kill(old[i], SIGKILL);
+    wait_replaced(old, n, 2);
+    text = get_metrics();
+    cr_assert_geq(sample(text, "statewire_events_total{outcome=\"ok\"}"), ok0,
+                  "after a respawn:\n%s", text);
+    cr_assert_geq(sample(text, "statewire_event_duration_seconds_count"), count0);
+    cr_assert_geq(sample(text, "statewire_worker_restarts_total"), 2);
+    free(text);
+
+    for (int r = 0; r < 2; r++) {
+        n = sw_test_server_workers(server, old, 8);
+        kill(server->pid, SIGHUP);
+        wait_replaced(old, n, 2);
+        text = get_metrics();
+        cr_assert_geq(sample(text, "statewire_events_total{outcome=\"ok\"}"), ok0,
+                      "after reload %d:\n%s", r + 1, text);
+        cr_assert_geq(sample(text, "statewire_event_duration_seconds_count"), count0);
+        free(text);
+    }
 }

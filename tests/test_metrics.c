@@ -162,6 +162,46 @@ Test(metrics, slot_reset_clears_new_counters)
     cr_assert_eq(atomic_load(&st->worker_restarts), 2, "the master's counter survives");
 }
 
+/* Counters never go backwards when a gone worker's slot is reused (a
+ * respawn, or a reload into the other half of the slots): its counts move
+ * to the retired block; gauges do not. */
+Test(metrics, reset_slot_keeps_counters_monotonic)
+{
+    fill();
+    cr_assert_eq(sw_metrics_render(st, &out), 0);
+    char *before = sw_xstrndup(out.data, out.len);
+    sw_stats_reset_slot(st, 1); /* worker 101 died; respawned into slot 1 */
+    sw_stats_reset_slot(st, 2);
+    sw_stats_reset_slot(st, 1); /* and again: nothing counted twice */
+    out.len = 0;
+    cr_assert_eq(sw_metrics_render(st, &out), 0);
+    static const char *same[] = {
+        "statewire_events_total{outcome=\"ok\"} 17",
+        "statewire_events_total{outcome=\"error\"} 2",
+        "statewire_commits_total 11",
+        "statewire_errors_total{code=\"unknown_event\"} 5",
+        "statewire_errors_total{code=\"bad_resume\"} 1",
+        "statewire_resumes_total{sync=\"none\"} 1",
+        "statewire_event_duration_seconds_count 3",
+        "statewire_event_duration_seconds_bucket{le=\"+Inf\"} 3",
+        "statewire_event_duration_seconds_bucket{le=\"0.001\"} 2",
+    };
+    for (size_t i = 0; i < SW_ARRAY_SIZE(same); i++) {
+        ASSERT_LINE(before, same[i]);
+        ASSERT_LINE(out.data, same[i]);
+    }
+    /* gauges: slot 1's live connections are gone with it */
+    ASSERT_LINE(out.data, "statewire_connections 3");
+    cr_assert_eq(atomic_load(&st->fold_seq) % 2, 0, "no fold left under way");
+    /* the new worker's counts add to what the old ones counted */
+    atomic_store(&st->slot[1].pid, 102);
+    atomic_store(&st->slot[1].events_ok, 5);
+    out.len = 0;
+    cr_assert_eq(sw_metrics_render(st, &out), 0);
+    ASSERT_LINE(out.data, "statewire_events_total{outcome=\"ok\"} 22");
+    free(before);
+}
+
 Test(metrics, block_of_finds_the_block)
 {
     cr_assert_eq(sw_stats_block_of(&st->slot[0], 0), st);

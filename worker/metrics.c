@@ -9,16 +9,19 @@
 
 #define LD(p) atomic_load_explicit((p), memory_order_relaxed)
 
-/* Sum the counter at byte offset `off` of each slot: every slot
- * (counters) or only the slots of live workers (gauges). */
+#define AT(s, off) LD((const _Atomic uint64_t *)((const char *)(s) + (off)))
+
+/* Sum the counter at byte offset `off` of each slot: every slot and what
+ * gone workers counted (counters), or only the slots of live workers
+ * (gauges). */
 static uint64_t sum_at(const sw_stats_t *st, size_t off, int live_only)
 {
-    uint64_t sum = 0;
+    uint64_t sum = live_only ? 0 : AT(&st->retired, off);
     for (uint32_t i = 0; i < st->nslots; i++) {
         const sw_worker_stats_t *s = &st->slot[i];
         if (live_only && LD(&s->pid) == 0)
             continue;
-        sum += LD((const _Atomic uint64_t *)((const char *)s + off));
+        sum += AT(s, off);
     }
     return sum;
 }
@@ -58,10 +61,11 @@ static int histogram(sw_buf_t *out, const sw_stats_t *st, sw_stats_hist_id_t whi
                      const char *name, const char *help)
 {
     int rc = head(out, name, "histogram", help);
-    uint64_t cum = 0, sum_ns = 0;
+    uint64_t cum = 0, sum_ns = LD(&st->retired.hist[which].sum_ns);
     for (uint32_t s = 0; s < st->nslots; s++)
         sum_ns += LD(&st->slot[s].hist[which].sum_ns);
     for (unsigned b = 0; b <= SW_STATS_HIST_NBOUNDS; b++) {
+        cum += LD(&st->retired.hist[which].bucket[b]);
         for (uint32_t s = 0; s < st->nslots; s++)
             cum += LD(&st->slot[s].hist[which].bucket[b]);
         rc |= sw_buf_printf(out, "statewire_%s_bucket{le=\"", name);
@@ -77,10 +81,8 @@ static int histogram(sw_buf_t *out, const sw_stats_t *st, sw_stats_hist_id_t whi
     return rc;
 }
 
-int sw_metrics_render(const sw_stats_t *st, sw_buf_t *out)
+static int render_once(const sw_stats_t *st, sw_buf_t *out)
 {
-    if (!st || !out)
-        return SW_EINVAL;
     int rc = 0;
     rc |= one(out, "up", "gauge", "1 while the server answers.", 1);
 
@@ -148,4 +150,23 @@ int sw_metrics_render(const sw_stats_t *st, sw_buf_t *out)
     rc |= one(out, "worker_restarts_total", "counter", "Workers respawned by the master.",
               LD(&st->worker_restarts));
     return rc ? SW_ETOOLARGE : 0;
+}
+
+int sw_metrics_render(const sw_stats_t *st, sw_buf_t *out)
+{
+    if (!st || !out)
+        return SW_EINVAL;
+    /* Counters are read consistently with the master folding a gone
+     * worker's slot into st->retired: a render that overlapped a fold is
+     * thrown away and done again (a few times at most). */
+    size_t start = out->len;
+    int rc = 0;
+    for (int tries = 0; tries < 4; tries++) {
+        uint64_t seq = sw_stats_read_begin(st);
+        out->len = start;
+        rc = render_once(st, out);
+        if (!sw_stats_read_retry(st, seq))
+            break;
+    }
+    return rc;
 }

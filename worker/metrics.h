@@ -2,9 +2,11 @@
  * stats block, for GET /metrics.
  *
  * Any worker renders the whole block: counters and histograms are summed
- * over every slot (a dead worker's counts stay until its slot is reused,
- * so sums only fall when a worker is respawned: a counter reset to
- * Prometheus); gauges count only slots whose pid is set. Per-worker
+ * over every slot plus what workers that are gone counted (the master
+ * folds a slot's counters into st->retired before reusing it), so they
+ * never decrease across worker deaths, respawns and reloads; gauges count
+ * only slots whose pid is set. A render that overlaps a fold is done
+ * again. Per-worker
  * gauges carry the label worker="<slot index>". Every family has one
  * # HELP and one # TYPE line, names prefixed statewire_. Histograms have
  * cumulative _bucket{le=...} series ending at le="+Inf", then _sum
