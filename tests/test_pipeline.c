@@ -246,13 +246,22 @@ static void fp_forget(fpeer_t *f)
     f->n = 0;
 }
 
-/* HELLO for `token` on worker w; resume: {"conn_id","conn_token","last_seq"} or NULL. */
+/* HELLO for `token` on worker w; resume: {"conn_id","conn_token","last_seq"}
+ * (stolen) or NULL. */
 static void hello(sw_worker_t *w, fpeer_t *f, const char *token, json_t *resume)
 {
     sw_token_t *t = sw_token_get(w, token);
     sw_token_attach(t, &f->peer);
-    json_t *payload = resume ? json_pack("{s:o}", "resume", resume) : NULL;
-    sw_token_enqueue(t, sw_event_new(SW_EV_HELLO, -1, &f->peer, "hello", payload, NULL));
+    sw_resume_t r = {0};
+    if (resume) {
+        snprintf(r.conn_id, sizeof(r.conn_id), "%s",
+                 json_string_value(json_object_get(resume, "conn_id")));
+        snprintf(r.conn_token, sizeof(r.conn_token), "%s",
+                 json_string_value(json_object_get(resume, "conn_token")));
+        r.last_seq = (uint64_t)json_integer_value(json_object_get(resume, "last_seq"));
+        json_decref(resume);
+    }
+    sw_token_enqueue(t, sw_event_new_hello(&f->peer, resume ? &r : NULL));
 }
 
 /* A client event (payload stolen; NULL: {}). "hydrate" is the hydrate. */

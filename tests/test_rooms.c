@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "worker/runtime.h"
+#include "support/step_json.h"
 
 static sw_appdef_t *app;
 static sw_tree_t tree;
@@ -52,6 +53,13 @@ static void assert_json(json_t *got, const char *want)
     cr_assert(json_equal(got, w), "got %s, want %s", g, want);
     free(g);
     json_decref(w);
+}
+
+/* assert_json on a new reference, released after. */
+static void assert_json_new(json_t *got, const char *want)
+{
+    assert_json(got, want);
+    json_decref(got);
 }
 
 /* Run an event that must succeed and check its delta. */
@@ -225,8 +233,8 @@ Test(rooms, toggle_link_links_to_room_then_unlinks)
 
     sw_tree_set_router(&tree, json_pack("{s:s}", "path", "/room/abc"), NULL);
     cr_assert_eq(run("counter.toggle_link", NULL, &s), SW_DONE);
-    assert_json(s.link_ops,
-                "[{\"op\": \"link\", \"state\": \"counter\", \"token\": \"room:abc\"}]");
+    assert_json_new(sw_test_link_ops_json(&s),
+                    "[{\"op\": \"link\", \"state\": \"counter\", \"token\": \"room:abc\"}]");
     assert_json(s.delta, "{}"); /* takes effect after the step */
     assert_json(s.dirty, "[]");
     sw_step_destroy(&s);
@@ -236,7 +244,7 @@ Test(rooms, toggle_link_links_to_room_then_unlinks)
     json_object_clear(delta);
 
     cr_assert_eq(run("counter.toggle_link", NULL, &s), SW_DONE);
-    assert_json(s.link_ops, "[{\"op\": \"unlink\", \"state\": \"counter\"}]");
+    assert_json_new(sw_test_link_ops_json(&s), "[{\"op\": \"unlink\", \"state\": \"counter\"}]");
     sw_step_destroy(&s);
     apply_links("{}", delta);
     assert_json(delta, "{\"counter\": {\"linked\": false}}");
@@ -248,8 +256,8 @@ Test(rooms, toggle_link_on_root_uses_lobby)
     sw_step_t s;
 
     cr_assert_eq(run("counter.toggle_link", NULL, &s), SW_DONE);
-    assert_json(s.link_ops,
-                "[{\"op\": \"link\", \"state\": \"counter\", \"token\": \"room:lobby\"}]");
+    assert_json_new(sw_test_link_ops_json(&s),
+                    "[{\"op\": \"link\", \"state\": \"counter\", \"token\": \"room:lobby\"}]");
     sw_step_destroy(&s);
 }
 
@@ -260,7 +268,7 @@ Test(rooms, toggle_link_refuses_bad_room_id)
     sw_tree_set_router(&tree, json_pack("{s:s}", "path", "/room/a%20b"), NULL);
     cr_assert_eq(run("counter.toggle_link", NULL, &s), -1);
     cr_assert_str_eq(s.error_code, "handler_error");
-    assert_json(s.link_ops, "[]");
+    assert_json_new(sw_test_link_ops_json(&s), "[]");
     sw_step_destroy(&s);
 }
 
@@ -271,36 +279,38 @@ Test(rooms, on_load_links_counter_and_chat)
     sw_tree_set_router(&tree, json_pack("{s:s}", "path", "/room/abc"), NULL);
     cr_assert_eq(run("room.on_load", NULL, &s), SW_DONE);
     assert_json(s.delta, "{\"room\": {\"loads\": 1}}");
-    assert_json(s.link_ops, "[{\"op\": \"link\", \"state\": \"counter\", \"token\": \"room:abc\"},"
-                            " {\"op\": \"link\", \"state\": \"chat\", \"token\": \"room:abc\"}]");
+    assert_json_new(sw_test_link_ops_json(&s),
+                    "[{\"op\": \"link\", \"state\": \"counter\", \"token\": \"room:abc\"},"
+                    " {\"op\": \"link\", \"state\": \"chat\", \"token\": \"room:abc\"}]");
     sw_step_destroy(&s);
 
     /* already linked there: only the load counts */
     apply_links("{\"counter\": \"room:abc\", \"chat\": \"room:abc\"}", NULL);
     cr_assert_eq(run("room.on_load", NULL, &s), SW_DONE);
     assert_json(s.delta, "{\"room\": {\"loads\": 2}}");
-    assert_json(s.link_ops, "[]");
+    assert_json_new(sw_test_link_ops_json(&s), "[]");
     sw_step_destroy(&s);
 
     /* another room: both move */
     sw_tree_set_router(&tree, json_pack("{s:s}", "path", "/room/xyz"), NULL);
     cr_assert_eq(run("room.on_load", NULL, &s), SW_DONE);
-    assert_json(s.link_ops, "[{\"op\": \"link\", \"state\": \"counter\", \"token\": \"room:xyz\"},"
-                            " {\"op\": \"link\", \"state\": \"chat\", \"token\": \"room:xyz\"}]");
+    assert_json_new(sw_test_link_ops_json(&s),
+                    "[{\"op\": \"link\", \"state\": \"counter\", \"token\": \"room:xyz\"},"
+                    " {\"op\": \"link\", \"state\": \"chat\", \"token\": \"room:xyz\"}]");
     sw_step_destroy(&s);
 
     /* "/" only counts loads, and keeps the links */
     sw_tree_set_router(&tree, json_pack("{s:s}", "path", "/"), NULL);
     cr_assert_eq(run("room.on_load", NULL, &s), SW_DONE);
     assert_json(s.delta, "{\"room\": {\"loads\": 4}}");
-    assert_json(s.link_ops, "[]");
+    assert_json_new(sw_test_link_ops_json(&s), "[]");
     sw_step_destroy(&s);
 
     /* an id that makes no valid shared token: the load counts, no link */
     sw_tree_set_router(&tree, json_pack("{s:s}", "path", "/room/a%20b"), NULL);
     cr_assert_eq(run("room.on_load", NULL, &s), SW_DONE);
     assert_json(s.delta, "{\"room\": {\"loads\": 5}}");
-    assert_json(s.link_ops, "[]");
+    assert_json_new(sw_test_link_ops_json(&s), "[]");
     sw_step_destroy(&s);
 }
 

@@ -226,7 +226,7 @@ sw_verdict_t sw_tok__run_step(sw_token_t *t)
         return sw_tok__fail(t, sw_errc_parse(f->step.error_code), f->step.error_msg);
     sw_tok__merge_delta(f->acc, f->step.delta);
     json_decref(f->new_links);
-    f->new_links = sw_tok__links_after(t, f->step.link_ops);
+    f->new_links = sw_tok__links_after(t, f->step.link_ops, f->step.nlink_ops);
 
     commit_fields_t cf;
     cf.n = 0;

@@ -26,10 +26,21 @@ sw_event_t *sw_event_new(sw_event_src_t kind, int64_t id, sw_peer_t *origin, con
     return ev;
 }
 
+sw_event_t *sw_event_new_hello(sw_peer_t *origin, const sw_resume_t *resume)
+{
+    sw_event_t *ev = sw_event_new(SW_EV_HELLO, -1, origin, "hello", NULL, NULL);
+    if (resume) {
+        ev->resume = sw_xmalloc(sizeof(*ev->resume));
+        *ev->resume = *resume;
+    }
+    return ev;
+}
+
 void sw_event_free(sw_event_t *ev)
 {
     if (!ev)
         return;
+    free(ev->resume);
     free(ev->name);
     json_decref(ev->payload);
     json_decref(ev->router);
@@ -141,17 +152,13 @@ void sw_tok__push(sw_token_t *t, sw_event_t *ev)
 
 /* Insert internal events at the head, keeping their order: they run right
  * after the event that made them, before later client events. */
-void sw_tok__push_front_chained(sw_token_t *t, json_t *chained)
+void sw_tok__push_front_chained(sw_token_t *t, const sw_chained_t *chained, size_t n)
 {
-    size_t n = json_array_size(chained); /* bounded by the step (sw_step_in_t.max_chained) */
+    /* n is bounded by the step (sw_step_in_t.max_chained) */
     for (size_t i = n; i-- > 0;) {
-        json_t *c = json_array_get(chained, i);
-        const char *name = json_string_value(json_object_get(c, "name"));
-        json_t *payload = json_object_get(c, "payload");
-        if (!name)
-            continue;
-        sw_event_t *ev = sw_event_new(SW_EV_CHAINED, -1, NULL, name,
-                                      payload ? json_incref(payload) : NULL, NULL);
+        const sw_chained_t *c = &chained[i];
+        sw_event_t *ev = sw_event_new(SW_EV_CHAINED, -1, NULL, c->name,
+                                      c->payload ? json_incref(c->payload) : NULL, NULL);
         TAILQ_INSERT_HEAD(&t->queue, ev, link);
         t->qlen++;
     }

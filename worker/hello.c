@@ -52,13 +52,13 @@ static void conn_token_hash(const char *tok, char out[65])
 
 /* Does the HELLO's resume match the stored connection record? Compared in
  * constant time; the conn_token itself is never stored or logged. */
-int sw_tok__resume_valid(const sw_token_t *t, const json_t *resume)
+int sw_tok__resume_valid(const sw_token_t *t, const sw_resume_t *resume)
 {
-    const char *cid = json_string_value(json_object_get(resume, "conn_id"));
-    const char *ctok = json_string_value(json_object_get(resume, "conn_token"));
+    const char *cid = resume->conn_id;
+    const char *ctok = resume->conn_token;
     const char *rid = json_string_value(json_object_get(t->conn_rec, "id"));
     const char *rkh = json_string_value(json_object_get(t->conn_rec, "kh"));
-    if (!cid || !ctok || !rid || !rkh || strlen(rkh) != 64)
+    if (!cid[0] || !ctok[0] || !rid || !rkh || strlen(rkh) != 64)
         return 0;
     char kh[65];
     conn_token_hash(ctok, kh);
@@ -90,9 +90,7 @@ sw_verdict_t sw_tok__hello_replayed(sw_token_t *t, int status, const char *const
 {
     sw_event_t *ev = t->current;
     sw_peer_t *s = ev->origin;
-    uint64_t first = (uint64_t)json_integer_value(
-                         json_object_get(json_object_get(ev->payload, "resume"), "last_seq")) +
-                     1;
+    uint64_t first = ev->resume ? ev->resume->last_seq + 1 : 1;
     int whole = status == 0 && n == t->seq - first + 1;
     for (size_t i = 0; whole && i < n; i++) {
         const char *p = entries[i] ? memmem(entries[i], lens[i], "\"seq\":", 6) : NULL;
@@ -147,8 +145,8 @@ static void close_elsewhere(sw_token_t *t, const char *sockid)
  * delta (the log no longer reaches back, or shared state is linked). */
 static sw_verdict_t hello_sync(sw_token_t *t, sw_peer_t *s)
 {
-    json_t *resume = json_object_get(t->current->payload, "resume");
-    uint64_t last = (uint64_t)json_integer_value(json_object_get(resume, "last_seq"));
+    const sw_resume_t *resume = t->current->resume;
+    uint64_t last = resume ? resume->last_seq : 0;
     if (t->ntl || last > t->seq || t->seq - last > SW_REPLAY_LOG_LEN) {
         SW_STAT_ADD(t->w->stats, resumes[SW_RESUME_FULL], 1); /* metrics */
         sw_tok__send_full(t, s);
@@ -234,7 +232,7 @@ sw_verdict_t sw_tok__run_hello(sw_token_t *t)
     sw_peer_t *s = ev->origin;
     if (!s)
         return SW_V_DONE;
-    json_t *resume = json_object_get(ev->payload, "resume");
+    const sw_resume_t *resume = ev->resume;
     sw_worker_t *w = t->w;
     const char *tok1[1] = {t->token}, *sock1[1] = {s->sockid};
     if (t->user && (!s->user || strcmp(t->user, s->user) != 0)) {
@@ -262,10 +260,8 @@ sw_verdict_t sw_tok__run_hello(sw_token_t *t)
         close_elsewhere(t, t->live_seen);
     sw_store_live(w->store, SW_LIVE_SET, tok1, sock1, 1, w->cfg->presence_ttl_ms);
     if (f->hello_resume == SW_HELLO_RESUME && !s->sse) {
-        snprintf(s->conn_id, sizeof(s->conn_id), "%s",
-                 json_string_value(json_object_get(resume, "conn_id")));
-        snprintf(s->conn_token, sizeof(s->conn_token), "%s",
-                 json_string_value(json_object_get(resume, "conn_token")));
+        snprintf(s->conn_id, sizeof(s->conn_id), "%s", resume->conn_id);
+        snprintf(s->conn_token, sizeof(s->conn_token), "%s", resume->conn_token);
         send_welcome(t, s, 1);
         return hello_sync(t, s);
     }

@@ -99,23 +99,16 @@ void sw_tok__release_slots(sw_token_t *t)
 }
 
 /* The links after applying the step's link ops, or NULL when unchanged. */
-json_t *sw_tok__links_after(const sw_token_t *t, const json_t *ops)
+json_t *sw_tok__links_after(const sw_token_t *t, const sw_link_op_t *ops, size_t n)
 {
-    if (!json_array_size(ops))
+    if (n == 0)
         return NULL;
     json_t *links = json_deep_copy(t->tree.links);
-    size_t i;
-    json_t *op;
-    json_array_foreach((json_t *)ops, i, op)
-    {
-        const char *kind = json_string_value(json_object_get(op, "op"));
-        const char *state = json_string_value(json_object_get(op, "state"));
-        if (!kind || !state)
-            continue;
-        if (strcmp(kind, "link") == 0)
-            json_object_set(links, state, json_object_get(op, "token"));
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].op == SW_LINK_OP_LINK)
+            json_object_set_new(links, ops[i].state, json_string(ops[i].token));
         else
-            json_object_del(links, state);
+            json_object_del(links, ops[i].state);
     }
     if (json_equal(links, t->tree.links)) {
         json_decref(links);
@@ -127,16 +120,13 @@ json_t *sw_tok__links_after(const sw_token_t *t, const json_t *ops)
 sw_verdict_t sw_tok__link_phase(sw_token_t *t)
 {
     sw_inflight_t *f = t->flight;
-    json_t *ops = f->have_step ? f->step.link_ops : NULL;
-    for (; f->link_idx < json_array_size(ops); f->link_idx++) {
-        json_t *op = json_array_get(ops, f->link_idx);
-        const char *kind = json_string_value(json_object_get(op, "op"));
-        const char *state = json_string_value(json_object_get(op, "state"));
-        if (!kind || !state)
-            continue;
+    size_t nops = f->have_step ? f->step.nlink_ops : 0;
+    for (; f->link_idx < nops; f->link_idx++) {
+        const sw_link_op_t *op = &f->step.link_ops[f->link_idx];
+        const char *state = op->state;
         json_t *links = json_deep_copy(t->tree.links);
-        if (strcmp(kind, "link") == 0) {
-            const char *rname = json_string_value(json_object_get(op, "token"));
+        if (op->op == SW_LINK_OP_LINK) {
+            const char *rname = op->token;
             sw_tlink_t *l = rname ? tlink_add(t, rname) : NULL;
             if (!l) {
                 json_decref(links);

@@ -225,9 +225,9 @@ static sw_verdict_t stage_prepare(sw_token_t *t)
     sw_event_t *ev = t->current;
     sw_inflight_t *f = t->flight;
     if (ev->kind == SW_EV_HELLO) {
-        json_t *resume = json_object_get(ev->payload, "resume");
+        const sw_resume_t *resume = ev->resume;
         f->hello_resume = SW_HELLO_FRESH;
-        if (json_is_true(json_object_get(resume, "sse")))
+        if (resume && resume->bare_sse)
             /* an EventSource reconnecting by itself (Last-Event-ID, same
              * URL, no credentials): sw_tok__run_hello decides */
             f->hello_resume = json_is_true(json_object_get(t->conn_rec, "sse")) ? SW_HELLO_BARE_SSE
@@ -349,7 +349,7 @@ static sw_verdict_t stage_after(sw_token_t *t)
         SW_STAT_ADD(w->stats, events_ok, 1);
     if (!f->have_step)
         return SW_V_DONE;
-    sw_tok__push_front_chained(t, f->step.chained);
+    sw_tok__push_front_chained(t, f->step.chained, f->step.nchained);
     sw_event_kind_t kind = sw_appdef_event_kind(w->app, ev->name);
     if (f->step.status == SW_YIELD) {
         if (kind == SW_EVENT_TASK) {

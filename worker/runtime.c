@@ -56,9 +56,8 @@ static void step_error(sw_step_t *out, const char *code, const char *fmt, ...)
     vsnprintf(out->error_msg, sizeof(out->error_msg), fmt, ap);
     va_end(ap);
     json_array_clear(out->actions);
-    json_array_clear(out->chained);
+    sw_step_clear_out(out);
     json_array_clear(out->dirty);
-    json_array_clear(out->link_ops);
     json_object_clear(out->changed);
     json_object_clear(out->delta);
 }
@@ -75,10 +74,8 @@ int sw_runtime_step(sw_tree_t *t, const sw_step_in_t *in, sw_step_t *out)
     memset(out, 0, sizeof(*out));
     out->delta = json_object();
     out->actions = json_array();
-    out->chained = json_array();
     out->dirty = json_array();
     out->changed = json_object();
-    out->link_ops = json_array();
     e = sw_appdef_find_event(t->app, name);
     if (!e) {
         step_error(out, "unknown_event", "no handler %s", name ? name : "(null)");
@@ -90,8 +87,7 @@ int sw_runtime_step(sw_tree_t *t, const sw_step_in_t *in, sw_step_t *out)
     ctx.user = in->user ? in->user : "";
     ctx.max_chained = SW_MIN(in->max_chained, (size_t)SW_MAX_CHAINED);
     ctx.actions = out->actions;
-    ctx.chained = out->chained;
-    ctx.link_ops = out->link_ops;
+    ctx.out = out;
     if (e->kind == SW_EVENT_SETTER)
         rc = run_setter(&ctx, e->var, payload);
     else
@@ -118,13 +114,30 @@ int sw_runtime_step(sw_tree_t *t, const sw_step_in_t *in, sw_step_t *out)
     return out->status;
 }
 
+void sw_step_clear_out(sw_step_t *s)
+{
+    for (size_t i = 0; i < s->nchained; i++) {
+        free(s->chained[i].name);
+        json_decref(s->chained[i].payload);
+    }
+    free(s->chained);
+    s->chained = NULL;
+    s->nchained = 0;
+    for (size_t i = 0; i < s->nlink_ops; i++) {
+        free(s->link_ops[i].state);
+        free(s->link_ops[i].token);
+    }
+    free(s->link_ops);
+    s->link_ops = NULL;
+    s->nlink_ops = 0;
+}
+
 void sw_step_destroy(sw_step_t *s)
 {
     json_decref(s->delta);
     json_decref(s->actions);
-    json_decref(s->chained);
     json_decref(s->dirty);
     json_decref(s->changed);
-    json_decref(s->link_ops);
-    s->delta = s->actions = s->chained = s->dirty = s->changed = s->link_ops = NULL;
+    sw_step_clear_out(s);
+    s->delta = s->actions = s->dirty = s->changed = NULL;
 }

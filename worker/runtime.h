@@ -160,6 +160,26 @@ int sw_tree_links_all_shared(const sw_tree_t *t, const char *shared_token);
 
 /* ---- Running a handler step -------------------------------------------- */
 
+/* A link operation a step asks for (sw_ctx_link / sw_ctx_unlink), in call
+ * order; the token pipeline applies them once the step is committed. */
+typedef enum sw_link_op_kind {
+    SW_LINK_OP_LINK = 1, /* link `state` to shared token `token` */
+    SW_LINK_OP_UNLINK,   /* back to the state's private copy */
+} sw_link_op_kind_t;
+
+typedef struct sw_link_op {
+    sw_link_op_kind_t op;
+    char *state; /* the state's path, owned */
+    char *token; /* SW_LINK_OP_LINK: the shared token, owned; else NULL */
+} sw_link_op_t;
+
+/* An event a step chains (sw_ctx_chain): it runs right after the event
+ * that made it, before later client events. */
+typedef struct sw_chained {
+    char *name;      /* owned */
+    json_t *payload; /* owned, an object */
+} sw_chained_t;
+
 typedef struct sw_step {
     int status;             /* SW_DONE, SW_YIELD, or -1 on error */
     const char *error_code; /* on error: "unknown_event", "bad_payload" or
@@ -168,15 +188,17 @@ typedef struct sw_step {
     json_t *delta;          /* {state: {var: value}} public changes incl.
                                computed; owned; an empty object if none */
     json_t *actions;        /* [{"name":..,"payload":..}], owned */
-    json_t *chained;        /* [{"name":..,"payload":..}], owned */
+    sw_chained_t *chained;  /* [nchained], owned (NULL when none); at most SW_MAX_CHAINED */
+    size_t nchained;
     json_t *dirty;          /* [state, ...] whose stored vars changed (backend-only
                                included): what must be committed; owned */
     json_t *changed;        /* {state: {var: value}} every stored var that changed,
                                backend-only included (the fan-out message of a
                                linked state); owned */
-    json_t *link_ops;       /* [{"op":"link","state":S,"token":R} |
-                               {"op":"unlink","state":S}] in call order; owned */
-    unsigned sleep_ms;      /* SW_YIELD from a task: delay before next step */
+    sw_link_op_t *link_ops; /* [nlink_ops] in call order, owned (NULL when none);
+                               at most SW_MAX_CHAINED */
+    size_t nlink_ops;
+    unsigned sleep_ms; /* SW_YIELD from a task: delay before next step */
 } sw_step_t;
 
 /* What one handler step runs: every pointer borrowed for the call. */
@@ -198,6 +220,10 @@ typedef struct sw_step_in {
  * Setters ("<state>.set_<var>") are handled here. `out` is initialised by
  * the call; release it with sw_step_destroy(). Returns out->status. */
 int sw_runtime_step(sw_tree_t *t, const sw_step_in_t *in, sw_step_t *out);
+
+/* Free the step's chained events and link ops (the arrays, their
+ * strings and payloads); the step keeps its other fields. */
+void sw_step_clear_out(sw_step_t *s);
 
 void sw_step_destroy(sw_step_t *s);
 

@@ -108,8 +108,16 @@ static int push_out(sw_ctx_t *ctx, json_t *list, const char *what, const char *n
 
 int sw_ctx_chain(sw_ctx_t *ctx, const char *name, json_t *payload)
 {
-    if (ctx->chained && !ctx->in_computed && json_array_size(ctx->chained) >= ctx->max_chained &&
-        ctx->max_chained < SW_STEP_MAX_OUT) {
+    sw_step_t *out = ctx->out;
+    if (ctx->in_computed || !out || !name || !*name) {
+        sw_log(SW_LOG_ERROR, "app: sw_ctx_chain(%s): %s", name ? name : "(null)",
+               ctx->in_computed ? "not allowed from a computed var"
+               : !out           ? "not inside a handler"
+                                : "no name");
+        json_decref(payload);
+        return -1;
+    }
+    if (out->nchained >= ctx->max_chained && ctx->max_chained < SW_STEP_MAX_OUT) {
         sw_log(SW_LOG_WARN, "app: sw_ctx_chain(%s): the token's event queue is full",
                name ? name : "(null)");
         json_decref(payload);
@@ -121,7 +129,18 @@ int sw_ctx_chain(sw_ctx_t *ctx, const char *name, json_t *payload)
         json_decref(payload);
         return -1;
     }
-    return push_out(ctx, ctx->chained, "chain", name, payload);
+    if (out->nchained >= SW_STEP_MAX_OUT) {
+        sw_log(SW_LOG_ERROR, "app: sw_ctx_chain(%s): more than %d in one step", name,
+               SW_STEP_MAX_OUT);
+        json_decref(payload);
+        return -1;
+    }
+    if ((out->nchained & (out->nchained - 1)) == 0) /* 0, 1, 2, 4, ...: grow */
+        out->chained = sw_xrealloc(out->chained,
+                                   (out->nchained ? out->nchained * 2 : 1) * sizeof(*out->chained));
+    out->chained[out->nchained++] =
+        (sw_chained_t){.name = sw_xstrdup(name), .payload = payload ? payload : json_object()};
+    return 0;
 }
 
 int sw_ctx_action(sw_ctx_t *ctx, const char *name, json_t *payload)
@@ -225,12 +244,23 @@ static int valid_shared_token(const char *s)
  * last op for the state, else t->links. NULL when unlinked. */
 static const char *effective_link(sw_ctx_t *ctx, const char *state)
 {
-    for (size_t i = json_array_size(ctx->link_ops); i-- > 0;) {
-        json_t *op = json_array_get(ctx->link_ops, i);
-        if (strcmp(json_string_value(json_object_get(op, "state")), state) == 0)
-            return json_string_value(json_object_get(op, "token")); /* NULL for unlink */
+    for (size_t i = ctx->out->nlink_ops; i-- > 0;) {
+        const sw_link_op_t *op = &ctx->out->link_ops[i];
+        if (strcmp(op->state, state) == 0)
+            return op->token; /* NULL for unlink */
     }
     return json_string_value(json_object_get(ctx->t->links, state));
+}
+
+/* Append a link op (strings copied); the caller checked the bound. */
+static int push_link_op(sw_step_t *out, sw_link_op_kind_t op, const char *state, const char *token)
+{
+    if ((out->nlink_ops & (out->nlink_ops - 1)) == 0) /* 0, 1, 2, 4, ...: grow */
+        out->link_ops = sw_xrealloc(out->link_ops, (out->nlink_ops ? out->nlink_ops * 2 : 1) *
+                                                       sizeof(*out->link_ops));
+    out->link_ops[out->nlink_ops++] = (sw_link_op_t){
+        .op = op, .state = sw_xstrdup(state), .token = token ? sw_xstrdup(token) : NULL};
+    return 0;
 }
 
 /* Common checks of sw_ctx_link/unlink; 0 or -1 (logged). */
@@ -242,7 +272,7 @@ static int check_link(sw_ctx_t *ctx, const char *what, const char *state, const 
 
     if (ctx->in_computed)
         why = "not allowed from a computed var";
-    else if (!ctx->link_ops)
+    else if (!ctx->out)
         why = "not inside a handler";
     else if (!s)
         why = "no such state";
@@ -250,7 +280,7 @@ static int check_link(sw_ctx_t *ctx, const char *what, const char *state, const 
         why = "state not declared SW_STATE_SHARED";
     else if (linking && !valid_shared_token(token))
         why = "shared token must be 1..64 chars of [A-Za-z0-9_:.-] with a ':'";
-    else if (json_array_size(ctx->link_ops) >= SW_STEP_MAX_OUT)
+    else if (ctx->out->nlink_ops >= SW_STEP_MAX_OUT)
         why = "too many link operations in one step";
     if (!why)
         return 0;
@@ -268,8 +298,7 @@ int sw_ctx_link(sw_ctx_t *ctx, const char *state, const char *shared_token)
     cur = effective_link(ctx, state);
     if (cur && strcmp(cur, shared_token) == 0)
         return 0;
-    return json_array_append_new(ctx->link_ops, json_pack("{s:s, s:s, s:s}", "op", "link", "state",
-                                                          state, "token", shared_token));
+    return push_link_op(ctx->out, SW_LINK_OP_LINK, state, shared_token);
 }
 
 int sw_ctx_unlink(sw_ctx_t *ctx, const char *state)
@@ -278,8 +307,7 @@ int sw_ctx_unlink(sw_ctx_t *ctx, const char *state)
         return -1;
     if (!effective_link(ctx, state))
         return 0;
-    return json_array_append_new(ctx->link_ops,
-                                 json_pack("{s:s, s:s}", "op", "unlink", "state", state));
+    return push_link_op(ctx->out, SW_LINK_OP_UNLINK, state, NULL);
 }
 
 const char *sw_ctx_linked(sw_ctx_t *ctx, const char *state)

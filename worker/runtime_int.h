@@ -47,9 +47,8 @@ struct sw_ctx {
     size_t max_chained; /* sw_ctx_chain calls allowed in this step */
     unsigned step;
     unsigned sleep_ms;
-    json_t *actions; /* borrowed from sw_step_t; NULL outside a step */
-    json_t *chained;
-    json_t *link_ops;
+    json_t *actions; /* borrowed from out; NULL outside a step */
+    sw_step_t *out;  /* the step's result (chained events, link ops); NULL outside a step */
     int in_computed; /* > 0 while a computed var's function runs */
     int failed;      /* sw_ctx_fail() was called: fail_code, fail_msg */
     int fail_code;

@@ -239,13 +239,14 @@ static void on_hello(sw_session_t *s, sw_msg_t *m)
         sw_random_hex(token, 16);
     /* A resume is checked against the token's stored credentials when the
      * HELLO runs in the token's queue (it needs the token's state). */
-    json_t *payload = NULL;
-    if (m->has_resume)
-        payload = json_pack("{s:{s:s,s:s,s:I}}", "resume", "conn_id", m->conn_id, "conn_token",
-                            m->conn_token, "last_seq", (json_int_t)m->last_seq);
+    sw_resume_t r = {.last_seq = m->last_seq};
+    if (m->has_resume) {
+        snprintf(r.conn_id, sizeof(r.conn_id), "%s", m->conn_id);
+        snprintf(r.conn_token, sizeof(r.conn_token), "%s", m->conn_token);
+    }
     sw_token_t *t = sw_token_get(w, token);
     sw_token_attach(t, &s->peer);
-    sw_token_enqueue(t, sw_event_new(SW_EV_HELLO, -1, &s->peer, "hello", payload, NULL));
+    sw_token_enqueue(t, sw_event_new_hello(&s->peer, m->has_resume ? &r : NULL));
     sw_conn_ws_greeted(s->conn); /* the hello came in time (--http-timeout-ms) */
 }
 
@@ -531,16 +532,16 @@ void sw_session_sse_open(sw_conn_t *c, const sw_http_request_t *req)
     s->peer.user = user[0] ? sw_xstrdup(user) : NULL;
     if (ht <= 0)
         sw_random_hex(token, 16);
-    json_t *payload = NULL;
-    if (hc > 0)
-        payload = json_pack("{s:{s:s,s:s,s:I}}", "resume", "conn_id", cid, "conn_token", ctok,
-                            "last_seq", (json_int_t)last_seq);
-    else if (have_last)
-        /* EventSource's own reconnect: same URL, Last-Event-ID */
-        payload = json_pack("{s:{s:b,s:I}}", "resume", "sse", 1, "last_seq", (json_int_t)last_seq);
+    sw_resume_t r = {.last_seq = (uint64_t)last_seq};
+    if (hc > 0) {
+        snprintf(r.conn_id, sizeof(r.conn_id), "%s", cid);
+        snprintf(r.conn_token, sizeof(r.conn_token), "%s", ctok);
+    } else {
+        r.bare_sse = 1; /* EventSource's own reconnect: same URL, Last-Event-ID */
+    }
     sw_token_t *t = sw_token_get(w, token);
     sw_token_attach(t, &s->peer);
-    sw_token_enqueue(t, sw_event_new(SW_EV_HELLO, -1, &s->peer, "hello", payload, NULL));
+    sw_token_enqueue(t, sw_event_new_hello(&s->peer, hc > 0 || have_last ? &r : NULL));
 }
 
 static sw_session_t *find_stream(sw_worker_t *w, const char *cid)

@@ -72,20 +72,35 @@ typedef struct sw_worker sw_worker_t;
 typedef struct sw_task sw_task_t;
 typedef struct sw_shared sw_shared_t;
 
+/* What a HELLO claims of the connection it resumes, judged against the
+ * token's stored connection record when the HELLO runs (it needs the
+ * token's state). */
+typedef struct sw_resume {
+    /* 0: the client's credentials (conn_id, conn_token); 1: an
+     * EventSource reconnecting by itself (Last-Event-ID, no credentials):
+     * a resume only when the token's last connection was a stream and
+     * none is live now. */
+    int bare_sse;
+    char conn_id[SW_CONN_ID_MAX + 1];
+    char conn_token[SW_CONN_ID_MAX + 1];
+    uint64_t last_seq; /* the last delta seq the client holds */
+} sw_resume_t;
+
 typedef struct sw_event {
     TAILQ_ENTRY(sw_event) link;
     sw_event_src_t kind;
-    int64_t id;         /* client event id, -1 if none */
-    sw_peer_t *origin;  /* who gets the answer; NULL once it closed */
-    char *name;         /* owned */
-    json_t *payload;    /* owned, never NULL */
-    json_t *router;     /* owned, may be NULL */
-    sw_task_t *task;    /* SW_EV_TASK_STEP */
-    unsigned step;      /* handler step (yields so far) */
-    int retried;        /* lease-lost retry done */
-    int cancelled;      /* the client cancelled it while it ran: no next step */
-    unsigned conflicts; /* shared-state compare-and-set retries */
-    uint64_t t0_ns;     /* sw_now_ns() at arrival (event duration metric) */
+    int64_t id;          /* client event id, -1 if none */
+    sw_peer_t *origin;   /* who gets the answer; NULL once it closed */
+    char *name;          /* owned */
+    json_t *payload;     /* owned, never NULL */
+    json_t *router;      /* owned, may be NULL */
+    sw_resume_t *resume; /* SW_EV_HELLO: what it resumes, owned; NULL: a fresh connection */
+    sw_task_t *task;     /* SW_EV_TASK_STEP */
+    unsigned step;       /* handler step (yields so far) */
+    int retried;         /* lease-lost retry done */
+    int cancelled;       /* the client cancelled it while it ran: no next step */
+    unsigned conflicts;  /* shared-state compare-and-set retries */
+    uint64_t t0_ns;      /* sw_now_ns() at arrival (event duration metric) */
 } sw_event_t;
 
 TAILQ_HEAD(sw_event_queue, sw_event);
@@ -103,6 +118,9 @@ void sw_token_enqueue(sw_token_t *t, sw_event_t *ev);
 sw_event_t *sw_event_new(sw_event_src_t kind, int64_t id, sw_peer_t *origin, const char *name,
                          json_t *payload, json_t *router);
 void sw_event_free(sw_event_t *ev);
+
+/* A HELLO of peer `origin`, resuming *resume (copied) or, NULL, fresh. */
+sw_event_t *sw_event_new_hello(sw_peer_t *origin, const sw_resume_t *resume);
 
 /* Cancel event `id` of session s (PROTOCOL-CORE "Cancelling an event"):
  * queued, it is removed and answered cancelled; running (a handler that

@@ -238,7 +238,7 @@ void sw_tok__push(sw_token_t *t, sw_event_t *ev);
 
 /* Insert internal events at the head, keeping their order: they run right
  * after the event that made them, before later client events. */
-void sw_tok__push_front_chained(sw_token_t *t, json_t *chained);
+void sw_tok__push_front_chained(sw_token_t *t, const sw_chained_t *chained, size_t n);
 
 /* Stop and free a background task (its timer, name, payload). */
 void sw_tok__task_free(sw_task_t *task);
@@ -309,7 +309,7 @@ void sw_tok__presence_all(sw_token_t *t, sw_presence_op_t op);
 void sw_tok__release_slots(sw_token_t *t);
 
 /* The links after applying the step's link ops, or NULL when unchanged. */
-json_t *sw_tok__links_after(const sw_token_t *t, const json_t *ops);
+json_t *sw_tok__links_after(const sw_token_t *t, const sw_link_op_t *ops, size_t n);
 
 /* SW_PH_LINK, after a successful commit: apply link/unlink ops to the
  * tree, then SW_PH_AFTER. SW_V_PARKED while a shared copy is read (the
@@ -356,7 +356,7 @@ void sw_tok__release_lease(sw_token_t *t);
 
 /* Does the HELLO's resume match the stored connection record? Compared in
  * constant time; the conn_token itself is never stored or logged. */
-int sw_tok__resume_valid(const sw_token_t *t, const json_t *resume);
+int sw_tok__resume_valid(const sw_token_t *t, const sw_resume_t *resume);
 
 /* SW_PH_RUN of a HELLO: a valid resume is the same connection coming
  * back; a fresh one stores its credentials (SW_V_PARKED on the commit,
