@@ -129,41 +129,43 @@ void sw_store_defer(sw_store_t *s, sw_store_done_t *d)
     ev_idle_start(s->loop, &s->defer_w);
 }
 
-void sw_store_defer_load(sw_store_t *s, sw_store_load_cb cb, void *udata, int status)
+/* A completion record of udata and status, to be given its callback. */
+static sw_store_done_t *done_new(void *udata, int status)
 {
     sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
-    d->load_cb = cb;
     d->udata = udata;
+    d->status = status;
+    return d;
+}
+
+void sw_store_defer_load(sw_store_t *s, sw_store_load_cb cb, void *udata, int status)
+{
+    sw_store_done_t *d = done_new(udata, status);
+    d->load_cb = cb;
     d->loaded.status = status;
     sw_store_defer(s, d);
 }
 
 void sw_store_defer_commit(sw_store_t *s, sw_store_commit_cb cb, void *udata, int status)
 {
-    sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
+    sw_store_done_t *d = done_new(udata, status);
     d->commit_cb = cb;
-    d->udata = udata;
-    d->status = status;
     sw_store_defer(s, d);
 }
 
 void sw_store_defer_count(sw_store_t *s, sw_store_count_cb cb, void *udata, int status,
                           int64_t count)
 {
-    sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
+    sw_store_done_t *d = done_new(udata, status);
     d->count_cb = cb;
-    d->udata = udata;
-    d->status = status;
     d->count = count;
     sw_store_defer(s, d);
 }
 
 void sw_store_defer_log(sw_store_t *s, sw_store_log_cb cb, void *udata, int status)
 {
-    sw_store_done_t *d = sw_xcalloc(1, sizeof(*d));
+    sw_store_done_t *d = done_new(udata, status);
     d->log_cb = cb;
-    d->udata = udata;
-    d->status = status;
     sw_store_defer(s, d);
 }
 
