@@ -435,18 +435,11 @@ static void decode_init(sw_msg_t *out, char *why, size_t whylen)
         why[0] = '\0';
 }
 
-/* The whole message through jansson (every message the fast path leaves). */
-static sw_errc_t decode_jansson(const char *data, size_t len, sw_msg_t *out, char *why,
-                                size_t whylen)
+/* A parsed message (borrowed). */
+static sw_errc_t decode_root(const json_t *croot, sw_msg_t *out, char *why, size_t whylen)
 {
     sw_errc_t rc;
-    json_error_t jerr;
-    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-    if (!root) {
-        set_why(why, whylen, "invalid JSON: %s (at byte %d)", jerr.text, jerr.position);
-        rc = SW_ERRC_BAD_JSON;
-        goto fail;
-    }
+    json_t *root = (json_t *)croot; /* read only */
     if (!json_is_object(root)) {
         set_why(why, whylen, "message must be a JSON object");
         rc = SW_ERRC_BAD_MESSAGE;
@@ -479,10 +472,8 @@ static sw_errc_t decode_jansson(const char *data, size_t len, sw_msg_t *out, cha
     }
     if (rc)
         goto fail;
-    json_decref(root);
     return SW_ERRC_NONE;
 fail:
-    json_decref(root);
     json_decref(out->payload);
     out->payload = NULL;
     json_decref(out->router);
@@ -490,6 +481,27 @@ fail:
     free(out->auth);
     out->auth = NULL;
     return rc;
+}
+
+/* The whole message through jansson (every message the fast path leaves). */
+static sw_errc_t decode_jansson(const char *data, size_t len, sw_msg_t *out, char *why,
+                                size_t whylen)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (!root) {
+        set_why(why, whylen, "invalid JSON: %s (at byte %d)", jerr.text, jerr.position);
+        return SW_ERRC_BAD_JSON;
+    }
+    sw_errc_t rc = decode_root(root, out, why, whylen);
+    json_decref(root);
+    return rc;
+}
+
+sw_errc_t sw_msg_decode_json(const json_t *root, sw_msg_t *out, char *why, size_t whylen)
+{
+    decode_init(out, why, whylen);
+    return decode_root(root, out, why, whylen);
 }
 
 sw_errc_t sw_msg_decode(const char *data, size_t len, sw_msg_t *out, char *why, size_t whylen)

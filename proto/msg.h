@@ -76,6 +76,11 @@ typedef struct sw_msg {
  * On error nothing is left owned in *out; sw_msg_destroy is still safe. */
 sw_errc_t sw_msg_decode(const char *data, size_t len, sw_msg_t *out, char *why, size_t whylen);
 
+/* The same for a message already parsed (root borrowed; its values are
+ * copied or referenced into *out): one element of a POST /_event body.
+ * SW_ERRC_BAD_MESSAGE / SW_ERRC_BAD_PAYLOAD as above. */
+sw_errc_t sw_msg_decode_json(const json_t *root, sw_msg_t *out, char *why, size_t whylen);
+
 void sw_msg_destroy(sw_msg_t *m);
 
 /* Encoders append one compact JSON message to `out` (no trailing newline),

@@ -424,9 +424,10 @@ Test(msg, encode_error)
 
 Test(msg, every_error_code)
 {
-    static const char *const core[] = {
-        "bad_json",  "bad_message",  "unknown_event", "bad_payload",       "handler_error",
-        "too_large", "rate_limited", "bad_resume",    "state_unavailable", "unauthorized", "cancelled"};
+    static const char *const core[] = {"bad_json",     "bad_message",   "unknown_event",
+                                       "bad_payload",  "handler_error", "too_large",
+                                       "rate_limited", "bad_resume",    "state_unavailable",
+                                       "unauthorized", "cancelled"};
     cr_assert_eq(SW_ERRC__COUNT - 1, (int)SW_ARRAY_SIZE(core));
     cr_assert_str_eq(sw_errc_name(SW_ERRC_NONE), "");
     cr_assert_eq(sw_errc_parse(""), SW_ERRC_NONE);
@@ -685,4 +686,46 @@ Test(msg, invalid_values_refused)
     cr_assert_str_eq(b.data, "x");
     cr_assert_eq(b.len, 1);
     sw_buf_destroy(&b);
+}
+
+/* A message already parsed (one element of a POST /_event body) decodes
+ * as its text does: same fields, same refusals. */
+Test(msg, decode_json_matches_text)
+{
+    static const char *cases[] = {
+        "{\"type\":\"event\",\"id\":7,\"name\":\"counter.increment\",\"payload\":{\"by\":2},"
+        "\"router\":{\"path\":\"/room/a\"}}",
+        "{\"type\":\"hello\",\"token\":\"tok-1\",\"resume\":{\"conn_id\":\"c1\",\"conn_token\":"
+        "\"k1\","
+        "\"last_seq\":4}}",
+        "{\"type\":\"cancel\",\"id\":9}",
+        "{\"type\":\"event\",\"id\":3,\"name\":\"a.b\",\"payload\":5}",
+        "{\"type\":\"event\",\"id\":-1,\"name\":\"a.b\"}",
+        "{\"type\":\"nope\"}",
+        "[1,2]",
+    };
+    for (size_t i = 0; i < SW_ARRAY_SIZE(cases); i++) {
+        sw_msg_t a, b;
+        char wa[256], wb[256];
+        sw_errc_t ea = sw_msg_decode(cases[i], strlen(cases[i]), &a, wa, sizeof(wa));
+        json_t *root = json_loads(cases[i], JSON_DECODE_ANY, NULL);
+        cr_assert_not_null(root);
+        sw_errc_t eb = sw_msg_decode_json(root, &b, wb, sizeof(wb));
+        json_decref(root); /* b keeps what it needs */
+        cr_assert_eq(ea, eb, "case %zu: %d vs %d", i, ea, eb);
+        cr_assert_eq(a.id, b.id, "case %zu", i);
+        if (ea == SW_ERRC_NONE) {
+            cr_assert_eq(a.type, b.type);
+            cr_assert_str_eq(a.name, b.name);
+            cr_assert_str_eq(a.token, b.token);
+            cr_assert_str_eq(a.conn_id, b.conn_id);
+            cr_assert_eq(a.last_seq, b.last_seq);
+            cr_assert(json_equal(a.payload, b.payload) || (!a.payload && !b.payload));
+            cr_assert(json_equal(a.router, b.router) || (!a.router && !b.router));
+        } else {
+            cr_assert_str_eq(wa, wb, "case %zu: the same reason", i);
+        }
+        sw_msg_destroy(&a);
+        sw_msg_destroy(&b);
+    }
 }

@@ -334,29 +334,32 @@ static void on_cancel(sw_session_t *s, int64_t id)
         sw_token_cancel(s->peer.tok, &s->peer, id);
 }
 
+/* One decoded client message (err: its decoding's outcome, why: the
+ * reason of a refusal): answer the refusal or act on it. Consumes m. */
+static void handle_message(sw_session_t *s, sw_msg_t *m, sw_errc_t err, const char *why)
+{
+    if (err != SW_ERRC_NONE) {
+        SW_STAT_ADD(s->w->stats, events_error, 1);
+        sw_peer_send_error(&s->peer, m->id, err, why[0] ? why : sw_errc_name(err));
+    } else if (m->type == SW_MSG_HELLO) {
+        on_hello(s, m);
+    } else if (m->type == SW_MSG_CANCEL) {
+        on_cancel(s, m->id);
+    } else {
+        on_event(s, m);
+    }
+    sw_msg_destroy(m);
+}
+
 void sw_session_on_message(sw_conn_t *c, const char *data, size_t len)
 {
     sw_session_t *s = sw_conn_udata(c);
     if (!s || s->peer.closing)
         return;
     sw_msg_t m;
-    memset(&m, 0, sizeof(m));
-    m.id = -1;
     char why[256] = "";
     sw_errc_t err = sw_msg_decode(data, len, &m, why, sizeof(why));
-    if (err != SW_ERRC_NONE) {
-        SW_STAT_ADD(s->w->stats, events_error, 1);
-        sw_peer_send_error(&s->peer, m.id, err, why[0] ? why : sw_errc_name(err));
-        sw_msg_destroy(&m);
-        return;
-    }
-    if (m.type == SW_MSG_HELLO)
-        on_hello(s, &m);
-    else if (m.type == SW_MSG_CANCEL)
-        on_cancel(s, m.id);
-    else
-        on_event(s, &m);
-    sw_msg_destroy(&m);
+    handle_message(s, &m, err, why);
 }
 
 void sw_session_on_close(sw_conn_t *c)
@@ -570,11 +573,12 @@ static int post_local(sw_worker_t *w, const char *cid, const char *ctok, json_t 
     int n = 0;
     json_array_foreach(msgs, i, m)
     {
-        char *text = json_dumps(m, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (!text)
-            continue;
-        sw_session_on_message(s->conn, text, strlen(text));
-        free(text);
+        if (!s->peer.closing) { /* counted as accepted either way */
+            sw_msg_t msg;
+            char why[256] = "";
+            sw_errc_t err = sw_msg_decode_json(m, &msg, why, sizeof(why));
+            handle_message(s, &msg, err, why);
+        }
         n++;
     }
     return n;
