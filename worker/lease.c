@@ -15,10 +15,10 @@ void sw_tok__release_lease(sw_token_t *t)
 }
 
 /* Keep the lease between events (the oplock) unless someone asked for it,
- * the worker drains, or nothing is cached to use it with. */
+ * the worker drains or stops, or nothing is cached to use it with. */
 int sw_tok__keep_lease(const sw_token_t *t)
 {
-    return t->have_tree && !t->release_asked && !t->w->draining;
+    return t->have_tree && !t->release_asked && !t->w->draining && !t->w->stopping;
 }
 
 /* What a dropped state tree frees, in sw_conn_env_heap_freed units

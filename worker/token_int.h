@@ -346,7 +346,7 @@ void sw_tok__do_catchup(sw_token_t *t);
 /* ---- the lease (lease.c) ------------------------------------------------- */
 
 /* Keep the lease between events (the oplock) unless someone asked for it,
- * the worker drains, or nothing is cached to use it with. */
+ * the worker drains or stops, or nothing is cached to use it with. */
 int sw_tok__keep_lease(const sw_token_t *t);
 
 /* Give the lease back (compare-and-delete) if we hold it. */

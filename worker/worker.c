@@ -296,8 +296,13 @@ static void signal_cb(struct ev_loop *loop, ev_signal *sw, int revents)
         sw_log(SW_LOG_INFO, "stopping (signal %d)", sw->signum);
         w->stopping = 1;
         /* Fast stop: the connections go, so do their live keys (a client
-         * reconnecting without resume credentials is then no duplicate). */
+         * reconnecting without resume credentials is then no duplicate),
+         * and the leases of idle tokens (a client resuming on another
+         * worker or host is served at once, not after --lease-ms). Both
+         * are written in this loop pass, before the exit grace; a lease
+         * whose event is in flight expires. */
         sw_session_live_all(w, SW_LIVE_DROP);
+        sw_token_sweep_leases(w, 0);
         ev_timer_stop(loop, &w->drain_w);
         ev_timer_stop(loop, &w->drain_poll_w);
         ev_timer_init(&w->drain_w, exit_grace_cb, SW_EXIT_GRACE_S, 0.);
