@@ -125,19 +125,12 @@ static void close_elsewhere(sw_token_t *t, const char *sockid)
         sw_token_close_socket(w, t->token, sockid);
         return;
     }
-    char inbox[SW_INBOX_CHANNEL_MAX];
-    if (sw_inbox_channel(sockid, hl, inbox) != 0)
-        return;
     sw_inbox_msg_t m = {.cmd = SW_INBOX_CLOSE_SOCKET,
                         .token = t->token,
                         .token_len = strlen(t->token),
                         .sockid = sockid,
                         .sockid_len = strlen(sockid)};
-    sw_buf_t b;
-    sw_buf_init(&b, 0);
-    if (sw_inbox_encode(&m, &b) == 0)
-        sw_store_publish(w->store, inbox, b.data, b.len);
-    sw_buf_destroy(&b);
+    sw_wctx_inbox_send(w, sockid, hl, &m);
 }
 
 /* After the welcome of a resumed session: before anything else, the

@@ -102,18 +102,14 @@ static sw_verdict_t loaded(sw_token_t *t, const sw_store_loaded_t *res)
             return sw_tok__fail(t, SW_ERRC_STATE_UNAVAILABLE,
                                 "state is locked by another worker; retry");
         }
-        char inbox[SW_INBOX_CHANNEL_MAX];
-        if (!f->asked_holder && sw_inbox_channel(res->holder, res->holder_len, inbox) == 0) {
+        if (!f->asked_holder) {
             /* Ask the holder (its inbox) to finish and hand the lease over;
-             * no keyspace notifications involved. */
+             * no keyspace notifications involved. Asked once per busy
+             * streak, unless the store named no valid holder. */
             sw_inbox_msg_t m = {
                 .cmd = SW_INBOX_LEASE_WANTED, .token = t->token, .token_len = strlen(t->token)};
-            sw_buf_t b;
-            sw_buf_init(&b, 0);
-            if (sw_inbox_encode(&m, &b) == 0)
-                sw_store_publish(w->store, inbox, b.data, b.len);
-            sw_buf_destroy(&b);
-            f->asked_holder = 1;
+            if (sw_wctx_inbox_send(w, res->holder, res->holder_len, &m) != SW_EINVAL)
+                f->asked_holder = 1;
         }
         f->busy_delay_ms =
             f->busy_delay_ms ? SW_MIN(f->busy_delay_ms * 2, SW_BUSY_MAX_MS) : SW_BUSY_FIRST_MS;

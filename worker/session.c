@@ -727,9 +727,6 @@ void sw_session_sse_post(sw_conn_t *c, const sw_http_request_t *req)
 
 void sw_session_post_forwarded(sw_worker_t *w, const sw_inbox_msg_t *fwd)
 {
-    char reply_to[SW_INBOX_CHANNEL_MAX];
-    if (sw_inbox_channel(fwd->reply_to, fwd->reply_to_len, reply_to) != 0)
-        return; /* sw_inbox_decode checked it */
     json_t *body = json_loadb(fwd->body, fwd->body_len, 0, NULL);
     const char *cid = json_string_value(json_object_get(body, "conn_id"));
     const char *ctok = json_string_value(json_object_get(body, "conn_token"));
@@ -739,13 +736,9 @@ void sw_session_post_forwarded(sw_worker_t *w, const sw_inbox_msg_t *fwd)
         sw_log(SW_LOG_INFO, "forwarded POST refused (%d): the stream is gone or the token wrong",
                -n);
     sw_inbox_msg_t ans = {.cmd = SW_INBOX_POST_ANSWER, .post_id = fwd->post_id, .result = n};
-    sw_buf_t b;
-    sw_buf_init(&b, 0);
-    sw_inbox_encode(&ans, &b);
-    if (sw_store_publish(w->store, reply_to, b.data, b.len) != 0)
+    if (sw_wctx_inbox_send(w, fwd->reply_to, fwd->reply_to_len, &ans) != 0)
         sw_log(SW_LOG_WARN, "cannot answer forwarded POST %llu (state store out of reach)",
                (unsigned long long)fwd->post_id);
-    sw_buf_destroy(&b);
     json_decref(body);
 }
 

@@ -71,6 +71,22 @@ size_t sw_wctx_id_holder(const sw_worker_t *w, const char *id, char sep, int *mi
     return hl;
 }
 
+int sw_wctx_inbox_send(sw_worker_t *w, const char *holder, size_t holder_len,
+                       const sw_inbox_msg_t *m)
+{
+    char channel[SW_INBOX_CHANNEL_MAX];
+    int rc = sw_inbox_channel(holder, holder_len, channel);
+    if (rc)
+        return rc;
+    sw_buf_t b;
+    sw_buf_init(&b, 0);
+    rc = sw_inbox_encode(m, &b);
+    if (rc == 0)
+        rc = sw_store_publish(w->store, channel, b.data, b.len);
+    sw_buf_destroy(&b);
+    return rc;
+}
+
 void sw_wctx_schedule_gc(sw_worker_t *w)
 {
     if (!w->gc_pending) {

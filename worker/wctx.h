@@ -108,6 +108,14 @@ void sw_wctx_destroy(sw_worker_t *w);
  * *mine to 1 when that holder is this worker. */
 size_t sw_wctx_id_holder(const sw_worker_t *w, const char *id, char sep, int *mine);
 
+/* Send inbox message m (worker/inbox.h) to the worker whose holder id is
+ * holder[0..holder_len): encoded, then PUBLISHed on its channel, fire and
+ * forget. 0; SW_EINVAL when the holder id or the message is out of its
+ * bounds (nothing sent); or sw_store_publish's error (Redis out of reach:
+ * the message is lost, as a publish nobody hears would be). */
+int sw_wctx_inbox_send(sw_worker_t *w, const char *holder, size_t holder_len,
+                       const sw_inbox_msg_t *m);
+
 /* Ask the worker to look for idle tokens and rooms to free, from an idle
  * step (w->gc_w, whose callback worker.c installs): never inside the
  * caller's stack. */
