@@ -80,6 +80,7 @@ static void shared_free(sw_shared_t *r)
     free(r->tokens);
     free(r->waiters);
     free(r->syncwait);
+    free(r->syncfail);
     free(r);
 }
 
@@ -305,11 +306,17 @@ static void on_read(void *udata, const sw_store_loaded_t *res)
     sw_shared_t *r = udata;
     r->reading = 0;
     if (res->status != 0) {
-        sw_log(SW_LOG_WARN, "shared %s: read failed (%s)", r->token, sw_strerror(res->status));
+        if (!r->read_failing) /* once per streak */
+            sw_log(SW_LOG_WARN, "shared %s: read failed (%s)", r->token, sw_strerror(res->status));
+        r->read_failing = 1;
         r->synced = 0;
         json_decref(r->buffered);
         r->buffered = NULL;
-        resume_syncwait(r); /* they see !synced && !reading: state_unavailable */
+        /* The waiters are told once (sw_shared_want_sync: SW_EUNAVAIL),
+         * not sent back to a read that fails again at once. */
+        for (size_t i = 0; i < r->nsyncwait; i++)
+            list_add(&r->syncfail, &r->nsyncfail, &r->capsyncfail, r->syncwait[i]);
+        resume_syncwait(r);
         sw_wctx_schedule_gc(r->w);
         return;
     }
@@ -334,6 +341,7 @@ static void on_read(void *udata, const sw_store_loaded_t *res)
     json_decref(r->vars);
     r->vars = vars;
     r->seq = res->seq;
+    r->read_failing = 0;
     sw_log(SW_LOG_DEBUG, "shared %s: read seq %llu", r->token, (unsigned long long)r->seq);
     r->synced = 1;
     drain_buffered(r);
@@ -367,6 +375,7 @@ void sw_shared_unlink(sw_shared_t *r, sw_token_t *t)
     list_del(r->tokens, &r->ntokens, t);
     list_del(r->waiters, &r->nwaiters, t);
     list_del(r->syncwait, &r->nsyncwait, t);
+    list_del(r->syncfail, &r->nsyncfail, t);
     sw_shared_release_slot(r, t);
     if (r->ntokens == 0) {
         ev_timer_stop(r->w->loop, &r->heartbeat_w);
@@ -383,9 +392,11 @@ int sw_shared_want_sync(sw_shared_t *r, sw_token_t *t)
 {
     if (r->synced)
         return 1;
+    size_t nfail = r->nsyncfail;
+    list_del(r->syncfail, &r->nsyncfail, t);
+    if (r->nsyncfail < nfail)
+        return SW_EUNAVAIL; /* its read failed; its next event reads again */
     if (!r->reading) {
-        /* A failed read leaves the waiter to decide: it asked again, so try
-         * once more; if the store refuses at once, fail. */
         start_read(r);
         if (!r->reading)
             return SW_EUNAVAIL;
@@ -504,4 +515,6 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *tw, int revents)
             members[n++] = h->name(r->tokens[i]);
     presence_call(r, n ? SW_PRESENCE_ADD : SW_PRESENCE_REAP, members, n);
     free(members);
+    if (!r->synced && !r->reading && r->read_failing)
+        start_read(r); /* a resync read failed (store out of reach): again */
 }

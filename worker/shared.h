@@ -45,10 +45,11 @@ typedef struct sw_shared {
     UT_hash_handle hh;
     char token[SW_SHARED_TOKEN_MAX + 1];
     sw_worker_t *w;
-    json_t *vars; /* {state: {var: value}} the shared copy; NULL until read */
-    uint64_t seq; /* the shared token's "_seq" that vars reflect */
-    int synced;   /* vars are current (read done, no gap since) */
-    int reading;  /* a read is in flight */
+    json_t *vars;     /* {state: {var: value}} the shared copy; NULL until read */
+    uint64_t seq;     /* the shared token's "_seq" that vars reflect */
+    int synced;       /* vars are current (read done, no gap since) */
+    int reading;      /* a read is in flight */
+    int read_failing; /* the last read failed (logged once per streak) */
     int subscribed;
     int committing;      /* the slot holder's commit is in flight */
     json_t *buffered;    /* messages that arrived while reading/committing */
@@ -60,6 +61,8 @@ typedef struct sw_shared {
     size_t nwaiters, capwaiters;
     sw_token_t **syncwait; /* tokens waiting for vars to be current */
     size_t nsyncwait, capsyncwait;
+    sw_token_t **syncfail; /* waiters a failed read resumed: told once */
+    size_t nsyncfail, capsyncfail;
     ev_timer heartbeat_w;
     ev_timer presence_w; /* coalesces presence changes (SW_PRESENCE_COALESCE_MS) */
     int catchup_queued;  /* in w->catchups: linked tokens catch up this iteration */
@@ -106,8 +109,11 @@ void sw_shared_link(sw_shared_t *r, sw_token_t *t);
 void sw_shared_unlink(sw_shared_t *r, sw_token_t *t);
 
 /* Make sure r's vars are current for t. Returns 1 when they are, 0 when
- * t must wait (the resume hook is called later), or SW_EUNAVAIL when the
- * last read failed (the event should fail with state_unavailable). */
+ * t must wait (the resume hook is called later), or SW_EUNAVAIL when t
+ * was waiting for a read that failed, or the store refuses a read at once
+ * (the event should fail with state_unavailable). A later call for t
+ * reads again. A room left out of date by a failed read is read again at
+ * its next presence heartbeat while tokens are linked to it. */
 int sw_shared_want_sync(sw_shared_t *r, sw_token_t *t);
 
 /* Take the write slot for t, and current vars. 1 ready, 0 wait (resumed
