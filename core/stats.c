@@ -89,6 +89,7 @@ void sw_stats_reset_slot(sw_stats_t *st, uint32_t slot)
     atomic_store_explicit(&s->ws_open, 0, memory_order_relaxed);
     atomic_store_explicit(&s->sse_open, 0, memory_order_relaxed);
     atomic_store_explicit(&s->leases_held, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->ready, 0, memory_order_relaxed);
     atomic_fetch_add_explicit(&st->fold_seq, 1, memory_order_release); /* even: done */
 }
 

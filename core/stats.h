@@ -53,21 +53,22 @@ typedef enum {
 } sw_stats_resume_t;
 
 typedef struct sw_worker_stats {
-    _Atomic int32_t pid;                        /* 0 when the slot is empty */
-    _Atomic uint64_t started_ms;                /* wall clock, ms */
-    _Atomic uint64_t connections;               /* live connections (all kinds) */
-    _Atomic uint64_t accepted;                  /* connections handed to this worker */
-    _Atomic uint64_t ws_open;                   /* live sessions: WebSocket and SSE */
-    _Atomic uint64_t sse_open;                  /* live SSE streams (part of ws_open) */
-    _Atomic uint64_t events_ok;                 /* events answered with a delta */
-    _Atomic uint64_t events_error;              /* events answered with an error */
-    _Atomic uint64_t deltas_sent;               /* delta messages written to clients */
-    _Atomic uint64_t commits;                   /* successful fenced commits */
-    _Atomic uint64_t commit_lease_lost;         /* commits refused: lease not ours */
-    _Atomic uint64_t redis_errors;              /* requests failed: Redis out of reach */
-    _Atomic uint64_t deltas_fanout;             /* delta messages written without an id */
-    _Atomic uint64_t leases_held;               /* gauge: leases held (set by the lease sweep) */
-    _Atomic uint64_t lease_handoffs;            /* leases given up because another worker asked */
+    _Atomic int32_t pid;                /* 0 when the slot is empty */
+    _Atomic uint64_t started_ms;        /* wall clock, ms */
+    _Atomic uint64_t connections;       /* live connections (all kinds) */
+    _Atomic uint64_t accepted;          /* connections handed to this worker */
+    _Atomic uint64_t ws_open;           /* live sessions: WebSocket and SSE */
+    _Atomic uint64_t sse_open;          /* live SSE streams (part of ws_open) */
+    _Atomic uint64_t events_ok;         /* events answered with a delta */
+    _Atomic uint64_t events_error;      /* events answered with an error */
+    _Atomic uint64_t deltas_sent;       /* delta messages written to clients */
+    _Atomic uint64_t commits;           /* successful fenced commits */
+    _Atomic uint64_t commit_lease_lost; /* commits refused: lease not ours */
+    _Atomic uint64_t redis_errors;      /* requests failed: Redis out of reach */
+    _Atomic uint64_t deltas_fanout;     /* delta messages written without an id */
+    _Atomic uint64_t leases_held;       /* gauge: leases held (set by the lease sweep) */
+    _Atomic uint32_t ready;             /* gauge: 1 while the worker's /healthz would say 200 */
+    _Atomic uint64_t lease_handoffs;    /* leases given up because another worker asked */
     _Atomic uint64_t resumes[SW_RESUME__COUNT]; /* valid resumes, by sync kind */
     _Atomic uint64_t errors[SW_STATS_ERRC_MAX]; /* error messages sent, by sw_errc_t */
     sw_stats_hist_t hist[SW_HIST__COUNT];

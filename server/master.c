@@ -36,6 +36,10 @@
  * first takes the sockets already passed to it (a draining worker reads its
  * channel no more). */
 #define RELOAD_QUIT_DELAY_MS 100
+/* ... and not before a worker of the new generation is ready (its store
+ * answers: /healthz 200), checked this often, for at most this long. */
+#define RELOAD_READY_POLL_S 0.02
+#define RELOAD_READY_MAX_MS 10000
 
 typedef struct master master_t;
 
@@ -64,14 +68,15 @@ struct master {
     const sw_appdef_t *app;
     sw_stats_t *stats;
     wslot_t *slots;
-    int nslots;             /* GENERATIONS * nworkers */
-    int nworkers;           /* workers per generation (cfg->workers) */
-    int cur;                /* half of the current generation: 0 or 1 */
-    unsigned gen;           /* current generation number, 1 at start */
-    int reloading;          /* the other half still runs the previous generation */
-    int reload_queued;      /* a HUP arrived while reloading: reload again after */
-    ev_timer reload_quit_w; /* QUIT the old generation */
-    ev_timer reload_kill_w; /* reload deadline: SIGKILL the old generation */
+    int nslots;               /* GENERATIONS * nworkers */
+    int nworkers;             /* workers per generation (cfg->workers) */
+    int cur;                  /* half of the current generation: 0 or 1 */
+    unsigned gen;             /* current generation number, 1 at start */
+    int reloading;            /* the other half still runs the previous generation */
+    int reload_queued;        /* a HUP arrived while reloading: reload again after */
+    ev_tstamp reload_started; /* when the reload began (ev_now) */
+    ev_timer reload_quit_w;   /* QUIT the old generation */
+    ev_timer reload_kill_w;   /* reload deadline: SIGKILL the old generation */
     int lfd;
     int paused; /* accepting paused after EMFILE/ENFILE */
     ev_io accept_w;
@@ -435,18 +440,21 @@ static void on_child(struct ev_loop *loop, ev_child *cw, int revents)
 
 /* ---- Accept loop --------------------------------------------------------- */
 
-/* The live worker of the current generation with the fewest connections
- * that has not been tried yet; scanning from the round-robin cursor breaks
- * ties in turn. -1 if none. */
-static int pick_worker(const master_t *m, const unsigned char *tried)
+/* Among the live workers of `half` not tried yet (ready ones only when
+ * want_ready: their store answers, see sw_worker_stats_t.ready), the one
+ * with the fewest connections; scanning from the round-robin cursor
+ * breaks ties in turn. -1 if none. */
+static int pick_in(const master_t *m, int half, const unsigned char *tried, int want_ready)
 {
     int best = -1;
     uint64_t best_conns = 0;
-    int base = m->cur * m->nworkers;
+    int base = half * m->nworkers;
     for (int k = 0; k < m->nworkers; k++) {
         int i = base + (int)((m->rr + (unsigned)k) % (unsigned)m->nworkers);
         const wslot_t *w = &m->slots[i];
         if (!slot_live(w) || tried[i])
+            continue;
+        if (want_ready && !atomic_load_explicit(&m->stats->slot[i].ready, memory_order_relaxed))
             continue;
         uint64_t c = SW_STAT_GET(&m->stats->slot[i], connections);
         if (best < 0 || c < best_conns) {
@@ -457,12 +465,37 @@ static int pick_worker(const master_t *m, const unsigned char *tried)
     return best;
 }
 
+/* 1 when some live worker of `half` is ready. */
+static int half_ready(const master_t *m, int half)
+{
+    unsigned char none[GENERATIONS * 256];
+    memset(none, 0, sizeof(none));
+    return pick_in(m, half, none, 1) >= 0;
+}
+
+/* The worker for a new connection: a ready worker of the current
+ * generation; during a reload, until one of the new generation is ready
+ * and while the old one has not been told to drain, a ready worker of the
+ * old generation (a reload costs no 503 and no failed event while the new
+ * workers connect to Redis); else any live worker of the current
+ * generation (at start, or while Redis is out of reach for all). -1 if
+ * none. */
+static int pick_worker(const master_t *m, const unsigned char *tried)
+{
+    int i = pick_in(m, m->cur, tried, 1);
+    if (i < 0 && m->reloading && ev_is_active(&m->reload_quit_w))
+        i = pick_in(m, 1 - m->cur, tried, 1);
+    if (i < 0)
+        i = pick_in(m, m->cur, tried, 0);
+    return i;
+}
+
 /* Hand fd to a worker; the caller closes its copy either way. */
 static int dispatch(master_t *m, int fd)
 {
     unsigned char tried[GENERATIONS * 256];
     memset(tried, 0, sizeof(tried));
-    for (int attempt = 0; attempt < m->nworkers; attempt++) {
+    for (int attempt = 0; attempt < GENERATIONS * m->nworkers; attempt++) {
         int i = pick_worker(m, tried);
         if (i < 0)
             break;
@@ -470,7 +503,7 @@ static int dispatch(master_t *m, int fd)
         wslot_t *w = &m->slots[i];
         int rc = sw_fdpass_send(w->chan, fd);
         if (rc == 0) {
-            m->rr = (unsigned)(i - m->cur * m->nworkers + 1) % (unsigned)m->nworkers;
+            m->rr = (unsigned)(i % m->nworkers + 1) % (unsigned)m->nworkers;
             return 0;
         }
         if (rc == SW_ECLOSED) {
@@ -614,6 +647,17 @@ static void on_reload_quit(struct ev_loop *loop, ev_timer *t, int revents)
 {
     master_t *m = sw_container_of(t, master_t, reload_quit_w);
     int old = 1 - m->cur;
+    double waited_ms = (ev_now(loop) - m->reload_started) * 1000.0;
+    if (!half_ready(m, m->cur) && waited_ms < RELOAD_READY_MAX_MS) {
+        /* The new generation is not ready yet (its store has not
+         * answered): the old one keeps serving new connections. */
+        ev_timer_set(t, RELOAD_READY_POLL_S, 0.);
+        ev_timer_start(loop, t);
+        return;
+    }
+    if (!half_ready(m, m->cur))
+        sw_log(SW_LOG_WARN, "reload: generation %u is not ready after %u ms; draining %u anyway",
+               m->gen, (unsigned)RELOAD_READY_MAX_MS, m->gen - 1);
     sw_log(SW_LOG_NOTICE,
            "reload: draining generation %u (%d worker(s), SIGQUIT), SIGKILL after %u ms",
            m->gen - 1, count_running_half(m, old),
@@ -687,6 +731,7 @@ static void begin_reload(master_t *m)
         return;
     }
     m->reloading = 1;
+    m->reload_started = ev_now(m->loop);
     ev_timer_set(&m->reload_quit_w, RELOAD_QUIT_DELAY_MS / 1000.0, 0.);
     ev_timer_start(m->loop, &m->reload_quit_w);
 }

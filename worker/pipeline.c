@@ -26,6 +26,10 @@ static void run(sw_token_t *t, sw_verdict_t v);
 /* Lease busy backoff: first delay, cap. */
 #define SW_BUSY_FIRST_MS 5
 #define SW_BUSY_MAX_MS 200
+/* A lease's holder is asked again this often while the lease stays busy:
+ * an ask is a pub/sub message, lost if the holder's pub/sub connection is
+ * down or being replaced. */
+#define SW_ASK_AGAIN_MS 1000
 
 void sw_tok__answer_error(sw_token_t *t, sw_event_t *ev, sw_errc_t code, const char *msg)
 {
@@ -102,14 +106,14 @@ static sw_verdict_t loaded(sw_token_t *t, const sw_store_loaded_t *res)
             return sw_tok__fail(t, SW_ERRC_STATE_UNAVAILABLE,
                                 "state is locked by another worker; retry");
         }
-        if (!f->asked_holder) {
+        if (!f->asked_ms || now - f->asked_ms >= SW_ASK_AGAIN_MS) {
             /* Ask the holder (its inbox) to finish and hand the lease over;
-             * no keyspace notifications involved. Asked once per busy
-             * streak, unless the store named no valid holder. */
+             * no keyspace notifications involved. Asked at the first busy
+             * answer and again every SW_ASK_AGAIN_MS of the streak. */
             sw_inbox_msg_t m = {
                 .cmd = SW_INBOX_LEASE_WANTED, .token = t->token, .token_len = strlen(t->token)};
             if (sw_wctx_inbox_send(w, res->holder, res->holder_len, &m) != SW_EINVAL)
-                f->asked_holder = 1;
+                f->asked_ms = now;
         }
         f->busy_delay_ms =
             f->busy_delay_ms ? SW_MIN(f->busy_delay_ms * 2, SW_BUSY_MAX_MS) : SW_BUSY_FIRST_MS;
@@ -455,7 +459,7 @@ static void run(sw_token_t *t, sw_verdict_t v)
             sw_inflight_t *f = t->flight;
             f->busy_since_ms = 0;
             f->busy_delay_ms = 0;
-            f->asked_holder = 0;
+            f->asked_ms = 0;
             f->phase = SW_PH_START;
             t->last_active_ms = sw_now_ms();
             v = SW_V_NEXT;

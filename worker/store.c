@@ -49,6 +49,8 @@ enum { UNBOUNDED, BOUNDED };
 
 static int inflight_take(sw_store_t *s, int bounded)
 {
+    if (s->closing)
+        return SW_EUNAVAIL;
     if (bounded && s->inflight >= SW_STORE_MAX_INFLIGHT)
         return SW_ENOMEM;
     s->inflight++;
@@ -94,12 +96,13 @@ void sw_store_free(sw_store_t *s)
 {
     if (!s)
         return;
+    s->closing = 1; /* callbacks run by destroy cannot start new requests */
     s->ops->destroy(s);
 }
 
 int sw_store_ready(const sw_store_t *s)
 {
-    return s->ops->ready(s);
+    return s && !s->closing && s->ops->ready(s);
 }
 
 const char *sw_store_kind(const sw_store_t *s)
@@ -179,7 +182,8 @@ int sw_store_live(sw_store_t *s, sw_live_op_t op, const char *const *tokens,
             return SW_EINVAL;
     for (size_t off = 0; off < n; off += SW_STORE_LIVE_BATCH) {
         size_t k = SW_MIN(n - off, SW_STORE_LIVE_BATCH);
-        (void)inflight_take(s, UNBOUNDED);
+        if (inflight_take(s, UNBOUNDED) < 0)
+            return SW_EUNAVAIL;
         int rc = inflight_settle(
             s, s->ops->live(s, op, tokens + off, sockids + off, k, ttl_ms ? ttl_ms : 15000));
         if (rc < 0)
@@ -192,7 +196,8 @@ int sw_store_reap(sw_store_t *s, const char *holder)
 {
     if (!s || !holder || !token_ok(holder))
         return SW_EINVAL;
-    (void)inflight_take(s, UNBOUNDED);
+    if (inflight_take(s, UNBOUNDED) < 0)
+        return SW_EUNAVAIL;
     return inflight_settle(s, s->ops->reap(s, holder));
 }
 
@@ -201,7 +206,8 @@ int sw_store_publish_acked(sw_store_t *s, const char *name, const char *data, si
 {
     if (!s || !data || !cb || !token_ok(name))
         return SW_EINVAL;
-    (void)inflight_take(s, UNBOUNDED);
+    if (inflight_take(s, UNBOUNDED) < 0)
+        return SW_EUNAVAIL;
     return inflight_settle(s, s->ops->publish_acked(s, name, data, len, cb, udata));
 }
 
@@ -210,7 +216,8 @@ int sw_store_secret(sw_store_t *s, const char *proposal, size_t len, sw_store_va
 {
     if (!s || !proposal || len == 0 || len > 256 || !cb)
         return SW_EINVAL;
-    (void)inflight_take(s, UNBOUNDED);
+    if (inflight_take(s, UNBOUNDED) < 0)
+        return SW_EUNAVAIL;
     return inflight_settle(s, s->ops->secret(s, proposal, len, cb, udata));
 }
 
@@ -218,6 +225,8 @@ int sw_store_publish(sw_store_t *s, const char *name, const char *data, size_t l
 {
     if (!s || !data || !token_ok(name))
         return SW_EINVAL;
+    if (s->closing)
+        return SW_EUNAVAIL;
     return s->ops->publish(s, name, data, len);
 }
 
@@ -253,12 +262,14 @@ int sw_store_subscribe(sw_store_t *s, const char *shared_token, sw_store_message
 {
     if (!s || !on_message || !token_ok(shared_token))
         return SW_EINVAL;
+    if (s->closing)
+        return SW_EUNAVAIL;
     return s->ops->subscribe(s, shared_token, on_message, on_resync, udata);
 }
 
 int sw_store_unsubscribe(sw_store_t *s, const char *shared_token)
 {
-    if (!s || !token_ok(shared_token))
+    if (!s || !token_ok(shared_token) || s->closing)
         return SW_ENOTFOUND;
     return s->ops->unsubscribe(s, shared_token);
 }

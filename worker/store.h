@@ -76,10 +76,17 @@
 sw_store_t *sw_store_new(struct ev_loop *loop, const sw_store_opts_t *opts);
 
 /* Close connections; pending callbacks complete with SW_EUNAVAIL before
- * this returns. Must not be called from inside a store callback. */
+ * this returns. Those callbacks may still call the store: from here on
+ * every call is refused (SW_EUNAVAIL; sw_store_unsubscribe SW_ENOTFOUND;
+ * sw_store_ready 0). Must not be called from inside a store callback.
+ * NULL is a no-op. */
 void sw_store_free(sw_store_t *s);
 
-/* 1 when the store can take requests now (Redis connected, or memory). */
+/* 1 when the store can take requests and deliver messages now: memory;
+ * or Redis has answered on the command connection and, while anything is
+ * subscribed, on the pub/sub connection, and neither has been lost or
+ * left a command unanswered past the reply timeout since
+ * (worker/store_link.h). */
 int sw_store_ready(const sw_store_t *s);
 
 /* "redis" or "memory". */

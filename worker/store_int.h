@@ -123,6 +123,7 @@ struct sw_store {
     uint32_t lease_ms;
     uint32_t log_max;
     size_t inflight; /* accepted requests not yet completed (see above) */
+    int closing;     /* sw_store_free began: every call is refused */
     ev_idle defer_w; /* delivers the done queue */
     sw_store_done_t *done_head;
     sw_store_done_t *done_tail;

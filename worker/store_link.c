@@ -21,14 +21,18 @@ struct sw_store_link {
     char *host;             /* owned */
     redisAsyncContext *ac;  /* NULL while down */
     int connected;          /* ac is connected (onConnect OK) */
+    int answered;           /* Redis has answered on ac: the link is up */
+    int ping_out;           /* an idle ping was sent, nothing heard since */
     int down;               /* lost / attempt failed, not back yet (logged) */
     int closing;            /* being freed */
     uint32_t backoff_ms;
     ev_timer retry_w;
     ev_timer watchdog_w;  /* drops a connection that stopped answering */
+    ev_timer ping_w;      /* pings a connection that has been quiet */
     ev_prepare flush_w;   /* writes the commands of this loop pass before it blocks */
     uint32_t awaiting;    /* commands sent whose reply has not come */
     uint64_t progress_ms; /* last reply, or first send after a quiet spell */
+    uint64_t heard_ms;    /* last time anything came from Redis */
 };
 
 static void link_connect(sw_store_link_t *l);
@@ -50,6 +54,8 @@ static void went_down(sw_store_link_t *l, const char *why)
 {
     l->ac = NULL;
     l->connected = 0;
+    l->answered = 0;
+    l->ping_out = 0;
     l->awaiting = 0;
     if (l->closing)
         return;
@@ -79,6 +85,23 @@ static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
         went_down(l, "reply timeout");
 }
 
+/* Ping a connection from which nothing has come for ping_ms (one ping
+ * at a time: an unanswered one is the watchdog's). */
+static void on_ping(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sw_store_link_t *l = sw_container_of(w, sw_store_link_t, ping_w);
+    if (!l->ac || !l->connected || l->ping_out)
+        return;
+    if (sw_now_ms() - l->heard_ms < l->o.ping_ms)
+        return;
+    if (l->o.ping(l->o.udata, l->ac) != 0)
+        return;
+    l->ping_out = 1;
+    sw_store_link_sent(l);
+}
+
 static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {
     sw_store_link_t *l = sw_container_of(w, sw_store_link_t, retry_w);
@@ -94,6 +117,21 @@ static void on_connect(const redisAsyncContext *ac, int status)
         return;
     }
     l->connected = 1;
+    l->heard_ms = sw_now_ms(); /* the ping period counts from here */
+    if (l->o.port && redisEnableKeepAlive((redisContext *)&ac->c) != REDIS_OK)
+        sw_log(SW_LOG_WARN, "redis: %s: keepalive: %s", l->o.what, ac->c.errstr);
+}
+
+/* Something came from Redis on the current connection. */
+static void heard(sw_store_link_t *l)
+{
+    uint64_t now = sw_now_ms();
+    l->progress_ms = now;
+    l->heard_ms = now;
+    l->ping_out = 0;
+    if (l->answered || !l->ac)
+        return;
+    l->answered = 1;
     l->backoff_ms = BACKOFF_MIN_MS;
     if (l->down) {
         l->down = 0;
@@ -146,6 +184,8 @@ static void link_connect(sw_store_link_t *l)
     redisLibevAttach(l->loop, ac);
     l->ac = ac;
     l->connected = 0;
+    l->answered = 0;
+    l->ping_out = 0;
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     if (l->o.on_open)
@@ -166,6 +206,12 @@ sw_store_link_t *sw_store_link_new(struct ev_loop *loop, const sw_store_link_opt
         ev_timer_start(loop, &l->watchdog_w);
         ev_unref(loop); /* the watchdog alone does not keep the loop alive */
     }
+    if (o->ping_ms && o->reply_timeout_ms && o->ping) {
+        double period = o->ping_ms / 4000.0; /* a quiet spell is found within ping_ms * 1.25 */
+        ev_timer_init(&l->ping_w, on_ping, period, period);
+        ev_timer_start(loop, &l->ping_w);
+        ev_unref(loop); /* nor the pings */
+    }
     ev_prepare_init(&l->flush_w, on_flush);
     ev_prepare_start(loop, &l->flush_w);
     ev_unref(loop); /* nor does the flush step */
@@ -181,6 +227,10 @@ void sw_store_link_free(sw_store_link_t *l)
     if (l->o.reply_timeout_ms) {
         ev_ref(l->loop);
         ev_timer_stop(l->loop, &l->watchdog_w);
+    }
+    if (ev_is_active(&l->ping_w)) {
+        ev_ref(l->loop);
+        ev_timer_stop(l->loop, &l->ping_w);
     }
     ev_ref(l->loop);
     ev_prepare_stop(l->loop, &l->flush_w);
@@ -206,7 +256,12 @@ redisAsyncContext *sw_store_link_ctx(const sw_store_link_t *l)
 
 int sw_store_link_up(const sw_store_link_t *l)
 {
-    return l->ac && l->connected;
+    return l->ac && l->connected && l->answered;
+}
+
+int sw_store_link_failing(const sw_store_link_t *l)
+{
+    return l->down;
 }
 
 void sw_store_link_sent(sw_store_link_t *l)
@@ -219,5 +274,10 @@ void sw_store_link_replied(sw_store_link_t *l)
 {
     if (l->awaiting > 0)
         l->awaiting--;
-    l->progress_ms = sw_now_ms();
+    heard(l);
+}
+
+void sw_store_link_heard(sw_store_link_t *l)
+{
+    heard(l);
 }

@@ -3,17 +3,29 @@
  * to 2 s) whenever it is lost or cannot be opened. The Redis store runs
  * its command connection and its pub/sub connection on one each.
  *
+ * A link counts as up only once Redis has answered on the connection
+ * (the first sw_store_link_replied / sw_store_link_heard after it
+ * opened), not when the kernel completes the TCP connect: a stopped or
+ * hung Redis still accepts connections.
+ *
  * A link with a reply timeout also watches its replies: when commands
- * wait (sw_store_link_sent) and nothing has answered
- * (sw_store_link_replied) for that long, the connection is dropped and
- * reopened (hiredis 0.14 has no async timeouts), so the waiting commands
- * get their NULL reply instead of hanging. Commands issued during a loop
- * pass are written right before the loop polls, in one write(2).
+ * wait (sw_store_link_sent) and nothing has come from Redis
+ * (sw_store_link_replied, sw_store_link_heard) for that long, the
+ * connection is dropped and reopened (hiredis 0.14 has no async
+ * timeouts), so the waiting commands get their NULL reply instead of
+ * hanging. A link with a ping period also sends its owner's ping command
+ * whenever nothing has come for that long, so that a connection that
+ * died silently (no FIN, no RST) is found even while no command waits:
+ * within ping period + reply timeout (+ one watchdog tick, 0.5 s). TCP
+ * connections also get kernel keepalive (SO_KEEPALIVE: 15 s idle, then
+ * 3 probes 5 s apart). Commands issued during a loop pass are written
+ * right before the loop polls, in one write(2).
  *
  * Logs (once per outage): "redis: <what> lost: <why>", "redis: <what>
  * restored". Sources: hiredis 0.14 async API (a pending callback gets a
  * NULL reply when the context is freed or the connection drops; the
- * disconnect callback comes after them). */
+ * disconnect callback comes after them; redisEnableKeepAlive), tcp(7)
+ * (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT). */
 #ifndef SW_WORKER_STORE_LINK_H
 #define SW_WORKER_STORE_LINK_H
 
@@ -29,6 +41,13 @@ typedef struct sw_store_link_opts {
     const char *host; /* host name, or unix socket path when port == 0; copied */
     int port;
     uint32_t reply_timeout_ms; /* 0 = no reply watchdog */
+    /* Period of the idle ping, ms (0 = none; needs a reply timeout and
+     * `ping`). */
+    uint32_t ping_ms;
+    /* Send one command whose answer reaches the owner, who then calls
+     * sw_store_link_replied (the link counts it sent). 0 when sent, -1
+     * when not. May be NULL. */
+    int (*ping)(void *udata, redisAsyncContext *ac);
     /* A context was just opened (not yet connected; ac->data is the link):
      * queue the commands that must come before any other on it. May be
      * NULL. */
@@ -60,12 +79,24 @@ void sw_store_link_open(sw_store_link_t *l);
  * connected yet: commands sent then wait for the connection. */
 redisAsyncContext *sw_store_link_ctx(const sw_store_link_t *l);
 
-/* 1 when the connection is up (connected and not lost since). */
+/* 1 when the connection is up: connected, answered at least once by
+ * Redis, and not lost since. */
 int sw_store_link_up(const sw_store_link_t *l);
 
+/* 1 during an outage: the connection was lost (or could not be opened,
+ * or left a command unanswered past the reply timeout) and Redis has not
+ * answered on a new one since. Owners fail requests at once then instead
+ * of queueing them behind a connection that may never answer. */
+int sw_store_link_failing(const sw_store_link_t *l);
+
 /* The reply watchdog's count: a command that expects a reply was sent /
- * a reply came. */
+ * its reply came (call only with a real reply, not the NULL one of a
+ * dropped connection). */
 void sw_store_link_sent(sw_store_link_t *l);
 void sw_store_link_replied(sw_store_link_t *l);
+
+/* Something came from Redis that answers no command (a pub/sub
+ * message): the connection is alive. */
+void sw_store_link_heard(sw_store_link_t *l);
 
 #endif

@@ -30,6 +30,10 @@
  * requests complete with SW_EUNAVAIL instead of hanging. */
 #define REPLY_TIMEOUT_MS 5000
 
+/* A connection from which nothing has come for this long is sent a PING,
+ * so a connection that died silently is found while idle too. */
+#define PING_MS 1000
+
 typedef struct redis_store {
     sw_store_t base;
     int db;
@@ -76,10 +80,13 @@ static redis_store_t *rs_of(sw_store_t *s)
     return sw_container_of(s, redis_store_t, base);
 }
 
-/* The command connection's context, NULL while it is down. */
+/* The command connection's context to send a request on; NULL while it
+ * is down, and during an outage until Redis answers on a new connection
+ * (a hung Redis still completes TCP connects): requests then fail at
+ * once with SW_EUNAVAIL instead of each waiting out the reply timeout. */
 static redisAsyncContext *cmd_ctx(const redis_store_t *rs)
 {
-    return sw_store_link_ctx(rs->link);
+    return sw_store_link_failing(rs->link) ? NULL : sw_store_link_ctx(rs->link);
 }
 
 /* ---- Requests ---------------------------------------------------------------- */
@@ -342,7 +349,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     rreq_t *q = priv;
     redisReply *rep = reply;
-    sw_store_link_replied(q->rs->link);
+    if (rep)
+        sw_store_link_replied(q->rs->link);
     if (rep && q->rs->on_rtt)
         q->rs->on_rtt(q->rs->rtt_udata, sw_now_ns() - q->sent_ns);
     if (rep && rep->type == REDIS_REPLY_ERROR && q->script >= 0 && !q->evaled &&
@@ -391,11 +399,30 @@ static void on_hello(redisAsyncContext *ac, void *reply, void *priv)
 {
     redisReply *rep = reply;
     redis_store_t *rs = priv;
-    if (rep && rep->type == REDIS_REPLY_ERROR && !rs->freeing) {
-        /* SELECT refused (db out of range): never write to the wrong db. */
+    if (!rep || rs->freeing)
+        return;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        /* SELECT refused (db out of range): never write to the wrong db,
+         * and the link never counts as up. */
         sw_log(SW_LOG_ERROR, "redis: SELECT %d: %s", rs->db, rep->str);
         redisAsyncDisconnect(ac);
+        return;
     }
+    sw_store_link_replied(rs->link); /* the link is up from here */
+}
+
+/* The idle ping's answer (or NULL: the connection is gone). */
+static void on_pong(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    redis_store_t *rs = priv;
+    if (reply && !rs->freeing)
+        sw_store_link_replied(rs->link);
+}
+
+static int cmd_ping(void *udata, redisAsyncContext *ac)
+{
+    return redisAsyncCommand(ac, on_pong, udata, "PING") == REDIS_OK ? 0 : -1;
 }
 
 /* A new command connection. Always send a first command: it arms the
@@ -407,10 +434,10 @@ static void on_hello(redisAsyncContext *ac, void *reply, void *priv)
 static void cmd_on_open(void *udata, redisAsyncContext *ac)
 {
     redis_store_t *rs = udata;
-    if (rs->db != 0)
-        redisAsyncCommand(ac, on_hello, rs, "SELECT %d", rs->db);
-    else
-        redisAsyncCommand(ac, on_hello, rs, "PING");
+    int rc = rs->db != 0 ? redisAsyncCommand(ac, on_hello, rs, "SELECT %d", rs->db)
+                         : redisAsyncCommand(ac, on_hello, rs, "PING");
+    if (rc == REDIS_OK)
+        sw_store_link_sent(rs->link); /* no answer within the reply timeout: dropped */
     sw_store_script_load_all(ac);
 }
 
@@ -426,10 +453,12 @@ sw_store_t *sw_store_redis_new(struct ev_loop *loop, const sw_store_opts_t *opts
                               .host = host,
                               .port = port,
                               .reply_timeout_ms = REPLY_TIMEOUT_MS,
+                              .ping_ms = PING_MS,
+                              .ping = cmd_ping,
                               .on_open = cmd_on_open,
                               .udata = rs};
     rs->link = sw_store_link_new(loop, &o);
-    rs->subs = sw_store_sub_new(loop, host, port);
+    rs->subs = sw_store_sub_new(loop, host, port, REPLY_TIMEOUT_MS, PING_MS);
     sw_store_link_open(rs->link);
     return &rs->base;
 }
@@ -457,7 +486,7 @@ static void redis_destroy(sw_store_t *s)
 static int redis_ready(const sw_store_t *s)
 {
     const redis_store_t *rs = sw_container_of(s, redis_store_t, base);
-    return sw_store_link_up(rs->link);
+    return sw_store_link_up(rs->link) && sw_store_sub_up(rs->subs);
 }
 
 static int redis_acquire_load(sw_store_t *s, const char *token, sw_store_load_cb cb, void *udata)

@@ -36,6 +36,14 @@ typedef struct rsub {
     void *udata;
 } rsub_t;
 
+/* The heartbeat channel: subscribed first on every connection and
+ * subscribed again as the idle ping. A plain PING would do in RESP2
+ * subscribed mode, but hiredis 0.14 queues its callback where no reply
+ * ever reaches it (one leaked callback per ping); a repeated SUBSCRIBE
+ * replaces the channel's callback and is answered like any subscribe.
+ * Nothing is published on it. */
+#define PING_CHANNEL "sw:ping"
+
 struct sw_store_sub {
     sw_store_link_t *link; /* the pub/sub connection */
     rsub_t *subs;          /* channel -> subscription */
@@ -63,6 +71,7 @@ static void sub_send(sw_store_sub_t *b, rsub_t *sub, const char *verb)
         sw_log(SW_LOG_WARN, "redis: %s %s: not sent", verb, sub->channel);
         return;
     }
+    sw_store_link_sent(b->link); /* one reply per channel, either verb */
     if (verb[0] == 'S')
         sub->sent = 1;
     else
@@ -76,9 +85,16 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
     if (!rep || b->freeing)
         return; /* connection gone: sub_on_down handles it */
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
-        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING)
+        rep->element[0]->type != REDIS_REPLY_STRING ||
+        rep->element[1]->type != REDIS_REPLY_STRING) {
+        sw_store_link_heard(b->link);
         return;
+    }
     const char *type = rep->element[0]->str;
+    if (strcmp(type, "subscribe") == 0 || strcmp(type, "unsubscribe") == 0)
+        sw_store_link_replied(b->link); /* answers a (UN)SUBSCRIBE, the ping's too */
+    else
+        sw_store_link_heard(b->link);
     rsub_t *sub = NULL;
     HASH_FIND(hh, b->subs, rep->element[1]->str, (size_t)rep->element[1]->len, sub);
     if (!sub)
@@ -117,11 +133,19 @@ static void sub_on_down(void *udata)
     }
 }
 
-/* A new connection: SUBSCRIBE every live subscription. */
+static int sub_ping(void *udata, redisAsyncContext *ac)
+{
+    return redisAsyncCommand(ac, on_sub_reply, udata, "SUBSCRIBE " PING_CHANNEL) == REDIS_OK ? 0
+                                                                                             : -1;
+}
+
+/* A new connection: the heartbeat channel first (its answer makes the
+ * link up), then SUBSCRIBE every live subscription. */
 static void sub_on_open(void *udata, redisAsyncContext *ac)
 {
     sw_store_sub_t *b = udata;
-    (void)ac;
+    if (sub_ping(b, ac) == 0)
+        sw_store_link_sent(b->link);
     rsub_t *sub, *tmp;
     HASH_ITER(hh, b->subs, sub, tmp)
     {
@@ -137,12 +161,16 @@ static int sub_wanted(void *udata)
     return b->nlive > 0;
 }
 
-sw_store_sub_t *sw_store_sub_new(struct ev_loop *loop, const char *host, int port)
+sw_store_sub_t *sw_store_sub_new(struct ev_loop *loop, const char *host, int port,
+                                 uint32_t reply_timeout_ms, uint32_t ping_ms)
 {
     sw_store_sub_t *b = sw_xcalloc(1, sizeof(*b));
     sw_store_link_opts_t o = {.what = "pub/sub connection",
                               .host = host,
                               .port = port,
+                              .reply_timeout_ms = reply_timeout_ms,
+                              .ping_ms = ping_ms,
+                              .ping = sub_ping,
                               .on_open = sub_on_open,
                               .on_down = sub_on_down,
                               .wanted = sub_wanted,
@@ -163,6 +191,11 @@ void sw_store_sub_free(sw_store_sub_t *b)
         rsub_free(b, sub);
     }
     free(b);
+}
+
+int sw_store_sub_up(const sw_store_sub_t *b)
+{
+    return b->nlive == 0 || sw_store_link_up(b->link);
 }
 
 int sw_store_sub_add(sw_store_sub_t *b, const char *token, sw_store_message_cb on_message,

@@ -109,7 +109,7 @@ typedef struct sw_inflight {
     uint64_t load_sent_ms; /* when the acquire was sent */
     uint64_t busy_since_ms;
     uint32_t busy_delay_ms;
-    int asked_holder;                         /* this busy streak already asked the holder */
+    uint64_t asked_ms;                        /* when this busy streak last asked the holder */
     sw_phase_t phase;                         /* the stage the runner calls next */
     uint32_t retry_ms;                        /* SW_V_LATER: the delay */
     int commit_status;                        /* the commit's result (0 or SW_E*) */

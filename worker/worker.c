@@ -119,10 +119,22 @@ static void secret_cb(struct ev_loop *loop, ev_timer *tw, int revents)
     }
 }
 
+/* Ready: the store answers on its connections, and the key that signs
+ * stream credentials is known (fetched from the store at start). What
+ * /healthz reports, and what the master prefers when it hands out a new
+ * connection. */
+static int worker_ready(const sw_worker_t *w)
+{
+    return sw_store_ready(w->store) && w->have_cred_key;
+}
+
 static void publish_cb(struct ev_loop *loop, ev_prepare *pw, int revents)
 {
     sw_worker_t *w = sw_container_of(pw, sw_worker_t, publish_w);
     atomic_store_explicit(&w->stats->connections, (uint64_t)w->conns.nconns, memory_order_relaxed);
+    uint32_t ready = worker_ready(w) && !w->draining;
+    if (atomic_load_explicit(&w->stats->ready, memory_order_relaxed) != ready)
+        atomic_store_explicit(&w->stats->ready, ready, memory_order_relaxed);
 }
 
 static void channel_cb(struct ev_loop *loop, ev_io *iw, int revents)
@@ -212,9 +224,7 @@ static void on_http(sw_conn_t *c, const sw_http_request_t *req)
             sw_conn_http_error(c, 405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n");
             return;
         }
-        /* ready: the store answers, and the key that signs stream credentials is
-         * known (fetched from the store at start) */
-        int ready = sw_store_ready(w->store) && w->have_cred_key;
+        int ready = worker_ready(w);
         int n = snprintf(body, sizeof(body),
                          "{\"status\":\"%s\",\"app\":\"%s\",\"worker\":%d,\"pid\":%d,"
                          "\"store\":\"%s\",\"store_ready\":%s,\"connections\":%zu,"
@@ -414,9 +424,12 @@ int sw_worker_run(struct ev_loop *loop, const sw_config_t *cfg, const sw_appdef_
     rc = 0;
 
 out:
+    /* The store first: the completions it still owes (SW_EUNAVAIL) reach
+     * tokens and rooms that are still alive; what they ask of it then is
+     * refused, and so is what freeing them asks (w->store NULL). */
+    sw_store_free(w->store);
+    w->store = NULL;
     sw_token_free_all(w);
-    if (w->store)
-        sw_store_free(w->store);
     sw_session_posts_cancel(w);
     sw_wctx_destroy(w);
     free(w);
